@@ -1,0 +1,64 @@
+"""The one interface every channel adapter implements, and its result type.
+
+Adapters know nothing about events or deliveries: they take an ``Outbound`` (already rendered)
+and return a ``SendResult``. Outcomes are values, not exceptions:
+
+- ``accepted``: the provider took the message (``provider_id`` set);
+- ``transient``: try again later (timeouts, 429, 5xx, refused connections; ``retry_after``
+  when the provider said how long to wait);
+- ``permanent``: retrying cannot help (invalid number, unregistered token, hard bounce);
+  ``contact_invalid`` says the contact itself is bad and should be marked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+__all__ = ["Channel", "Outbound", "SendResult"]
+
+Outcome = Literal["accepted", "transient", "permanent"]
+
+
+@dataclass(frozen=True)
+class Outbound:
+    message_id: str
+    channel: Literal["sms", "email", "push"]
+    to: str  # E.164 phone, e-mail address or push token
+    text: str  # SMS body, push body or e-mail plain text
+    subject: str = ""  # e-mail subject or push title
+    html: str = ""
+    data: dict[str, str] = field(default_factory=dict)  # push data payload
+    collapse_key: str | None = None  # push: a newer message with this key replaces older ones
+    unsubscribe_url: str | None = None  # e-mail List-Unsubscribe
+    locale: str = "en"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    provider_id: str | None = None
+    reason: str | None = None
+    error_code: str | None = None
+    retry_after: float | None = None
+    contact_invalid: bool = False
+
+    @classmethod
+    def accepted(cls, provider_id: str) -> SendResult:
+        return cls("accepted", provider_id=provider_id)
+
+    @classmethod
+    def transient(cls, reason: str, *, code: str | None = None, retry_after: float | None = None) -> SendResult:
+        return cls("transient", reason=reason, error_code=code, retry_after=retry_after)
+
+    @classmethod
+    def permanent(cls, reason: str, *, code: str | None = None, contact_invalid: bool = False) -> SendResult:
+        return cls("permanent", reason=reason, error_code=code, contact_invalid=contact_invalid)
+
+
+class Channel(Protocol):
+    name: str
+
+    async def send(self, message: Outbound) -> SendResult: ...
+
+    async def close(self) -> None: ...

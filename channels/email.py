@@ -1,0 +1,157 @@
+"""E-mail through SMTP with aiosmtplib: multipart text + HTML, one Message-ID per message.
+
+``SmtpEmail`` keeps a small pool of open SMTP connections (created lazily, reused across
+messages, replaced when the server drops them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from .base import Outbound, SendResult
+
+__all__ = ["SmtpEmail", "build_email"]
+
+# SMTP reply codes that mean the address itself is bad (hard bounce).
+_BAD_ADDRESS = {550, 551, 553}
+
+
+def build_email(message: Outbound, sender: str, domain: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = message.to
+    msg["Subject"] = message.subject
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = f"<{message.message_id}@{domain}>"
+    msg["Content-Language"] = message.locale
+    if message.unsubscribe_url:
+        msg["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(message.text)
+    if message.html:
+        msg.add_alternative(message.html, subtype="html")
+    return msg
+
+
+class SmtpEmail:
+    name = "email"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        username: str | None = None,
+        password: str | None = None,
+        use_tls: bool = False,
+        start_tls: bool = False,
+        timeout: float = 10.0,
+        pool_size: int = 4,
+    ) -> None:
+        self._options = {
+            "hostname": host,
+            "port": port,
+            "username": username,
+            "password": password,
+            "use_tls": use_tls,
+            "start_tls": start_tls if start_tls else False,
+            "timeout": timeout,
+        }
+        self._sender = sender
+        _, address = email.utils.parseaddr(sender)
+        self._envelope_from = address or sender
+        self._domain = address.rpartition("@")[2] or "localhost"
+        self._pool: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(pool_size)
+        self._all: set[aiosmtplib.SMTP] = set()
+
+    async def _acquire(self) -> aiosmtplib.SMTP:
+        await self._slots.acquire()
+        try:
+            client = self._pool.get_nowait()
+        except asyncio.QueueEmpty:
+            client = aiosmtplib.SMTP(**self._options)
+            self._all.add(client)
+        if not client.is_connected:
+            try:
+                await client.connect()
+            except BaseException:
+                self._discard(client)
+                raise
+        return client
+
+    def _release(self, client: aiosmtplib.SMTP, healthy: bool) -> None:
+        if healthy:
+            self._pool.put_nowait(client)
+        else:
+            self._discard(client)
+        self._slots.release()
+
+    def _discard(self, client: aiosmtplib.SMTP) -> None:
+        self._all.discard(client)
+        if client.is_connected:
+            client.close()
+
+    async def send(self, message: Outbound) -> SendResult:
+        msg = build_email(message, self._sender, self._domain)
+        provider_id = f"<{message.message_id}@{self._domain}>"
+        for attempt in (1, 2):
+            try:
+                client = await self._acquire()
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+                self._slots.release()
+                return SendResult.transient(f"smtp connect failed: {_describe(e)}")
+            healthy = True
+            try:
+                await client.send_message(msg, sender=self._envelope_from, recipients=[message.to])
+                return SendResult.accepted(provider_id)
+            except aiosmtplib.SMTPRecipientsRefused as e:
+                refused = e.recipients[0] if e.recipients else None
+                code = refused.code if refused else 550
+                return _by_code(code, f"recipient refused: {refused.message if refused else ''}")
+            except aiosmtplib.SMTPResponseException as e:
+                healthy = e.code < 500 or e.code in _BAD_ADDRESS
+                await _reset(client)
+                return _by_code(e.code, e.message)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as e:
+                healthy = False
+                if attempt == 2:
+                    return SendResult.transient(f"smtp connection lost: {_describe(e)}")
+            except (aiosmtplib.SMTPException, asyncio.TimeoutError) as e:
+                healthy = False
+                return SendResult.transient(f"smtp error: {_describe(e)}")
+            finally:
+                self._release(client, healthy)
+        return SendResult.transient("smtp unavailable")  # pragma: no cover - loop always returns
+
+    async def close(self) -> None:
+        for client in list(self._all):
+            if client.is_connected:
+                try:
+                    await asyncio.wait_for(client.quit(), 2)
+                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                    client.close()
+        self._all.clear()
+
+
+async def _reset(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.rset()
+    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+        client.close()
+
+
+def _by_code(code: int, text: str) -> SendResult:
+    reason = f"smtp {code}: {text}".strip()
+    if 400 <= code < 500:
+        return SendResult.transient(reason, code=str(code))
+    return SendResult.permanent(reason, code=str(code), contact_invalid=code in _BAD_ADDRESS)
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__

@@ -1,0 +1,107 @@
+"""Push notifications through Firebase Cloud Messaging (HTTP v1) with firebase-admin.
+
+``FcmPush`` owns one named firebase-admin app per worker and sends with
+``messaging.send_each_async``. Each push carries a notification (title, body) and a data
+payload, and a collapse key (Android ``collapse_key``, APNs ``apns-collapse-id``) so a newer
+update about the same delivery replaces the older one on the phone.
+
+``base_url`` replaces ``https://fcm.googleapis.com`` (the sandbox serves the same API on
+loopback). Without ``credentials_file`` a fixed access token is used, which only the sandbox
+accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import firebase_admin
+from firebase_admin import credentials, exceptions, messaging
+from google.oauth2.credentials import Credentials as TokenCredentials
+
+from .base import Outbound, SendResult
+
+__all__ = ["FcmPush"]
+
+FCM_ORIGIN = "https://fcm.googleapis.com"
+_app_numbers = itertools.count(1)
+
+
+class _StaticToken(credentials.Base):  # type: ignore[misc]
+    """A credential with a fixed bearer token (sandbox only; needs no network)."""
+
+    def get_credential(self) -> TokenCredentials:
+        return TokenCredentials(token="sandbox-token")
+
+
+class FcmPush:
+    name = "push"
+
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        base_url: str = FCM_ORIGIN,
+        credentials_file: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        cred = credentials.Certificate(credentials_file) if credentials_file else _StaticToken()
+        self._app = firebase_admin.initialize_app(
+            cred,
+            {"projectId": project_id, "httpTimeout": timeout},
+            name=f"hub-push-{next(_app_numbers)}",
+        )
+        self._service = messaging._get_messaging_service(self._app)
+        # firebase-admin has no public setting for the endpoint; the URL format is FCM's v1 API.
+        self._service._fcm_url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+
+    def _build(self, message: Outbound) -> messaging.Message:
+        data = {**message.data, "message_id": message.message_id}
+        return messaging.Message(
+            fid=message.to,
+            notification=messaging.Notification(title=message.subject, body=message.text),
+            data=data,
+            android=messaging.AndroidConfig(collapse_key=message.collapse_key, priority="high"),
+            apns=messaging.APNSConfig(
+                headers={"apns-collapse-id": message.collapse_key} if message.collapse_key else None
+            ),
+        )
+
+    async def send(self, message: Outbound) -> SendResult:
+        try:
+            batch = await messaging.send_each_async([self._build(message)], app=self._app, dry_run=False)
+        except exceptions.FirebaseError as e:
+            return _classify(e)
+        response = batch.responses[0]
+        if response.success:
+            return SendResult.accepted(str(response.message_id))
+        return _classify(response.exception)
+
+    async def close(self) -> None:
+        client: Any = self._service._async_client
+        await client.aclose()
+        # delete_app closes the service with asyncio.run(), which needs a thread without a loop.
+        await asyncio.to_thread(firebase_admin.delete_app, self._app)
+
+
+def _classify(error: BaseException | None) -> SendResult:
+    reason = f"fcm: {error}" if error else "fcm: unknown error"
+    if isinstance(error, (messaging.UnregisteredError, messaging.SenderIdMismatchError)):
+        return SendResult.permanent(reason, code="UNREGISTERED", contact_invalid=True)
+    if isinstance(
+        error,
+        (
+            messaging.QuotaExceededError,
+            exceptions.UnavailableError,
+            exceptions.InternalError,
+            exceptions.DeadlineExceededError,
+            exceptions.ResourceExhaustedError,
+            exceptions.UnknownError,
+            exceptions.AbortedError,
+        ),
+    ):
+        return SendResult.transient(reason, code=type(error).__name__)
+    if isinstance(error, exceptions.InvalidArgumentError):
+        return SendResult.permanent(reason, code="INVALID_ARGUMENT", contact_invalid=True)
+    return SendResult.permanent(reason, code=type(error).__name__ if error else None)

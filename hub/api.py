@@ -1,0 +1,414 @@
+"""The HTTP API (aiohttp), built by ``create_app(settings)``. Stateless: scale it horizontally.
+
+Routes (see docs/api.md and ``/openapi.json``):
+
+    POST   /v1/events                      one event          -> 202
+    POST   /v1/events/batch                up to api.batch_limit events -> 202 | 207 | 422
+    PUT    /v1/customers/{id}              contact fields     -> 201 | 200
+    GET    /v1/customers/{id}
+    PATCH  /v1/customers/{id}/preferences  any subset         -> 200
+    DELETE /v1/customers/{id}              erase personal data -> 204
+    GET    /v1/deliveries/{id}             delivery and milestone timeline
+    GET    /v1/messages?delivery_id=|customer_id=
+    GET    /v1/messages/{id}               one message with its status history
+    GET|POST /u/{token}                    e-mail unsubscribe (one-click, RFC 8058)
+    GET    /healthz, /readyz, /openapi.json
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from aiohttp import web
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from preferences import Contact, CustomerStore, Preferences
+from preferences.store import CONTACT_FIELDS
+
+from . import keys
+from .config import ApiKey, Settings, hash_key
+from .errors import ApiError, error_response
+from .links import Links
+from .masking import mask, mask_phone
+from .schema import Event, EventInvalid, parse_event, validation_fields
+from .store import HubStore
+from .worker import JOB_NAME, job_serializer
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+ARQ = web.AppKey("arq", ArqRedis)
+STORE = web.AppKey("store", HubStore)
+CUSTOMERS = web.AppKey("customers", CustomerStore)
+LINKS = web.AppKey("links", Links)
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/+-")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# -- middleware ------------------------------------------------------------------------------
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e.status, e.code, e.message, e.fields)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].api.max_body_bytes
+        return error_response(413, "body_too_large", f"request body is over the {limit}-byte limit")
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
+        return error_response(e.status, code, e.reason, headers={k: v for k, v in e.headers.items()
+                                                                 if k == "Allow"})
+    except RedisError:
+        log.exception("redis unavailable")
+        return error_response(503, "store_unavailable", "the store is unavailable; retry later",
+                              headers={"Retry-After": "5"})
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error; it has been logged")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def authenticate(request: web.Request, scope: str) -> ApiKey:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'")
+    digest = hash_key(token.strip())
+    match = None
+    for key in request.app[SETTINGS].all_keys():
+        if hmac.compare_digest(key.sha256, digest):
+            match = key
+    if match is None:
+        raise ApiError(401, "unauthorized", "unknown or revoked API key")
+    if scope not in match.scopes:
+        raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
+    return match
+
+
+async def read_json(request: web.Request) -> Any:
+    ctype = request.headers.get("Content-Type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from e
+
+
+def path_id(request: web.Request, name: str = "id") -> str:
+    value = request.match_info[name]
+    if not value or len(value) > 128 or not set(value) <= _ID_CHARS:
+        raise ApiError(400, "invalid_id", f"{name} must be 1-128 characters of letters, digits and _.:@/+-")
+    return value
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
+
+
+def wants_unmasked(request: web.Request, key: ApiKey) -> bool:
+    return request.query.get("reveal") in ("1", "true") and "admin" in key.scopes
+
+
+# -- events ----------------------------------------------------------------------------------
+async def _enqueue(app: web.Application, source: str, event: Event, received_at: str) -> None:
+    settings = app[SETTINGS]
+    job = {**event.to_job(), "received_at": received_at}
+    await app[ARQ].enqueue_job(
+        JOB_NAME,
+        source,
+        job,
+        _job_id=f"{source}:{event.event_id}",
+        _queue_name=settings.worker.queue_name,
+        _expires=settings.retention.idempotency_days * 86_400,
+    )
+
+
+async def _accept(app: web.Application, source: str, events: list[Event]) -> list[str]:
+    """Register and enqueue events; returns accepted | duplicate | conflict per event."""
+    received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    states = await app[STORE].accept_events([(source, e.event_id, e.digest()) for e in events], received_at)
+    out = []
+    for event, state in zip(events, states, strict=True):
+        if state == "conflict":
+            out.append("conflict")
+            continue
+        if state in ("new", "queued"):
+            # "queued" seen again: enqueue anyway (arq ignores a job id it already holds), so an
+            # event whose first enqueue was interrupted is still processed.
+            await _enqueue(app, source, event, received_at)
+        out.append("accepted" if state == "new" else "duplicate")
+    return out
+
+
+async def post_event(request: web.Request) -> web.Response:
+    key = authenticate(request, "events")
+    payload = await read_json(request)
+    try:
+        event = parse_event(payload, request.app[SETTINGS].default_region)
+    except EventInvalid as e:
+        raise ApiError(422, "validation_failed", "the event is invalid", e.fields) from e
+    [status] = await _accept(request.app, key.source, [event])
+    if status == "conflict":
+        raise ApiError(409, "event_id_conflict",
+                       f"event_id {event.event_id!r} was already used with a different payload")
+    return json_response({"event_id": event.event_id, "status": status}, status=202)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    key = authenticate(request, "events")
+    settings = request.app[SETTINGS]
+    payload = await read_json(request)
+    items = payload.get("events") if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        raise ApiError(400, "invalid_batch", "send a JSON array of events or {\"events\": [...]}")
+    if len(items) > settings.api.batch_limit:
+        raise ApiError(413, "batch_too_large",
+                       f"{len(items)} events in one batch; the limit is {settings.api.batch_limit}")
+    if not items:
+        raise ApiError(400, "invalid_batch", "the batch is empty")
+    results: list[dict[str, Any]] = []
+    valid: list[tuple[int, Event]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            event = parse_event(item, settings.default_region)
+        except EventInvalid as e:
+            event_id = item.get("event_id") if isinstance(item, dict) else None
+            results.append({"index": index, "event_id": event_id, "status": "rejected",
+                            "error": {"code": "validation_failed", "message": "the event is invalid",
+                                      "fields": e.fields}})
+            continue
+        if event.event_id in seen:
+            results.append({"index": index, "event_id": event.event_id, "status": "duplicate"})
+            continue
+        seen.add(event.event_id)
+        results.append({"index": index, "event_id": event.event_id, "status": "pending"})
+        valid.append((index, event))
+    if valid:
+        statuses = await _accept(request.app, key.source, [e for _, e in valid])
+        for (index, event), status in zip(valid, statuses, strict=True):
+            entry = results[index]
+            entry["status"] = status
+            if status == "conflict":
+                entry["error"] = {"code": "event_id_conflict",
+                                  "message": f"event_id {event.event_id!r} was already used with a different payload"}
+    ok = sum(r["status"] in ("accepted", "duplicate") for r in results)
+    summary = {
+        "accepted": sum(r["status"] == "accepted" for r in results),
+        "duplicate": sum(r["status"] == "duplicate" for r in results),
+        "rejected": len(results) - ok,
+    }
+    status = 202 if ok == len(results) else (422 if ok == 0 else 207)
+    return json_response({"results": results, "summary": summary}, status=status)
+
+
+# -- customers -------------------------------------------------------------------------------
+async def put_customer(request: web.Request) -> web.Response:
+    key = authenticate(request, "events")
+    customer_id = path_id(request)
+    payload = await read_json(request)
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_body", "send a JSON object")
+    payload.pop("id", None)
+    try:
+        contact = Contact.model_validate(payload, context={"region": request.app[SETTINGS].default_region})
+    except ValidationError as e:
+        raise ApiError(422, "validation_failed", "the customer is invalid", validation_fields(e)) from e
+    created = await request.app[CUSTOMERS].replace(customer_id, contact.model_dump(exclude_none=True))
+    record = await request.app[CUSTOMERS].get(customer_id)
+    assert record is not None
+    return json_response(record.to_json(unmask=wants_unmasked(request, key)), status=201 if created else 200)
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    key = authenticate(request, "read")
+    record = await request.app[CUSTOMERS].get(path_id(request))
+    if record is None:
+        raise ApiError(404, "not_found", "no such customer")
+    return json_response(record.to_json(unmask=wants_unmasked(request, key)))
+
+
+async def patch_preferences(request: web.Request) -> web.Response:
+    key = authenticate(request, "events")
+    customer_id = path_id(request)
+    payload = await read_json(request)
+    try:
+        prefs = Preferences.model_validate(payload)
+    except ValidationError as e:
+        raise ApiError(422, "validation_failed", "the preferences are invalid", validation_fields(e)) from e
+    changes = prefs.model_dump(exclude_unset=True, mode="json")
+    if not await request.app[CUSTOMERS].patch_preferences(customer_id, changes):
+        raise ApiError(404, "not_found", "no such customer; create it with PUT /v1/customers/{id} first")
+    record = await request.app[CUSTOMERS].get(customer_id)
+    assert record is not None
+    return json_response(record.to_json(unmask=wants_unmasked(request, key)))
+
+
+async def delete_customer(request: web.Request) -> web.Response:
+    authenticate(request, "events")
+    await request.app[CUSTOMERS].erase(path_id(request))
+    return web.Response(status=204)
+
+
+# -- deliveries and messages -----------------------------------------------------------------
+async def get_delivery(request: web.Request) -> web.Response:
+    key = authenticate(request, "read")
+    delivery_id = path_id(request)
+    store = request.app[STORE]
+    delivery = await store.get_delivery(delivery_id)
+    if delivery is None:
+        raise ApiError(404, "not_found", "no such delivery")
+    driver = delivery.get("driver")
+    if driver and not wants_unmasked(request, key):
+        driver["phone"] = mask_phone(driver.get("phone"))
+    delivery["timeline"] = await store.timeline(delivery_id)
+    return json_response(delivery)
+
+
+def _message_view(message: dict[str, Any], unmask: bool) -> dict[str, Any]:
+    if not unmask:
+        message["to"] = mask(message.get("channel", ""), message.get("to"))
+    return message
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    key = authenticate(request, "read")
+    delivery_id = request.query.get("delivery_id")
+    customer_id = request.query.get("customer_id")
+    if not delivery_id and not customer_id:
+        raise ApiError(400, "missing_filter", "give delivery_id or customer_id",
+                       {"delivery_id": "required unless customer_id is given"})
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError as e:
+        raise ApiError(400, "invalid_limit", "limit must be an integer", {"limit": "not an integer"}) from e
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "invalid_limit", "limit must be between 1 and 1000", {"limit": "out of range"})
+    messages = await request.app[STORE].list_messages(delivery_id=delivery_id, customer_id=customer_id, limit=limit)
+    if delivery_id and customer_id:
+        messages = [m for m in messages if m.get("customer_id") == customer_id]
+    unmask = wants_unmasked(request, key)
+    return json_response({"messages": [_message_view(m, unmask) for m in messages]})
+
+
+async def get_message(request: web.Request) -> web.Response:
+    key = authenticate(request, "read")
+    message = await request.app[STORE].get_message(path_id(request))
+    if message is None:
+        raise ApiError(404, "not_found", "no such message")
+    return json_response(_message_view(message, wants_unmasked(request, key)))
+
+
+# -- unsubscribe -----------------------------------------------------------------------------
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title></head>
+<body style="font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem">
+<h1>{title}</h1>{body}</body></html>"""
+
+
+async def unsubscribe(request: web.Request) -> web.Response:
+    app = request.app
+    message_id = app[LINKS].unsubscribe_message_id(request.match_info["token"])
+    message = await app[STORE].get_message(message_id) if message_id else None
+    if message is None:
+        page = _PAGE.format(title="Link not valid", body="<p>This unsubscribe link is not valid.</p>")
+        return web.Response(status=404, text=page, content_type="text/html")
+    customer_id = message["customer_id"]
+    if request.method == "GET":
+        body = ('<p>Stop delivery updates by e-mail?</p><form method="post">'
+                '<button type="submit">Unsubscribe from e-mail</button></form>')
+        return web.Response(text=_PAGE.format(title="Unsubscribe", body=body), content_type="text/html")
+    record = await app[CUSTOMERS].get(customer_id)
+    opted = sorted(set((record.prefs.get("opt_out") if record else None) or []) | {"email"})
+    await app[CUSTOMERS].patch_preferences(customer_id, {"opt_out": opted})
+    log.info("customer unsubscribed from e-mail", extra={"message_id": message_id})
+    page = _PAGE.format(title="Unsubscribed", body=f"<p>{escape('You will get no more e-mail updates.')}</p>")
+    return web.Response(text=page, content_type="text/html")
+
+
+# -- health ----------------------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems = []
+    try:
+        await request.app[REDIS].ping()
+        newest = await request.app[REDIS].zrange(keys.WORKER_HEARTBEAT, -1, -1, withscores=True)
+        if not newest or time.time() - float(newest[0][1]) > 30:
+            problems.append("no worker heartbeat in the last 30 s")
+    except RedisError:
+        problems.append("redis unreachable")
+    if problems:
+        return json_response({"status": "unavailable", "problems": problems}, status=503)
+    return json_response({"status": "ready"})
+
+
+# -- factory ---------------------------------------------------------------------------------
+def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], None] | None = None) -> web.Application:
+    if not settings.redis_url:
+        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    if not settings.secret_key:
+        raise ValueError("secret_key is required (set HUB_SECRET_KEY)")
+    if not settings.all_keys():
+        raise ValueError("no API keys configured (set HUB_API_KEY or api.keys)")
+    app = web.Application(middlewares=[errors_middleware], client_max_size=settings.api.max_body_bytes)
+    app[SETTINGS] = settings
+    app[LINKS] = Links(settings.secret_key, settings.public_url)
+
+    async def connect(app: web.Application) -> None:
+        redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+        app[REDIS] = redis
+        app[STORE] = HubStore(redis, settings)
+        app[CUSTOMERS] = CustomerStore(redis)
+        app[ARQ] = await create_pool(
+            RedisSettings.from_dsn(str(settings.redis_url)),
+            job_serializer=job_serializer,
+            default_queue_name=settings.worker.queue_name,
+        )
+
+    async def disconnect(app: web.Application) -> None:
+        await app[ARQ].aclose()
+        await app[REDIS].aclose()
+
+    app.on_startup.append(connect)
+    app.on_cleanup.append(disconnect)
+    r = app.router
+    r.add_post("/v1/events", post_event)
+    r.add_post("/v1/events/batch", post_batch)
+    r.add_put("/v1/customers/{id}", put_customer)
+    r.add_get("/v1/customers/{id}", get_customer)
+    r.add_delete("/v1/customers/{id}", delete_customer)
+    r.add_patch("/v1/customers/{id}/preferences", patch_preferences)
+    r.add_get("/v1/deliveries/{id}", get_delivery)
+    r.add_get("/v1/messages", list_messages)
+    r.add_get("/v1/messages/{id}", get_message)
+    r.add_get("/u/{token}", unsubscribe)
+    r.add_post("/u/{token}", unsubscribe)
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    if extra_setup is not None:
+        extra_setup(app)
+    return app
+
+
+_ = CONTACT_FIELDS  # re-exported for handlers that validate contact subsets

@@ -1,0 +1,125 @@
+"""Build the template context for one event and one customer.
+
+Everything time-related is formatted here, in the customer's locale and time zone, so the
+templates only place strings (see ``templates/`` for the variables each template may use).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_date, format_datetime, format_time
+
+__all__ = ["Formatter", "build_context"]
+
+
+class Formatter:
+    def __init__(self, locale: str, timezone: str) -> None:
+        try:
+            self.locale = Locale.parse(locale.replace("-", "_"))
+        except (ValueError, TypeError):
+            self.locale = Locale.parse("en")
+        self.tz = ZoneInfo(timezone)
+
+    def _local(self, value: str | datetime) -> datetime:
+        dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return dt.astimezone(self.tz)
+
+    def date(self, value: str | datetime) -> str:
+        return str(format_date(self._local(value), "EEE d MMM", locale=self.locale))
+
+    def time(self, value: str | datetime) -> str:
+        return str(format_time(self._local(value), "HH:mm", locale=self.locale))
+
+    def datetime(self, value: str | datetime) -> str:
+        local = self._local(value)
+        return f"{self.date(local)} {self.time(local)}"
+
+    def window(self, start: str, end: str) -> dict[str, str]:
+        s, e = self._local(start), self._local(end)
+        same_day = s.date() == e.date()
+        label = (
+            f"{self.date(s)} {self.time(s)}-{self.time(e)}"
+            if same_day
+            else f"{self.datetime(s)} - {self.datetime(e)}"
+        )
+        return {"date": self.date(s), "start": self.time(s), "end": self.time(e), "window": label}
+
+    def slot(self, start: str, end: str) -> str:
+        s, e = self._local(start), self._local(end)
+        hours = f"{s.hour}-{e.hour}" if s.minute == e.minute == 0 else f"{self.time(s)}-{self.time(e)}"
+        return f"{self.date(s)} {hours}"
+
+
+def _first_name(name: str | None) -> str:
+    return name.split()[0] if name and name.split() else ""
+
+
+def build_context(
+    *,
+    event: dict[str, Any],
+    delivery: dict[str, Any],
+    customer_name: str | None,
+    locale: str,
+    timezone: str,
+    sender: dict[str, Any],
+    link: str | None,
+    unsubscribe_url: str | None,
+) -> dict[str, Any]:
+    """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...)."""
+    fmt = Formatter(locale, timezone)
+    data = event.get("data") or {}
+    eta = delivery.get("eta")
+    driver = delivery.get("driver") or event.get("driver")
+    pod = data.get("pod")
+    pickup = data.get("pickup")
+    next_attempt = data.get("next_attempt")
+    signature = pod.get("signature") if pod else None
+    return {
+        "sender": {"name": sender.get("name", ""), "help_url": sender.get("help_url")},
+        "customer": {"name": customer_name or "", "first_name": _first_name(customer_name)},
+        "delivery": {
+            "id": delivery.get("id") or event["delivery"]["id"],
+            "tracking_code": delivery.get("tracking_code") or "",
+            "merchant": delivery.get("merchant") or "",
+            "address": delivery.get("address") or "",
+            "eta": fmt.window(eta["start"], eta["end"]) if eta else None,
+        },
+        "driver": {"first_name": _first_name(driver.get("name"))} if driver and driver.get("name") else None,
+        "event": {"type": event["type"], "occurred_at": fmt.datetime(event["occurred_at"])},
+        "data": {
+            "minutes": data.get("minutes"),
+            "reason": data.get("reason") or "",
+            "kind": data.get("kind") or "",
+            "next_attempt": fmt.window(next_attempt["start"], next_attempt["end"])["window"]
+            if next_attempt
+            else None,
+            "pod": {
+                "recipient": pod.get("recipient"),
+                "place": pod.get("place"),
+                "photo_url": pod.get("photo_url"),
+                "signature": bool(signature),
+            }
+            if pod
+            else None,
+            "pickup": {
+                "name": pickup["name"],
+                "address": pickup.get("address") or "",
+                "hours": pickup.get("hours") or "",
+                "code": pickup.get("code"),
+                "until": fmt.datetime(pickup["until"]) if pickup.get("until") else None,
+            }
+            if pickup
+            else None,
+        },
+        "slots": [
+            {"n": n, "label": fmt.slot(slot["start"], slot["end"])}
+            for n, slot in enumerate(data.get("reschedule_slots") or [], start=1)
+        ],
+        "link": link,
+        "unsubscribe_url": unsubscribe_url,
+        "lang": locale.split("-")[0],
+    }

@@ -1,0 +1,142 @@
+"""Redis key layout and the Lua scripts that change several keys at once.
+
+Every key the hub writes is built here. Shapes and lifetimes:
+
+- ``hub:event:{source}:{event_id}``  hash: digest, state (queued|done), received_at.
+  Idempotency record of an accepted event; TTL retention.idempotency_days.
+- ``hub:customer:{id}``              hash: name, phone, email, push_tokens (JSON), locale, timezone,
+  prefs (JSON), erased ("1" after erasure), updated_at. No TTL (erased on request).
+- ``hub:delivery:{id}``              hash: customer_id, tracking_code, merchant, address, eta (JSON),
+  driver (JSON), status, last_ms, terminal, updated_at. TTL retention.timeline_days, renewed.
+- ``hub:timeline:{delivery_id}``     sorted set, score occurred_at (ms), member an event summary
+  (JSON). Same TTL as the delivery.
+- ``hub:msg:{message_id}``           hash: the message log record (see pipeline). TTL message_log_days.
+- ``hub:msg:{message_id}:history``   list of JSON status changes {status, at, detail}. Same TTL.
+- ``hub:msgs:delivery:{id}``         sorted set of message ids by creation time. Same TTL.
+- ``hub:msgs:customer:{id}``         sorted set of message ids by creation time. Same TTL.
+- ``hub:provider:{provider_id}``     string: message id for a provider's id (status callbacks).
+  Same TTL.
+- ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
+- arq's own keys live under the queue name (``worker.queue_name``) and ``arq:*``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACCEPT_EVENT",
+    "APPLY_EVENT",
+    "CLAIM_MESSAGE",
+    "customer",
+    "delivery",
+    "event",
+    "message",
+    "message_history",
+    "messages_by_customer",
+    "messages_by_delivery",
+    "provider",
+    "timeline",
+]
+
+WORKER_HEARTBEAT = "hub:workers:heartbeat"
+
+
+def event(source: str, event_id: str) -> str:
+    return f"hub:event:{source}:{event_id}"
+
+
+def customer(customer_id: str) -> str:
+    return f"hub:customer:{customer_id}"
+
+
+def delivery(delivery_id: str) -> str:
+    return f"hub:delivery:{delivery_id}"
+
+
+def timeline(delivery_id: str) -> str:
+    return f"hub:timeline:{delivery_id}"
+
+
+def message(message_id: str) -> str:
+    return f"hub:msg:{message_id}"
+
+
+def message_history(message_id: str) -> str:
+    return f"hub:msg:{message_id}:history"
+
+
+def messages_by_delivery(delivery_id: str) -> str:
+    return f"hub:msgs:delivery:{delivery_id}"
+
+
+def messages_by_customer(customer_id: str) -> str:
+    return f"hub:msgs:customer:{customer_id}"
+
+
+def provider(provider_id: str) -> str:
+    return f"hub:provider:{provider_id}"
+
+
+# Apply one event to its delivery: always add it to the timeline; update the delivery's fields
+# only when the event is current (not older than the newest applied event, and not a
+# non-terminal milestone after a terminal one). Returns 1 if current, 0 if stale.
+# KEYS: delivery, timeline. ARGV: type, occurred_ms, is_terminal (0|1), timeline member,
+# delivery fields (JSON object of strings), ttl seconds, now (ISO).
+APPLY_EVENT = """
+local last_ms = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '-1')
+local terminal = redis.call('HGET', KEYS[1], 'terminal') == '1'
+local ms = tonumber(ARGV[2])
+local current = 1
+if ms < last_ms then current = 0 end
+if terminal and ARGV[3] ~= '1' then current = 0 end
+redis.call('ZADD', KEYS[2], ms, ARGV[4])
+if current == 1 then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'last_ms', ARGV[2], 'terminal', ARGV[3], 'updated_at', ARGV[7])
+  local fields = cjson.decode(ARGV[5])
+  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return current
+"""
+
+# Claim a message before any provider call. A message is claimable when it has no record yet
+# or its last attempt failed transiently; anything else (sending, accepted, delivered,
+# permanent, skipped, ...) returns that status and the caller must not send.
+# With target status "skipped" (a planned message that will not be sent, and why) only a new
+# record is written.
+# KEYS: message, history, by-delivery index, by-customer index.
+# ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
+# detail (why, for skips).
+CLAIM_MESSAGE = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st and (st ~= 'transient' or ARGV[5] ~= 'sending') then return st end
+if not st then
+  local fields = cjson.decode(ARGV[4])
+  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+  redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
+  redis.call('ZADD', KEYS[4], ARGV[2], fields['id'])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
+if ARGV[5] == 'sending' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+redis.call('RPUSH', KEYS[2], cjson.encode({status = ARGV[5], at = ARGV[1], detail = ARGV[6]}))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 'claimed'
+"""
+
+# Register an accepted event once. Returns "new" for a first sighting, "conflict" when the
+# event_id was used before with a different payload, else the stored state (queued | done).
+# KEYS: event. ARGV: digest, received_at (ISO), ttl seconds.
+ACCEPT_EVENT = """
+local digest = redis.call('HGET', KEYS[1], 'digest')
+if not digest then
+  redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'state', 'queued', 'received_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 'new'
+end
+if digest ~= ARGV[1] then return 'conflict' end
+return redis.call('HGET', KEYS[1], 'state') or 'queued'
+"""

@@ -1,0 +1,23 @@
+"""Signed links placed in messages. Tokens carry opaque ids only, never personal data."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+__all__ = ["Links"]
+
+
+class Links:
+    def __init__(self, secret_key: str, public_url: str) -> None:
+        self._unsubscribe = URLSafeSerializer(secret_key, salt="unsubscribe")
+        self.public_url = public_url.rstrip("/")
+
+    def unsubscribe_url(self, message_id: str) -> str:
+        return f"{self.public_url}/u/{self._unsubscribe.dumps(message_id)}"
+
+    def unsubscribe_message_id(self, token: str) -> str | None:
+        try:
+            value = self._unsubscribe.loads(token)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) else None

@@ -1,0 +1,307 @@
+"""Per event: upsert, timeline, plan, render, send, log. Knows nothing about HTTP.
+
+``Runtime`` holds what a worker creates once (Redis, stores, renderer, channel clients);
+``Runtime.process`` handles one event. Exactly-once rests on two things:
+
+- message ids are deterministic (source, event id, channel, address), and
+- every message is claimed in the log (Lua, atomic) before its provider call, so a retried or
+  re-delivered job skips what was already sent. A message found still ``sending`` by a retry
+  belonged to a worker that died mid-call; it is marked ``unknown`` and not sent again (the
+  hub prefers a missing message an operator can replay to a duplicate a customer receives).
+
+Errors: ``RetryLater`` (some messages failed transiently and the job should run again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from channels import Channel, FcmPush, Outbound, SendResult, SmtpEmail, TwilioSms
+from preferences import CONTACT_FIELDS, CustomerRecord, CustomerStore
+
+from .config import Settings
+from .context import build_context
+from .links import Links
+from .masking import mask
+from .planner import Planned, plan
+from .render import Rendered, Renderer, RenderFailure
+from .schema import TERMINAL, occurred_ms_of
+from .store import HubStore, MessageRecord
+
+__all__ = ["RetryLater", "Runtime", "build_channels", "message_id"]
+
+log = logging.getLogger(__name__)
+
+_STATUS = {"accepted": "accepted", "transient": "transient", "permanent": "failed"}
+
+
+class RetryLater(Exception):
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"retry in {delay:.1f}s")
+        self.delay = delay
+
+
+def message_id(source: str, event_id: str, channel: str, address: str) -> str:
+    digest = hashlib.sha256(f"{source}\x1f{event_id}\x1f{channel}\x1f{address}".encode()).hexdigest()
+    return f"m_{digest[:24]}"
+
+
+def build_channels(settings: Settings) -> dict[str, Channel]:
+    tw, smtp, fcm = settings.twilio, settings.smtp, settings.fcm
+    return {
+        "sms": TwilioSms(
+            account_sid=tw.account_sid,
+            auth_token=tw.auth_token,
+            from_number=tw.from_number,
+            messaging_service_sid=tw.messaging_service_sid,
+            status_callback=f"{settings.public_url.rstrip('/')}/webhooks/twilio/status",
+            base_url=tw.base_url,
+            timeout=tw.timeout,
+        ),
+        "email": SmtpEmail(
+            host=smtp.host,
+            port=smtp.port,
+            sender=smtp.from_address,
+            username=smtp.username,
+            password=smtp.password,
+            use_tls=smtp.use_tls,
+            start_tls=smtp.start_tls,
+            timeout=smtp.timeout,
+            pool_size=smtp.pool_size,
+        ),
+        "push": FcmPush(
+            project_id=fcm.project_id,
+            base_url=fcm.base_url,
+            credentials_file=fcm.credentials_file,
+            timeout=fcm.timeout,
+        ),
+    }
+
+
+@dataclass
+class Outcome:
+    """What processing one event did (returned as the job result, handy in tests and logs)."""
+
+    status: str  # processed | stale | retry
+    messages: dict[str, str] = field(default_factory=dict)  # message id -> status
+
+
+class Runtime:
+    def __init__(self, settings: Settings, redis: Redis, channels: dict[str, Channel]) -> None:
+        if not settings.secret_key:
+            raise ValueError("secret_key is required (set HUB_SECRET_KEY)")
+        self.settings = settings
+        self.redis = redis
+        self.store = HubStore(redis, settings)
+        self.customers = CustomerStore(redis)
+        self.renderer = Renderer(settings.templates_dir, settings.default_locale)
+        self.channels = channels
+        self.links = Links(settings.secret_key, settings.public_url)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.close() for c in self.channels.values()), return_exceptions=True)
+
+    async def process(self, source: str, event: dict[str, Any], job_try: int = 1) -> Outcome:
+        event_id, milestone = event["event_id"], event["type"]
+        delivery_in, customer_in = event["delivery"], event["customer"]
+        delivery_id, customer_id = delivery_in["id"], customer_in["id"]
+        ids = {"event_id": event_id, "delivery_id": delivery_id, "source": source}
+
+        contact = {k: customer_in[k] for k in CONTACT_FIELDS if k in customer_in}
+        if contact:
+            await self.customers.upsert(customer_id, contact)
+        current = await self.store.apply_event(
+            delivery_id=delivery_id,
+            milestone=milestone,
+            occurred_ms=occurred_ms_of(event["occurred_at"]),
+            terminal=milestone in TERMINAL,
+            entry=_timeline_entry(source, event),
+            fields=_delivery_fields(event),
+        )
+        if not current:
+            log.info("stale event, nothing sent", extra=ids)
+            await self.store.mark_done(source, event_id)
+            return Outcome("stale")
+
+        customer = await self.customers.get(customer_id)
+        delivery = await self.store.get_delivery(delivery_id) or {"id": delivery_id}
+        decided = plan(milestone, customer, self.settings.channels, self.settings.fallback)
+        prefs = customer.prefs if customer else {}
+        locale = self.renderer.resolve_locale(
+            prefs.get("locale") or (customer.locale if customer else None) or self.settings.default_locale
+        )
+        timezone = prefs.get("timezone") or (customer.timezone if customer else None) or self.settings.default_timezone
+
+        def record_for(channel: str, address: str, via_fallback: bool = False) -> MessageRecord:
+            return MessageRecord(
+                id=message_id(source, event_id, channel, address),
+                event_id=event_id,
+                source=source,
+                delivery_id=delivery_id,
+                customer_id=customer_id,
+                milestone=milestone,
+                channel=channel,
+                to=address,
+                template=f"{locale}/{milestone}",
+                locale=locale,
+                via_fallback=via_fallback,
+            )
+
+        outcome = Outcome("processed")
+        for skip in decided.skipped:
+            rec = record_for(skip.channel, "")
+            await self.store.claim(rec, status="skipped", detail=skip.reason)
+            outcome.messages[rec.id] = "skipped"
+        if decided.send and customer is not None:
+            records = [(p, record_for(p.channel, p.address, p.via_fallback)) for p in decided.send]
+            rendered = await self._render(milestone, locale, timezone, event, delivery, customer, records)
+            if rendered is not None:
+                results = await asyncio.gather(
+                    *(self._send_one(p, rec, rendered, ids) for p, rec in records)
+                )
+                for (_, rec), (status, result) in zip(records, results, strict=True):
+                    outcome.messages[rec.id] = status
+                    if status == "transient" and result is not None:
+                        outcome.status = "retry"
+                        delay = self._backoff(job_try, result.retry_after)
+                        if job_try >= self.settings.worker.max_tries:
+                            await self.store.record(rec.id, "dead", error=f"gave up after {job_try} tries")
+                            outcome.messages[rec.id] = "dead"
+                        else:
+                            outcome.messages[rec.id] = f"retry in {delay:.0f}s"
+                if outcome.status == "retry" and job_try < self.settings.worker.max_tries:
+                    raise RetryLater(self._backoff(job_try, None))
+                outcome.status = "processed"
+        await self.store.mark_done(source, event_id)
+        return outcome
+
+    async def _render(
+        self,
+        milestone: str,
+        locale: str,
+        timezone: str,
+        event: dict[str, Any],
+        delivery: dict[str, Any],
+        customer: CustomerRecord,
+        records: list[tuple[Planned, MessageRecord]],
+    ) -> Rendered | None:
+        email_ids = [rec.id for p, rec in records if p.channel == "email"]
+        context = build_context(
+            event=event,
+            delivery=delivery,
+            customer_name=customer.name,
+            locale=locale,
+            timezone=timezone,
+            sender=self.settings.sender.model_dump(),
+            link=None,
+            unsubscribe_url=self.links.unsubscribe_url(email_ids[0]) if email_ids else None,
+        )
+        try:
+            return self.renderer.render(milestone, locale, context)
+        except RenderFailure as e:
+            log.error("template failed: %s", e, extra={"event_id": event["event_id"]})
+            for _, rec in records:
+                if await self.store.claim(rec, status="failed", detail=f"template: {e}") == "claimed":
+                    pass
+            return None
+
+    async def _send_one(
+        self, planned: Planned, rec: MessageRecord, rendered: Rendered, ids: dict[str, str]
+    ) -> tuple[str, SendResult | None]:
+        claim = await self.store.claim(rec)
+        if claim != "claimed":
+            if claim == "sending":
+                await self.store.record(
+                    rec.id, "unknown", error="a worker stopped during the provider call; not resent"
+                )
+                return "unknown", None
+            return claim, None
+        outbound = self._outbound(rec, rendered)
+        try:
+            result = await self.channels[rec.channel].send(outbound)
+        except Exception as e:  # an adapter bug must not lose the message: retry it
+            log.exception("channel %s raised", rec.channel, extra={**ids, "message_id": rec.id})
+            result = SendResult.transient(f"adapter error: {type(e).__name__}")
+        status = _STATUS[result.outcome]
+        await self.store.record(
+            rec.id, status, provider_id=result.provider_id, error=result.reason, error_code=result.error_code
+        )
+        log.info(
+            "message %s %s to %s",
+            rec.channel,
+            status,
+            mask(rec.channel, rec.to),
+            extra={**ids, "message_id": rec.id},
+        )
+        return status, result
+
+    def _outbound(self, rec: MessageRecord, rendered: Rendered) -> Outbound:
+        if rec.channel == "sms":
+            return Outbound(rec.id, "sms", rec.to, rendered.sms, locale=rec.locale)
+        if rec.channel == "email":
+            return Outbound(
+                rec.id,
+                "email",
+                rec.to,
+                rendered.email_text,
+                subject=rendered.email_subject,
+                html=rendered.email_html,
+                unsubscribe_url=self.links.unsubscribe_url(rec.id),
+                locale=rec.locale,
+            )
+        return Outbound(
+            rec.id,
+            "push",
+            rec.to,
+            rendered.push_body,
+            subject=rendered.push_title,
+            data={"delivery_id": rec.delivery_id, "milestone": rec.milestone, "event_id": rec.event_id},
+            collapse_key=f"delivery-{rec.delivery_id}"[:64],
+            locale=rec.locale,
+        )
+
+    def _backoff(self, job_try: int, retry_after: float | None) -> float:
+        base = self.settings.worker.retry_base_delay * (2 ** (job_try - 1))
+        delay = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+        return max(delay, retry_after or 0.0)
+
+
+def _timeline_entry(source: str, event: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "event_id": event["event_id"],
+        "type": event["type"],
+        "occurred_at": event["occurred_at"],
+        "source": source,
+    }
+    if event.get("received_at"):
+        entry["received_at"] = event["received_at"]
+    eta = event["delivery"].get("eta")
+    if eta:
+        entry["eta"] = eta
+    data = event.get("data") or {}
+    for name in ("pod", "reason", "kind", "pickup"):
+        if data.get(name):
+            entry[name] = data[name]
+    return entry
+
+
+def _delivery_fields(event: dict[str, Any]) -> dict[str, str]:
+    import json
+
+    d = event["delivery"]
+    fields = {"customer_id": event["customer"]["id"]}
+    for name in ("tracking_code", "merchant", "address"):
+        if d.get(name):
+            fields[name] = d[name]
+    if d.get("eta"):
+        fields["eta"] = json.dumps(d["eta"])
+    if event.get("driver"):
+        fields["driver"] = json.dumps(event["driver"])
+    return fields

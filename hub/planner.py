@@ -1,0 +1,81 @@
+"""Which messages an event produces for a customer: channels, addresses, and skips with reasons.
+
+Rules, in order:
+1. An erased customer gets nothing.
+2. Channels for the milestone come from the customer's preferences (``channels[milestone]``,
+   else ``channels["default"]``), else from config (``channels`` per milestone).
+3. A channel the customer opted out of, or has no contact for, is skipped (and logged).
+4. If that leaves nothing but the customer is reachable on some channel, the first reachable
+   channel of the fallback order (preferences, else config) is used instead.
+Push fans out to every registered token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from preferences import CustomerRecord
+
+__all__ = ["Plan", "Planned", "Skipped", "plan"]
+
+
+@dataclass(frozen=True)
+class Planned:
+    channel: str
+    address: str
+    via_fallback: bool = False
+
+
+@dataclass(frozen=True)
+class Skipped:
+    channel: str
+    reason: str  # "erased" | "opted_out" | "no_contact" | "sms_stopped"
+
+
+@dataclass(frozen=True)
+class Plan:
+    send: list[Planned]
+    skipped: list[Skipped]
+
+
+def plan(
+    milestone: str,
+    customer: CustomerRecord | None,
+    default_channels: dict[str, Sequence[str]],
+    default_fallback: Sequence[str],
+    stopped_numbers: frozenset[str] = frozenset(),
+) -> Plan:
+    if customer is None or customer.erased:
+        return Plan([], [Skipped("*", "erased" if customer else "no_contact")])
+    prefs = customer.prefs
+    chosen_map = prefs.get("channels") or {}
+    wanted = chosen_map.get(milestone) or chosen_map.get("default") or list(default_channels.get(milestone, ()))
+    opted_out = set(prefs.get("opt_out") or ())
+
+    def reachable(channel: str) -> tuple[list[str], str | None]:
+        if channel in opted_out:
+            return [], "opted_out"
+        addresses = customer.contact(channel)
+        if not addresses:
+            return [], "no_contact"
+        if channel == "sms" and addresses[0] in stopped_numbers:
+            return [], "sms_stopped"
+        return addresses, None
+
+    send: list[Planned] = []
+    skipped: list[Skipped] = []
+    for channel in wanted:
+        addresses, why = reachable(channel)
+        if why:
+            skipped.append(Skipped(channel, why))
+        send.extend(Planned(channel, a) for a in addresses)
+    if not send:
+        for channel in prefs.get("fallback") or default_fallback:
+            if channel in wanted:
+                continue
+            addresses, why = reachable(channel)
+            if addresses:
+                send.extend(Planned(channel, a, via_fallback=True) for a in addresses)
+                break
+    return Plan(send, skipped)

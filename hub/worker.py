@@ -1,0 +1,120 @@
+"""The arq worker: one job per accepted event (``process_event``).
+
+Clients (Redis, Twilio, SMTP pool, firebase-admin app) are created once in ``on_startup`` and
+closed in ``on_shutdown``. Any unexpected error (Redis briefly unreachable, a bug) retries the
+job with backoff instead of failing it, so an accepted event is never dropped; the message log
+makes re-runs safe. Jobs are serialized as JSON, not pickle: whoever can write to Redis must not
+be able to run code in a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import Worker, func
+from redis.asyncio import Redis
+
+from . import keys
+from .config import Settings
+from .pipeline import RetryLater, Runtime, build_channels
+
+__all__ = ["JOB_NAME", "create_worker", "job_deserializer", "job_serializer", "process_event"]
+
+log = logging.getLogger(__name__)
+JOB_NAME = "process_event"
+HEARTBEAT_EVERY = 5.0
+
+
+def job_serializer(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, default=repr, separators=(",", ":")).encode()
+
+
+def job_deserializer(raw: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(raw)
+    return value
+
+
+async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any]) -> dict[str, Any]:
+    runtime: Runtime = ctx["runtime"]
+    job_try: int = ctx.get("job_try", 1)
+    try:
+        outcome = await runtime.process(source, event, job_try)
+    except RetryLater as e:
+        raise Retry(defer=e.delay) from e
+    except Exception as e:
+        delay = min(60.0, 2.0 ** min(job_try, 6))
+        log.exception(
+            "event failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id"), "source": source}
+        )
+        raise Retry(defer=delay) from e
+    return {"status": outcome.status, "messages": outcome.messages}
+
+
+async def _heartbeat(redis: Any, name: str) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            await redis.zadd(keys.WORKER_HEARTBEAT, {name: time.time()})
+        await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    channels_factory: Callable[[Settings], dict[str, Any]] = build_channels,
+) -> Worker:
+    if not settings.redis_url:
+        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    wcfg = settings.worker
+    name = f"{socket.gethostname()}:{os.getpid()}:{id(settings):x}"
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        # arq's own connection returns bytes; the stores work with str.
+        redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+        ctx["hub_redis"] = redis
+        ctx["runtime"] = Runtime(settings, redis, channels_factory(settings))
+        ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(redis, name))
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        task = ctx.get("heartbeat")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        runtime: Runtime | None = ctx.get("runtime")
+        if runtime is not None:
+            await runtime.close()
+        redis = ctx.get("hub_redis")
+        if redis is not None:
+            with contextlib.suppress(Exception):
+                await redis.zrem(keys.WORKER_HEARTBEAT, name)
+            await redis.aclose()
+
+    return Worker(
+        functions=[func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5)],  # type: ignore[arg-type]
+        queue_name=wcfg.queue_name,
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        burst=burst,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        handle_signals=handle_signals,
+        job_completion_wait=int(wcfg.completion_wait),
+        max_jobs=wcfg.max_jobs,
+        job_timeout=wcfg.job_timeout,
+        keep_result=60,
+        poll_delay=0.05,
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        log_results=False,
+    )

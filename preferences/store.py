@@ -1,0 +1,154 @@
+"""Customers in Redis: contacts and preferences in one hash per customer (``hub:customer:{id}``).
+
+Contact fields are stored as plain hash fields; each preference is its own field
+(``pref:<name>``, JSON), so a PATCH is a single HSET: no read-modify-write race between two
+concurrent updates of different preferences.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from hub import keys
+
+__all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore"]
+
+CONTACT_FIELDS = ("name", "phone", "email", "push_tokens", "locale", "timezone")
+PREF_FIELDS = ("channels", "fallback", "quiet_hours", "locale", "timezone", "instructions", "opt_out")
+
+
+@dataclass
+class CustomerRecord:
+    id: str
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    push_tokens: list[str] = field(default_factory=list)
+    locale: str | None = None
+    timezone: str | None = None
+    prefs: dict[str, Any] = field(default_factory=dict)
+    erased: bool = False
+    updated_at: str | None = None
+
+    @classmethod
+    def from_hash(cls, customer_id: str, raw: dict[str, str]) -> CustomerRecord:
+        prefs = {k[5:]: json.loads(v) for k, v in raw.items() if k.startswith("pref:")}
+        return cls(
+            id=customer_id,
+            name=raw.get("name") or None,
+            phone=raw.get("phone") or None,
+            email=raw.get("email") or None,
+            push_tokens=json.loads(raw["push_tokens"]) if raw.get("push_tokens") else [],
+            locale=raw.get("locale") or None,
+            timezone=raw.get("timezone") or None,
+            prefs=prefs,
+            erased=raw.get("erased") == "1",
+            updated_at=raw.get("updated_at"),
+        )
+
+    def contact(self, channel: str) -> list[str]:
+        """The addresses for a channel (several push tokens, at most one phone/e-mail)."""
+        if channel == "sms":
+            return [self.phone] if self.phone else []
+        if channel == "email":
+            return [self.email] if self.email else []
+        return list(self.push_tokens)
+
+    def to_json(self, *, unmask: bool = False) -> dict[str, Any]:
+        from hub.masking import mask_email, mask_phone, mask_token
+
+        return {
+            "id": self.id,
+            "name": self.name,
+            "phone": self.phone if unmask else mask_phone(self.phone),
+            "email": self.email if unmask else mask_email(self.email),
+            "push_tokens": self.push_tokens if unmask else [mask_token(t) for t in self.push_tokens],
+            "locale": self.locale,
+            "timezone": self.timezone,
+            "preferences": self.prefs,
+            "erased": self.erased,
+            "updated_at": self.updated_at,
+        }
+
+
+def _encode_contact(contact: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in CONTACT_FIELDS:
+        if contact.get(name) is None:
+            continue
+        value = contact[name]
+        out[name] = json.dumps(value) if name == "push_tokens" else str(value)
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class CustomerStore:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def get(self, customer_id: str) -> CustomerRecord | None:
+        raw = await self.redis.hgetall(keys.customer(customer_id))
+        if not raw:
+            return None
+        return CustomerRecord.from_hash(customer_id, raw)
+
+    async def upsert(self, customer_id: str, contact: dict[str, Any]) -> None:
+        """Set the given contact fields; others are kept. New contacts lift an erasure."""
+        fields = _encode_contact(contact)
+        key = keys.customer(customer_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={**fields, "updated_at": _now()})
+            if any(f in fields for f in ("phone", "email", "push_tokens")):
+                pipe.hdel(key, "erased")
+            await pipe.execute()
+
+    async def replace(self, customer_id: str, contact: dict[str, Any]) -> bool:
+        """PUT: the contact becomes exactly ``contact`` (preferences kept). True if created."""
+        fields = _encode_contact(contact)
+        key = keys.customer(customer_id)
+        missing = [f for f in CONTACT_FIELDS if f not in fields]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(key)
+            if missing:
+                pipe.hdel(key, *missing)
+            pipe.hset(key, mapping={**fields, "updated_at": _now()})
+            pipe.hdel(key, "erased")
+            result = await pipe.execute()
+        return not result[0]
+
+    async def patch_preferences(self, customer_id: str, prefs: dict[str, Any]) -> bool:
+        """Set the given preferences. False when the customer does not exist."""
+        key = keys.customer(customer_id)
+        mapping = {f"pref:{k}": json.dumps(v) for k, v in prefs.items() if k in PREF_FIELDS}
+        script = (
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+            "for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end return 1"
+        )
+        args: list[str] = []
+        for k, v in {**mapping, "updated_at": _now()}.items():
+            args += [k, v]
+        return bool(await self.redis.eval(script, 1, key, *args))  # type: ignore[misc]
+
+    async def erase(self, customer_id: str) -> bool:
+        """Remove personal data: contacts, preferences and addresses in the message log.
+
+        A tombstone (``erased``) stays so later events without contacts send nothing.
+        """
+        key = keys.customer(customer_id)
+        existed = bool(await self.redis.exists(key))
+        message_ids = await self.redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(key, mapping={"erased": "1", "updated_at": _now()})
+            for message_id in message_ids:
+                pipe.hdel(keys.message(message_id), "to")
+            await pipe.execute()
+        return existed

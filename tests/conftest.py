@@ -1,0 +1,135 @@
+"""Shared fixtures: a private real redis-server, the sandbox providers and the hub itself.
+
+- ``redis_server`` (session): one redis-server on a free port, no persistence.
+- ``redis_url``: flushes that server before each test.
+- ``hub``: the sandbox fakes (Twilio, FCM on a real port; SMTP sink), the API on a real port
+  (signatures and callbacks need real URLs), an HTTP client with the API key, and
+  ``hub.run_worker()`` to drain the queue with a burst-mode arq worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from hub.api import create_app
+from hub.config import Settings, load_settings
+from hub.redis_server import EmbeddedRedis, free_port
+from hub.sandbox import Sandbox
+from hub.worker import create_worker
+
+API_KEY = "test-key-0123456789"
+ADMIN_KEY = "test-admin-key-0123456789"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    import redis
+
+    client = redis.Redis(port=redis_server.port)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+def make_settings(redis_url: str, api_port: int, sandbox_port: int, smtp_port: int, **overrides: Any) -> Settings:
+    origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "api_key": API_KEY,
+        "admin_api_key": ADMIN_KEY,
+        "secret_key": "test-secret",
+        "public_url": f"http://127.0.0.1:{api_port}",
+        "twilio.base_url": f"{origin}/twilio",
+        "fcm.base_url": f"{origin}/fcm",
+        "smtp.port": smtp_port,
+        "worker.retry_base_delay": 0.05,
+        "worker.job_timeout": 10,
+        "worker.completion_wait": 5,
+    }
+    values.update(overrides)
+    return load_settings(ROOT / "config.yaml", environ={}, **values)
+
+
+class Hub:
+    """A running hub for one test."""
+
+    def __init__(self, settings: Settings, sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.http = http
+        self.base = settings.public_url
+
+    @property
+    def ledger(self) -> Any:
+        return self.sandbox.ledger
+
+    def messages(self, **filters: str) -> list[dict[str, Any]]:
+        entries = [e.to_dict() for e in self.sandbox.ledger.entries()]
+        return [e for e in entries if all(e.get(k) == v for k, v in filters.items())
+                and (e.get("meta") or {}).get("direction") != "inbound"]
+
+    async def request(self, method: str, path: str, *, key: str | None = API_KEY, **kwargs: Any) -> aiohttp.ClientResponse:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return await self.http.request(method, self.base + path, headers=headers, **kwargs)
+
+    async def post_event(self, event: dict[str, Any], **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.request("POST", "/v1/events", json=event, **kwargs)
+
+    async def run_worker(self, **overrides: Any) -> None:
+        """Process everything queued (arq burst mode), then let status callbacks land."""
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+        worker = create_worker(settings, burst=True, handle_signals=False)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
+    marker = request.node.get_closest_marker("settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    sandbox = Sandbox(status_callbacks=False)
+    sandbox_app = web.Application()
+    sandbox.add_routes(sandbox_app)
+    sandbox_runner = web.AppRunner(sandbox_app)
+    await sandbox_runner.setup()
+    sandbox_port = free_port()
+    await web.TCPSite(sandbox_runner, "127.0.0.1", sandbox_port).start()
+    smtp_port = await sandbox.start_smtp()
+    api_port = free_port()
+    settings = make_settings(redis_url, api_port, sandbox_port, smtp_port, **overrides)
+    api_runner = web.AppRunner(create_app(settings))
+    await api_runner.setup()
+    await web.TCPSite(api_runner, "127.0.0.1", api_port).start()
+    sandbox.hub_url = settings.public_url
+    async with aiohttp.ClientSession() as http:
+        yield Hub(settings, sandbox, http)
+    await api_runner.cleanup()
+    await sandbox.close()
+    await sandbox_runner.cleanup()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "settings(**overrides): settings overrides for the hub fixture")
+    logging.getLogger("arq").setLevel(logging.WARNING)
