@@ -1,0 +1,9 @@
+"""``python -m hub`` is the ``hub`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
