@@ -1,0 +1,402 @@
+"""Message templates: every locale x milestone renders, stays within SMS limits and escapes HTML."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channels.segments import count_segments
+from hub.render import Renderer, RenderError
+
+TEMPLATES = Path(__file__).parents[1] / "templates"
+
+LOCALES = ("en", "de", "es", "fr")
+MILESTONES = (
+    "order_confirmed",
+    "shipped",
+    "in_transit",
+    "out_for_delivery",
+    "arriving_soon",
+    "eta_changed",
+    "delivered",
+    "delivery_failed",
+    "exception",
+    "rescheduled",
+    "ready_for_pickup",
+    "returned",
+)
+PARTS = ("sms", "push_title", "push_body", "email_subject", "email_text", "email_html")
+SLOT_MILESTONES = ("out_for_delivery", "delivery_failed", "exception")
+
+MAX_SMS_SEGMENTS = 2
+# Two concatenated UCS-2 segments hold 2 x 67 code units. Spanish and French SMS must fit this even
+# though their fixed text may be GSM-7: accented data (a pickup point, "sáb", "août") switches the
+# whole message to UCS-2.
+UCS2_TWO_SEGMENTS = 134
+UCS2_LOCALES = ("es", "fr")
+
+LINK = "https://hub.example/t/AbCdEf123456"
+UNSUBSCRIBE = "https://hub.example/u/AbCdEf123456"
+
+# Strings the hub preformats in the customer's locale and time zone: the long variants.
+LOCALIZED: dict[str, dict[str, Any]] = {
+    "en": {
+        "address": "Flat 3, 27 Willow Crescent, Springfield SP1 4AB",
+        "eta": {"date": "Tue, 24 Nov", "start": "10:00", "end": "12:00", "window": "Tue, 24 Nov 10:00-12:00"},
+        "occurred_at": "Tue, 24 Nov 09:41",
+        "slots": ("Wed 9-12", "Wed 14-18", "Thu 9-12"),
+        "next_attempt": "Wed, 25 Nov 10:00-14:00",
+        "reason": "No one was available to sign for it",
+        "recipient": "R. Keller (neighbour)",
+        "place": "Garage, left of the front door",
+        "pickup": {
+            "name": "Station Road Parcel Shop",
+            "address": "12 Station Road, Springfield",
+            "hours": "Mon-Sat 8:00-20:00",
+            "until": "Fri, 4 Dec",
+        },
+    },
+    "de": {
+        "address": "Lindenstraße 27, 3. OG, 10969 Berlin",
+        "eta": {"date": "Di., 24. Nov.", "start": "10:00", "end": "12:00", "window": "Di., 24. Nov. 10:00-12:00"},
+        "occurred_at": "Di., 24. Nov., 09:41",
+        "slots": ("Mi 9-12", "Mi 14-18", "Do 9-12"),
+        "next_attempt": "Mi., 25. Nov. 10:00-14:00",
+        "reason": "Niemand angetroffen, keine Abstellgenehmigung",
+        "recipient": "R. Keller (Nachbar)",
+        "place": "Garage links neben der Haustür",
+        "pickup": {
+            "name": "Kiosk am Bahnhofsplatz",
+            "address": "Bahnhofsplatz 4, 10969 Berlin",
+            "hours": "Mo-Sa 8:00-20:00",
+            "until": "Fr., 4. Dez.",
+        },
+    },
+    "es": {
+        "address": "Calle del Olivo 27, 3º B, 28012 Madrid",
+        "eta": {"date": "sáb, 28 nov", "start": "10:00", "end": "12:00", "window": "sáb, 28 nov 10:00-12:00"},
+        "occurred_at": "sáb, 28 nov 9:41",
+        "slots": ("lun 9-12", "lun 14-18", "mar 9-12"),
+        "next_attempt": "lun, 30 nov 10:00-14:00",
+        "reason": "No había nadie en el domicilio",
+        "recipient": "R. Keller (vecino)",
+        "place": "Conserjería del edificio",
+        "pickup": {
+            "name": "Estanco La Plaza",
+            "address": "Plaza Mayor 4, 28012 Madrid",
+            "hours": "lun-sáb 9:00-20:30",
+            "until": "vie, 4 dic",
+        },
+    },
+    "fr": {
+        "address": "27 rue des Tilleuls, 69003 Lyon",
+        "eta": {"date": "mar. 24 nov.", "start": "10:00", "end": "12:00", "window": "mar. 24 nov. 10:00-12:00"},
+        "occurred_at": "mar. 24 nov. 09:41",
+        "slots": ("mer. 9h-12h", "mer. 14h-18h", "jeu. 9h-12h"),
+        "next_attempt": "mer. 25 nov. 10:00-14:00",
+        "reason": "Destinataire absent lors du passage",
+        "recipient": "R. Keller (voisin)",
+        "place": "Garage, à gauche de la porte",
+        "pickup": {
+            "name": "Tabac de la Place",
+            "address": "4 place Bellecour, 69002 Lyon",
+            "hours": "lun.-sam. 8:00-20:00",
+            "until": "ven. 4 déc.",
+        },
+    },
+}
+
+
+def full_context(locale: str, milestone: str, merchant: str = "Acme Shoes & Boots") -> dict[str, Any]:
+    """Everything optional is present and long-ish."""
+    loc = LOCALIZED[locale]
+    return {
+        "sender": {"name": "Parcelhub", "help_url": "https://parcelhub.example/help"},
+        "customer": {"name": "Ana-Lucía Ferreira", "first_name": "Ana-Lucía"},
+        "delivery": {
+            "id": "dlv_01HZX4K9P2QW",
+            "tracking_code": "PH7Q4K92XM31DE",
+            "merchant": merchant,
+            "address": loc["address"],
+            "eta": dict(loc["eta"]),
+        },
+        "driver": {"first_name": "Maximilian"},
+        "event": {"type": milestone, "occurred_at": loc["occurred_at"]},
+        "data": {
+            "minutes": 12,
+            "reason": loc["reason"],
+            "kind": "delay",
+            "next_attempt": loc["next_attempt"],
+            "pod": {
+                "recipient": loc["recipient"],
+                "place": loc["place"],
+                "photo_url": "https://hub.example/pod/AbCdEf123456.jpg",
+                "signature": True,
+            },
+            "pickup": {**loc["pickup"], "code": "739214"},
+        },
+        "slots": [{"n": n, "label": label} for n, label in enumerate(loc["slots"], start=1)],
+        "link": LINK,
+        "unsubscribe_url": UNSUBSCRIBE,
+        "lang": locale,
+    }
+
+
+def sparse_context(locale: str, milestone: str, merchant: str = "Acme Shoes & Boots") -> dict[str, Any]:
+    """Every key present, every optional value missing."""
+    return {
+        "sender": {"name": "Parcelhub", "help_url": None},
+        "customer": {"name": "", "first_name": ""},
+        "delivery": {
+            "id": "dlv_01HZX4K9P2QW",
+            "tracking_code": "PH7Q4K92XM31DE",
+            "merchant": merchant,
+            "address": "",
+            "eta": None,
+        },
+        "driver": None,
+        "event": {"type": milestone, "occurred_at": LOCALIZED[locale]["occurred_at"]},
+        "data": {"minutes": None, "reason": "", "kind": "", "next_attempt": None, "pod": None, "pickup": None},
+        "slots": [],
+        "link": None,
+        "unsubscribe_url": None,
+        "lang": locale,
+    }
+
+
+CONTEXTS = {"full": full_context, "sparse": sparse_context}
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(TEMPLATES)
+
+
+def _id(value: object) -> str:
+    return str(value)
+
+
+@pytest.mark.parametrize("shape", sorted(CONTEXTS), ids=_id)
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_every_part_renders_non_empty(renderer: Renderer, locale: str, milestone: str, shape: str) -> None:
+    rendered = renderer.render(milestone, locale, CONTEXTS[shape](locale, milestone))
+
+    assert rendered.locale == locale
+    for part in PARTS:
+        assert getattr(rendered, part).strip(), f"{part} is empty"
+    assert "<html" in rendered.email_html
+    assert f'lang="{locale}"' in rendered.email_html
+
+
+@pytest.mark.parametrize("shape", sorted(CONTEXTS), ids=_id)
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_sms_fits_two_segments(renderer: Renderer, locale: str, milestone: str, shape: str) -> None:
+    sms = renderer.render(milestone, locale, CONTEXTS[shape](locale, milestone)).sms
+
+    info = count_segments(sms)
+    assert info.segments <= MAX_SMS_SEGMENTS, f"{info}: {sms}"
+    if locale in UCS2_LOCALES:
+        assert len(sms) <= UCS2_TWO_SEGMENTS, f"{len(sms)} chars: {sms}"
+
+
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", ("en", "de", "fr"), ids=_id)
+def test_sms_fixed_text_stays_gsm7(renderer: Renderer, locale: str, milestone: str) -> None:
+    context = full_context(locale, milestone)  # the customer's name is the only non-GSM value
+    context["data"]["pod"]["place"] = "Garage"
+
+    sms = renderer.render(milestone, locale, context).sms
+
+    assert count_segments(sms).encoding == "GSM-7", sms
+
+
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_html_is_autoescaped(renderer: Renderer, locale: str, milestone: str) -> None:
+    html = renderer.render(milestone, locale, full_context(locale, milestone, "<b>Evil & Co</b>")).email_html
+
+    assert "&lt;b&gt;Evil &amp; Co&lt;/b&gt;" in html
+    assert "<b>Evil" not in html
+
+
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_text_parts_are_not_escaped(renderer: Renderer, locale: str, milestone: str) -> None:
+    rendered = renderer.render(milestone, locale, full_context(locale, milestone, "Tom's & Co"))
+
+    assert "Tom's & Co" in rendered.sms or "Tom's & Co" in rendered.email_text
+    for part in ("sms", "push_title", "push_body", "email_subject", "email_text"):
+        text = getattr(rendered, part)
+        assert "&amp;" not in text
+        assert "&#39;" not in text
+
+
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_links_are_shown_when_given_and_absent_values_leave_no_trace(renderer: Renderer, locale: str) -> None:
+    for milestone in MILESTONES:
+        full = renderer.render(milestone, locale, full_context(locale, milestone))
+        assert LINK in full.email_text, milestone
+        assert LINK in full.email_html, milestone
+        assert UNSUBSCRIBE in full.email_text, milestone
+        assert UNSUBSCRIBE in full.email_html, milestone
+
+        sparse = renderer.render(milestone, locale, sparse_context(locale, milestone))
+        for part in PARTS:
+            assert "None" not in getattr(sparse, part), f"{milestone}.{part}"
+
+
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_sms_includes_tracking_link_when_given(renderer: Renderer, locale: str) -> None:
+    missing = [
+        milestone
+        for milestone in MILESTONES
+        if LINK not in renderer.render(milestone, locale, full_context(locale, milestone)).sms
+    ]
+    assert missing == []
+
+
+def test_every_locale_has_the_same_twelve_milestones() -> None:
+    for locale in LOCALES:
+        directory = TEMPLATES / locale
+        text = sorted(p.name.removesuffix(".txt.j2") for p in directory.glob("*.txt.j2"))
+        html = sorted(p.name.removesuffix(".html.j2") for p in directory.glob("*.html.j2"))
+        assert text == sorted(MILESTONES), locale
+        assert html == sorted(MILESTONES), locale
+        assert sorted(p.name for p in directory.iterdir()) == sorted(
+            [f"{m}.txt.j2" for m in MILESTONES] + [f"{m}.html.j2" for m in MILESTONES]
+        ), locale
+
+
+def test_renderer_discovers_all_locales(renderer: Renderer) -> None:
+    assert renderer.locales == sorted(LOCALES)
+    for locale in LOCALES:
+        assert renderer.milestones(locale) == sorted(MILESTONES)
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [("de-AT", "de"), ("de_CH", "de"), ("fr-CA", "fr"), ("es-MX", "es"), ("pt-BR", "en"), (None, "en")],
+    ids=_id,
+)
+def test_unknown_regional_locale_falls_back_to_language_then_english(
+    renderer: Renderer, requested: str | None, expected: str
+) -> None:
+    assert renderer.render("shipped", requested, full_context(expected, "shipped")).locale == expected
+
+
+SLOT_REPLY = {"en": "Reply 1 for", "de": "Antworten Sie 1 für", "es": "Responda 1 para", "fr": "Répondez 1 pour"}
+
+
+@pytest.mark.parametrize("milestone", SLOT_MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_sms_offers_numbered_slots(renderer: Renderer, locale: str, milestone: str) -> None:
+    context = full_context(locale, milestone)
+    first, last = context["slots"][0], context["slots"][-1]
+
+    rendered = renderer.render(milestone, locale, context)
+
+    assert "1" in rendered.sms
+    assert f"{SLOT_REPLY[locale]} {first['label']}" in rendered.sms
+    assert f"{last['n']} " in rendered.sms and last["label"] in rendered.sms
+    for slot in context["slots"]:
+        assert slot["label"] in rendered.email_text
+        assert slot["label"] in rendered.email_html
+
+
+@pytest.mark.parametrize("milestone", SLOT_MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_no_reply_prompt_without_slots(renderer: Renderer, locale: str, milestone: str) -> None:
+    context = full_context(locale, milestone)
+    context["slots"] = []
+
+    sms = renderer.render(milestone, locale, context).sms
+
+    assert SLOT_REPLY[locale] not in sms
+
+
+RATING = {"en": "reply 1-5", "de": "antworten sie 1-5", "es": "responda 1-5", "fr": "répondez 1-5"}
+
+
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_delivered_invites_a_rating_and_says_where_it_was_left(renderer: Renderer, locale: str) -> None:
+    context = full_context(locale, "delivered")
+    pod = context["data"]["pod"]
+
+    rendered = renderer.render("delivered", locale, context)
+
+    for part in ("sms", "push_body", "email_text", "email_html"):
+        assert RATING[locale] in getattr(rendered, part).lower(), part
+    for part in ("sms", "email_text"):
+        assert pod["recipient"] in getattr(rendered, part), part
+        assert pod["place"] in getattr(rendered, part), part
+    assert pod["photo_url"] in rendered.email_html
+
+
+@pytest.mark.parametrize("milestone", ("out_for_delivery", "arriving_soon"), ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_driver_is_named_when_known(renderer: Renderer, locale: str, milestone: str) -> None:
+    rendered = renderer.render(milestone, locale, full_context(locale, milestone))
+
+    assert "Maximilian" in rendered.sms
+    assert "Maximilian" in rendered.push_body
+
+
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_pickup_details_reach_the_customer(renderer: Renderer, locale: str) -> None:
+    context = full_context(locale, "ready_for_pickup")
+    pickup = context["data"]["pickup"]
+
+    rendered = renderer.render("ready_for_pickup", locale, context)
+
+    for value in (pickup["name"], pickup["code"], pickup["until"]):
+        assert value in rendered.sms
+    for value in pickup.values():
+        assert value in rendered.email_text
+        assert value in rendered.email_html
+
+
+@pytest.mark.parametrize("kind", ["delay", "damage", "address", "", "customs"], ids=lambda k: k or "blank")
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_exception_kinds_render_within_limits(renderer: Renderer, locale: str, kind: str) -> None:
+    for build in CONTEXTS.values():
+        context = build(locale, "exception")
+        context["data"]["kind"] = kind
+        rendered = renderer.render("exception", locale, context)
+        assert count_segments(rendered.sms).segments <= MAX_SMS_SEGMENTS, rendered.sms
+        if locale in UCS2_LOCALES:
+            assert len(rendered.sms) <= UCS2_TWO_SEGMENTS, rendered.sms
+        assert rendered.email_subject and rendered.push_body
+
+
+def test_exception_wording_depends_on_kind(renderer: Renderer) -> None:
+    bodies = set()
+    for kind in ("delay", "damage", "address", ""):
+        context = full_context("en", "exception")
+        context["data"]["kind"] = kind
+        bodies.add(renderer.render("exception", "en", context).email_subject)
+    assert len(bodies) == 4
+
+
+def test_sandbox_rejects_unsafe_attribute_access(tmp_path: Path) -> None:
+    shutil.copytree(TEMPLATES, tmp_path, dirs_exist_ok=True)
+    probe = tmp_path / "en" / "shipped.txt.j2"
+    probe.write_text(probe.read_text().replace("{% block sms %}", "{% block sms %}{{ ''.__class__.__mro__ }}", 1))
+    renderer = Renderer(tmp_path)
+
+    with pytest.raises(RenderError):
+        renderer.render("shipped", "en", full_context("en", "shipped"))
+
+
+def test_rendering_leaves_the_context_untouched(renderer: Renderer) -> None:
+    context = full_context("en", "delivered")
+    before = copy.deepcopy(context)
+
+    renderer.render("delivered", "en", context)
+
+    assert context == before
