@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 
 import aiosmtplib
 
@@ -20,20 +23,28 @@ __all__ = ["SmtpEmail", "build_email"]
 _BAD_ADDRESS = {550, 551, 553}
 
 
-def build_email(message: Outbound, sender: str, domain: str) -> EmailMessage:
-    msg = EmailMessage()
+def build_email(message: Outbound, sender: str, domain: str) -> Message:
+    """multipart/alternative (text, HTML) with a Message-ID and one-click List-Unsubscribe.
+
+    Built with the compat32 MIME classes: the same wire format as ``EmailMessage``, at a
+    fraction of the CPU (the default policy parses every header it is given).
+    """
+    text = MIMEText(message.text, "plain", "utf-8")
+    if message.html:
+        msg: Message = MIMEMultipart("alternative")
+        msg.attach(text)
+        msg.attach(MIMEText(message.html, "html", "utf-8"))
+    else:
+        msg = text
     msg["From"] = sender
     msg["To"] = message.to
-    msg["Subject"] = message.subject
+    msg["Subject"] = Header(message.subject, "utf-8").encode() if not message.subject.isascii() else message.subject
     msg["Date"] = email.utils.formatdate(localtime=False)
     msg["Message-ID"] = f"<{message.message_id}@{domain}>"
     msg["Content-Language"] = message.locale
     if message.unsubscribe_url:
         msg["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(message.text)
-    if message.html:
-        msg.add_alternative(message.html, subtype="html")
     return msg
 
 

@@ -45,6 +45,7 @@ class FcmPush:
         base_url: str = FCM_ORIGIN,
         credentials_file: str | None = None,
         timeout: float = 10.0,
+        max_concurrency: int = 16,
     ) -> None:
         cred = credentials.Certificate(credentials_file) if credentials_file else _StaticToken()
         self._app = firebase_admin.initialize_app(
@@ -55,6 +56,9 @@ class FcmPush:
         self._service = messaging._get_messaging_service(self._app)
         # firebase-admin has no public setting for the endpoint; the URL format is FCM's v1 API.
         self._service._fcm_url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+        # firebase-admin's httpx client keeps 20 idle connections; more concurrent sends would
+        # open (and resolve, and close) a new connection each time.
+        self._slots = asyncio.Semaphore(max_concurrency)
 
     def _build(self, message: Outbound) -> messaging.Message:
         data = {**message.data, "message_id": message.message_id}
@@ -70,7 +74,8 @@ class FcmPush:
 
     async def send(self, message: Outbound) -> SendResult:
         try:
-            batch = await messaging.send_each_async([self._build(message)], app=self._app, dry_run=False)
+            async with self._slots:
+                batch = await messaging.send_each_async([self._build(message)], app=self._app, dry_run=False)
         except exceptions.FirebaseError as e:
             return _classify(e)
         response = batch.responses[0]

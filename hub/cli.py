@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
-    bench.add_argument("--batch", type=int, default=0, help="post in batches of this size (0: one per request)")
+    bench.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
     try:

@@ -76,12 +76,19 @@ def provider(provider_id: str) -> str:
     return f"hub:provider:{provider_id}"
 
 
-# Apply one event to its delivery: always add it to the timeline; update the delivery's fields
-# only when the event is current (not older than the newest applied event, and not a
-# non-terminal milestone after a terminal one). Returns 1 if current, 0 if stale.
-# KEYS: delivery, timeline. ARGV: type, occurred_ms, is_terminal (0|1), timeline member,
-# delivery fields (JSON object of strings), ttl seconds, now (ISO).
+# Apply one event in one round trip: upsert the customer's inline contact fields (new contacts
+# lift an erasure), always add the event to the timeline, and update the delivery's fields only
+# when the event is current (not older than the newest applied event, and not a non-terminal
+# milestone after a terminal one). Returns {current (1|0), customer hash, delivery hash}.
+# KEYS: delivery, timeline, customer. ARGV: type, occurred_ms, is_terminal (0|1), timeline
+# member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
+# fields (JSON object of strings, may be empty), lift erasure (0|1).
 APPLY_EVENT = """
+local contact = cjson.decode(ARGV[8])
+local touched = false
+for k, v in pairs(contact) do redis.call('HSET', KEYS[3], k, v); touched = true end
+if touched then redis.call('HSET', KEYS[3], 'updated_at', ARGV[7]) end
+if ARGV[9] == '1' then redis.call('HDEL', KEYS[3], 'erased') end
 local last_ms = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '-1')
 local terminal = redis.call('HGET', KEYS[1], 'terminal') == '1'
 local ms = tonumber(ARGV[2])
@@ -96,7 +103,7 @@ if current == 1 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-return current
+return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1])}
 """
 
 # Claim a message before any provider call. A message is claimable when it has no record yet

@@ -24,7 +24,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from channels import Channel, FcmPush, Outbound, SendResult, SmtpEmail, TwilioSms
-from preferences import CONTACT_FIELDS, CustomerRecord, CustomerStore
+from preferences import CustomerRecord, CustomerStore
+from preferences.store import encode_contact
 
 from .config import Settings
 from .context import build_context
@@ -114,24 +115,23 @@ class Runtime:
         delivery_id, customer_id = delivery_in["id"], customer_in["id"]
         ids = {"event_id": event_id, "delivery_id": delivery_id, "source": source}
 
-        contact = {k: customer_in[k] for k in CONTACT_FIELDS if k in customer_in}
-        if contact:
-            await self.customers.upsert(customer_id, contact)
-        current = await self.store.apply_event(
+        current, customer_raw, stored_delivery = await self.store.apply_event(
             delivery_id=delivery_id,
+            customer_id=customer_id,
             milestone=milestone,
             occurred_ms=occurred_ms_of(event["occurred_at"]),
             terminal=milestone in TERMINAL,
             entry=_timeline_entry(source, event),
             fields=_delivery_fields(event),
+            contact=encode_contact(customer_in),
         )
         if not current:
             log.info("stale event, nothing sent", extra=ids)
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
-        customer = await self.customers.get(customer_id)
-        delivery = await self.store.get_delivery(delivery_id) or {"id": delivery_id}
+        customer = CustomerRecord.from_hash(customer_id, customer_raw) if customer_raw else None
+        delivery = stored_delivery or {"id": delivery_id}
         decided = plan(milestone, customer, self.settings.channels, self.settings.fallback)
         prefs = customer.prefs if customer else {}
         locale = self.renderer.resolve_locale(

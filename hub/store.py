@@ -91,14 +91,18 @@ class HubStore:
         self,
         *,
         delivery_id: str,
+        customer_id: str,
         milestone: str,
         occurred_ms: int,
         terminal: bool,
         entry: dict[str, Any],
         fields: dict[str, str],
-    ) -> bool:
-        current = await self._apply(
-            keys=[keys.delivery(delivery_id), keys.timeline(delivery_id)],
+        contact: dict[str, str],
+    ) -> tuple[bool, dict[str, str], dict[str, Any] | None]:
+        """Apply an event (see keys.APPLY_EVENT); returns (current, customer hash, delivery)."""
+        lift = any(k in contact for k in ("phone", "email", "push_tokens"))
+        current, customer_flat, delivery_flat = await self._apply(
+            keys=[keys.delivery(delivery_id), keys.timeline(delivery_id), keys.customer(customer_id)],
             args=[
                 milestone,
                 occurred_ms,
@@ -107,23 +111,14 @@ class HubStore:
                 json.dumps(fields),
                 self.timeline_ttl,
                 now_iso(),
+                json.dumps(contact),
+                "1" if lift else "0",
             ],
         )
-        return bool(int(current))
+        return bool(int(current)), _pairs(customer_flat), _decode_delivery(delivery_id, _pairs(delivery_flat))
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(keys.delivery(delivery_id))
-        if not raw:
-            return None
-        out: dict[str, Any] = {"id": delivery_id}
-        for name, value in raw.items():
-            if name in ("eta", "driver"):
-                out[name] = json.loads(value)
-            elif name == "terminal":
-                out[name] = value == "1"
-            elif name != "last_ms":
-                out[name] = value
-        return out
+        return _decode_delivery(delivery_id, await self.redis.hgetall(keys.delivery(delivery_id)))
 
     async def timeline(self, delivery_id: str) -> list[dict[str, Any]]:
         return [json.loads(m) for m in await self.redis.zrange(keys.timeline(delivery_id), 0, -1)]
@@ -199,6 +194,24 @@ class HubStore:
             if raw[i] and (not customer_id or raw[i].get("customer_id") == customer_id):
                 out.append(_decode_message(raw[i], raw[i + 1]))
         return out
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | None:
+    if not raw:
+        return None
+    out: dict[str, Any] = {"id": delivery_id}
+    for name, value in raw.items():
+        if name in ("eta", "driver"):
+            out[name] = json.loads(value)
+        elif name == "terminal":
+            out[name] = value == "1"
+        elif name != "last_ms":
+            out[name] = value
+    return out
 
 
 def _decode_message(raw: dict[str, str], history: list[str]) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def create_worker(
         job_completion_wait=int(wcfg.completion_wait),
         max_jobs=wcfg.max_jobs,
         job_timeout=wcfg.job_timeout,
-        keep_result=60,
+        keep_result=0,  # results are not read; the message log is the record
         poll_delay=0.05,
         job_serializer=job_serializer,
         job_deserializer=job_deserializer,

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from hub import keys
 
-__all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore"]
+__all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore", "encode_contact"]
 
 CONTACT_FIELDS = ("name", "phone", "email", "push_tokens", "locale", "timezone")
 PREF_FIELDS = ("channels", "fallback", "quiet_hours", "locale", "timezone", "instructions", "opt_out")
@@ -76,7 +76,7 @@ class CustomerRecord:
         }
 
 
-def _encode_contact(contact: dict[str, Any]) -> dict[str, str]:
+def encode_contact(contact: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in CONTACT_FIELDS:
         if contact.get(name) is None:
@@ -102,7 +102,7 @@ class CustomerStore:
 
     async def upsert(self, customer_id: str, contact: dict[str, Any]) -> None:
         """Set the given contact fields; others are kept. New contacts lift an erasure."""
-        fields = _encode_contact(contact)
+        fields = encode_contact(contact)
         key = keys.customer(customer_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={**fields, "updated_at": _now()})
@@ -112,7 +112,7 @@ class CustomerStore:
 
     async def replace(self, customer_id: str, contact: dict[str, Any]) -> bool:
         """PUT: the contact becomes exactly ``contact`` (preferences kept). True if created."""
-        fields = _encode_contact(contact)
+        fields = encode_contact(contact)
         key = keys.customer(customer_id)
         missing = [f for f in CONTACT_FIELDS if f not in fields]
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -336,7 +336,9 @@ async def test_twilio_fault_429_has_retry_after(harness: Harness) -> None:
     auth = {"Authorization": encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)}
     url = f"/sandbox/twilio/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
     for _ in range(2):
-        resp = await harness.client.post(url, data={"To": RECIPIENT, "From": SENDER, "Body": "x"}, headers=auth)
+        resp = await harness.client.post(
+            url, data={"To": RECIPIENT, "From": SENDER, "Body": "x"}, headers=auth
+        )
         assert resp.status == 429
         assert resp.headers["Retry-After"] == "1"
         assert (await resp.json())["code"] == 20429
@@ -406,7 +408,9 @@ async def test_inbound_sms_is_signed_and_replies_recorded(harness: Harness, rece
 
 
 async def test_inbound_sms_without_hub_url_is_409(harness: Harness) -> None:
-    resp = await harness.client.post("/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "hi"})
+    resp = await harness.client.post(
+        "/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "hi"}
+    )
     assert resp.status == 409
     assert "error" in await resp.json()
     bad = await harness.client.post("/sandbox/sms/inbound", json={"from": RECIPIENT})
@@ -495,7 +499,9 @@ async def test_fcm_wire_validation(harness: Harness) -> None:
         "code": 404,
         "message": "Requested entity was not found.",
         "status": "NOT_FOUND",
-        "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}],
+        "details": [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}
+        ],
     }
 
     other = "/sandbox/fcm/v1/projects/someone-else/messages:send"
@@ -526,7 +532,8 @@ async def test_smtp_sink_records_multipart_alternative(harness: Harness) -> None
     entry = entries[0]
     assert entry.subject == "Your parcel is on its way"
     assert entry.from_ == "Parcel Hub <noreply@hub.example>"
-    assert entry.text is not None and entry.text.strip() == "Your parcel arrives today between 10:00 and 12:00."
+    assert entry.text is not None
+    assert entry.text.strip() == "Your parcel arrives today between 10:00 and 12:00."
     assert entry.html is not None and "<b>today</b>" in entry.html
     assert entry.provider_id == msg["Message-ID"]
     assert entry.meta["message_id"] == msg["Message-ID"]
@@ -620,7 +627,9 @@ async def test_messages_route_filters_and_orders(harness: Harness, twilio_client
 
 
 async def test_fault_routes(harness: Harness) -> None:
-    resp = await harness.client.post("/sandbox/faults", json={"provider": "twilio", "mode": "500", "count": 3})
+    resp = await harness.client.post(
+        "/sandbox/faults", json={"provider": "twilio", "mode": "500", "count": 3}
+    )
     assert resp.status == 200
     state = await (await harness.client.get("/sandbox/faults")).json()
     assert state["twilio"] == {"mode": "500", "remaining": 3, "triggered": 0}
@@ -640,14 +649,14 @@ async def test_fault_routes(harness: Harness) -> None:
 async def test_logs_mask_addresses(
     harness: Harness, twilio_client: Client, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="hub.sandbox")
     harness.sb.hub_url = receiver.url("/")
     await twilio_client.messages.create_async(to=RECIPIENT, from_=SENDER, body="hi")
     with pytest.raises(TwilioRestException):
         await twilio_client.messages.create_async(to=INVALID, from_=SENDER, body="hi")
     await harness.client.post("/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "hi"})
     await aiosmtplib.send(_email(), hostname="127.0.0.1", port=harness.smtp_port, start_tls=False)
-    ours = [r.getMessage() for r in caplog.records if r.name.startswith("hub.sandbox")]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith(("hub.sandbox", "mail.log"))]
     assert any("***78" in line for line in ours)
     assert any("a***@example.com" in line for line in ours)
     for line in ours:

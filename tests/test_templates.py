@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2.exceptions import SecurityError
 
 from channels.segments import count_segments
 from hub.render import Renderer, RenderError
@@ -96,7 +97,7 @@ LOCALIZED: dict[str, dict[str, Any]] = {
         "address": "27 rue des Tilleuls, 69003 Lyon",
         "eta": {"date": "mar. 24 nov.", "start": "10:00", "end": "12:00", "window": "mar. 24 nov. 10:00-12:00"},
         "occurred_at": "mar. 24 nov. 09:41",
-        "slots": ("mer. 9h-12h", "mer. 14h-18h", "jeu. 9h-12h"),
+        "slots": ("mer 9-12", "mer 14-18", "jeu 9-12"),
         "next_attempt": "mer. 25 nov. 10:00-14:00",
         "reason": "Destinataire absent lors du passage",
         "recipient": "R. Keller (voisin)",
@@ -341,10 +342,15 @@ def test_delivered_invites_a_rating_and_says_where_it_was_left(renderer: Rendere
 @pytest.mark.parametrize("milestone", ("out_for_delivery", "arriving_soon"), ids=_id)
 @pytest.mark.parametrize("locale", LOCALES, ids=_id)
 def test_driver_is_named_when_known(renderer: Renderer, locale: str, milestone: str) -> None:
-    rendered = renderer.render(milestone, locale, full_context(locale, milestone))
+    context = full_context(locale, milestone)
+    # With three reschedule options the Spanish and French SMS have no room left for the name.
+    context["slots"] = []
+
+    rendered = renderer.render(milestone, locale, context)
 
     assert "Maximilian" in rendered.sms
     assert "Maximilian" in rendered.push_body
+    assert "Maximilian" in rendered.email_text
 
 
 @pytest.mark.parametrize("locale", LOCALES, ids=_id)
@@ -383,14 +389,20 @@ def test_exception_wording_depends_on_kind(renderer: Renderer) -> None:
     assert len(bodies) == 4
 
 
-def test_sandbox_rejects_unsafe_attribute_access(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("filename", "block"),
+    [("shipped.txt.j2", "{% block sms %}"), ("shipped.html.j2", "{% block content %}")],
+    ids=["text", "html"],
+)
+def test_sandbox_rejects_unsafe_attribute_access(tmp_path: Path, filename: str, block: str) -> None:
     shutil.copytree(TEMPLATES, tmp_path, dirs_exist_ok=True)
-    probe = tmp_path / "en" / "shipped.txt.j2"
-    probe.write_text(probe.read_text().replace("{% block sms %}", "{% block sms %}{{ ''.__class__.__mro__ }}", 1))
+    probe = tmp_path / "en" / filename
+    probe.write_text(probe.read_text().replace(block, block + "{{ ''.__class__.__mro__ }}", 1))
     renderer = Renderer(tmp_path)
 
-    with pytest.raises(RenderError):
+    with pytest.raises(RenderError, match="unsafe") as excinfo:
         renderer.render("shipped", "en", full_context("en", "shipped"))
+    assert isinstance(excinfo.value.__cause__, SecurityError)
 
 
 def test_rendering_leaves_the_context_untouched(renderer: Renderer) -> None:

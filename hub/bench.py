@@ -1,0 +1,405 @@
+"""``hub bench``: end-to-end throughput and latency, each figure beside a ceiling from the same run.
+
+The machine is shared and noisy, so absolute numbers mean little; ratios against ceilings
+measured minutes apart on the same machine do. One run:
+
+1. starts a private redis-server (AOF on, appendfsync everysec, as in production);
+2. ceilings: Redis round trips/s (sequential PINGs), a trivial aiohttp handler's requests/s
+   with the same poster concurrency, and arq no-op jobs/s with the same worker processes;
+3. the hub: the sandbox providers, ``hub api`` and ``hub worker`` processes; posts N events
+   through the HTTP API (half ``out_for_delivery``: SMS + push + e-mail, half
+   ``arriving_soon``: SMS + push) and waits until the providers hold every message;
+4. prints events/s accepted, events/s fully sent, messages/s by channel, event-to-provider
+   latency percentiles, CPU seconds per 1,000 events and Redis memory.
+
+Internal subcommands (``python -m hub.bench sandbox|noop-worker|echo``) run the helper processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .config import ROOT
+from .redis_server import EmbeddedRedis, free_port
+
+__all__ = ["run_bench"]
+
+BENCH_KEY = "bench-key"
+NOOP_QUEUE = "bench:noop"
+
+
+# -- helper processes ------------------------------------------------------------------------
+async def _serve_sandbox(port: int, smtp_port: int) -> None:
+    from .sandbox import Sandbox
+
+    sandbox = Sandbox(status_callbacks=False)
+    app = web.Application(client_max_size=1 << 24)
+    sandbox.add_routes(app, "/sandbox")
+
+    async def count(request: web.Request) -> web.Response:
+        return web.json_response(Counter(e.channel for e in sandbox.ledger))
+
+    async def dump(request: web.Request) -> web.Response:
+        return web.json_response([
+            {"channel": e.channel, "to": e.to, "received_at": e.to_dict()["received_at"]} for e in sandbox.ledger
+        ])
+
+    app.router.add_get("/bench/count", count)
+    app.router.add_get("/bench/dump", dump)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await sandbox.start_smtp("127.0.0.1", smtp_port)
+    await _wait_for_signal()
+    await sandbox.close()
+    await runner.cleanup()
+
+
+async def _serve_echo(port: int) -> None:
+    async def ok(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"status": "accepted"}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/", ok)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await _wait_for_signal()
+    await runner.cleanup()
+
+
+async def _noop(ctx: dict[str, Any]) -> None:
+    return None
+
+
+def _noop_worker(redis_url: str, max_jobs: int) -> None:
+    from arq.connections import RedisSettings
+    from arq.worker import Worker
+
+    Worker(functions=[_noop], queue_name=NOOP_QUEUE, redis_settings=RedisSettings.from_dsn(redis_url),
+           max_jobs=max_jobs, poll_delay=0.05, keep_result=60, log_results=False).run()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# -- measurement helpers ---------------------------------------------------------------------
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+async def _wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up")
+            await asyncio.sleep(0.1)
+
+
+async def _redis_round_trips(url: str, seconds: float = 1.5) -> float:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        await r.ping()
+        n += 1
+    await r.aclose()
+    return n / (time.perf_counter() - start)
+
+
+async def _post_all(url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str]) -> tuple[float, dict[int, float]]:
+    """POST every body; returns elapsed seconds and the wall-clock send time per index."""
+    sent_at: dict[int, float] = {}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(bodies)):
+        queue.put_nowait(i)
+    failures = Counter[int]()
+
+    async def poster(http: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            sent_at[i] = time.time()
+            async with http.post(url, data=bodies[i], headers=headers) as resp:
+                await resp.read()
+                if resp.status >= 300:
+                    failures[resp.status] += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        start = time.perf_counter()
+        await asyncio.gather(*(poster(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"posts failed: {dict(failures)}")
+    return elapsed, sent_at
+
+
+async def _arq_noop_ceiling(redis_url: str, n: int, workers: int, max_jobs: int, concurrency: int) -> float:
+    from arq.connections import RedisSettings, create_pool
+
+    procs = [_spawn(["-m", "hub.bench", "noop-worker", redis_url, str(max_jobs)]) for _ in range(workers)]
+    pool = await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=NOOP_QUEUE)
+    try:
+        await asyncio.sleep(1.0)  # workers connect
+        start = time.perf_counter()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+
+        async def enqueuer() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                await pool.enqueue_job("_noop", _job_id=f"noop-{i}")
+
+        await asyncio.gather(*(enqueuer() for _ in range(concurrency)))
+        while await pool.zcard(NOOP_QUEUE) > 0:
+            await asyncio.sleep(0.01)
+        return n / (time.perf_counter() - start)
+    finally:
+        await pool.aclose()
+        _stop_all(procs)
+
+
+def _events(n: int, run: str) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        kind = "out_for_delivery" if i % 2 == 0 else "arriving_soon"
+        out.append({
+            "event_id": f"bench{run}-{i}",
+            "type": kind,
+            "occurred_at": "2026-11-24T08:05:00+01:00",
+            "delivery": {"id": f"BD-{i}", "tracking_code": f"LM{100000000 + i}", "merchant": "Acme Shoes",
+                         "eta": {"start": "2026-11-24T10:00:00+01:00", "end": "2026-11-24T12:00:00+01:00"}},
+            "customer": {"id": f"BC-{i}", "name": "Ana Weber", "phone": f"+49151{10000000 + i}",
+                         "email": f"c{i}@example.com", "push_tokens": [f"bench-token-{i}"],
+                         "locale": ("de-DE", "en", "es", "fr")[i % 4], "timezone": "Europe/Berlin"},
+            "driver": {"id": "DR-5", "name": "Sam"},
+            "data": {"minutes": 10} if kind == "arriving_soon" else {},
+        })
+    return out
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+# -- the run ---------------------------------------------------------------------------------
+async def _bench(args: argparse.Namespace) -> dict[str, Any]:
+    n, workers, concurrency = args.events, args.workers, args.concurrency
+    tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    redis = EmbeddedRedis(tmp / "redis", appendonly=True).start()
+    procs: list[subprocess.Popen[bytes]] = []
+    result: dict[str, Any] = {"events": n, "workers": workers, "concurrency": concurrency,
+                              "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    try:
+        print(f"bench: {n} events, {workers} worker process(es), {concurrency} concurrent posters", flush=True)
+        result["redis_round_trips_per_s"] = await _redis_round_trips(redis.url)
+
+        echo_port = free_port()
+        echo = _spawn(["-m", "hub.bench", "echo", str(echo_port)])
+        try:
+            await _wait_http(f"http://127.0.0.1:{echo_port}/")
+            body = json.dumps(_events(1, "x")[0]).encode()
+            elapsed, _ = await _post_all(f"http://127.0.0.1:{echo_port}/", [body] * n, concurrency,
+                                         {"Content-Type": "application/json"})
+            result["http_ceiling_per_s"] = n / elapsed
+        finally:
+            _stop_all([echo])
+
+        max_jobs = 100
+        result["arq_noop_jobs_per_s"] = await _arq_noop_ceiling(redis.url, n, workers, max_jobs, concurrency)
+        print(f"bench: ceilings measured: redis {result['redis_round_trips_per_s']:.0f} round trips/s, "
+              f"http {result['http_ceiling_per_s']:.0f} req/s, arq no-op {result['arq_noop_jobs_per_s']:.0f} jobs/s",
+              flush=True)
+
+        sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
+        procs.append(_spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)]))
+        origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update({
+            "HUB_CONFIG": str(ROOT / "config.yaml"), "HUB_REDIS_URL": redis.url, "HUB_API_KEY": BENCH_KEY,
+            "HUB_SECRET_KEY": "bench-secret", "HUB_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+            "HUB_TWILIO__BASE_URL": f"{origin}/twilio", "HUB_FCM__BASE_URL": f"{origin}/fcm",
+            "HUB_SMTP__PORT": str(smtp_port), "HUB_LOG_LEVEL": "WARNING", "HUB_API__PORT": str(api_port),
+            "HUB_WORKER__MAX_JOBS": str(max_jobs),
+        })
+        api = _spawn(["-m", "hub", "api"], env)
+        worker_procs = [_spawn(["-m", "hub", "worker"], env) for _ in range(workers)]
+        procs += [api, *worker_procs]
+        await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
+        await _wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
+        await asyncio.sleep(1.0)
+
+        events = _events(n, f"-{int(time.time())}")
+        expected = sum(3 if e["type"] == "out_for_delivery" else 2 for e in events)
+        bodies = [json.dumps(e).encode() for e in events]
+        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [api, *worker_procs]}
+        start_wall = time.time()
+        start = time.perf_counter()
+        post_elapsed, sent_at = await _post_all(
+            f"http://127.0.0.1:{api_port}/v1/events", bodies, concurrency,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"})
+        result["accepted_events_per_s"] = n / post_elapsed
+        async with aiohttp.ClientSession() as http:
+            deadline = time.perf_counter() + max(120.0, n / 20)
+            while True:
+                async with http.get(f"http://127.0.0.1:{sandbox_port}/bench/count") as resp:
+                    counts = await resp.json()
+                if sum(counts.values()) >= expected:
+                    break
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"only {sum(counts.values())} of {expected} messages arrived")
+                await asyncio.sleep(0.05)
+            total = time.perf_counter() - start
+            async with http.get(f"http://127.0.0.1:{sandbox_port}/bench/dump") as resp:
+                ledger = await resp.json()
+        cpu = sum(_cpu_seconds(p.pid) - cpu_before[p.pid] for p in [api, *worker_procs])
+        info = await _redis_info(redis.url)
+
+        index_of = {}
+        for i, e in enumerate(events):
+            c = e["customer"]
+            for address in (f"+49151{10000000 + i}", c["email"], c["push_tokens"][0]):
+                index_of[address] = i
+        latencies = [
+            datetime.fromisoformat(m["received_at"].replace("Z", "+00:00")).timestamp() - sent_at[index_of[m["to"]]]
+            for m in ledger if m["to"] in index_of
+        ]
+        by_channel = Counter(m["channel"] for m in ledger)
+        last = max(datetime.fromisoformat(m["received_at"].replace("Z", "+00:00")).timestamp() for m in ledger)
+        result.update({
+            "messages": len(ledger),
+            "expected_messages": expected,
+            "duplicates": len(ledger) - len({(m["channel"], m["to"]) for m in ledger}),
+            "sent_events_per_s": n / max(last - start_wall, total * 0 + 1e-9),
+            "messages_per_s": {ch: c / (last - start_wall) for ch, c in by_channel.items()},
+            "latency_s": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99),
+                          "mean": statistics.fmean(latencies) if latencies else float("nan")},
+            "cpu_s_per_1000_events": cpu / n * 1000,
+            "redis_used_memory_peak_mb": info["used_memory_peak"] / 1e6,
+            "redis_bytes_per_event": info["used_memory"] / n,
+        })
+        result["messages_per_s"]["all"] = len(ledger) / (last - start_wall)
+        result["ratio_sent_vs_arq_noop"] = result["sent_events_per_s"] / result["arq_noop_jobs_per_s"]
+        result["ratio_accepted_vs_http"] = result["accepted_events_per_s"] / result["http_ceiling_per_s"]
+        return result
+    finally:
+        _stop_all(procs)
+        redis.stop()
+
+
+async def _redis_info(url: str) -> dict[str, Any]:
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url)
+    try:
+        info: dict[str, Any] = await r.info("memory")
+        return info
+    finally:
+        await r.aclose()
+
+
+def _report(r: dict[str, Any]) -> str:
+    lines = [
+        f"machine: {r['cpus']} CPUs, Python {r['python']}; {r['events']} events, {r['workers']} worker process(es), "
+        f"{r['concurrency']} concurrent posters",
+        "",
+        f"{'figure':<34}{'value':>12}  {'ceiling (same run)':>26}  {'ratio':>7}",
+        f"{'events accepted /s (HTTP 202)':<34}{r['accepted_events_per_s']:>12.0f}  "
+        f"{r['http_ceiling_per_s']:>17.0f} req/s http  {r['ratio_accepted_vs_http']:>7.2f}",
+        f"{'events fully sent /s':<34}{r['sent_events_per_s']:>12.0f}  "
+        f"{r['arq_noop_jobs_per_s']:>14.0f} arq no-op/s  {r['ratio_sent_vs_arq_noop']:>7.2f}",
+    ]
+    for ch, v in sorted(r["messages_per_s"].items()):
+        lines.append(f"{'messages /s ' + ch:<34}{v:>12.0f}")
+    lat = r["latency_s"]
+    lines += [
+        f"{'event-to-provider latency p50':<34}{lat['p50'] * 1000:>10.0f}ms",
+        f"{'event-to-provider latency p95':<34}{lat['p95'] * 1000:>10.0f}ms",
+        f"{'event-to-provider latency p99':<34}{lat['p99'] * 1000:>10.0f}ms",
+        f"{'CPU s per 1,000 events (api+workers)':<34}{r['cpu_s_per_1000_events']:>12.2f}",
+        f"{'Redis peak memory':<34}{r['redis_used_memory_peak_mb']:>10.1f}MB",
+        f"{'Redis bytes per event (all state)':<34}{r['redis_bytes_per_event']:>12.0f}",
+        f"{'Redis round trips /s (ceiling)':<34}{r['redis_round_trips_per_s']:>12.0f}",
+        f"{'messages sent / expected / doubled':<34}{r['messages']:>6} / {r['expected_messages']} / {r['duplicates']}",
+    ]
+    return "\n".join(lines)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    result = asyncio.run(_bench(args))
+    print()
+    print(_report(result))
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0 if result["messages"] == result["expected_messages"] and result["duplicates"] == 0 else 1
+
+
+def _main(argv: list[str]) -> None:
+    cmd = argv[0]
+    if cmd == "sandbox":
+        asyncio.run(_serve_sandbox(int(argv[1]), int(argv[2])))
+    elif cmd == "echo":
+        asyncio.run(_serve_echo(int(argv[1])))
+    elif cmd == "noop-worker":
+        _noop_worker(argv[1], int(argv[2]))
+    else:
+        raise SystemExit(f"unknown bench helper {cmd!r}")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        _main(sys.argv[1:])

@@ -1,0 +1,426 @@
+"""Fake of Twilio's Programmable Messaging REST API (2010-04-01) and its webhooks.
+
+Mounted under ``{prefix}/twilio``, so that twilio-python works unchanged once its origin
+``https://api.twilio.com`` is rewritten to ``http://HOST:PORT{prefix}/twilio``:
+
+``POST {prefix}/twilio/2010-04-01/Accounts/{AccountSid}/Messages.json``
+    Create a message (form fields ``To``, ``From`` or ``MessagingServiceSid``, ``Body``,
+    ``MediaUrl`` (repeatable), ``StatusCallback``). HTTP Basic auth with the account SID and
+    auth token. Answers ``201`` with a Message resource, or a Twilio error document
+    ``{"code", "message", "more_info", "status"}`` (20003 auth, 21211 invalid ``To``, 21602
+    missing body, 21603 missing sender, 21604 missing ``To``, 21617 body too long).
+``GET {prefix}/twilio/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json``
+    Fetch a message with its latest status (20404 when unknown).
+
+When the sandbox sends status callbacks, a background task moves every accepted message to
+``sent`` and then ``delivered`` (``callback_delay`` seconds apart) and, if the message had a
+``StatusCallback``, POSTs Twilio's callback fields there, signed with ``X-Twilio-Signature``.
+
+``POST {prefix}/sms/inbound`` (JSON ``{"from", "to", "body"}``) simulates a handset texting
+the hub: Twilio's inbound webhook fields are POSTed, signed, to ``hub_url +
+"/webhooks/twilio/sms"``. ``<Message>`` replies in the hub's TwiML answer are recorded in the
+ledger as outbound SMS with ``meta.direction == "reply"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+from ._outbound import Outbound
+from ._util import mask_address, new_sid, rfc2822, sms_segments, utcnow
+from .faults import Faults
+from .ledger import Ledger, LedgerEntry
+
+__all__ = ["API_VERSION", "SANDBOX_POOL_NUMBER", "TwilioFake"]
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+INBOUND_WEBHOOK_PATH = "/webhooks/twilio/sms"
+# Sender used when a message names only a Messaging Service (Twilio's "valid" test number).
+SANDBOX_POOL_NUMBER = "+15005550006"
+MAX_BODY_CHARS = 1600
+
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+_CHANNEL_PREFIX = re.compile(r"^(whatsapp|messenger|rcs):")
+
+
+def twilio_error(
+    status: int, code: int, message: str, *, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A Twilio REST error document, as twilio-python turns into ``TwilioRestException``."""
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an ``Authorization: Basic`` header, or ``None``.
+
+    Parsed by hand: ``aiohttp.BasicAuth`` (even ``.decode``) is deprecated in aiohttp 3.14 and
+    warns.
+    """
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _is_valid_address(value: str) -> bool:
+    return bool(_E164.match(_CHANNEL_PREFIX.sub("", value, count=1)))
+
+
+class TwilioFake:
+    """State and request handlers of the Twilio fake."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        ledger: Ledger,
+        faults: Faults,
+        outbound: Outbound,
+        status_callbacks: bool = True,
+        callback_delay: float = 0.05,
+        invalid_numbers: frozenset[str] = frozenset(),
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.status_callbacks = status_callbacks
+        self.callback_delay = callback_delay
+        self.invalid_numbers = invalid_numbers
+        self.hub_url: str | None = None
+        self._ledger = ledger
+        self._faults = faults
+        self._outbound = outbound
+        self._messages: dict[str, dict[str, Any]] = {}
+        self._entries: dict[str, LedgerEntry] = {}
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application, prefix: str) -> None:
+        base = f"{prefix}/twilio/{API_VERSION}/Accounts/{{account_sid}}"
+        app.router.add_post(f"{base}/Messages.json", self.handle_create)
+        app.router.add_get(f"{base}/Messages/{{sid}}.json", self.handle_fetch)
+        app.router.add_post(f"{prefix}/sms/inbound", self.handle_inbound)
+
+    def sign(self, url: str, params: Mapping[str, str]) -> str:
+        """``X-Twilio-Signature`` for a webhook POST of ``params`` to ``url``."""
+        return str(RequestValidator(self.auth_token).compute_signature(url, dict(params)))
+
+    def message(self, sid: str) -> dict[str, Any] | None:
+        """The stored Message resource (a copy), or ``None``."""
+        resource = self._messages.get(sid)
+        return dict(resource) if resource is not None else None
+
+    # -- REST API -------------------------------------------------------------------------
+
+    def _resource_uri(self, sid: str | None = None) -> str:
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages"
+        return f"{base}.json" if sid is None else f"{base}/{sid}.json"
+
+    def _check_auth(self, request: web.Request) -> web.Response | None:
+        credentials = _basic_credentials(request.headers.get("Authorization", ""))
+        if (
+            credentials is None
+            or not hmac.compare_digest(credentials[0].encode(), self.account_sid.encode())
+            or not hmac.compare_digest(credentials[1].encode(), self.auth_token.encode())
+        ):
+            return twilio_error(
+                401, 20003, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'}
+            )
+        if request.match_info["account_sid"] != self.account_sid:
+            return twilio_error(
+                404, 20404, f"The requested resource {request.path} was not found"
+            )
+        return None
+
+    async def _fault(self) -> web.Response | None:
+        mode = self._faults.take("twilio")
+        if mode is None:
+            return None
+        if mode == "500":
+            return twilio_error(500, 20500, "An internal server error has occurred")
+        if mode == "429":
+            return twilio_error(429, 20429, "Too Many Requests", headers={"Retry-After": "1"})
+        if mode == "timeout":
+            await self._faults.stall()
+            return twilio_error(504, 20504, "Gateway timeout")
+        return twilio_error(503, 20503, "Service unavailable")
+
+    async def handle_create(self, request: web.Request) -> web.Response:
+        failed = await self._fault()
+        if failed is None:
+            failed = self._check_auth(request)
+        if failed is not None:
+            return failed
+        form = await request.post()
+        to = str(form.get("To", "")).strip()
+        sender = str(form.get("From", "")).strip() or None
+        service_sid = str(form.get("MessagingServiceSid", "")).strip() or None
+        body = str(form.get("Body", ""))
+        media_urls = [str(u) for u in form.getall("MediaUrl", [])]
+        callback_url = str(form.get("StatusCallback", "")).strip() or None
+
+        if not to:
+            return twilio_error(400, 21604, "A 'To' phone number is required.")
+        if sender is None and service_sid is None:
+            return twilio_error(400, 21603, "A 'From' phone number is required.")
+        if not body and not media_urls and not form.get("ContentSid"):
+            return twilio_error(400, 21602, "Message body is required.")
+        if len(body) > MAX_BODY_CHARS:
+            return twilio_error(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        if not _is_valid_address(to) or to in self.invalid_numbers:
+            logger.info("twilio: rejecting invalid number %s", mask_address(to))
+            return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if sender is not None and not _is_valid_address(sender) and not sender.isalnum():
+            return twilio_error(400, 21212, f"The 'From' number {sender} is not a valid phone number.")
+
+        sid = new_sid("MM" if media_urls else "SM")
+        now = rfc2822(utcnow())
+        resource: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": body,
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": sender,
+            "messaging_service_sid": service_sid,
+            "num_media": str(len(media_urls)),
+            "num_segments": str(sms_segments(body)),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued" if sender is not None else "accepted",
+            "subresource_uris": {
+                "media": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}/Media.json",
+                "feedback": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}/Feedback.json",
+            },
+            "to": to,
+            "uri": self._resource_uri(sid),
+        }
+        self._messages[sid] = resource
+        self._entries[sid] = self._ledger.record(
+            LedgerEntry(
+                channel="sms",
+                to=to,
+                from_=sender,
+                text=body,
+                provider_id=sid,
+                meta={
+                    "direction": "outbound-api",
+                    "status": resource["status"],
+                    "status_callback": callback_url,
+                    "messaging_service_sid": service_sid,
+                    "media_urls": media_urls,
+                },
+            )
+        )
+        logger.info("twilio: accepted %s to %s", sid, mask_address(to))
+        if self.status_callbacks:
+            self._outbound.spawn(self._progress(sid, callback_url), name=f"twilio-status-{sid}")
+        return web.json_response(resource, status=201, headers=self._response_headers())
+
+    async def handle_fetch(self, request: web.Request) -> web.Response:
+        failed = await self._fault()
+        if failed is None:
+            failed = self._check_auth(request)
+        if failed is not None:
+            return failed
+        resource = self._messages.get(request.match_info["sid"])
+        if resource is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        return web.json_response(resource, headers=self._response_headers())
+
+    @staticmethod
+    def _response_headers() -> dict[str, str]:
+        return {"Twilio-Request-Id": new_sid("RQ"), "Twilio-Concurrent-Requests": "1"}
+
+    # -- status lifecycle and callbacks ---------------------------------------------------
+
+    async def _progress(self, sid: str, callback_url: str | None) -> None:
+        for status in ("sent", "delivered"):
+            await asyncio.sleep(self.callback_delay)
+            resource = self._messages.get(sid)
+            if resource is None:
+                return
+            now = rfc2822(utcnow())
+            if resource["from"] is None:
+                resource["from"] = SANDBOX_POOL_NUMBER
+            if status == "sent":
+                resource["date_sent"] = now
+            resource["status"] = status
+            resource["date_updated"] = now
+            entry = self._entries.get(sid)
+            if entry is not None:
+                entry.meta["status"] = status
+            if callback_url is None:
+                continue
+            params = {
+                "MessageSid": sid,
+                "SmsSid": sid,
+                "AccountSid": self.account_sid,
+                "From": str(resource["from"]),
+                "To": str(resource["to"]),
+                "MessageStatus": status,
+                "SmsStatus": status,
+                "ApiVersion": API_VERSION,
+            }
+            if resource["messaging_service_sid"]:
+                params["MessagingServiceSid"] = str(resource["messaging_service_sid"])
+            await self._post_webhook(callback_url, params, what=f"status callback ({status}) for {sid}")
+
+    async def _post_webhook(self, url: str, params: Mapping[str, str], *, what: str) -> None:
+        headers = {
+            "X-Twilio-Signature": self.sign(url, params),
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        try:
+            status, _, _ = await self._outbound.post_form(url, params, headers)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            logger.debug("twilio: %s failed: %r", what, exc)
+            return
+        if status >= 400:
+            logger.debug("twilio: %s answered HTTP %s", what, status)
+
+    # -- inbound simulation ---------------------------------------------------------------
+
+    async def handle_inbound(self, request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        if not isinstance(payload, dict):
+            return web.json_response({"error": "body must be a JSON object"}, status=400)
+        fields: dict[str, str] = {}
+        for key in ("from", "to", "body"):
+            value = payload.get(key)
+            if not isinstance(value, str) or (key != "body" and not value):
+                return web.json_response({"error": f"'{key}' must be a string"}, status=400)
+            fields[key] = value
+        if self.hub_url is None:
+            return web.json_response(
+                {"error": "hub_url is not set; set Sandbox.hub_url before simulating inbound SMS"},
+                status=409,
+            )
+        url = self.hub_url.rstrip("/") + INBOUND_WEBHOOK_PATH
+        sid = new_sid("SM")
+        params = {
+            "ToCountry": _country(fields["to"]),
+            "ToState": "",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "ToCity": "",
+            "FromZip": "",
+            "SmsSid": sid,
+            "FromState": "",
+            "SmsStatus": "received",
+            "FromCity": "",
+            "Body": fields["body"],
+            "FromCountry": _country(fields["from"]),
+            "To": fields["to"],
+            "ToZip": "",
+            "NumSegments": str(sms_segments(fields["body"])),
+            "MessageSid": sid,
+            "AccountSid": self.account_sid,
+            "From": fields["from"],
+            "ApiVersion": API_VERSION,
+        }
+        headers = {
+            "X-Twilio-Signature": self.sign(url, params),
+            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        entry = self._ledger.record(
+            LedgerEntry(
+                channel="sms",
+                to=fields["to"],
+                from_=fields["from"],
+                text=fields["body"],
+                provider_id=sid,
+                meta={"direction": "inbound", "webhook_url": url},
+            )
+        )
+        logger.info("twilio: inbound %s from %s", sid, mask_address(fields["from"]))
+        try:
+            status, content_type, text = await self._outbound.post_form(url, params, headers)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            entry.meta["hub_status"] = None
+            return web.json_response(
+                {"error": f"could not reach the hub: {exc!r}", "message_sid": sid}, status=502
+            )
+        entry.meta["hub_status"] = status
+        replies = self._record_replies(text, content_type, inbound=fields) if status < 300 else []
+        return web.json_response({"status": status, "body": text, "message_sid": sid, "replies": replies})
+
+    def _record_replies(self, text: str, content_type: str, *, inbound: Mapping[str, str]) -> list[str]:
+        """Record ``<Message>`` verbs of a TwiML answer as outbound replies; return their bodies."""
+        if "xml" not in content_type and not text.lstrip().startswith("<"):
+            return []
+        try:
+            root = ET.fromstring(text)
+        except ET.ParseError:
+            return []
+        replies: list[str] = []
+        for verb in root.iter("Message"):
+            body_el = verb.find("Body")
+            body = (body_el.text if body_el is not None else verb.text) or ""
+            body = body.strip()
+            sid = new_sid("SM")
+            replies.append(body)
+            self._ledger.record(
+                LedgerEntry(
+                    channel="sms",
+                    to=verb.get("to") or inbound["from"],
+                    from_=verb.get("from") or inbound["to"],
+                    text=body,
+                    provider_id=sid,
+                    meta={"direction": "reply", "status": "sent", "status_callback": None,
+                          "messaging_service_sid": None, "media_urls": []},
+                )
+            )
+        return replies
+
+
+def _country(number: str) -> str:
+    """ISO country code of an E.164 number, or ``""``."""
+    try:
+        import phonenumbers
+    except ImportError:  # pragma: no cover - phonenumbers is a hub dependency
+        return ""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return ""
+    return str(region or "")
