@@ -12,6 +12,7 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from typing import Any
 
 import aiosmtplib
 
@@ -64,14 +65,16 @@ class SmtpEmail:
         timeout: float = 10.0,
         pool_size: int = 4,
     ) -> None:
-        self._options = {
+        self._options: dict[str, Any] = {
             "hostname": host,
             "port": port,
             "username": username,
             "password": password,
             "use_tls": use_tls,
-            "start_tls": start_tls if start_tls else False,
+            "start_tls": start_tls,
             "timeout": timeout,
+            # Fixed EHLO name: otherwise every new connection does a getfqdn() lookup in a thread.
+            "local_hostname": "localhost",
         }
         self._sender = sender
         _, address = email.utils.parseaddr(sender)
@@ -114,7 +117,7 @@ class SmtpEmail:
         for attempt in (1, 2):
             try:
                 client = await self._acquire()
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as e:
                 self._slots.release()
                 return SendResult.transient(f"smtp connect failed: {_describe(e)}")
             healthy = True
@@ -133,7 +136,7 @@ class SmtpEmail:
                 healthy = False
                 if attempt == 2:
                     return SendResult.transient(f"smtp connection lost: {_describe(e)}")
-            except (aiosmtplib.SMTPException, asyncio.TimeoutError) as e:
+            except (TimeoutError, aiosmtplib.SMTPException) as e:
                 healthy = False
                 return SendResult.transient(f"smtp error: {_describe(e)}")
             finally:
@@ -145,7 +148,7 @@ class SmtpEmail:
             if client.is_connected:
                 try:
                     await asyncio.wait_for(client.quit(), 2)
-                except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                except (TimeoutError, aiosmtplib.SMTPException, OSError):
                     client.close()
         self._all.clear()
 
@@ -153,7 +156,7 @@ class SmtpEmail:
 async def _reset(client: aiosmtplib.SMTP) -> None:
     try:
         await client.rset()
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+    except (TimeoutError, aiosmtplib.SMTPException, OSError):
         client.close()
 
 

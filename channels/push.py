@@ -32,7 +32,7 @@ class _StaticToken(credentials.Base):  # type: ignore[misc]
     """A credential with a fixed bearer token (sandbox only; needs no network)."""
 
     def get_credential(self) -> TokenCredentials:
-        return TokenCredentials(token="sandbox-token")
+        return TokenCredentials(token="sandbox-token")  # type: ignore[no-untyped-call]
 
 
 class FcmPush:
@@ -45,7 +45,7 @@ class FcmPush:
         base_url: str = FCM_ORIGIN,
         credentials_file: str | None = None,
         timeout: float = 10.0,
-        max_concurrency: int = 16,
+        max_concurrency: int = 8,
     ) -> None:
         cred = credentials.Certificate(credentials_file) if credentials_file else _StaticToken()
         self._app = firebase_admin.initialize_app(

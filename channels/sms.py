@@ -7,7 +7,6 @@ left at Twilio's own origin.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 
@@ -101,7 +100,7 @@ class TwilioSms:
             created = await self._client.messages.create_async(**kwargs)
         except TwilioRestException as e:
             return _classify(e)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
             return SendResult.transient(f"twilio unreachable: {type(e).__name__}")
         return SendResult.accepted(str(created.sid))
 

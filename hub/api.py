@@ -72,12 +72,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if e.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status, "http_error")
-        return error_response(e.status, code, e.reason, headers={k: v for k, v in e.headers.items()
-                                                                 if k == "Allow"})
+        return error_response(e.status, code, e.reason, headers={k: v for k, v in e.headers.items() if k == "Allow"})
     except RedisError:
         log.exception("redis unavailable")
-        return error_response(503, "store_unavailable", "the store is unavailable; retry later",
-                              headers={"Retry-After": "5"})
+        return error_response(
+            503, "store_unavailable", "the store is unavailable; retry later", headers={"Retry-After": "5"}
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; it has been logged")
@@ -167,8 +167,9 @@ async def post_event(request: web.Request) -> web.Response:
         raise ApiError(422, "validation_failed", "the event is invalid", e.fields) from e
     [status] = await _accept(request.app, key.source, [event])
     if status == "conflict":
-        raise ApiError(409, "event_id_conflict",
-                       f"event_id {event.event_id!r} was already used with a different payload")
+        raise ApiError(
+            409, "event_id_conflict", f"event_id {event.event_id!r} was already used with a different payload"
+        )
     return json_response({"event_id": event.event_id, "status": status}, status=202)
 
 
@@ -178,10 +179,11 @@ async def post_batch(request: web.Request) -> web.Response:
     payload = await read_json(request)
     items = payload.get("events") if isinstance(payload, dict) else payload
     if not isinstance(items, list):
-        raise ApiError(400, "invalid_batch", "send a JSON array of events or {\"events\": [...]}")
+        raise ApiError(400, "invalid_batch", 'send a JSON array of events or {"events": [...]}')
     if len(items) > settings.api.batch_limit:
-        raise ApiError(413, "batch_too_large",
-                       f"{len(items)} events in one batch; the limit is {settings.api.batch_limit}")
+        raise ApiError(
+            413, "batch_too_large", f"{len(items)} events in one batch; the limit is {settings.api.batch_limit}"
+        )
     if not items:
         raise ApiError(400, "invalid_batch", "the batch is empty")
     results: list[dict[str, Any]] = []
@@ -192,9 +194,14 @@ async def post_batch(request: web.Request) -> web.Response:
             event = parse_event(item, settings.default_region)
         except EventInvalid as e:
             event_id = item.get("event_id") if isinstance(item, dict) else None
-            results.append({"index": index, "event_id": event_id, "status": "rejected",
-                            "error": {"code": "validation_failed", "message": "the event is invalid",
-                                      "fields": e.fields}})
+            results.append(
+                {
+                    "index": index,
+                    "event_id": event_id,
+                    "status": "rejected",
+                    "error": {"code": "validation_failed", "message": "the event is invalid", "fields": e.fields},
+                }
+            )
             continue
         if event.event_id in seen:
             results.append({"index": index, "event_id": event.event_id, "status": "duplicate"})
@@ -208,16 +215,18 @@ async def post_batch(request: web.Request) -> web.Response:
             entry = results[index]
             entry["status"] = status
             if status == "conflict":
-                entry["error"] = {"code": "event_id_conflict",
-                                  "message": f"event_id {event.event_id!r} was already used with a different payload"}
+                entry["error"] = {
+                    "code": "event_id_conflict",
+                    "message": f"event_id {event.event_id!r} was already used with a different payload",
+                }
     ok = sum(r["status"] in ("accepted", "duplicate") for r in results)
     summary = {
         "accepted": sum(r["status"] == "accepted" for r in results),
         "duplicate": sum(r["status"] == "duplicate" for r in results),
         "rejected": len(results) - ok,
     }
-    status = 202 if ok == len(results) else (422 if ok == 0 else 207)
-    return json_response({"results": results, "summary": summary}, status=status)
+    code = 202 if ok == len(results) else (422 if ok == 0 else 207)
+    return json_response({"results": results, "summary": summary}, status=code)
 
 
 # -- customers -------------------------------------------------------------------------------
@@ -294,8 +303,12 @@ async def list_messages(request: web.Request) -> web.Response:
     delivery_id = request.query.get("delivery_id")
     customer_id = request.query.get("customer_id")
     if not delivery_id and not customer_id:
-        raise ApiError(400, "missing_filter", "give delivery_id or customer_id",
-                       {"delivery_id": "required unless customer_id is given"})
+        raise ApiError(
+            400,
+            "missing_filter",
+            "give delivery_id or customer_id",
+            {"delivery_id": "required unless customer_id is given"},
+        )
     try:
         limit = int(request.query.get("limit", "100"))
     except ValueError as e:
@@ -333,8 +346,10 @@ async def unsubscribe(request: web.Request) -> web.Response:
         return web.Response(status=404, text=page, content_type="text/html")
     customer_id = message["customer_id"]
     if request.method == "GET":
-        body = ('<p>Stop delivery updates by e-mail?</p><form method="post">'
-                '<button type="submit">Unsubscribe from e-mail</button></form>')
+        body = (
+            '<p>Stop delivery updates by e-mail?</p><form method="post">'
+            '<button type="submit">Unsubscribe from e-mail</button></form>'
+        )
         return web.Response(text=_PAGE.format(title="Unsubscribe", body=body), content_type="text/html")
     record = await app[CUSTOMERS].get(customer_id)
     opted = sorted(set((record.prefs.get("opt_out") if record else None) or []) | {"email"})

@@ -57,9 +57,9 @@ async def _serve_sandbox(port: int, smtp_port: int) -> None:
         return web.json_response(Counter(e.channel for e in sandbox.ledger))
 
     async def dump(request: web.Request) -> web.Response:
-        return web.json_response([
-            {"channel": e.channel, "to": e.to, "received_at": e.to_dict()["received_at"]} for e in sandbox.ledger
-        ])
+        return web.json_response(
+            [{"channel": e.channel, "to": e.to, "received_at": e.to_dict()["received_at"]} for e in sandbox.ledger]
+        )
 
     app.router.add_get("/bench/count", count)
     app.router.add_get("/bench/dump", dump)
@@ -94,8 +94,15 @@ def _noop_worker(redis_url: str, max_jobs: int) -> None:
     from arq.connections import RedisSettings
     from arq.worker import Worker
 
-    Worker(functions=[_noop], queue_name=NOOP_QUEUE, redis_settings=RedisSettings.from_dsn(redis_url),
-           max_jobs=max_jobs, poll_delay=0.05, keep_result=60, log_results=False).run()
+    Worker(
+        functions=[_noop],
+        queue_name=NOOP_QUEUE,
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        max_jobs=max_jobs,
+        poll_delay=0.05,
+        keep_result=60,
+        log_results=False,
+    ).run()
 
 
 async def _wait_for_signal() -> None:
@@ -157,7 +164,9 @@ async def _redis_round_trips(url: str, seconds: float = 1.5) -> float:
     return n / (time.perf_counter() - start)
 
 
-async def _post_all(url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str]) -> tuple[float, dict[int, float]]:
+async def _post_all(
+    url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str]
+) -> tuple[float, dict[int, float]]:
     """POST every body; returns elapsed seconds and the wall-clock send time per index."""
     sent_at: dict[int, float] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -214,18 +223,30 @@ def _events(n: int, run: str) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         kind = "out_for_delivery" if i % 2 == 0 else "arriving_soon"
-        out.append({
-            "event_id": f"bench{run}-{i}",
-            "type": kind,
-            "occurred_at": "2026-11-24T08:05:00+01:00",
-            "delivery": {"id": f"BD-{i}", "tracking_code": f"LM{100000000 + i}", "merchant": "Acme Shoes",
-                         "eta": {"start": "2026-11-24T10:00:00+01:00", "end": "2026-11-24T12:00:00+01:00"}},
-            "customer": {"id": f"BC-{i}", "name": "Ana Weber", "phone": f"+49151{10000000 + i}",
-                         "email": f"c{i}@example.com", "push_tokens": [f"bench-token-{i}"],
-                         "locale": ("de-DE", "en", "es", "fr")[i % 4], "timezone": "Europe/Berlin"},
-            "driver": {"id": "DR-5", "name": "Sam"},
-            "data": {"minutes": 10} if kind == "arriving_soon" else {},
-        })
+        out.append(
+            {
+                "event_id": f"bench{run}-{i}",
+                "type": kind,
+                "occurred_at": "2026-11-24T08:05:00+01:00",
+                "delivery": {
+                    "id": f"BD-{i}",
+                    "tracking_code": f"LM{100000000 + i}",
+                    "merchant": "Acme Shoes",
+                    "eta": {"start": "2026-11-24T10:00:00+01:00", "end": "2026-11-24T12:00:00+01:00"},
+                },
+                "customer": {
+                    "id": f"BC-{i}",
+                    "name": "Ana Weber",
+                    "phone": f"+49151{10000000 + i}",
+                    "email": f"c{i}@example.com",
+                    "push_tokens": [f"bench-token-{i}"],
+                    "locale": ("de-DE", "en", "es", "fr")[i % 4],
+                    "timezone": "Europe/Berlin",
+                },
+                "driver": {"id": "DR-5", "name": "Sam"},
+                "data": {"minutes": 10} if kind == "arriving_soon" else {},
+            }
+        )
     return out
 
 
@@ -233,7 +254,7 @@ def _pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -242,8 +263,13 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     redis = EmbeddedRedis(tmp / "redis", appendonly=True).start()
     procs: list[subprocess.Popen[bytes]] = []
-    result: dict[str, Any] = {"events": n, "workers": workers, "concurrency": concurrency,
-                              "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    result: dict[str, Any] = {
+        "events": n,
+        "workers": workers,
+        "concurrency": concurrency,
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+    }
     try:
         print(f"bench: {n} events, {workers} worker process(es), {concurrency} concurrent posters", flush=True)
         result["redis_round_trips_per_s"] = await _redis_round_trips(redis.url)
@@ -253,29 +279,41 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await _wait_http(f"http://127.0.0.1:{echo_port}/")
             body = json.dumps(_events(1, "x")[0]).encode()
-            elapsed, _ = await _post_all(f"http://127.0.0.1:{echo_port}/", [body] * n, concurrency,
-                                         {"Content-Type": "application/json"})
+            elapsed, _ = await _post_all(
+                f"http://127.0.0.1:{echo_port}/", [body] * n, concurrency, {"Content-Type": "application/json"}
+            )
             result["http_ceiling_per_s"] = n / elapsed
         finally:
             _stop_all([echo])
 
         max_jobs = 100
         result["arq_noop_jobs_per_s"] = await _arq_noop_ceiling(redis.url, n, workers, max_jobs, concurrency)
-        print(f"bench: ceilings measured: redis {result['redis_round_trips_per_s']:.0f} round trips/s, "
-              f"http {result['http_ceiling_per_s']:.0f} req/s, arq no-op {result['arq_noop_jobs_per_s']:.0f} jobs/s",
-              flush=True)
+        print(
+            f"bench: ceilings measured: redis {result['redis_round_trips_per_s']:.0f} round trips/s, "
+            f"http {result['http_ceiling_per_s']:.0f} req/s, arq no-op {result['arq_noop_jobs_per_s']:.0f} jobs/s",
+            flush=True,
+        )
 
         sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
-        procs.append(_spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)]))
+        sandbox_proc = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)])
+        procs.append(sandbox_proc)
         origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env.update({
-            "HUB_CONFIG": str(ROOT / "config.yaml"), "HUB_REDIS_URL": redis.url, "HUB_API_KEY": BENCH_KEY,
-            "HUB_SECRET_KEY": "bench-secret", "HUB_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-            "HUB_TWILIO__BASE_URL": f"{origin}/twilio", "HUB_FCM__BASE_URL": f"{origin}/fcm",
-            "HUB_SMTP__PORT": str(smtp_port), "HUB_LOG_LEVEL": "WARNING", "HUB_API__PORT": str(api_port),
-            "HUB_WORKER__MAX_JOBS": str(max_jobs),
-        })
+        env.update(
+            {
+                "HUB_CONFIG": str(ROOT / "config.yaml"),
+                "HUB_REDIS_URL": redis.url,
+                "HUB_API_KEY": BENCH_KEY,
+                "HUB_SECRET_KEY": "bench-secret",
+                "HUB_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+                "HUB_TWILIO__BASE_URL": f"{origin}/twilio",
+                "HUB_FCM__BASE_URL": f"{origin}/fcm",
+                "HUB_SMTP__PORT": str(smtp_port),
+                "HUB_LOG_LEVEL": "WARNING",
+                "HUB_API__PORT": str(api_port),
+                "HUB_WORKER__MAX_JOBS": str(max_jobs),
+            }
+        )
         api = _spawn(["-m", "hub", "api"], env)
         worker_procs = [_spawn(["-m", "hub", "worker"], env) for _ in range(workers)]
         procs += [api, *worker_procs]
@@ -286,12 +324,15 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         events = _events(n, f"-{int(time.time())}")
         expected = sum(3 if e["type"] == "out_for_delivery" else 2 for e in events)
         bodies = [json.dumps(e).encode() for e in events]
-        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [api, *worker_procs]}
+        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [api, sandbox_proc, *worker_procs]}
         start_wall = time.time()
         start = time.perf_counter()
         post_elapsed, sent_at = await _post_all(
-            f"http://127.0.0.1:{api_port}/v1/events", bodies, concurrency,
-            {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"})
+            f"http://127.0.0.1:{api_port}/v1/events",
+            bodies,
+            concurrency,
+            {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"},
+        )
         result["accepted_events_per_s"] = n / post_elapsed
         async with aiohttp.ClientSession() as http:
             deadline = time.perf_counter() + max(120.0, n / 20)
@@ -306,7 +347,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             total = time.perf_counter() - start
             async with http.get(f"http://127.0.0.1:{sandbox_port}/bench/dump") as resp:
                 ledger = await resp.json()
-        cpu = sum(_cpu_seconds(p.pid) - cpu_before[p.pid] for p in [api, *worker_procs])
+
+        def used(*ps: subprocess.Popen[bytes]) -> float:
+            return sum(_cpu_seconds(p.pid) - cpu_before[p.pid] for p in ps)
+
+        cpu = {"api": used(api), "workers": used(*worker_procs), "sandbox": used(sandbox_proc)}
         info = await _redis_info(redis.url)
 
         index_of = {}
@@ -316,22 +361,29 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
                 index_of[address] = i
         latencies = [
             datetime.fromisoformat(m["received_at"].replace("Z", "+00:00")).timestamp() - sent_at[index_of[m["to"]]]
-            for m in ledger if m["to"] in index_of
+            for m in ledger
+            if m["to"] in index_of
         ]
         by_channel = Counter(m["channel"] for m in ledger)
         last = max(datetime.fromisoformat(m["received_at"].replace("Z", "+00:00")).timestamp() for m in ledger)
-        result.update({
-            "messages": len(ledger),
-            "expected_messages": expected,
-            "duplicates": len(ledger) - len({(m["channel"], m["to"]) for m in ledger}),
-            "sent_events_per_s": n / max(last - start_wall, total * 0 + 1e-9),
-            "messages_per_s": {ch: c / (last - start_wall) for ch, c in by_channel.items()},
-            "latency_s": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99),
-                          "mean": statistics.fmean(latencies) if latencies else float("nan")},
-            "cpu_s_per_1000_events": cpu / n * 1000,
-            "redis_used_memory_peak_mb": info["used_memory_peak"] / 1e6,
-            "redis_bytes_per_event": info["used_memory"] / n,
-        })
+        result.update(
+            {
+                "messages": len(ledger),
+                "expected_messages": expected,
+                "duplicates": len(ledger) - len({(m["channel"], m["to"]) for m in ledger}),
+                "sent_events_per_s": n / max(last - start_wall, total * 0 + 1e-9),
+                "messages_per_s": {ch: c / (last - start_wall) for ch, c in by_channel.items()},
+                "latency_s": {
+                    "p50": _pct(latencies, 50),
+                    "p95": _pct(latencies, 95),
+                    "p99": _pct(latencies, 99),
+                    "mean": statistics.fmean(latencies) if latencies else float("nan"),
+                },
+                "cpu_s_per_1000_events": {k: v / n * 1000 for k, v in cpu.items()},
+                "redis_used_memory_peak_mb": info["used_memory_peak"] / 1e6,
+                "redis_bytes_per_event": info["used_memory"] / n,
+            }
+        )
         result["messages_per_s"]["all"] = len(ledger) / (last - start_wall)
         result["ratio_sent_vs_arq_noop"] = result["sent_events_per_s"] / result["arq_noop_jobs_per_s"]
         result["ratio_accepted_vs_http"] = result["accepted_events_per_s"] / result["http_ceiling_per_s"]
@@ -370,7 +422,9 @@ def _report(r: dict[str, Any]) -> str:
         f"{'event-to-provider latency p50':<34}{lat['p50'] * 1000:>10.0f}ms",
         f"{'event-to-provider latency p95':<34}{lat['p95'] * 1000:>10.0f}ms",
         f"{'event-to-provider latency p99':<34}{lat['p99'] * 1000:>10.0f}ms",
-        f"{'CPU s per 1,000 events (api+workers)':<34}{r['cpu_s_per_1000_events']:>12.2f}",
+        f"{'CPU s / 1,000 events: api':<34}{r['cpu_s_per_1000_events']['api']:>12.2f}",
+        f"{'CPU s / 1,000 events: workers':<34}{r['cpu_s_per_1000_events']['workers']:>12.2f}",
+        f"{'CPU s / 1,000 events: sandbox':<34}{r['cpu_s_per_1000_events']['sandbox']:>12.2f}",
         f"{'Redis peak memory':<34}{r['redis_used_memory_peak_mb']:>10.1f}MB",
         f"{'Redis bytes per event (all state)':<34}{r['redis_bytes_per_event']:>12.0f}",
         f"{'Redis round trips /s (ceiling)':<34}{r['redis_round_trips_per_s']:>12.0f}",

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -87,22 +86,24 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
         hub_url=origin,
     )
     smtp_port = await sandbox.start_smtp("127.0.0.1", args.smtp_port or settings.sandbox.smtp_port)
-    settings = settings.replace(**{
-        "redis_url": redis_url,
-        "api_key": api_key,
-        "secret_key": settings.secret_key or _persistent_secret(data_dir / "secret_key"),
-        "public_url": origin,
-        "twilio.base_url": f"{origin}/sandbox/twilio",
-        "fcm.base_url": f"{origin}/sandbox/fcm",
-        "fcm.credentials_file": None,
-        "smtp.host": "127.0.0.1",
-        "smtp.port": smtp_port,
-        "smtp.username": None,
-        "smtp.password": None,
-        "smtp.use_tls": False,
-        "smtp.start_tls": False,
-        "sandbox.enabled": True,
-    })
+    settings = settings.replace(
+        **{
+            "redis_url": redis_url,
+            "api_key": api_key,
+            "secret_key": settings.secret_key or _persistent_secret(data_dir / "secret_key"),
+            "public_url": origin,
+            "twilio.base_url": f"{origin}/sandbox/twilio",
+            "fcm.base_url": f"{origin}/sandbox/fcm",
+            "fcm.credentials_file": None,
+            "smtp.host": "127.0.0.1",
+            "smtp.port": smtp_port,
+            "smtp.username": None,
+            "smtp.password": None,
+            "smtp.use_tls": False,
+            "smtp.start_tls": False,
+            "sandbox.enabled": True,
+        }
+    )
     app = create_app(settings, extra_setup=lambda a: sandbox.add_routes(a, "/sandbox"))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -111,18 +112,27 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
     worker = create_worker(settings, handle_signals=False)
     worker_task = asyncio.create_task(worker.async_run())
     children: list[subprocess.Popen[bytes]] = []
-    env = {**os.environ, "HUB_REDIS_URL": redis_url, "HUB_API_KEY": api_key, "HUB_SECRET_KEY": str(settings.secret_key),
-           "HUB_PUBLIC_URL": origin, "HUB_TWILIO__BASE_URL": settings.twilio.base_url,
-           "HUB_FCM__BASE_URL": settings.fcm.base_url, "HUB_SMTP__PORT": str(smtp_port), "HUB_SMTP__HOST": "127.0.0.1"}
+    env = {
+        **os.environ,
+        "HUB_REDIS_URL": redis_url,
+        "HUB_API_KEY": api_key,
+        "HUB_SECRET_KEY": str(settings.secret_key),
+        "HUB_PUBLIC_URL": origin,
+        "HUB_TWILIO__BASE_URL": settings.twilio.base_url,
+        "HUB_FCM__BASE_URL": settings.fcm.base_url,
+        "HUB_SMTP__PORT": str(smtp_port),
+        "HUB_SMTP__HOST": "127.0.0.1",
+    }
     for _ in range(max(0, args.workers - 1)):
         children.append(subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=env))
 
-    print(f"""
+    print(
+        f"""
   Delivery hub (dev) is running.
 
   API and sandbox   {origin}
   API key           {api_key}
-  Redis             {redis_url}{'  (embedded, data in ' + str(data_dir / 'redis') + ')' if embedded else ''}
+  Redis             {redis_url}{"  (embedded, data in " + str(data_dir / "redis") + ")" if embedded else ""}
   SMTP sink         127.0.0.1:{smtp_port}
   Workers           {args.workers}
 
@@ -132,7 +142,9 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
   See what the providers received:
     curl -s {origin}/sandbox/messages
   Stop with Ctrl-C.
-""", flush=True)
+""",
+        flush=True,
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -166,8 +178,13 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
 def _api(settings: Settings, args: argparse.Namespace) -> None:
     from .api import create_app
 
-    web.run_app(create_app(settings), host=args.host or settings.api.host, port=args.port or settings.api.port,
-                access_log=None, print=lambda *_: log.info("API listening"))
+    web.run_app(
+        create_app(settings),
+        host=args.host or settings.api.host,
+        port=args.port or settings.api.port,
+        access_log=None,
+        print=lambda *_: log.info("API listening"),
+    )
 
 
 def _worker(settings: Settings) -> None:
@@ -231,5 +248,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
-
-

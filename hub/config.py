@@ -85,7 +85,7 @@ class SmtpSettings(_Model):
     start_tls: bool = False
     from_address: str = "Parcelhub <updates@parcelhub.example>"
     timeout: float = Field(10.0, gt=0)
-    pool_size: int = Field(4, ge=1, le=64)
+    pool_size: int = Field(8, ge=1, le=64)  # open SMTP connections per worker process
 
 
 class FcmSettings(_Model):
@@ -93,6 +93,9 @@ class FcmSettings(_Model):
     base_url: str = "https://fcm.googleapis.com"
     credentials_file: str | None = None
     timeout: float = Field(10.0, gt=0)
+    # Concurrent sends per worker process. FCM speaks HTTP/2 (one connection carries them all);
+    # over HTTP/1.1 (the sandbox) every extra connection costs CPU on each request.
+    max_concurrency: int = Field(8, ge=1, le=256)
 
 
 class WorkerSettings(_Model):
@@ -176,9 +179,7 @@ class Settings(_Model):
         if self.api_key:
             keys.append(ApiKey(source="default", sha256=hash_key(self.api_key), scopes=("events", "read")))
         if self.admin_api_key:
-            keys.append(
-                ApiKey(source="admin", sha256=hash_key(self.admin_api_key), scopes=("events", "read", "admin"))
-            )
+            keys.append(ApiKey(source="admin", sha256=hash_key(self.admin_api_key), scopes=("events", "read", "admin")))
         return keys
 
     def replace(self, **changes: Any) -> Settings:
@@ -207,9 +208,7 @@ def _validate(data: Mapping[str, Any]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise ConfigError(f"invalid configuration: {problems}") from e
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime, format_time
+from babel.dates import format_date, format_time
 
 __all__ = ["Formatter", "build_context"]
 
@@ -42,9 +42,7 @@ class Formatter:
         s, e = self._local(start), self._local(end)
         same_day = s.date() == e.date()
         label = (
-            f"{self.date(s)} {self.time(s)}-{self.time(e)}"
-            if same_day
-            else f"{self.datetime(s)} - {self.datetime(e)}"
+            f"{self.date(s)} {self.time(s)}-{self.time(e)}" if same_day else f"{self.datetime(s)} - {self.datetime(e)}"
         )
         return {"date": self.date(s), "start": self.time(s), "end": self.time(e), "window": label}
 
@@ -94,9 +92,7 @@ def build_context(
             "minutes": data.get("minutes"),
             "reason": data.get("reason") or "",
             "kind": data.get("kind") or "",
-            "next_attempt": fmt.window(next_attempt["start"], next_attempt["end"])["window"]
-            if next_attempt
-            else None,
+            "next_attempt": fmt.window(next_attempt["start"], next_attempt["end"])["window"] if next_attempt else None,
             "pod": {
                 "recipient": pod.get("recipient"),
                 "place": pod.get("place"),

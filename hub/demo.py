@@ -16,16 +16,46 @@ import aiohttp
 __all__ = ["demo_steps", "run_demo"]
 
 CUSTOMERS: list[dict[str, Any]] = [
-    {"id": "C-1", "name": "Ana Weber", "phone": "+49 151 23456789", "email": "ana.weber@example.com",
-     "push_tokens": ["demo-token-ana"], "locale": "de-DE", "timezone": "Europe/Berlin"},
-    {"id": "C-2", "name": "Lucía García", "phone": "+34 612 345 678", "email": "lucia@example.es",
-     "locale": "es-ES", "timezone": "Europe/Madrid"},
-    {"id": "C-3", "name": "Camille Martin", "email": "camille@example.fr", "push_tokens": ["demo-token-camille"],
-     "locale": "fr-FR", "timezone": "Europe/Paris"},
-    {"id": "C-4", "name": "James Carter", "phone": "+1 212 555 0142", "locale": "en-US",
-     "timezone": "America/New_York"},
-    {"id": "C-5", "name": "Yuki Tanaka", "email": "yuki@example.jp", "push_tokens": ["demo-token-yuki"],
-     "locale": "en", "timezone": "Asia/Tokyo"},
+    {
+        "id": "C-1",
+        "name": "Ana Weber",
+        "phone": "+49 151 23456789",
+        "email": "ana.weber@example.com",
+        "push_tokens": ["demo-token-ana"],
+        "locale": "de-DE",
+        "timezone": "Europe/Berlin",
+    },
+    {
+        "id": "C-2",
+        "name": "Lucía García",
+        "phone": "+34 612 345 678",
+        "email": "lucia@example.es",
+        "locale": "es-ES",
+        "timezone": "Europe/Madrid",
+    },
+    {
+        "id": "C-3",
+        "name": "Camille Martin",
+        "email": "camille@example.fr",
+        "push_tokens": ["demo-token-camille"],
+        "locale": "fr-FR",
+        "timezone": "Europe/Paris",
+    },
+    {
+        "id": "C-4",
+        "name": "James Carter",
+        "phone": "+1 212 555 0142",
+        "locale": "en-US",
+        "timezone": "America/New_York",
+    },
+    {
+        "id": "C-5",
+        "name": "Yuki Tanaka",
+        "email": "yuki@example.jp",
+        "push_tokens": ["demo-token-yuki"],
+        "locale": "en",
+        "timezone": "Asia/Tokyo",
+    },
 ]
 MERCHANTS = ["Acme Shoes", "Nordlicht Books", "Casa Verde", "Atelier Lune", "Tokyo Tea House"]
 DRIVER = {"id": "DR-5", "name": "Sam Okafor", "phone": "+49 157 00000001"}
@@ -42,17 +72,40 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
     eta = {"start": _iso(now + timedelta(hours=1)), "end": _iso(now + timedelta(hours=3))}
     tomorrow = now + timedelta(days=1)
     slots = [
-        {"id": "s1", "start": _iso(tomorrow.replace(hour=8, minute=0)), "end": _iso(tomorrow.replace(hour=12, minute=0))},
-        {"id": "s2", "start": _iso(tomorrow.replace(hour=13, minute=0)), "end": _iso(tomorrow.replace(hour=17, minute=0))},
-        {"id": "s3", "start": _iso(tomorrow.replace(hour=17, minute=0)), "end": _iso(tomorrow.replace(hour=20, minute=0))},
+        {
+            "id": "s1",
+            "start": _iso(tomorrow.replace(hour=8, minute=0)),
+            "end": _iso(tomorrow.replace(hour=12, minute=0)),
+        },
+        {
+            "id": "s2",
+            "start": _iso(tomorrow.replace(hour=13, minute=0)),
+            "end": _iso(tomorrow.replace(hour=17, minute=0)),
+        },
+        {
+            "id": "s3",
+            "start": _iso(tomorrow.replace(hour=17, minute=0)),
+            "end": _iso(tomorrow.replace(hour=20, minute=0)),
+        },
     ]
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(5)]
     for i, customer in enumerate(CUSTOMERS):
-        delivery = {"id": f"D-{1001 + i}", "tracking_code": f"LM{400100200 + i}", "merchant": MERCHANTS[i],
-                    "address": f"{12 + i} Harbour Street", "eta": eta}
+        delivery = {
+            "id": f"D-{1001 + i}",
+            "tracking_code": f"LM{400100200 + i}",
+            "merchant": MERCHANTS[i],
+            "address": f"{12 + i} Harbour Street",
+            "eta": eta,
+        }
 
-        def event(kind: str, minutes: int, data: dict[str, Any] | None = None, *, d: dict[str, Any] = delivery,
-                  c: dict[str, Any] = customer) -> dict[str, Any]:
+        def event(
+            kind: str,
+            minutes: int,
+            data: dict[str, Any] | None = None,
+            *,
+            d: dict[str, Any] = delivery,
+            c: dict[str, Any] = customer,
+        ) -> dict[str, Any]:
             return {
                 "event_id": f"demo{run}-{d['id']}-{kind}",
                 "type": kind,
@@ -69,12 +122,35 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
         if i == 1:
             rounds[3].append(event("delivery_failed", 30, {"reason": "Nobody was home", "reschedule_slots": slots}))
         elif i == 4:
-            rounds[3].append(event("ready_for_pickup", 30, {"pickup": {
-                "name": "Kiosk am Markt", "address": "Marktplatz 3", "hours": "Mon-Sat 8-20", "code": "4711"}}))
+            rounds[3].append(
+                event(
+                    "ready_for_pickup",
+                    30,
+                    {
+                        "pickup": {
+                            "name": "Kiosk am Markt",
+                            "address": "Marktplatz 3",
+                            "hours": "Mon-Sat 8-20",
+                            "code": "4711",
+                        }
+                    },
+                )
+            )
         else:
-            rounds[3].append(event("delivered", 30, {"pod": {
-                "recipient": customer["name"].split()[0], "place": "front door", "signature": True,
-                "photo_url": "https://pod.example/photos/1.jpg"}}))
+            rounds[3].append(
+                event(
+                    "delivered",
+                    30,
+                    {
+                        "pod": {
+                            "recipient": customer["name"].split()[0],
+                            "place": "front door",
+                            "signature": True,
+                            "photo_url": "https://pod.example/photos/1.jpg",
+                        }
+                    },
+                )
+            )
     return [r for r in rounds if r]
 
 
@@ -83,12 +159,20 @@ async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "
     accepted = 0
     headers = {"Authorization": f"Bearer {api_key}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.patch(f"{base_url}/v1/customers/C-3/preferences", json={"channels": {"default": ["push"]}}) as r:
+        async with http.patch(
+            f"{base_url}/v1/customers/C-3/preferences", json={"channels": {"default": ["push"]}}
+        ) as r:
             if r.status == 404:
-                await (await http.put(f"{base_url}/v1/customers/C-3", json={
-                    k: v for k, v in CUSTOMERS[2].items() if k != "id"})).release()
-                await (await http.patch(f"{base_url}/v1/customers/C-3/preferences",
-                                        json={"channels": {"default": ["push"]}})).release()
+                await (
+                    await http.put(
+                        f"{base_url}/v1/customers/C-3", json={k: v for k, v in CUSTOMERS[2].items() if k != "id"}
+                    )
+                ).release()
+                await (
+                    await http.patch(
+                        f"{base_url}/v1/customers/C-3/preferences", json={"channels": {"default": ["push"]}}
+                    )
+                ).release()
         for n, batch in enumerate(demo_steps(run=run)):
             async with http.post(f"{base_url}/v1/events/batch", json={"events": batch}) as resp:
                 body = await resp.json()

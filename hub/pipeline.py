@@ -82,6 +82,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
             base_url=fcm.base_url,
             credentials_file=fcm.credentials_file,
             timeout=fcm.timeout,
+            max_concurrency=fcm.max_concurrency,
         ),
     }
 
@@ -163,9 +164,7 @@ class Runtime:
             records = [(p, record_for(p.channel, p.address, p.via_fallback)) for p in decided.send]
             rendered = await self._render(milestone, locale, timezone, event, delivery, customer, records)
             if rendered is not None:
-                results = await asyncio.gather(
-                    *(self._send_one(p, rec, rendered, ids) for p, rec in records)
-                )
+                results = await asyncio.gather(*(self._send_one(p, rec, rendered, ids) for p, rec in records))
                 for (_, rec), (status, result) in zip(records, results, strict=True):
                     outcome.messages[rec.id] = status
                     if status == "transient" and result is not None:
@@ -268,8 +267,8 @@ class Runtime:
         )
 
     def _backoff(self, job_try: int, retry_after: float | None) -> float:
-        base = self.settings.worker.retry_base_delay * (2 ** (job_try - 1))
-        delay = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+        base: float = self.settings.worker.retry_base_delay * (2 ** (job_try - 1))
+        delay = base * (0.5 + random.random() / 2)  # jitter spreads retries, not a secret
         return max(delay, retry_after or 0.0)
 
 

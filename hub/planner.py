@@ -12,7 +12,7 @@ Push fans out to every registered token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from preferences import CustomerRecord
@@ -42,7 +42,7 @@ class Plan:
 def plan(
     milestone: str,
     customer: CustomerRecord | None,
-    default_channels: dict[str, Sequence[str]],
+    default_channels: Mapping[str, Sequence[str]],
     default_fallback: Sequence[str],
     stopped_numbers: frozenset[str] = frozenset(),
 ) -> Plan:

@@ -86,9 +86,7 @@ class Renderer:
             keep_trailing_newline=False,
             auto_reload=False,
         )
-        self.locales = sorted(
-            p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_")
-        )
+        self.locales = sorted(p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
     def resolve_locale(self, locale: str | None) -> str:
         """The first locale of the chain that has templates (falls back to the default)."""

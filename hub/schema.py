@@ -133,7 +133,7 @@ class Event(_Edge):
     delivery: Delivery
     customer: Customer
     driver: Driver | None = None
-    data: EventData = Field(default_factory=EventData)
+    data: EventData = Field(default_factory=lambda: EventData())
 
     @field_validator("occurred_at", mode="before")
     @classmethod

@@ -75,8 +75,9 @@ class HubStore:
         """Register (source, event_id, digest) triples in one round trip; see ACCEPT_EVENT."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for source, event_id, digest in items:
-                await self._accept(keys=[keys.event(source, event_id)], args=[digest, received_at, self.idem_ttl],
-                                   client=pipe)
+                await self._accept(
+                    keys=[keys.event(source, event_id)], args=[digest, received_at, self.idem_ttl], client=pipe
+                )
             return [str(r) for r in await pipe.execute()]
 
     async def mark_done(self, source: str, event_id: str) -> None:

@@ -102,7 +102,7 @@ def create_worker(
             await redis.aclose()
 
     return Worker(
-        functions=[func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5)],  # type: ignore[arg-type]
+        functions=[func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5)],
         queue_name=wcfg.queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         burst=burst,

@@ -135,7 +135,7 @@ class CustomerStore:
         args: list[str] = []
         for k, v in {**mapping, "updated_at": _now()}.items():
             args += [k, v]
-        return bool(await self.redis.eval(script, 1, key, *args))  # type: ignore[misc]
+        return bool(await self.redis.eval(script, 1, key, *args))
 
     async def erase(self, customer_id: str) -> bool:
         """Remove personal data: contacts, preferences and addresses in the message log.

@@ -82,10 +82,15 @@ class Hub:
 
     def messages(self, **filters: str) -> list[dict[str, Any]]:
         entries = [e.to_dict() for e in self.sandbox.ledger.entries()]
-        return [e for e in entries if all(e.get(k) == v for k, v in filters.items())
-                and (e.get("meta") or {}).get("direction") != "inbound"]
+        return [
+            e
+            for e in entries
+            if all(e.get(k) == v for k, v in filters.items()) and (e.get("meta") or {}).get("direction") != "inbound"
+        ]
 
-    async def request(self, method: str, path: str, *, key: str | None = API_KEY, **kwargs: Any) -> aiohttp.ClientResponse:
+    async def request(
+        self, method: str, path: str, *, key: str | None = API_KEY, **kwargs: Any
+    ) -> aiohttp.ClientResponse:
         headers = dict(kwargs.pop("headers", {}) or {})
         if key:
             headers["Authorization"] = f"Bearer {key}"

@@ -44,11 +44,25 @@ async def test_wrong_api_key_is_401(hub: Hub) -> None:
         ({"customer__email": "ana@"}, "customer.email", "e-mail"),
         ({"customer__timezone": "Mars/Olympus"}, "customer.timezone", "unknown IANA time zone"),
         ({"driver__phone": "call me"}, "driver.phone", "phone number"),
-        ({"delivery__eta": {"start": "2026-11-24T12:00:00+01:00", "end": "2026-11-24T10:00:00+01:00"}},
-         "delivery.eta", "end is before start"),
+        (
+            {"delivery__eta": {"start": "2026-11-24T12:00:00+01:00", "end": "2026-11-24T10:00:00+01:00"}},
+            "delivery.eta",
+            "end is before start",
+        ),
     ],
-    ids=["unknown-type", "no-event-id", "no-delivery-id", "no-customer-id", "no-offset", "bad-phone",
-         "short-phone", "bad-email", "bad-timezone", "bad-driver-phone", "eta-backwards"],
+    ids=[
+        "unknown-type",
+        "no-event-id",
+        "no-delivery-id",
+        "no-customer-id",
+        "no-offset",
+        "bad-phone",
+        "short-phone",
+        "bad-email",
+        "bad-timezone",
+        "bad-driver-phone",
+        "eta-backwards",
+    ],
 )
 async def test_invalid_event_is_422_with_the_field_named(hub: Hub, changes: dict, field: str, fragment: str) -> None:
     resp = await hub.post_event(make_event(**changes))

@@ -5,8 +5,14 @@ from __future__ import annotations
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
 
-CONTACT = {"name": "Ana Weber", "phone": "+49 151 12345678", "email": "ana@example.com",
-           "push_tokens": ["tok-a"], "locale": "de-DE", "timezone": "Europe/Berlin"}
+CONTACT = {
+    "name": "Ana Weber",
+    "phone": "+49 151 12345678",
+    "email": "ana@example.com",
+    "push_tokens": ["tok-a"],
+    "locale": "de-DE",
+    "timezone": "Europe/Berlin",
+}
 
 
 def bare_event(type_: str = "out_for_delivery", **changes: object) -> dict:
@@ -44,8 +50,9 @@ async def test_put_rejects_unknown_fields(hub: Hub) -> None:
 
 async def test_preferences_change_which_channels_fire(hub: Hub) -> None:
     await hub.request("PUT", "/v1/customers/C-77", json=CONTACT)
-    resp = await hub.request("PATCH", "/v1/customers/C-77/preferences",
-                             json={"channels": {"default": ["email"], "delivered": ["sms"]}})
+    resp = await hub.request(
+        "PATCH", "/v1/customers/C-77/preferences", json={"channels": {"default": ["email"], "delivered": ["sms"]}}
+    )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["preferences"]["channels"]["default"] == ["email"]
     await hub.post_event(bare_event("out_for_delivery"))
@@ -74,9 +81,11 @@ async def test_fallback_channel_used_when_none_of_the_milestone_channels_reach(h
 
 async def test_invalid_preferences_are_422_with_fields(hub: Hub) -> None:
     await hub.request("PUT", "/v1/customers/C-77", json=CONTACT)
-    resp = await hub.request("PATCH", "/v1/customers/C-77/preferences",
-                             json={"channels": {"teleport": ["sms"]}, "quiet_hours": {"start": "25:00", "end": "8"},
-                                   "fallback": ["pigeon"]})
+    resp = await hub.request(
+        "PATCH",
+        "/v1/customers/C-77/preferences",
+        json={"channels": {"teleport": ["sms"]}, "quiet_hours": {"start": "25:00", "end": "8"}, "fallback": ["pigeon"]},
+    )
     assert resp.status == 422
     fields = (await resp.json())["error"]["fields"]
     assert {"channels", "quiet_hours.start", "quiet_hours.end"} <= set(fields)
@@ -96,15 +105,18 @@ async def test_erased_customer_gets_nothing_until_contacts_are_given_again(hub: 
     assert (await hub.request("DELETE", "/v1/customers/C-77")).status == 204
     record = await (await hub.request("GET", "/v1/customers/C-77?reveal=1", key=ADMIN_KEY)).json()
     assert record["erased"] is True and record["phone"] is None and record["email"] is None
-    log = (await (await hub.request("GET", "/v1/messages?customer_id=C-77&reveal=1", key=ADMIN_KEY)).json())
+    log = await (await hub.request("GET", "/v1/messages?customer_id=C-77&reveal=1", key=ADMIN_KEY)).json()
     assert all(not m.get("to") for m in log["messages"])  # addresses scrubbed from the log too
 
     await hub.post_event(bare_event("out_for_delivery", occurred_at="2026-11-24T09:00:00+01:00"))
     await hub.run_worker()
     assert len(hub.messages()) == sent_before
 
-    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T09:30:00+01:00",
-                                    customer={"id": "C-77", "phone": "+4915112345678"}))
+    await hub.post_event(
+        make_event(
+            "arriving_soon", occurred_at="2026-11-24T09:30:00+01:00", customer={"id": "C-77", "phone": "+4915112345678"}
+        )
+    )
     await hub.run_worker()
     assert [m["channel"] for m in hub.messages()[sent_before:]] == ["sms"]
 

@@ -25,19 +25,21 @@ EVENTS = 120
 def worker_env(hub: Hub, **extra: str) -> dict[str, str]:
     s = hub.settings
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update({
-        "HUB_CONFIG": str(ROOT / "config.yaml"),
-        "HUB_REDIS_URL": str(s.redis_url),
-        "HUB_SECRET_KEY": str(s.secret_key),
-        "HUB_PUBLIC_URL": s.public_url,
-        "HUB_TWILIO__BASE_URL": s.twilio.base_url,
-        "HUB_FCM__BASE_URL": s.fcm.base_url,
-        "HUB_SMTP__PORT": str(s.smtp.port),
-        "HUB_WORKER__MAX_JOBS": "4",
-        "HUB_WORKER__RETRY_BASE_DELAY": "0.1",
-        "HUB_LOG_LEVEL": "WARNING",
-        **extra,
-    })
+    env.update(
+        {
+            "HUB_CONFIG": str(ROOT / "config.yaml"),
+            "HUB_REDIS_URL": str(s.redis_url),
+            "HUB_SECRET_KEY": str(s.secret_key),
+            "HUB_PUBLIC_URL": s.public_url,
+            "HUB_TWILIO__BASE_URL": s.twilio.base_url,
+            "HUB_FCM__BASE_URL": s.fcm.base_url,
+            "HUB_SMTP__PORT": str(s.smtp.port),
+            "HUB_WORKER__MAX_JOBS": "4",
+            "HUB_WORKER__RETRY_BASE_DELAY": "0.1",
+            "HUB_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
     return env
 
 
@@ -47,8 +49,13 @@ def start_worker(hub: Hub, **extra: str) -> subprocess.Popen[bytes]:
 
 async def post_events(hub: Hub) -> list[str]:
     events = [
-        make_event("arriving_soon", event_id=f"restart-{i}", delivery__id=f"D-{i}", data={"minutes": 10},
-                   customer={"id": f"C-{i}", "phone": f"+49151{10000000 + i}", "push_tokens": [f"tok-{i}"]})
+        make_event(
+            "arriving_soon",
+            event_id=f"restart-{i}",
+            delivery__id=f"D-{i}",
+            data={"minutes": 10},
+            customer={"id": f"C-{i}", "phone": f"+49151{10000000 + i}", "push_tokens": [f"tok-{i}"]},
+        )
         for i in range(EVENTS)
     ]
     resp = await hub.request("POST", "/v1/events/batch", json=events)

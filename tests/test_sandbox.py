@@ -102,9 +102,7 @@ async def receiver(aiohttp_server: AiohttpServer) -> Receiver:
     async def collect(request: web.Request) -> web.Response:
         form = await request.post()
         rec = holder[0]
-        rec.requests.append(
-            (str(request.url), {k: str(v) for k, v in form.items()}, dict(request.headers))
-        )
+        rec.requests.append((str(request.url), {k: str(v) for k, v in form.items()}, dict(request.headers)))
         rec.arrived.set()
         if request.path == "/webhooks/twilio/sms":
             return web.Response(text=rec.reply, content_type="text/xml")
@@ -147,7 +145,12 @@ class SandboxTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         if auth is not None:
             headers["Authorization"] = encode_basic_auth(*auth)
         return await super().request(
-            method, url, params=params, data=data, headers=headers, auth=None,
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
             # The stock client never applies its own ``timeout``: aiohttp then gets
             # ``timeout=None``, which means no timeout at all.
             timeout=timeout if timeout is not None else self.timeout,
@@ -336,9 +339,7 @@ async def test_twilio_fault_429_has_retry_after(harness: Harness) -> None:
     auth = {"Authorization": encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)}
     url = f"/sandbox/twilio/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
     for _ in range(2):
-        resp = await harness.client.post(
-            url, data={"To": RECIPIENT, "From": SENDER, "Body": "x"}, headers=auth
-        )
+        resp = await harness.client.post(url, data={"To": RECIPIENT, "From": SENDER, "Body": "x"}, headers=auth)
         assert resp.status == 429
         assert resp.headers["Retry-After"] == "1"
         assert (await resp.json())["code"] == 20429
@@ -380,12 +381,9 @@ async def test_timeout_fault_is_released_by_close(harness: Harness) -> None:
 async def test_inbound_sms_is_signed_and_replies_recorded(harness: Harness, receiver: Receiver) -> None:
     harness.sb.hub_url = receiver.url("/")
     receiver.reply = (
-        "<?xml version='1.0' encoding='UTF-8'?>"
-        "<Response><Message>You are unsubscribed.</Message></Response>"
+        "<?xml version='1.0' encoding='UTF-8'?><Response><Message>You are unsubscribed.</Message></Response>"
     )
-    resp = await harness.client.post(
-        "/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "STOP"}
-    )
+    resp = await harness.client.post("/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "STOP"})
     assert resp.status == 200
     result = await resp.json()
     assert result["status"] == 200
@@ -408,9 +406,7 @@ async def test_inbound_sms_is_signed_and_replies_recorded(harness: Harness, rece
 
 
 async def test_inbound_sms_without_hub_url_is_409(harness: Harness) -> None:
-    resp = await harness.client.post(
-        "/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "hi"}
-    )
+    resp = await harness.client.post("/sandbox/sms/inbound", json={"from": RECIPIENT, "to": SENDER, "body": "hi"})
     assert resp.status == 409
     assert "error" in await resp.json()
     bad = await harness.client.post("/sandbox/sms/inbound", json={"from": RECIPIENT})
@@ -499,9 +495,7 @@ async def test_fcm_wire_validation(harness: Harness) -> None:
         "code": 404,
         "message": "Requested entity was not found.",
         "status": "NOT_FOUND",
-        "details": [
-            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}
-        ],
+        "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}],
     }
 
     other = "/sandbox/fcm/v1/projects/someone-else/messages:send"
@@ -605,8 +599,19 @@ async def test_messages_route_filters_and_orders(harness: Harness, twilio_client
     assert [m["channel"] for m in everything] == ["sms", "email", "sms", "sms"]
     first = everything[0]
     assert set(first) == {
-        "id", "channel", "to", "from", "subject", "text", "html", "push_title", "push_body",
-        "push_data", "received_at", "provider_id", "meta",
+        "id",
+        "channel",
+        "to",
+        "from",
+        "subject",
+        "text",
+        "html",
+        "push_title",
+        "push_body",
+        "push_data",
+        "received_at",
+        "provider_id",
+        "meta",
     }
     assert first["received_at"].endswith("Z")
     assert first["subject"] is None and first["html"] is None and first["push_data"] is None
@@ -627,9 +632,7 @@ async def test_messages_route_filters_and_orders(harness: Harness, twilio_client
 
 
 async def test_fault_routes(harness: Harness) -> None:
-    resp = await harness.client.post(
-        "/sandbox/faults", json={"provider": "twilio", "mode": "500", "count": 3}
-    )
+    resp = await harness.client.post("/sandbox/faults", json={"provider": "twilio", "mode": "500", "count": 3})
     assert resp.status == 200
     state = await (await harness.client.get("/sandbox/faults")).json()
     assert state["twilio"] == {"mode": "500", "remaining": 3, "triggered": 0}
@@ -693,4 +696,3 @@ def test_faults_count_semantics() -> None:
         faults.set("twilio", "teapot")
     with pytest.raises(ValueError):
         faults.set("carrier-pigeon", "500")
-

@@ -51,9 +51,7 @@ class Outbound:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("sandbox background task %s failed", task.get_name(), exc_info=task.exception())
 
-    async def post_form(
-        self, url: str, params: Mapping[str, str], headers: Mapping[str, str]
-    ) -> tuple[int, str, str]:
+    async def post_form(self, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> tuple[int, str, str]:
         """POST ``params`` form-encoded; return (status, content type, body text)."""
         session = self._get_session()
         async with session.post(url, data=dict(params), headers=dict(headers)) as response:

@@ -102,9 +102,7 @@ class FcmFake:
         if mode == "timeout":
             await self._faults.stall()
             return fcm_error(504, "DEADLINE_EXCEEDED", "The request timed out.")
-        return fcm_error(
-            503, "UNAVAILABLE", "The service is currently unavailable.", error_code="UNAVAILABLE"
-        )
+        return fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.", error_code="UNAVAILABLE")
 
     async def handle_send(self, request: web.Request) -> web.Response:
         failed = await self._fault()
@@ -149,8 +147,7 @@ class FcmFake:
             return _invalid(f"Invalid value at 'message.{target}' (TYPE_STRING).")
         data = message.get("data")
         if data is not None and (
-            not isinstance(data, dict)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+            not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
         ):
             return _invalid("Invalid value at 'message.data': values must be strings.")
         notification = message.get("notification") or {}

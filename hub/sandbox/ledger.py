@@ -92,11 +92,7 @@ class Ledger:
 
         ``limit`` keeps the last N matches.
         """
-        found = [
-            e
-            for e in self._entries
-            if (to is None or e.to == to) and (channel is None or e.channel == channel)
-        ]
+        found = [e for e in self._entries if (to is None or e.to == to) and (channel is None or e.channel == channel)]
         if limit is not None:
             found = found[-limit:] if limit > 0 else []
         return found

@@ -68,9 +68,7 @@ class _RefusingProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(
-            f"421 4.3.2 {self._hostname} Service not available, closing transmission channel\r\n".encode()
-        )
+        transport.write(f"421 4.3.2 {self._hostname} Service not available, closing transmission channel\r\n".encode())
         transport.close()
 
 

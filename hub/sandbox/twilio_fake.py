@@ -59,9 +59,7 @@ _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _CHANNEL_PREFIX = re.compile(r"^(whatsapp|messenger|rcs):")
 
 
-def twilio_error(
-    status: int, code: int, message: str, *, headers: Mapping[str, str] | None = None
-) -> web.Response:
+def twilio_error(status: int, code: int, message: str, *, headers: Mapping[str, str] | None = None) -> web.Response:
     """A Twilio REST error document, as twilio-python turns into ``TwilioRestException``."""
     body = {
         "code": code,
@@ -150,13 +148,9 @@ class TwilioFake:
             or not hmac.compare_digest(credentials[0].encode(), self.account_sid.encode())
             or not hmac.compare_digest(credentials[1].encode(), self.auth_token.encode())
         ):
-            return twilio_error(
-                401, 20003, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'}
-            )
+            return twilio_error(401, 20003, "Authenticate", headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
         if request.match_info["account_sid"] != self.account_sid:
-            return twilio_error(
-                404, 20404, f"The requested resource {request.path} was not found"
-            )
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
         return None
 
     async def _fault(self) -> web.Response | None:
@@ -193,9 +187,7 @@ class TwilioFake:
         if not body and not media_urls and not form.get("ContentSid"):
             return twilio_error(400, 21602, "Message body is required.")
         if len(body) > MAX_BODY_CHARS:
-            return twilio_error(
-                400, 21617, "The concatenated message body exceeds the 1600 character limit."
-            )
+            return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
         if not _is_valid_address(to) or to in self.invalid_numbers:
             logger.info("twilio: rejecting invalid number %s", mask_address(to))
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
@@ -377,9 +369,7 @@ class TwilioFake:
             status, content_type, text = await self._outbound.post_form(url, params, headers)
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
             entry.meta["hub_status"] = None
-            return web.json_response(
-                {"error": f"could not reach the hub: {exc!r}", "message_sid": sid}, status=502
-            )
+            return web.json_response({"error": f"could not reach the hub: {exc!r}", "message_sid": sid}, status=502)
         entry.meta["hub_status"] = status
         replies = self._record_replies(text, content_type, inbound=fields) if status < 300 else []
         return web.json_response({"status": status, "body": text, "message_sid": sid, "replies": replies})
@@ -406,8 +396,13 @@ class TwilioFake:
                     from_=verb.get("from") or inbound["to"],
                     text=body,
                     provider_id=sid,
-                    meta={"direction": "reply", "status": "sent", "status_callback": None,
-                          "messaging_service_sid": None, "media_urls": []},
+                    meta={
+                        "direction": "reply",
+                        "status": "sent",
+                        "status_callback": None,
+                        "messaging_service_sid": None,
+                        "media_urls": [],
+                    },
                 )
             )
         return replies
