@@ -40,6 +40,7 @@ from .config import ApiKey, Settings, hash_key
 from .errors import ApiError, error_response
 from .links import Links
 from .masking import mask, mask_phone
+from .openapi import openapi_document
 from .schema import Event, EventInvalid, parse_event, validation_fields
 from .store import HubStore
 from .worker import JOB_NAME, job_serializer
@@ -378,6 +379,10 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document(request.app[SETTINGS].public_url))
+
+
 # -- factory ---------------------------------------------------------------------------------
 def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], None] | None = None) -> web.Application:
     if not settings.redis_url:
@@ -421,6 +426,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_post("/u/{token}", unsubscribe)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
+    r.add_get("/openapi.json", openapi)
     if extra_setup is not None:
         extra_setup(app)
     return app

@@ -101,7 +101,6 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
             "smtp.password": None,
             "smtp.use_tls": False,
             "smtp.start_tls": False,
-            "sandbox.enabled": True,
         }
     )
     app = create_app(settings, extra_setup=lambda a: sandbox.add_routes(a, "/sandbox"))

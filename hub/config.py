@@ -45,94 +45,145 @@ class ConfigError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings become field descriptions (docs/configuration.md is generated).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ApiKey(_Model):
     source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Name of the upstream system this key belongs to; events are idempotent per source."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the key; the key itself is never stored."""
     scopes: tuple[str, ...] = ("events", "read")
+    """events: post events and manage customers; read: GET views; admin: unmasked views."""
 
 
 class ApiSettings(_Model):
     host: str = "127.0.0.1"
+    """Interface `hub api` binds to."""
     port: int = Field(8080, ge=0, le=65535)
+    """Port `hub api` listens on."""
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Larger request bodies are refused with 413."""
     batch_limit: int = Field(1000, ge=1)
+    """Most events in one POST /v1/events/batch; more is a 413."""
     keys: tuple[ApiKey, ...] = ()
+    """API keys as {source, sha256, scopes} entries."""
 
 
 class SenderSettings(_Model):
     name: str = "Parcelhub"
+    """The company name customers see in messages."""
     help_url: str | None = None
+    """Where customers get help (shown in e-mails when set)."""
 
 
 class TwilioSettings(_Model):
     account_sid: str = "ACsandbox0000000000000000000000000"
+    """Twilio account SID (the default only works with the sandbox)."""
     auth_token: str = "sandbox-auth-token"
+    """Twilio auth token; secret, set it through HUB_TWILIO__AUTH_TOKEN."""
     base_url: str = "https://api.twilio.com"
+    """Replaces Twilio's API origin; `hub dev` points it at the sandbox."""
     from_number: str | None = "+15005550006"
+    """Sender number (E.164) when no messaging service is used."""
     messaging_service_sid: str | None = None
+    """Send through this messaging service instead of from_number."""
     timeout: float = Field(10.0, gt=0)
+    """Seconds before a request to Twilio counts as a transient failure."""
 
 
 class SmtpSettings(_Model):
     host: str = "127.0.0.1"
+    """SMTP server host."""
     port: int = Field(2525, ge=0, le=65535)
+    """SMTP server port (`hub dev` uses its sink's port)."""
     username: str | None = None
+    """SMTP user, if the server wants AUTH."""
     password: str | None = None
+    """SMTP password; secret, set it through HUB_SMTP__PASSWORD."""
     use_tls: bool = False
+    """Implicit TLS (usually port 465)."""
     start_tls: bool = False
+    """STARTTLS after connecting (usually port 587)."""
     from_address: str = "Parcelhub <updates@parcelhub.example>"
+    """From header; its domain also names the Message-IDs."""
     timeout: float = Field(10.0, gt=0)
-    pool_size: int = Field(8, ge=1, le=64)  # open SMTP connections per worker process
+    """Seconds per SMTP command before it counts as a transient failure."""
+    pool_size: int = Field(8, ge=1, le=64)
+    """Open SMTP connections per worker process."""
 
 
 class FcmSettings(_Model):
     project_id: str = "hub-sandbox"
+    """Firebase project ID."""
     base_url: str = "https://fcm.googleapis.com"
+    """Replaces FCM's origin; `hub dev` points it at the sandbox."""
     credentials_file: str | None = None
+    """Service-account JSON file; without it only the sandbox accepts pushes."""
     timeout: float = Field(10.0, gt=0)
-    # Concurrent sends per worker process. FCM speaks HTTP/2 (one connection carries them all);
-    # over HTTP/1.1 (the sandbox) every extra connection costs CPU on each request.
+    """Seconds per FCM request."""
     max_concurrency: int = Field(8, ge=1, le=256)
+    """Concurrent FCM sends per worker process. FCM speaks HTTP/2 (one connection carries them
+    all); over HTTP/1.1 (the sandbox) every extra connection costs CPU on each request."""
 
 
 class WorkerSettings(_Model):
     queue_name: str = "hub:queue"
+    """arq queue (Redis key) shared by the API and the workers."""
     max_jobs: int = Field(100, ge=1)
+    """Events processed concurrently per worker process."""
     job_timeout: float = Field(60.0, gt=0)
+    """Seconds one event may take; a killed worker's jobs are picked up this + 10 s later."""
     max_tries: int = Field(6, ge=1)
+    """Attempts for a message that keeps failing transiently before it is marked dead."""
     retry_base_delay: float = Field(5.0, ge=0)
+    """First retry delay in seconds; doubles per attempt, with jitter."""
     completion_wait: float = Field(20.0, ge=0)
+    """Seconds in-flight events get to finish on SIGTERM before they are cancelled (and re-run)."""
 
 
 class RetentionSettings(_Model):
     idempotency_days: int = Field(7, ge=1)
+    """How long an event_id is remembered (a repeat within it is a duplicate)."""
     message_log_days: int = Field(30, ge=1)
+    """How long messages and their status history are kept."""
     timeline_days: int = Field(90, ge=1)
+    """How long a delivery and its timeline are kept after its last event."""
 
 
 class SandboxSettings(_Model):
-    enabled: bool = False
     smtp_port: int = Field(0, ge=0, le=65535)
+    """Port of `hub dev`'s SMTP sink (0: a free port)."""
     invalid_numbers: tuple[str, ...] = ()
+    """Numbers the sandbox's Twilio rejects as invalid (error 21211)."""
     unregistered_tokens: tuple[str, ...] = ()
+    """Push tokens the sandbox's FCM answers UNREGISTERED (also any starting with 'unregistered')."""
 
 
 class Settings(_Model):
     redis_url: str | None = None
-    api_key: str | None = None  # a plain key for source "default" (dev and small setups)
-    admin_api_key: str | None = None  # a plain key with every scope, including unmasked views
-    secret_key: str | None = None  # signs links (unsubscribe, self-service); set it in production
+    """Redis URL, e.g. redis://10.0.0.5:6379/0. `hub dev` starts a private Redis when unset."""
+    api_key: str | None = None
+    """A plain API key for source "default" (scopes events, read); secret, environment only."""
+    admin_api_key: str | None = None
+    """A plain API key with every scope, including unmasked views; secret, environment only."""
+    secret_key: str | None = None
+    """Signs links in messages (unsubscribe). Required for `hub api` and `hub worker`."""
     public_url: str = "http://127.0.0.1:8080"
-    link_base: str | None = None
+    """How customers and providers reach this hub (links, Twilio status callbacks)."""
     default_region: str = "DE"
+    """Region for phone numbers written without a country code."""
     default_locale: str = "en"
+    """Locale when neither the customer nor the event gives one (also the last fallback)."""
     default_timezone: str = "Europe/Berlin"
+    """IANA time zone when the customer has none."""
     templates_dir: str = str(ROOT / "templates")
+    """Where the message templates live."""
     data_dir: str = "var"
+    """Where `hub dev` keeps its Redis data and generated secret."""
     log_level: str = "INFO"
+    """Logging level."""
     api: ApiSettings = ApiSettings()
     sender: SenderSettings = SenderSettings()
     twilio: TwilioSettings = TwilioSettings()
@@ -141,8 +192,6 @@ class Settings(_Model):
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
     sandbox: SandboxSettings = SandboxSettings()
-    # Channels used per milestone unless the customer's preferences say otherwise. When none of
-    # them is reachable (no contact, opted out), the first reachable channel of `fallback` is used.
     channels: dict[str, tuple[Channel, ...]] = {
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),
@@ -157,7 +206,9 @@ class Settings(_Model):
         "ready_for_pickup": ("sms", "email", "push"),
         "returned": ("email",),
     }
+    """Channels per milestone unless the customer's preferences say otherwise."""
     fallback: tuple[Channel, ...] = ("push", "sms", "email")
+    """When none of a milestone's channels reaches the customer, the first reachable one of these."""
 
     @field_validator("channels")
     @classmethod

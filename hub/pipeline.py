@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from channels import Channel, FcmPush, Outbound, SendResult, SmtpEmail, TwilioSms
+from channels import Channel, FcmPush, Outbound, SendResult, SmtpEmail, TwilioSms, count_segments
 from preferences import CustomerRecord, CustomerStore
 from preferences.store import encode_contact
 
@@ -229,8 +229,17 @@ class Runtime:
             log.exception("channel %s raised", rec.channel, extra={**ids, "message_id": rec.id})
             result = SendResult.transient(f"adapter error: {type(e).__name__}")
         status = _STATUS[result.outcome]
+        extra = None
+        if rec.channel == "sms":
+            info = count_segments(outbound.text)
+            extra = {"segments": str(info.segments), "encoding": info.encoding}
         await self.store.record(
-            rec.id, status, provider_id=result.provider_id, error=result.reason, error_code=result.error_code
+            rec.id,
+            status,
+            provider_id=result.provider_id,
+            error=result.reason,
+            error_code=result.error_code,
+            extra=extra,
         )
         log.info(
             "message %s %s to %s",

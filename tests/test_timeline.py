@@ -42,6 +42,7 @@ async def test_message_log_records_status_history_and_masks_addresses(hub: Hub) 
     assert [h["status"] for h in sms["history"]] == ["sending", "accepted"]
     assert sms["to"] == "+49*******5678"
     assert sms["template"] == "de/out_for_delivery"
+    assert sms["encoding"] == "GSM-7" and 1 <= int(sms["segments"]) <= 2
     one = await (await hub.request("GET", f"/v1/messages/{sms['id']}?reveal=1", key=ADMIN_KEY)).json()
     assert one["to"] == "+4915112345678"
     assert (await hub.request("GET", "/v1/messages/m_nope")).status == 404

@@ -1,0 +1,83 @@
+"""Generate docs/configuration.md from the settings model: ``python -m hub.confdoc``.
+
+Every setting, its ``HUB_*`` variable, type and default come from ``hub.config.Settings``; the
+descriptions are the fields' docstrings. A test keeps the committed file in step.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from pydantic import BaseModel
+
+from .config import ROOT, Settings
+
+__all__ = ["render"]
+
+_HEAD = """# Configuration reference
+
+Generated from the settings model by `python -m hub.confdoc > docs/configuration.md`; do not edit
+by hand.
+
+Settings are read once at start-up: the defaults below, then `config.yaml` (or the file named by
+`HUB_CONFIG`), then environment variables. `HUB_<PATH>` overrides the setting at that path, with
+`__` between levels; values are read as YAML scalars, so `HUB_WORKER__MAX_JOBS=50` is a number and
+`HUB_API__KEYS='[{source: shop, sha256: …}]'` a list. A wrong value stops the process at start-up
+with an error that names the key.
+
+Secrets (`api_key`, `admin_api_key`, `secret_key`, `twilio.auth_token`, `smtp.password`, the
+FCM credentials file) belong in the environment or in files readable only by the service,
+never in `config.yaml` or the repository.
+
+| key | environment variable | type | default | what it does |
+|---|---|---|---|---|
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    text = text.replace("hub.config.", "").replace("Literal['sms', 'email', 'push']", "channel")
+    return text.replace(" | ", " or ")
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return ""
+    if isinstance(value, str) and str(ROOT) in value:
+        value = value.replace(str(ROOT), "<install dir>")
+    if isinstance(value, dict):
+        return "see below"
+    return f"`{json.dumps(value, default=list)}`"
+
+
+def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += _rows(annotation, f"{path}.")
+            continue
+        env = "HUB_" + path.upper().replace(".", "__")
+        desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
+        desc = " ".join(desc.split())
+        rows.append(f"| `{path}` | `{env}` | {_type_name(annotation)} | {_default(field.default)} | {desc} |")
+    return rows
+
+
+def render() -> str:
+    defaults = Settings()
+    channels = "\n".join(f"| `{m}` | {', '.join(chs)} |" for m, chs in defaults.channels.items())
+    return (
+        _HEAD
+        + "\n".join(_rows(Settings))
+        + "\n\n## Default channels per milestone (`channels`)\n\n| milestone | channels |\n|---|---|\n"
+        + channels
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,292 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+Request bodies come from the same pydantic models that validate requests (``Event``,
+``Contact``, ``Preferences``), so the document cannot drift from the validation. Response shapes
+are small models below, used only for the document.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from preferences import Contact, Preferences
+
+from .schema import Event
+
+__all__ = ["openapi_document"]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable error code, e.g. validation_failed")
+    message: str
+    fields: dict[str, str] | None = Field(None, description="dotted field path -> what is wrong")
+
+
+class Error(BaseModel):
+    error: ErrorBody
+
+
+class EventAccepted(BaseModel):
+    event_id: str
+    status: Literal["accepted", "duplicate"]
+
+
+class BatchItem(BaseModel):
+    index: int
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "rejected", "conflict"]
+    error: ErrorBody | None = None
+
+
+class BatchSummary(BaseModel):
+    accepted: int
+    duplicate: int
+    rejected: int
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItem]
+    summary: BatchSummary
+
+
+class Batch(BaseModel):
+    events: list[dict[str, Any]] = Field(description="up to api.batch_limit events (see Event)")
+
+
+class CustomerView(BaseModel):
+    id: str
+    name: str | None
+    phone: str | None = Field(description="E.164, masked unless ?reveal=true with an admin key")
+    email: str | None
+    push_tokens: list[str]
+    locale: str | None
+    timezone: str | None
+    preferences: dict[str, Any]
+    erased: bool
+    updated_at: str | None
+
+
+class StatusChange(BaseModel):
+    status: str
+    at: str
+    detail: str | None = None
+
+
+class MessageView(BaseModel):
+    id: str
+    event_id: str
+    source: str
+    delivery_id: str
+    customer_id: str
+    milestone: str
+    channel: Literal["sms", "email", "push"] | str
+    to: str | None
+    template: str
+    locale: str
+    status: str = Field(description="sending | accepted | transient | failed | dead | unknown | skipped")
+    provider_id: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    attempts: int
+    via_fallback: bool
+    history: list[StatusChange]
+
+
+class MessageList(BaseModel):
+    messages: list[MessageView]
+
+
+class TimelineEntry(BaseModel):
+    event_id: str
+    type: str
+    occurred_at: str
+    source: str
+    received_at: str | None = None
+
+
+class DeliveryView(BaseModel):
+    id: str
+    customer_id: str | None = None
+    status: str
+    terminal: bool
+    tracking_code: str | None = None
+    merchant: str | None = None
+    eta: dict[str, str] | None = None
+    driver: dict[str, Any] | None = None
+    timeline: list[TimelineEntry]
+
+
+_MODELS: list[type[BaseModel]] = [
+    Event,
+    Contact,
+    Preferences,
+    Error,
+    EventAccepted,
+    Batch,
+    BatchResult,
+    CustomerView,
+    MessageView,
+    MessageList,
+    DeliveryView,
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "malformed request",
+        401: "missing or unknown API key",
+        403: "key lacks the scope",
+        404: "not found",
+        409: "conflict",
+        413: "body or batch too large",
+        415: "not JSON",
+        422: "validation failed (fields name each problem)",
+        503: "store unavailable",
+    }
+    return {str(c): _json("Error", text[c]) for c in codes}
+
+
+def openapi_document(server_url: str | None = None) -> dict[str, Any]:
+    _, schemas = models_json_schema([(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}")
+    components = schemas.get("$defs", {})
+    id_param = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "maxLength": 128}}
+    reveal = {
+        "name": "reveal",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "boolean"},
+        "description": "show contact details unmasked (admin keys only)",
+    }
+    body = lambda name: {"required": True, "content": {"application/json": {"schema": _ref(name)}}}  # noqa: E731
+    paths: dict[str, Any] = {
+        "/v1/events": {
+            "post": {
+                "summary": "Post one milestone event",
+                "operationId": "postEvent",
+                "requestBody": body("Event"),
+                "responses": {
+                    "202": _json("EventAccepted", "accepted or duplicate"),
+                    **_errors(400, 401, 403, 409, 413, 415, 422, 503),
+                },
+            }
+        },
+        "/v1/events/batch": {
+            "post": {
+                "summary": "Post up to api.batch_limit events",
+                "operationId": "postEventBatch",
+                "requestBody": body("Batch"),
+                "responses": {
+                    "202": _json("BatchResult", "every item accepted or duplicate"),
+                    "207": _json("BatchResult", "some items rejected"),
+                    "422": _json("BatchResult", "every item rejected"),
+                    **_errors(400, 401, 403, 413, 415, 503),
+                },
+            }
+        },
+        "/v1/customers/{id}": {
+            "parameters": [id_param],
+            "put": {
+                "summary": "Create or replace a customer's contact details",
+                "operationId": "putCustomer",
+                "requestBody": body("Contact"),
+                "responses": {
+                    "200": _json("CustomerView", "replaced"),
+                    "201": _json("CustomerView", "created"),
+                    **_errors(400, 401, 403, 415, 422),
+                },
+            },
+            "get": {
+                "summary": "A customer (contacts masked)",
+                "operationId": "getCustomer",
+                "parameters": [reveal],
+                "responses": {"200": _json("CustomerView", "the customer"), **_errors(401, 403, 404)},
+            },
+            "delete": {
+                "summary": "Erase a customer's personal data",
+                "operationId": "eraseCustomer",
+                "responses": {"204": {"description": "erased"}, **_errors(401, 403)},
+            },
+        },
+        "/v1/customers/{id}/preferences": {
+            "parameters": [id_param],
+            "patch": {
+                "summary": "Change any subset of preferences",
+                "operationId": "patchPreferences",
+                "requestBody": body("Preferences"),
+                "responses": {"200": _json("CustomerView", "updated"), **_errors(400, 401, 403, 404, 415, 422)},
+            },
+        },
+        "/v1/deliveries/{id}": {
+            "get": {
+                "summary": "A delivery and its milestone timeline",
+                "operationId": "getDelivery",
+                "parameters": [id_param, reveal],
+                "responses": {"200": _json("DeliveryView", "the delivery"), **_errors(401, 403, 404)},
+            }
+        },
+        "/v1/messages": {
+            "get": {
+                "summary": "Messages of a delivery or customer",
+                "operationId": "listMessages",
+                "parameters": [
+                    {"name": "delivery_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "customer_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    reveal,
+                ],
+                "responses": {"200": _json("MessageList", "newest last"), **_errors(400, 401, 403)},
+            }
+        },
+        "/v1/messages/{id}": {
+            "get": {
+                "summary": "One message with its status history",
+                "operationId": "getMessage",
+                "parameters": [id_param, reveal],
+                "responses": {"200": _json("MessageView", "the message"), **_errors(401, 403, 404)},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Alive",
+                "operationId": "healthz",
+                "security": [],
+                "responses": {"200": {"description": "alive"}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Redis reachable and a worker heartbeat in the last 30 s",
+                "operationId": "readyz",
+                "security": [],
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+    }
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Delivery notification hub",
+            "version": "1",
+            "description": "Milestone events in; SMS, e-mail and push out. See docs/api.md.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"apiKey": []}],
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc

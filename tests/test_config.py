@@ -1,0 +1,36 @@
+"""Settings: environment overrides, clear errors, and the generated reference kept in step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.confdoc import render
+from hub.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_environment_overrides_nested_settings_with_typed_values() -> None:
+    s = load_settings(
+        ROOT / "config.yaml",
+        environ={"HUB_WORKER__MAX_JOBS": "7", "HUB_REDIS_URL": "redis://x:1/0", "HUB_TWILIO__AUTH_TOKEN": "12345"},
+    )
+    assert s.worker.max_jobs == 7
+    assert s.redis_url == "redis://x:1/0"
+    assert s.twilio.auth_token == "12345"  # tokens stay strings even when they look numeric
+
+
+def test_wrong_value_fails_with_the_key_named() -> None:
+    with pytest.raises(ConfigError, match=r"worker\.max_jobs"):
+        load_settings(ROOT / "config.yaml", environ={"HUB_WORKER__MAX_JOBS": "-1"})
+    with pytest.raises(ConfigError, match="default_timezone"):
+        load_settings(ROOT / "config.yaml", environ={"HUB_DEFAULT_TIMEZONE": "Atlantis/Capital"})
+    with pytest.raises(ConfigError, match="smtp.colour"):
+        load_settings(ROOT / "config.yaml", environ={"HUB_SMTP__COLOUR": "blue"})
+
+
+def test_configuration_reference_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == render(), "run: python -m hub.confdoc > docs/configuration.md"
