@@ -157,6 +157,10 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json("Error", text[c]) for c in codes}
 
 
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     _, schemas = models_json_schema([(m, "validation") for m in _MODELS], ref_template="#/components/schemas/{model}")
     components = schemas.get("$defs", {})
@@ -168,13 +172,12 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "schema": {"type": "boolean"},
         "description": "show contact details unmasked (admin keys only)",
     }
-    body = lambda name: {"required": True, "content": {"application/json": {"schema": _ref(name)}}}  # noqa: E731
     paths: dict[str, Any] = {
         "/v1/events": {
             "post": {
                 "summary": "Post one milestone event",
                 "operationId": "postEvent",
-                "requestBody": body("Event"),
+                "requestBody": _body("Event"),
                 "responses": {
                     "202": _json("EventAccepted", "accepted or duplicate"),
                     **_errors(400, 401, 403, 409, 413, 415, 422, 503),
@@ -185,7 +188,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             "post": {
                 "summary": "Post up to api.batch_limit events",
                 "operationId": "postEventBatch",
-                "requestBody": body("Batch"),
+                "requestBody": _body("Batch"),
                 "responses": {
                     "202": _json("BatchResult", "every item accepted or duplicate"),
                     "207": _json("BatchResult", "some items rejected"),
@@ -199,7 +202,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             "put": {
                 "summary": "Create or replace a customer's contact details",
                 "operationId": "putCustomer",
-                "requestBody": body("Contact"),
+                "requestBody": _body("Contact"),
                 "responses": {
                     "200": _json("CustomerView", "replaced"),
                     "201": _json("CustomerView", "created"),
@@ -223,7 +226,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             "patch": {
                 "summary": "Change any subset of preferences",
                 "operationId": "patchPreferences",
-                "requestBody": body("Preferences"),
+                "requestBody": _body("Preferences"),
                 "responses": {"200": _json("CustomerView", "updated"), **_errors(400, 401, 403, 404, 415, 422)},
             },
         },

@@ -27,7 +27,7 @@ def test_wrong_value_fails_with_the_key_named() -> None:
         load_settings(ROOT / "config.yaml", environ={"HUB_WORKER__MAX_JOBS": "-1"})
     with pytest.raises(ConfigError, match="default_timezone"):
         load_settings(ROOT / "config.yaml", environ={"HUB_DEFAULT_TIMEZONE": "Atlantis/Capital"})
-    with pytest.raises(ConfigError, match="smtp.colour"):
+    with pytest.raises(ConfigError, match=r"smtp\.colour"):
         load_settings(ROOT / "config.yaml", environ={"HUB_SMTP__COLOUR": "blue"})
 
 
