@@ -23,3 +23,15 @@ async def test_event_sends_sms_push_and_email_through_the_providers(hub: Hub) ->
     assert mail[0]["html"] and mail[0]["text"]
     assert 'lang="de"' in mail[0]["html"]
     assert mail[0]["meta"]["list_unsubscribe"].startswith("<http://127.0.0.1:")
+
+
+async def test_email_in_the_customers_language_keeps_non_ascii_text_intact(hub: Hub) -> None:
+    event = make_event(
+        "shipped", customer__locale="es-MX", customer__name="Lucía García", delivery__merchant="Peña & Söhne"
+    )
+    assert (await hub.post_event(event)).status == 202
+    await hub.run_worker()
+    [mail] = hub.messages(channel="email")
+    assert mail["subject"] == "Su pedido de Peña & Söhne ya está en camino"
+    assert "Lucía" in mail["text"]
+    assert 'lang="es"' in mail["html"] and "Peña &amp; Söhne" in mail["html"]

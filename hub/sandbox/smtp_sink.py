@@ -16,10 +16,10 @@ sets that logger to WARNING unless its level was configured.
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import logging
 import weakref
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
@@ -52,12 +52,16 @@ def _accept_any_credentials(
     return AuthResult(success=True, auth_data=auth_data)
 
 
-def _text_of(message: EmailMessage, subtype: str) -> str | None:
-    part = message.get_body(preferencelist=(subtype,))
-    if part is None:
-        return None
-    content = part.get_content()
-    return content if isinstance(content, str) else None
+def _text_of(message: Message, subtype: str) -> str | None:
+    """The first text/<subtype> part that is not an attachment, decoded."""
+    for part in message.walk():
+        if part.get_content_type() != f"text/{subtype}" or part.get("Content-Disposition", "").startswith("attachment"):
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            return None
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    return None
 
 
 class _RefusingProtocol(asyncio.Protocol):
@@ -106,7 +110,9 @@ class SmtpSink:
         self._handler = _Handler(self)
         self._server: asyncio.Server | None = None
         self._connections: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()
-        self._parser = BytesParser(policy=email.policy.default)
+        # compat32 parsing: the default policy parses every header into objects, which made the
+        # sink the most expensive part of a benchmark run.
+        self._parser = BytesParser()
 
     @property
     def port(self) -> int | None:
@@ -163,13 +169,16 @@ class SmtpSink:
 
     def _record(self, raw: bytes, envelope: Envelope, session: Session) -> None:
         parsed = self._parser.parsebytes(raw)
-        assert isinstance(parsed, EmailMessage)
         message_id = _header(parsed, "Message-ID")
         headers: dict[str, str] = {}
         for name, value in parsed.items():
             if name.lower().startswith("x-") or name in _HEADERS_OF_INTEREST:
-                headers[name] = str(value).strip()
-        attachments = [part.get_filename() or part.get_content_type() for part in parsed.iter_attachments()]
+                headers[name] = _decode(value)
+        attachments = [
+            part.get_filename() or part.get_content_type()
+            for part in parsed.walk()
+            if part.get("Content-Disposition", "").startswith("attachment")
+        ]
         auth_user: str | None = None
         auth_data = getattr(session, "auth_data", None)
         if isinstance(auth_data, LoginPassword):
@@ -228,7 +237,11 @@ def _quiet_aiosmtpd_log() -> None:
         aiosmtpd_log.setLevel(logging.WARNING)
 
 
-def _header(message: EmailMessage, name: str) -> str | None:
+def _decode(value: Any) -> str:
+    # Encoded words (=?utf-8?...?=) decoded; folded long headers unfolded and stripped.
+    return " ".join(str(make_header(decode_header(str(value)))).split())
+
+
+def _header(message: Message, name: str) -> str | None:
     value = message.get(name)
-    # Folded long headers come back with the fold's leading whitespace.
-    return str(value).strip() if value is not None else None
+    return _decode(value) if value is not None else None
