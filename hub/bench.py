@@ -165,18 +165,23 @@ async def _redis_round_trips(url: str, seconds: float = 1.5) -> float:
 
 
 async def _post_all(
-    url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str]
+    url: str, bodies: list[bytes], concurrency: int, headers: dict[str, str], rate: float = 0.0
 ) -> tuple[float, dict[int, float]]:
-    """POST every body; returns elapsed seconds and the wall-clock send time per index."""
+    """POST every body (paced at ``rate`` per second when given); returns elapsed seconds and
+    the wall-clock send time per index."""
     sent_at: dict[int, float] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(bodies)):
         queue.put_nowait(i)
     failures = Counter[int]()
 
+    begin = time.perf_counter()
+
     async def poster(http: aiohttp.ClientSession) -> None:
         while not queue.empty():
             i = queue.get_nowait()
+            if rate:
+                await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
             sent_at[i] = time.time()
             async with http.post(url, data=bodies[i], headers=headers) as resp:
                 await resp.read()
@@ -264,6 +269,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     redis = EmbeddedRedis(tmp / "redis", appendonly=True).start()
     procs: list[subprocess.Popen[bytes]] = []
     result: dict[str, Any] = {
+        "rate": args.rate,
         "events": n,
         "workers": workers,
         "concurrency": concurrency,
@@ -332,6 +338,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             bodies,
             concurrency,
             {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"},
+            rate=args.rate,
         )
         result["accepted_events_per_s"] = n / post_elapsed
         async with aiohttp.ClientSession() as http:
@@ -407,7 +414,8 @@ async def _redis_info(url: str) -> dict[str, Any]:
 def _report(r: dict[str, Any]) -> str:
     lines = [
         f"machine: {r['cpus']} CPUs, Python {r['python']}; {r['events']} events, {r['workers']} worker process(es), "
-        f"{r['concurrency']} concurrent posters",
+        f"{r['concurrency']} concurrent posters"
+        + (f", paced at {r['rate']:.0f} events/s" if r["rate"] else ", as fast as accepted"),
         "",
         f"{'figure':<34}{'value':>12}  {'ceiling (same run)':>26}  {'ratio':>7}",
         f"{'events accepted /s (HTTP 202)':<34}{r['accepted_events_per_s']:>12.0f}  "

@@ -19,23 +19,16 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from aiohttp import web
 
 from .config import ConfigError, Settings, load_settings
+from .logs import setup_logging
 
 __all__ = ["main"]
 
 log = logging.getLogger("hub")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    for noisy in ("arq", "mail.log", "httpx", "httpcore"):  # per-request lines, some with addresses
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _persistent_secret(path: Path) -> str:
@@ -64,7 +57,7 @@ def _redis_reachable(url: str) -> bool:
 # -- hub dev ---------------------------------------------------------------------------------
 async def _dev(args: argparse.Namespace, settings: Settings) -> None:
     from .api import create_app
-    from .demo import run_demo
+    from .demo import run_demo, run_tag
     from .redis_server import EmbeddedRedis
     from .sandbox import Sandbox
     from .worker import create_worker
@@ -151,7 +144,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     demo_task = None
     if args.demo:
-        demo_task = asyncio.create_task(run_demo(origin, api_key, pause=args.demo_pause, run=f"-{int(time.time())}"))
+        demo_task = asyncio.create_task(run_demo(origin, api_key, pause=args.demo_pause, run=run_tag()))
     try:
         await stop.wait()
     finally:
@@ -214,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
+    bench.add_argument("--rate", type=float, default=0.0, help="pace posts at this many events/s (0: flat out)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -222,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level)
     try:
         if args.command == "dev":
             asyncio.run(_dev(args, settings))
@@ -234,9 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.key:
                 print("give --key or set HUB_API_KEY", file=sys.stderr)
                 return 2
-            from .demo import run_demo
+            from .demo import run_demo, run_tag
 
-            asyncio.run(run_demo(args.url, args.key, pause=args.pause, run=f"-{int(time.time())}"))
+            asyncio.run(run_demo(args.url, args.key, pause=args.pause, run=run_tag()))
         elif args.command == "bench":
             from .bench import run_bench
 

@@ -8,12 +8,13 @@ with a short pause between steps so the sandbox fills up while you look.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
-__all__ = ["demo_steps", "run_demo"]
+__all__ = ["demo_steps", "run_demo", "run_tag"]
 
 CUSTOMERS: list[dict[str, Any]] = [
     {
@@ -65,6 +66,15 @@ def _iso(dt: datetime) -> str:
     return dt.isoformat(timespec="seconds")
 
 
+def run_tag() -> str:
+    """A short tag that makes each demo run's deliveries new (``-K3F2``)."""
+    value, digits, out = int(time.time()) % 36**4, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", ""
+    for _ in range(4):
+        value, rem = divmod(value, 36)
+        out = digits[rem] + out
+    return f"-{out}"
+
+
 def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str, Any]]]:
     """Rounds of events; each round is posted as one batch, rounds follow each other."""
     now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
@@ -91,7 +101,7 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
     rounds: list[list[dict[str, Any]]] = [[] for _ in range(5)]
     for i, customer in enumerate(CUSTOMERS):
         delivery = {
-            "id": f"D-{1001 + i}",
+            "id": f"D-{1001 + i}{run}",
             "tracking_code": f"LM{400100200 + i}",
             "merchant": MERCHANTS[i],
             "address": f"{12 + i} Harbour Street",
@@ -107,7 +117,7 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
             c: dict[str, Any] = customer,
         ) -> dict[str, Any]:
             return {
-                "event_id": f"demo{run}-{d['id']}-{kind}",
+                "event_id": f"demo-{d['id']}-{kind}",
                 "type": kind,
                 "occurred_at": _iso(start + timedelta(minutes=minutes)),
                 "delivery": d,

@@ -34,3 +34,14 @@ def test_wrong_value_fails_with_the_key_named() -> None:
 def test_configuration_reference_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text()
     assert committed == render(), "run: python -m hub.confdoc > docs/configuration.md"
+
+
+def test_log_lines_carry_the_ids_they_are_about() -> None:
+    import logging
+
+    from hub.logs import IdFormatter
+
+    record = logging.LogRecord("hub.pipeline", logging.INFO, __file__, 1, "message %s sent", ("sms",), None)
+    record.event_id, record.message_id = "evt-1", "m_abc"
+    line = IdFormatter("%(message)s").format(record)
+    assert line == "message sms sent event_id=evt-1 message_id=m_abc"
