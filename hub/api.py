@@ -27,7 +27,7 @@ from html import escape
 from typing import Any
 
 from aiohttp import web
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
-ARQ = web.AppKey("arq", ArqRedis)
 STORE = web.AppKey("store", HubStore)
 CUSTOMERS = web.AppKey("customers", CustomerStore)
 LINKS = web.AppKey("links", Links)
@@ -129,34 +128,28 @@ def wants_unmasked(request: web.Request, key: ApiKey) -> bool:
 
 
 # -- events ----------------------------------------------------------------------------------
-async def _enqueue(app: web.Application, source: str, event: Event, received_at: str) -> None:
-    settings = app[SETTINGS]
-    job = {**event.to_job(), "received_at": received_at}
-    await app[ARQ].enqueue_job(
-        JOB_NAME,
-        source,
-        job,
-        _job_id=f"{source}:{event.event_id}",
-        _queue_name=settings.worker.queue_name,
-        _expires=settings.retention.idempotency_days * 86_400,
-    )
-
-
 async def _accept(app: web.Application, source: str, events: list[Event]) -> list[str]:
-    """Register and enqueue events; returns accepted | duplicate | conflict per event."""
+    """Register and enqueue events atomically; returns accepted | duplicate | conflict per event."""
     received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    states = await app[STORE].accept_events([(source, e.event_id, e.digest()) for e in events], received_at)
-    out = []
-    for event, state in zip(events, states, strict=True):
-        if state == "conflict":
-            out.append("conflict")
-            continue
-        if state in ("new", "queued"):
-            # "queued" seen again: enqueue anyway (arq ignores a job id it already holds), so an
-            # event whose first enqueue was interrupted is still processed.
-            await _enqueue(app, source, event, received_at)
-        out.append("accepted" if state == "new" else "duplicate")
-    return out
+    now_ms = int(time.time() * 1000)
+    items = [
+        (
+            source,
+            e.event_id,
+            e.digest(),
+            serialize_job(
+                JOB_NAME,
+                (source, {**e.to_job(), "received_at": received_at}),
+                {},
+                None,
+                now_ms,
+                serializer=job_serializer,
+            ),
+        )
+        for e in events
+    ]
+    states = await app[STORE].accept_events(items, received_at)
+    return ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -400,14 +393,8 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
         app[REDIS] = redis
         app[STORE] = HubStore(redis, settings)
         app[CUSTOMERS] = CustomerStore(redis)
-        app[ARQ] = await create_pool(
-            RedisSettings.from_dsn(str(settings.redis_url)),
-            job_serializer=job_serializer,
-            default_queue_name=settings.worker.queue_name,
-        )
 
     async def disconnect(app: web.Application) -> None:
-        await app[ARQ].aclose()
         await app[REDIS].aclose()
 
     app.on_startup.append(connect)

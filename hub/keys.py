@@ -17,7 +17,9 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:provider:{provider_id}``     string: message id for a provider's id (status callbacks).
   Same TTL.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
-- arq's own keys live under the queue name (``worker.queue_name``) and ``arq:*``.
+- arq's keys: the queue (``worker.queue_name``, sorted set of job ids by due time),
+  ``arq:job:{job_id}`` (serialized job), ``arq:in-progress:{job_id}``, ``arq:retry:{job_id}``.
+  Job ids are ``{source}:{event_id}``. ACCEPT_EVENT writes the first two itself, in arq's format.
 """
 
 from __future__ import annotations
@@ -134,16 +136,28 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 'claimed'
 """
 
-# Register an accepted event once. Returns "new" for a first sighting, "conflict" when the
-# event_id was used before with a different payload, else the stored state (queued | done).
-# KEYS: event. ARGV: digest, received_at (ISO), ttl seconds.
+# Register an event and enqueue its arq job in one atomic step, so an accepted event is always
+# queued (no window in which a crash leaves it registered but not queued). Returns "new" for a
+# first sighting, "conflict" when the event_id was used before with a different payload, else
+# the stored state (queued | done). A "queued" event whose job is gone (its tries ran out) is
+# queued again; a job that exists or has a result is left alone, as arq itself would.
+# KEYS: event, arq job key, arq queue, arq result key.
+# ARGV: digest, received_at (ISO), ttl seconds, job payload, score (ms), job expiry (ms), job id.
 ACCEPT_EVENT = """
 local digest = redis.call('HGET', KEYS[1], 'digest')
+local state
 if not digest then
   redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'state', 'queued', 'received_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return 'new'
+  state = 'new'
+elseif digest ~= ARGV[1] then
+  return 'conflict'
+else
+  state = redis.call('HGET', KEYS[1], 'state') or 'queued'
 end
-if digest ~= ARGV[1] then return 'conflict' end
-return redis.call('HGET', KEYS[1], 'state') or 'queued'
+if state ~= 'done' and redis.call('EXISTS', KEYS[2], KEYS[4]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[6])
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[7])
+end
+return state
 """

@@ -10,14 +10,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from arq.constants import job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
 
 from . import keys
 from .config import Settings
 
-__all__ = ["HubStore", "MessageRecord", "now_iso"]
+__all__ = ["HubStore", "MessageRecord", "job_id_of", "now_iso"]
 
 DAY = 86_400
+
+
+def job_id_of(source: str, event_id: str) -> str:
+    """The arq job id of an event: one job per (source, event_id)."""
+    return f"{source}:{event_id}"
 
 
 def now_iso() -> str:
@@ -66,17 +72,30 @@ class HubStore:
         self.idem_ttl = settings.retention.idempotency_days * DAY
         self.log_ttl = settings.retention.message_log_days * DAY
         self.timeline_ttl = settings.retention.timeline_days * DAY
+        self.queue = settings.worker.queue_name
         self._accept = redis.register_script(keys.ACCEPT_EVENT)
         self._apply = redis.register_script(keys.APPLY_EVENT)
         self._claim = redis.register_script(keys.CLAIM_MESSAGE)
 
     # -- events ---------------------------------------------------------------------------
-    async def accept_events(self, items: list[tuple[str, str, str]], received_at: str) -> list[str]:
-        """Register (source, event_id, digest) triples in one round trip; see ACCEPT_EVENT."""
+    async def accept_events(self, items: list[tuple[str, str, str, bytes]], received_at: str) -> list[str]:
+        """Register and enqueue (source, event_id, digest, job payload) in one round trip.
+
+        See keys.ACCEPT_EVENT; the payload is an arq job serialized by the caller.
+        """
+        now_ms = _now_ms()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for source, event_id, digest in items:
+            for source, event_id, digest, payload in items:
+                job_id = job_id_of(source, event_id)
                 await self._accept(
-                    keys=[keys.event(source, event_id)], args=[digest, received_at, self.idem_ttl], client=pipe
+                    keys=[
+                        keys.event(source, event_id),
+                        job_key_prefix + job_id,
+                        self.queue,
+                        result_key_prefix + job_id,
+                    ],
+                    args=[digest, received_at, self.idem_ttl, payload, now_ms, self.idem_ttl * 1000, job_id],
+                    client=pipe,
                 )
             return [str(r) for r in await pipe.execute()]
 
