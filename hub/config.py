@@ -15,14 +15,14 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["MILESTONES", "ApiKey", "ConfigError", "Settings", "load_settings"]
+__all__ = ["MILESTONES", "ApiKey", "ConfigError", "Milestone", "Settings", "load_settings"]
 
-MILESTONES = (
+Milestone = Literal[
     "order_confirmed",
     "shipped",
     "in_transit",
@@ -35,7 +35,8 @@ MILESTONES = (
     "rescheduled",
     "ready_for_pickup",
     "returned",
-)
+]
+MILESTONES: tuple[str, ...] = get_args(Milestone)
 Channel = Literal["sms", "email", "push"]
 ROOT = Path(__file__).resolve().parent.parent
 

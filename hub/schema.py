@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     AwareDatetime,
@@ -26,25 +26,10 @@ from pydantic import (
 from preferences.model import Contact
 from preferences.validation import check_phone
 
-from .config import MILESTONES
+from .config import MILESTONES, Milestone
 
 __all__ = ["TERMINAL", "Event", "EventInvalid", "parse_event", "validation_fields"]
 
-Milestone = Literal[
-    "order_confirmed",
-    "shipped",
-    "in_transit",
-    "out_for_delivery",
-    "arriving_soon",
-    "eta_changed",
-    "delivered",
-    "delivery_failed",
-    "exception",
-    "rescheduled",
-    "ready_for_pickup",
-    "returned",
-]
-assert set(Milestone.__args__) == set(MILESTONES)  # type: ignore[attr-defined]
 TERMINAL = frozenset({"delivered", "returned"})
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]*$"
 

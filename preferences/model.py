@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .validation import check_email, check_phone, check_timezone, normalize_locale
 
@@ -21,6 +21,15 @@ def region_of(info: ValidationInfo) -> str:
     return str(ctx.get("region", "DE"))
 
 
+def _timezone_or_none(value: str | None) -> str | None:
+    return None if value is None else check_timezone(value)
+
+
+# Unknown locales become None (the default applies); unknown time zones are errors.
+LocaleTag = Annotated[str | None, Field(max_length=35), AfterValidator(normalize_locale)]
+TimeZoneName = Annotated[str | None, Field(max_length=64), AfterValidator(_timezone_or_none)]
+
+
 class _Edge(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -32,8 +41,8 @@ class Contact(_Edge):
     phone: str | None = Field(None, max_length=40)
     email: str | None = Field(None, max_length=254)
     push_tokens: list[str] | None = Field(None, max_length=10)
-    locale: str | None = Field(None, max_length=35)
-    timezone: str | None = Field(None, max_length=64)
+    locale: LocaleTag = None
+    timezone: TimeZoneName = None
 
     @field_validator("phone")
     @classmethod
@@ -54,16 +63,6 @@ class Contact(_Edge):
             if not token or len(token) > 4096 or any(c.isspace() for c in token):
                 raise ValueError("push tokens must be non-empty strings without spaces, at most 4096 chars")
         return list(dict.fromkeys(value))
-
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, value: str | None) -> str | None:
-        return normalize_locale(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str | None) -> str | None:
-        return None if value is None else check_timezone(value)
 
 
 class QuietHours(_Edge):
@@ -89,8 +88,8 @@ class Preferences(_Edge):
     channels: dict[str, list[ChannelName]] | None = None
     fallback: list[ChannelName] | None = None
     quiet_hours: QuietHours | None = None
-    locale: str | None = Field(None, max_length=35)
-    timezone: str | None = Field(None, max_length=64)
+    locale: LocaleTag = None
+    timezone: TimeZoneName = None
     instructions: Instructions | None = None
     opt_out: list[ChannelName] | None = None
 
@@ -114,16 +113,6 @@ class Preferences(_Edge):
         if value is not None and len(set(value)) != len(value):
             raise ValueError("fallback repeats a channel")
         return value
-
-    @field_validator("locale")
-    @classmethod
-    def _locale(cls, value: str | None) -> str | None:
-        return normalize_locale(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str | None) -> str | None:
-        return None if value is None else check_timezone(value)
 
     @model_validator(mode="before")
     @classmethod

@@ -11,25 +11,12 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from channels.segments import count_segments
+from hub.config import MILESTONES
 from hub.render import Renderer, RenderError
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 
 LOCALES = ("en", "de", "es", "fr")
-MILESTONES = (
-    "order_confirmed",
-    "shipped",
-    "in_transit",
-    "out_for_delivery",
-    "arriving_soon",
-    "eta_changed",
-    "delivered",
-    "delivery_failed",
-    "exception",
-    "rescheduled",
-    "ready_for_pickup",
-    "returned",
-)
 PARTS = ("sms", "push_title", "push_body", "email_subject", "email_text", "email_html")
 SLOT_MILESTONES = ("out_for_delivery", "delivery_failed", "exception")
 
