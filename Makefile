@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?= --demo
+BENCH_ARGS ?= --events 2000 --workers 1
 PYTEST_ARGS ?=
 
 .PHONY: run test lint fmt typecheck bench clean
@@ -32,7 +33,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/hub bench $(ARGS)
+	$(BIN)/hub bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
