@@ -20,6 +20,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", HubStore)
 CUSTOMERS = web.AppKey("customers", CustomerStore)
 LINKS = web.AppKey("links", Links)
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:@/+-")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")  # the same rule as ids in events
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -114,8 +115,10 @@ async def read_json(request: web.Request) -> Any:
 
 def path_id(request: web.Request, name: str = "id") -> str:
     value = request.match_info[name]
-    if not value or len(value) > 128 or not set(value) <= _ID_CHARS:
-        raise ApiError(400, "invalid_id", f"{name} must be 1-128 characters of letters, digits and _.:@/+-")
+    if not _ID.match(value):
+        raise ApiError(
+            400, "invalid_id", f"{name} must be 1-128 letters, digits or _.:@/+-, starting with a letter or digit"
+        )
     return value
 
 
@@ -182,7 +185,7 @@ async def post_batch(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_batch", "the batch is empty")
     results: list[dict[str, Any]] = []
     valid: list[tuple[int, Event]] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for index, item in enumerate(items):
         try:
             event = parse_event(item, settings.default_region)
@@ -198,9 +201,22 @@ async def post_batch(request: web.Request) -> web.Response:
             )
             continue
         if event.event_id in seen:
-            results.append({"index": index, "event_id": event.event_id, "status": "duplicate"})
+            if seen[event.event_id] != event.digest():
+                results.append(
+                    {
+                        "index": index,
+                        "event_id": event.event_id,
+                        "status": "conflict",
+                        "error": {
+                            "code": "event_id_conflict",
+                            "message": "event_id used twice in this batch with different payloads",
+                        },
+                    }
+                )
+            else:
+                results.append({"index": index, "event_id": event.event_id, "status": "duplicate"})
             continue
-        seen.add(event.event_id)
+        seen[event.event_id] = event.digest()
         results.append({"index": index, "event_id": event.event_id, "status": "pending"})
         valid.append((index, event))
     if valid:
@@ -333,22 +349,21 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 async def unsubscribe(request: web.Request) -> web.Response:
     app = request.app
-    message_id = app[LINKS].unsubscribe_message_id(request.match_info["token"])
-    message = await app[STORE].get_message(message_id) if message_id else None
-    if message is None:
+    customer_id = app[LINKS].unsubscribe_customer_id(request.match_info["token"])
+    record = await app[CUSTOMERS].get(customer_id) if customer_id else None
+    if record is None:
         page = _PAGE.format(title="Link not valid", body="<p>This unsubscribe link is not valid.</p>")
         return web.Response(status=404, text=page, content_type="text/html")
-    customer_id = message["customer_id"]
     if request.method == "GET":
         body = (
             '<p>Stop delivery updates by e-mail?</p><form method="post">'
             '<button type="submit">Unsubscribe from e-mail</button></form>'
         )
         return web.Response(text=_PAGE.format(title="Unsubscribe", body=body), content_type="text/html")
-    record = await app[CUSTOMERS].get(customer_id)
-    opted = sorted(set((record.prefs.get("opt_out") if record else None) or []) | {"email"})
-    await app[CUSTOMERS].patch_preferences(customer_id, {"opt_out": opted})
-    log.info("customer unsubscribed from e-mail", extra={"message_id": message_id})
+    if not record.erased:
+        opted = sorted(set(record.prefs.get("opt_out") or []) | {"email"})
+        await app[CUSTOMERS].patch_preferences(record.id, {"opt_out": opted})
+        log.info("customer unsubscribed from e-mail (one-click)")
     page = _PAGE.format(title="Unsubscribed", body=f"<p>{escape('You will get no more e-mail updates.')}</p>")
     return web.Response(text=page, content_type="text/html")
 

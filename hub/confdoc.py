@@ -23,9 +23,10 @@ by hand.
 
 Settings are read once at start-up: the defaults below, then `config.yaml` (or the file named by
 `HUB_CONFIG`), then environment variables. `HUB_<PATH>` overrides the setting at that path, with
-`__` between levels; values are read as YAML scalars, so `HUB_WORKER__MAX_JOBS=50` is a number and
-`HUB_API__KEYS='[{source: shop, sha256: …}]'` a list. A wrong value stops the process at start-up
-with an error that names the key.
+`__` between levels. Values are taken as strings and converted to the setting's type
+(`HUB_WORKER__MAX_JOBS=50`, `HUB_SMTP__START_TLS=true`); lists and mappings are written as
+YAML/JSON (`HUB_API__KEYS='[{source: shop, sha256: …}]'`); an empty value means unset.
+A wrong value stops the process at start-up with an error that names the key.
 
 Secrets (`api_key`, `admin_api_key`, `secret_key`, `twilio.auth_token`, `smtp.password`, the
 FCM credentials file) belong in the environment or in files readable only by the service,

@@ -3,8 +3,9 @@
 Sources, later wins: the defaults in the models below, ``config.yaml`` (or the file named by
 ``HUB_CONFIG``), then environment variables. An environment variable ``HUB_<PATH>`` overrides
 the setting at that path, with ``__`` between levels: ``HUB_REDIS_URL`` sets ``redis_url`` and
-``HUB_TWILIO__AUTH_TOKEN`` sets ``twilio.auth_token``. Values are read as YAML scalars, so
-``HUB_WORKER__MAX_JOBS=50`` is an integer and ``HUB_SANDBOX__ENABLED=false`` a boolean.
+``HUB_TWILIO__AUTH_TOKEN`` sets ``twilio.auth_token``. Values are strings converted to the
+setting's type (``HUB_WORKER__MAX_JOBS=50``, ``HUB_SMTP__START_TLS=true``); lists and mappings are
+written as YAML/JSON (``HUB_FALLBACK='[sms, email]'``); an empty value means unset.
 
 A missing or wrong value fails at start-up with ``ConfigError`` naming the key.
 """
@@ -279,17 +280,21 @@ def load_settings(
         if not name.startswith("HUB_") or name == "HUB_CONFIG":
             continue
         parts = name[4:].lower().split("__")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        if isinstance(value, (int, float, bool)) and parts[-1] in _STRING_KEYS:
-            value = raw
-        _set_path(data, parts, value, name)
+        _set_path(data, parts, _env_value(name, raw), name)
     for key, value in overrides.items():
         _set_path(data, key.split("."), value, key)
     return _validate(data)
 
 
-# Keys whose values are strings even when they look like numbers (tokens, keys, numbers).
-_STRING_KEYS = {"api_key", "admin_api_key", "auth_token", "password", "account_sid", "from_number", "username"}
+def _env_value(name: str, raw: str) -> Any:
+    """An environment value as given: a string (pydantic converts numbers and booleans for the
+    fields that want them), None when empty, and YAML only for lists and mappings (``[...]``,
+    ``{...}``), so a secret such as ``s3cret #1`` is never cut at a YAML comment."""
+    if raw == "":
+        return None
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{name}: not valid YAML/JSON: {e}") from e
+    return raw

@@ -5,7 +5,8 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:event:{source}:{event_id}``  hash: digest, state (queued|done), received_at.
   Idempotency record of an accepted event; TTL retention.idempotency_days.
 - ``hub:customer:{id}``              hash: name, phone, email, push_tokens (JSON), locale, timezone,
-  prefs (JSON), erased ("1" after erasure), updated_at. No TTL (erased on request).
+  one ``pref:<name>`` field (JSON) per preference, erased ("1" after erasure), updated_at.
+  No TTL (erased on request).
 - ``hub:delivery:{id}``              hash: customer_id, tracking_code, merchant, address, eta (JSON),
   driver (JSON), status, last_ms, terminal, updated_at. TTL retention.timeline_days, renewed.
 - ``hub:timeline:{delivery_id}``     sorted set, score occurred_at (ms), member an event summary
@@ -130,7 +131,9 @@ if not st then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
 if ARGV[5] == 'sending' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-redis.call('RPUSH', KEYS[2], cjson.encode({status = ARGV[5], at = ARGV[1], detail = ARGV[6]}))
+local entry = {status = ARGV[5], at = ARGV[1]}
+if ARGV[6] ~= '' then entry['detail'] = ARGV[6] end
+redis.call('RPUSH', KEYS[2], cjson.encode(entry))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 'claimed'

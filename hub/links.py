@@ -12,10 +12,11 @@ class Links:
         self._unsubscribe = URLSafeSerializer(secret_key, salt="unsubscribe")
         self.public_url = public_url.rstrip("/")
 
-    def unsubscribe_url(self, message_id: str) -> str:
-        return f"{self.public_url}/u/{self._unsubscribe.dumps(message_id)}"
+    def unsubscribe_url(self, customer_id: str) -> str:
+        """A one-click e-mail unsubscribe link; the token carries only the customer's id."""
+        return f"{self.public_url}/u/{self._unsubscribe.dumps(customer_id)}"
 
-    def unsubscribe_message_id(self, token: str) -> str | None:
+    def unsubscribe_customer_id(self, token: str) -> str | None:
         try:
             value = self._unsubscribe.loads(token)
         except BadSignature:

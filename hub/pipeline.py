@@ -128,6 +128,8 @@ class Runtime:
         )
         if not current:
             log.info("stale event, nothing sent", extra=ids)
+            if job_try > 1:
+                await self._supersede(source, event_id, delivery_id)
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
@@ -160,6 +162,7 @@ class Runtime:
             rec = record_for(skip.channel, "")
             await self.store.claim(rec, status="skipped", detail=skip.reason)
             outcome.messages[rec.id] = "skipped"
+        retry_after = 0.0
         if decided.send and customer is not None:
             records = [(p, record_for(p.channel, p.address, p.via_fallback)) for p in decided.send]
             rendered = await self._render(milestone, locale, timezone, event, delivery, customer, records)
@@ -169,6 +172,7 @@ class Runtime:
                     outcome.messages[rec.id] = status
                     if status == "transient" and result is not None:
                         outcome.status = "retry"
+                        retry_after = max(retry_after, result.retry_after or 0.0)
                         delay = self._backoff(job_try, result.retry_after)
                         if job_try >= self.settings.worker.max_tries:
                             await self.store.record(rec.id, "dead", error=f"gave up after {job_try} tries")
@@ -176,10 +180,19 @@ class Runtime:
                         else:
                             outcome.messages[rec.id] = f"retry in {delay:.0f}s"
                 if outcome.status == "retry" and job_try < self.settings.worker.max_tries:
-                    raise RetryLater(self._backoff(job_try, None))
+                    raise RetryLater(self._backoff(job_try, retry_after or None))
                 outcome.status = "processed"
         await self.store.mark_done(source, event_id)
         return outcome
+
+    async def _supersede(self, source: str, event_id: str, delivery_id: str) -> None:
+        """A retry found a newer event for the delivery: its unsent messages are obsolete."""
+        for message in await self.store.list_messages(delivery_id=delivery_id, customer_id=None, limit=1000):
+            ours = message.get("event_id") == event_id and message.get("source") == source
+            if ours and message.get("status") == "transient":
+                await self.store.record(
+                    message["id"], "superseded", error="a newer event for this delivery arrived before the retry"
+                )
 
     async def _render(
         self,
@@ -191,7 +204,6 @@ class Runtime:
         customer: CustomerRecord,
         records: list[tuple[Planned, MessageRecord]],
     ) -> Rendered | None:
-        email_ids = [rec.id for p, rec in records if p.channel == "email"]
         context = build_context(
             event=event,
             delivery=delivery,
@@ -200,7 +212,7 @@ class Runtime:
             timezone=timezone,
             sender=self.settings.sender.model_dump(),
             link=None,
-            unsubscribe_url=self.links.unsubscribe_url(email_ids[0]) if email_ids else None,
+            unsubscribe_url=self.links.unsubscribe_url(customer.id),
         )
         try:
             return self.renderer.render(milestone, locale, context)
@@ -261,7 +273,7 @@ class Runtime:
                 rendered.email_text,
                 subject=rendered.email_subject,
                 html=rendered.email_html,
-                unsubscribe_url=self.links.unsubscribe_url(rec.id),
+                unsubscribe_url=self.links.unsubscribe_url(rec.customer_id),
                 locale=rec.locale,
             )
         return Outbound(

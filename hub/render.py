@@ -96,7 +96,8 @@ class Renderer:
         return self.default_locale
 
     def milestones(self, locale: str) -> list[str]:
-        return sorted(p.name[: -len(".txt.j2")] for p in (self.directory / locale).glob("*.txt.j2"))
+        files = (self.directory / locale).glob("*.txt.j2")
+        return sorted(p.name[: -len(".txt.j2")] for p in files if not p.name.startswith("_"))
 
     def render(self, milestone: str, locale: str | None, context: Mapping[str, Any]) -> Rendered:
         chosen = None
@@ -122,6 +123,26 @@ class Renderer:
         except jinja2.TemplateError as e:
             raise RenderError(f"{chosen}/{milestone}: {e}") from e
         return Rendered(locale=chosen, **parts)
+
+    def render_block(self, locale: str | None, name: str, block: str, context: Mapping[str, Any]) -> str:
+        """One block of ``<locale>/<name>.txt.j2`` (e.g. a reply text), collapsed to one line."""
+        for candidate in locale_chain(locale, self.default_locale):
+            if (self.directory / candidate / f"{name}.txt.j2").is_file():
+                break
+        else:
+            raise TemplateMissing(f"no template {name!r} (locale {locale!r})")
+        try:
+            template = self.env.get_template(f"{candidate}/{name}.txt.j2")
+            render = template.blocks.get(block)
+            if render is None:
+                raise RenderError(f"{candidate}/{name}.txt.j2 has no block {block!r}")
+            return _collapse("".join(render(template.new_context(dict(context)))))
+        except jinja2.TemplateError as e:
+            raise RenderError(f"{candidate}/{name}/{block}: {e}") from e
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _clean(text: str, block: str) -> str:

@@ -179,6 +179,8 @@ class HubStore:
         if error:
             entry["detail"] = error
         async with self.redis.pipeline(transaction=True) as pipe:
+            if status == "accepted":
+                pipe.hdel(keys.message(message_id), "error", "error_code")
             pipe.hset(keys.message(message_id), mapping=fields)
             pipe.rpush(keys.message_history(message_id), json.dumps(entry))
             if provider_id:

@@ -48,7 +48,9 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
     runtime: Runtime = ctx["runtime"]
     job_try: int = ctx.get("job_try", 1)
     try:
-        outcome = await runtime.process(source, event, job_try)
+        # Our own limit, below arq's: arq fails a job that overruns and never retries it.
+        async with asyncio.timeout(runtime.settings.worker.job_timeout):
+            outcome = await runtime.process(source, event, job_try)
     except RetryLater as e:
         raise Retry(defer=e.delay) from e
     except Exception as e:
@@ -111,7 +113,7 @@ def create_worker(
         handle_signals=handle_signals,
         job_completion_wait=int(wcfg.completion_wait),
         max_jobs=wcfg.max_jobs,
-        job_timeout=wcfg.job_timeout,
+        job_timeout=wcfg.job_timeout + 30,
         keep_result=0,  # results are not read; the message log is the record
         poll_delay=0.05,
         job_serializer=job_serializer,

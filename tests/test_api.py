@@ -202,3 +202,11 @@ async def test_health_and_readiness(hub: Hub) -> None:
     resp = await hub.request("GET", "/readyz", key=None)
     assert resp.status == 503  # no worker has heartbeated yet
     assert "worker" in json.dumps(await resp.json())
+
+
+async def test_same_event_id_twice_in_one_batch_with_different_payloads_is_a_conflict(hub: Hub) -> None:
+    first = make_event("shipped")
+    second = {**first, "type": "in_transit"}
+    resp = await hub.request("POST", "/v1/events/batch", json=[first, second])
+    assert resp.status == 207
+    assert [r["status"] for r in (await resp.json())["results"]] == ["accepted", "conflict"]

@@ -45,3 +45,19 @@ def test_log_lines_carry_the_ids_they_are_about() -> None:
     record.event_id, record.message_id = "evt-1", "m_abc"
     line = IdFormatter("%(message)s").format(record)
     assert line == "message sms sent event_id=evt-1 message_id=m_abc"
+
+
+def test_environment_values_are_taken_literally_except_collections() -> None:
+    s = load_settings(
+        ROOT / "config.yaml",
+        environ={
+            "HUB_SECRET_KEY": "s3cret #tail",
+            "HUB_FALLBACK": "[sms, email]",
+            "HUB_SMTP__START_TLS": "true",
+            "HUB_ADMIN_API_KEY": "null&1",
+        },
+    )
+    assert s.secret_key == "s3cret #tail"
+    assert s.admin_api_key == "null&1"
+    assert s.fallback == ("sms", "email")
+    assert s.smtp.start_tls is True

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
 
@@ -70,3 +74,24 @@ async def test_permanent_failure_is_logged_with_the_provider_code(hub: Hub) -> N
     assert sms["status"] == "failed"
     assert sms["error_code"] == "21211"
     assert hub.messages(channel="sms") == []
+
+
+async def _message_status(hub: Hub, channel: str) -> str | None:
+    listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    found = [m["status"] for m in listing["messages"] if m["channel"] == channel]
+    return found[0] if found else None
+
+
+@pytest.mark.settings(**{"worker.retry_base_delay": 1.0})
+async def test_retry_made_obsolete_by_a_newer_event_is_superseded_not_sent(hub: Hub) -> None:
+    hub.sandbox.faults.set("twilio", "500", count=1)
+    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T09:40:00+01:00", data={"minutes": 10}))
+    worker = asyncio.create_task(hub.run_worker())
+    for _ in range(200):
+        if await _message_status(hub, "sms") == "transient":
+            break
+        await asyncio.sleep(0.02)
+    await hub.post_event(make_event("delivered", occurred_at="2026-11-24T09:55:00+01:00"))
+    await asyncio.wait_for(worker, 30)
+    assert await _message_status(hub, "sms") == "superseded"
+    assert hub.messages(channel="sms") == []  # the late "arriving soon" SMS never went out
