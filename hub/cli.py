@@ -180,9 +180,17 @@ def _api(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def _worker(settings: Settings) -> None:
-    from .worker import create_worker
+    from .worker import create_webhook_worker, create_worker, run_workers
 
-    create_worker(settings).run()
+    async def both() -> None:
+        await run_workers(
+            [
+                create_worker(settings, handle_signals=False),
+                create_webhook_worker(settings, handle_signals=False),
+            ]
+        )
+
+    asyncio.run(both())
 
 
 def main(argv: list[str] | None = None) -> int:

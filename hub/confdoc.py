@@ -48,7 +48,7 @@ def _default(value: Any) -> str:
         return ""
     if isinstance(value, str) and str(ROOT) in value:
         value = value.replace(str(ROOT), "<install dir>")
-    if isinstance(value, dict):
+    if isinstance(value, dict) and value:
         return "see below"
     return f"`{json.dumps(value, default=list)}`"
 

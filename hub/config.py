@@ -154,7 +154,60 @@ class RetentionSettings(_Model):
     """How long a delivery and its timeline are kept after its last event."""
 
 
+WebhookEvent = Literal[
+    "message.status",
+    "customer.reply",
+    "delivery.reschedule_requested",
+    "delivery.instructions_updated",
+    "feedback.received",
+    "contact.opted_out",
+    "contact.opted_in",
+]
+
+
+class WebhookSubscription(_Model):
+    url: str = Field(pattern=r"^https?://")
+    """Where to POST; only configured URLs ever receive webhooks."""
+    secret: str = Field(min_length=16)
+    """HMAC-SHA256 key for the Hub-Signature header; secret, keep it in the environment."""
+    events: tuple[WebhookEvent, ...] = ()
+    """Event types to send (empty: all)."""
+
+
+class WebhookSettings(_Model):
+    subscriptions: tuple[WebhookSubscription, ...] = ()
+    """Receivers, as {url, secret, events} entries (HUB_WEBHOOKS__SUBSCRIPTIONS='[...]')."""
+    queue_name: str = "hub:webhooks"
+    """arq queue for webhook deliveries, apart from events so a slow receiver never delays sending."""
+    max_attempts: int = Field(20, ge=1)
+    """Attempts before a delivery is dead-lettered (with the default delays, about a day)."""
+    retry_base_delay: float = Field(10.0, ge=0)
+    """First retry delay in seconds; doubles per attempt up to retry_max_delay, with jitter."""
+    retry_max_delay: float = Field(7200.0, ge=0)
+    """Longest delay between two attempts."""
+    timeout: float = Field(10.0, gt=0)
+    """Seconds a receiver gets to answer."""
+    concurrency: int = Field(20, ge=1)
+    """Deliveries in flight per worker process."""
+
+
+class TwilioHookSettings(_Model):
+    trust_forwarded: bool = False
+    """Behind a proxy: validate Twilio signatures against X-Forwarded-Proto/Host instead of public_url."""
+
+
+class ConversationSettings(_Model):
+    reschedule_hours: float = Field(24.0, gt=0)
+    """How long a reschedule prompt can be answered (also ends when its first slot starts)."""
+    rating_hours: float = Field(72.0, gt=0)
+    """How long after delivery a rating can be given by SMS."""
+    keep_days: int = Field(7, ge=1)
+    """How long the last prompt is remembered (to answer late replies helpfully)."""
+
+
 class SandboxSettings(_Model):
+    failing_numbers: dict[str, int] = {}
+    """Numbers whose messages the sandbox's Twilio accepts, then reports undelivered with this error code."""
     smtp_port: int = Field(0, ge=0, le=65535)
     """Port of `hub dev`'s SMTP sink (0: a free port)."""
     invalid_numbers: tuple[str, ...] = ()
@@ -194,6 +247,9 @@ class Settings(_Model):
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    twilio_hooks: TwilioHookSettings = TwilioHookSettings()
+    conversation: ConversationSettings = ConversationSettings()
     channels: dict[str, tuple[Channel, ...]] = {
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),

@@ -89,6 +89,9 @@ def provider(provider_id: str) -> str:
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
 local touched = false
+for _, f in ipairs({'phone', 'email'}) do
+  if contact[f] and redis.call('HGET', KEYS[3], f) ~= contact[f] then redis.call('HDEL', KEYS[3], f .. '_invalid') end
+end
 for k, v in pairs(contact) do redis.call('HSET', KEYS[3], k, v); touched = true end
 if touched then redis.call('HSET', KEYS[3], 'updated_at', ARGV[7]) end
 if ARGV[9] == '1' then redis.call('HDEL', KEYS[3], 'erased') end
@@ -163,4 +166,121 @@ if state ~= 'done' and redis.call('EXISTS', KEYS[2], KEYS[4]) == 0 then
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[7])
 end
 return state
+"""
+
+
+# -- two-way: conversations, opt-outs, feedback, outbound webhooks -----------------------------
+# - ``hub:phone:{e164}``               string: customer id last seen with this phone. No TTL.
+# - ``hub:sms_optout:{e164}``          hash: at, keyword, sender. Set by STOP, removed by START.
+#   No TTL: an opt-out lasts until the customer opts back in.
+# - ``hub:conv:{e164}:{sender}``       string (JSON): the open prompt for replies from this phone
+#   to this sender number (prompt, delivery_id, customer_id, source, locale, timezone, slots,
+#   driver_id, expires_at). The latest prompt wins. TTL conversation.keep_days.
+# - ``hub:inbound:{MessageSid}``       string: "1" once an inbound SMS was handled. TTL 7 days.
+# - ``hub:feedback:{delivery_id}``     hash: rating, comment, driver_id, customer_id, at, day.
+#   Same TTL as the message log.
+# - ``hub:fbday:{driver_id}``          hash: "<day>:count", "<day>:sum" per UTC day. No TTL.
+# - ``hub:wh:{id}``                    hash: one outbound webhook delivery (url, type, body, status,
+#   attempts, last_error, created_at, delivered_at). TTL retention.message_log_days.
+# - ``hub:wh:index``                   sorted set: webhook delivery ids by creation time (ms).
+# - ``hub:wh:dead``                    sorted set: dead-lettered webhook delivery ids by time (ms).
+
+
+def phone(e164: str) -> str:
+    return f"hub:phone:{e164}"
+
+
+def sms_optout(e164: str) -> str:
+    return f"hub:sms_optout:{e164}"
+
+
+def conversation(e164: str, sender: str) -> str:
+    return f"hub:conv:{e164}:{sender}"
+
+
+def inbound(message_sid: str) -> str:
+    return f"hub:inbound:{message_sid}"
+
+
+def feedback(delivery_id: str) -> str:
+    return f"hub:feedback:{delivery_id}"
+
+
+def feedback_days(driver_id: str) -> str:
+    return f"hub:fbday:{driver_id}"
+
+
+def webhook(delivery_id: str) -> str:
+    return f"hub:wh:{delivery_id}"
+
+
+WEBHOOK_INDEX = "hub:wh:index"
+WEBHOOK_DEAD = "hub:wh:dead"
+
+# Move a message's status forward after a provider callback; never backwards (a late "sent"
+# after "delivered" changes nothing). Returns the new status, or "" when nothing changed.
+# KEYS: message, history. ARGV: status, rank of status, now (ISO), error code, ttl seconds.
+STATUS_FORWARD = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return '' end
+local ranks = {sending = 0, accepted = 1, queued = 1, sent = 2, delivered = 3, undelivered = 3, failed = 3}
+local rank = ranks[current]
+if rank == nil then rank = 0 end
+if tonumber(ARGV[2]) <= rank then return '' end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at', ARGV[3])
+local entry = {status = ARGV[1], at = ARGV[3]}
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[1], 'error_code', ARGV[4])
+  entry['detail'] = 'provider error ' .. ARGV[4]
+end
+redis.call('RPUSH', KEYS[2], cjson.encode(entry))
+return ARGV[1]
+"""
+
+# Remove one push token from a customer (FCM said it is no longer registered).
+# KEYS: customer. ARGV: token. Returns 1 if removed.
+REMOVE_PUSH_TOKEN = """
+local raw = redis.call('HGET', KEYS[1], 'push_tokens')
+if not raw then return 0 end
+local tokens = cjson.decode(raw)
+local kept = {}
+local removed = 0
+for _, t in ipairs(tokens) do
+  if t == ARGV[1] then removed = 1 else table.insert(kept, t) end
+end
+if #kept == 0 then redis.call('HDEL', KEYS[1], 'push_tokens')
+else redis.call('HSET', KEYS[1], 'push_tokens', cjson.encode(kept)) end
+return removed
+"""
+
+# Record a rating for a delivery and keep per-driver, per-day sums right when it is changed.
+# KEYS: feedback, driver days. ARGV: rating, comment, driver_id, customer_id, at, day, ttl.
+RECORD_FEEDBACK = """
+local old = redis.call('HGET', KEYS[1], 'rating')
+local old_day = redis.call('HGET', KEYS[1], 'day')
+if old and old_day then
+  redis.call('HINCRBY', KEYS[2], old_day .. ':sum', -tonumber(old))
+  redis.call('HINCRBY', KEYS[2], old_day .. ':count', -1)
+end
+redis.call('HSET', KEYS[1], 'rating', ARGV[1], 'comment', ARGV[2], 'driver_id', ARGV[3],
+  'customer_id', ARGV[4], 'at', ARGV[5], 'day', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':sum', tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':count', 1)
+if old then return 0 end
+return 1
+"""
+
+# Create a webhook delivery once (deterministic ids make a repeated emit a no-op) and enqueue
+# its arq job. KEYS: delivery hash, index, arq job key, webhook queue.
+# ARGV: fields (JSON), now (ms), job payload, job id, job expiry (ms), ttl seconds.
+CREATE_WEBHOOK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = cjson.decode(ARGV[1])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+return 1
 """

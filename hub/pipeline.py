@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -27,14 +30,16 @@ from channels import Channel, FcmPush, Outbound, SendResult, SmtpEmail, TwilioSm
 from preferences import CustomerRecord, CustomerStore
 from preferences.store import encode_contact
 
+from . import keys
 from .config import Settings
-from .context import build_context
+from .context import Formatter, build_context
 from .links import Links
 from .masking import mask
 from .planner import Planned, plan
 from .render import Rendered, Renderer, RenderFailure
 from .schema import TERMINAL, occurred_ms_of
 from .store import HubStore, MessageRecord
+from .webhooks import Webhooks
 
 __all__ = ["RetryLater", "Runtime", "build_channels", "message_id"]
 
@@ -106,6 +111,7 @@ class Runtime:
         self.renderer = Renderer(settings.templates_dir, settings.default_locale)
         self.channels = channels
         self.links = Links(settings.secret_key, settings.public_url)
+        self.webhooks = Webhooks(redis, settings)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.channels.values()), return_exceptions=True)
@@ -135,7 +141,10 @@ class Runtime:
 
         customer = CustomerRecord.from_hash(customer_id, customer_raw) if customer_raw else None
         delivery = stored_delivery or {"id": delivery_id}
-        decided = plan(milestone, customer, self.settings.channels, self.settings.fallback)
+        stopped: frozenset[str] = frozenset()
+        if customer is not None and customer.phone and await self.redis.exists(keys.sms_optout(customer.phone)):
+            stopped = frozenset({customer.phone})
+        decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
         prefs = customer.prefs if customer else {}
         locale = self.renderer.resolve_locale(
             prefs.get("locale") or (customer.locale if customer else None) or self.settings.default_locale
@@ -167,7 +176,8 @@ class Runtime:
             records = [(p, record_for(p.channel, p.address, p.via_fallback)) for p in decided.send]
             rendered = await self._render(milestone, locale, timezone, event, delivery, customer, records)
             if rendered is not None:
-                results = await asyncio.gather(*(self._send_one(p, rec, rendered, ids) for p, rec in records))
+                prompt = self._prompt(milestone, event, delivery, locale, timezone, source)
+                results = await asyncio.gather(*(self._send_one(p, rec, rendered, ids, prompt) for p, rec in records))
                 for (_, rec), (status, result) in zip(records, results, strict=True):
                     outcome.messages[rec.id] = status
                     if status == "transient" and result is not None:
@@ -177,6 +187,7 @@ class Runtime:
                         if job_try >= self.settings.worker.max_tries:
                             await self.store.record(rec.id, "dead", error=f"gave up after {job_try} tries")
                             outcome.messages[rec.id] = "dead"
+                            await self._status_webhook(rec, "dead", None)
                         else:
                             outcome.messages[rec.id] = f"retry in {delay:.0f}s"
                 if outcome.status == "retry" and job_try < self.settings.worker.max_tries:
@@ -223,8 +234,82 @@ class Runtime:
                     pass
             return None
 
+    def _prompt(
+        self, milestone: str, event: dict[str, Any], delivery: dict[str, Any], locale: str, timezone: str, source: str
+    ) -> dict[str, Any] | None:
+        """What an SMS for this milestone invites the customer to answer (see hub.conversation)."""
+        conv = self.settings.conversation
+        now = time.time()
+        data = event.get("data") or {}
+        slots = data.get("reschedule_slots") or []
+        if milestone == "returned":
+            return None
+        if milestone == "delivered":
+            kind, expires = "rating", now + conv.rating_hours * 3600
+        elif slots and milestone in ("out_for_delivery", "delivery_failed", "exception"):
+            first = min(datetime.fromisoformat(s["start"]).timestamp() for s in slots)
+            kind, expires = "reschedule", min(now + conv.reschedule_hours * 3600, first)
+        else:
+            kind, expires = "instructions", now + conv.reschedule_hours * 3600
+        fmt = Formatter(locale, timezone)
+        driver = delivery.get("driver") or event.get("driver") or {}
+        return {
+            "prompt": kind,
+            "delivery_id": delivery.get("id") or event["delivery"]["id"],
+            "customer_id": event["customer"]["id"],
+            "source": source,
+            "locale": locale,
+            "timezone": timezone,
+            "driver_id": driver.get("id"),
+            "slots": [
+                {"n": n, "id": s["id"], "start": s["start"], "end": s["end"], "label": fmt.slot(s["start"], s["end"])}
+                for n, s in enumerate(slots, start=1)
+            ]
+            if kind == "reschedule"
+            else [],
+            "expires_at": expires,
+        }
+
+    async def _after_send(self, rec: MessageRecord, result: SendResult, prompt: dict[str, Any] | None) -> None:
+        """Follow-ups of a provider answer: open the reply prompt, retire a dead contact."""
+        if result.outcome == "accepted" and rec.channel == "sms" and prompt is not None:
+            sender = self.settings.twilio.from_number or self.settings.twilio.messaging_service_sid or ""
+            await self.redis.set(
+                keys.conversation(rec.to, sender),
+                json.dumps(prompt),
+                ex=self.settings.conversation.keep_days * 86_400,
+            )
+        if result.outcome == "permanent" and result.contact_invalid:
+            reason = f"{result.error_code or ''} {result.reason or ''}".strip()
+            if rec.channel == "push":
+                await self.customers.remove_push_token(rec.customer_id, rec.to)
+            else:
+                await self.customers.mark_invalid(rec.customer_id, rec.channel, reason, rec.to)
+
+    async def _status_webhook(self, rec: MessageRecord, status: str, result: SendResult | None) -> None:
+        await self.webhooks.emit(
+            "message.status",
+            {
+                "message_id": rec.id,
+                "event_id": rec.event_id,
+                "delivery_id": rec.delivery_id,
+                "customer_id": rec.customer_id,
+                "channel": rec.channel,
+                "milestone": rec.milestone,
+                "status": status,
+                "provider_id": result.provider_id if result else None,
+                "error_code": result.error_code if result else None,
+            },
+            key=f"{rec.id}:{status}",
+        )
+
     async def _send_one(
-        self, planned: Planned, rec: MessageRecord, rendered: Rendered, ids: dict[str, str]
+        self,
+        planned: Planned,
+        rec: MessageRecord,
+        rendered: Rendered,
+        ids: dict[str, str],
+        prompt: dict[str, Any] | None = None,
     ) -> tuple[str, SendResult | None]:
         claim = await self.store.claim(rec)
         if claim != "claimed":
@@ -232,6 +317,7 @@ class Runtime:
                 await self.store.record(
                     rec.id, "unknown", error="a worker stopped during the provider call; not resent"
                 )
+                await self._status_webhook(rec, "unknown", None)
                 return "unknown", None
             return claim, None
         outbound = self._outbound(rec, rendered)
@@ -260,6 +346,9 @@ class Runtime:
             mask(rec.channel, rec.to),
             extra={**ids, "message_id": rec.id},
         )
+        await self._after_send(rec, result, prompt)
+        if status != "transient":
+            await self._status_webhook(rec, status, result)
         return status, result
 
     def _outbound(self, rec: MessageRecord, rendered: Rendered) -> Outbound:
@@ -313,8 +402,6 @@ def _timeline_entry(source: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _delivery_fields(event: dict[str, Any]) -> dict[str, str]:
-    import json
-
     d = event["delivery"]
     fields = {"customer_id": event["customer"]["id"]}
     for name in ("tracking_code", "merchant", "address"):

@@ -4,7 +4,8 @@ Rules, in order:
 1. An erased customer gets nothing.
 2. Channels for the milestone come from the customer's preferences (``channels[milestone]``,
    else ``channels["default"]``), else from config (``channels`` per milestone).
-3. A channel the customer opted out of, or has no contact for, is skipped (and logged).
+3. A channel the customer opted out of (preferences, or STOP by SMS), or has no usable contact
+   for (none given, or the provider rejected it), is skipped, and the log says why.
 4. If that leaves nothing but the customer is reachable on some channel, the first reachable
    channel of the fallback order (preferences, else config) is used instead.
 Push fans out to every registered token.
@@ -30,7 +31,7 @@ class Planned:
 @dataclass(frozen=True)
 class Skipped:
     channel: str
-    reason: str  # "erased" | "opted_out" | "no_contact" | "sms_stopped"
+    reason: str  # "erased" | "opted_out" | "no_contact" | "contact_invalid" | "sms_stopped"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def plan(
             return [], "opted_out"
         addresses = customer.contact(channel)
         if not addresses:
-            return [], "no_contact"
+            return [], "contact_invalid" if customer.invalid(channel) else "no_contact"
         if channel == "sms" and addresses[0] in stopped_numbers:
             return [], "sms_stopped"
         return addresses, None

@@ -121,20 +121,26 @@ class HubStore:
     ) -> tuple[bool, dict[str, str], dict[str, Any] | None]:
         """Apply an event (see keys.APPLY_EVENT); returns (current, customer hash, delivery)."""
         lift = any(k in contact for k in ("phone", "email", "push_tokens"))
-        current, customer_flat, delivery_flat = await self._apply(
-            keys=[keys.delivery(delivery_id), keys.timeline(delivery_id), keys.customer(customer_id)],
-            args=[
-                milestone,
-                occurred_ms,
-                "1" if terminal else "0",
-                json.dumps(entry, sort_keys=True, separators=(",", ":")),
-                json.dumps(fields),
-                self.timeline_ttl,
-                now_iso(),
-                json.dumps(contact),
-                "1" if lift else "0",
-            ],
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self._apply(
+                keys=[keys.delivery(delivery_id), keys.timeline(delivery_id), keys.customer(customer_id)],
+                args=[
+                    milestone,
+                    occurred_ms,
+                    "1" if terminal else "0",
+                    json.dumps(entry, sort_keys=True, separators=(",", ":")),
+                    json.dumps(fields),
+                    self.timeline_ttl,
+                    now_iso(),
+                    json.dumps(contact),
+                    "1" if lift else "0",
+                ],
+                client=pipe,
+            )
+            if "phone" in contact:
+                pipe.set(keys.phone(contact["phone"]), customer_id)
+            results = await pipe.execute()
+        current, customer_flat, delivery_flat = results[0]
         return bool(int(current)), _pairs(customer_flat), _decode_delivery(delivery_id, _pairs(delivery_flat))
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:

@@ -14,11 +14,13 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
@@ -27,8 +29,17 @@ from redis.asyncio import Redis
 from . import keys
 from .config import Settings
 from .pipeline import RetryLater, Runtime, build_channels
+from .webhooks import DELIVER_JOB, deliver_webhook
 
-__all__ = ["JOB_NAME", "create_worker", "job_deserializer", "job_serializer", "process_event"]
+__all__ = [
+    "JOB_NAME",
+    "create_webhook_worker",
+    "create_worker",
+    "job_deserializer",
+    "job_serializer",
+    "process_event",
+    "run_workers",
+]
 
 log = logging.getLogger(__name__)
 JOB_NAME = "process_event"
@@ -67,6 +78,62 @@ async def _heartbeat(redis: Any, name: str) -> None:
         with contextlib.suppress(Exception):
             await redis.zadd(keys.WORKER_HEARTBEAT, {name: time.time()})
         await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
+    """The arq worker that delivers outbound webhooks (its own queue; see hub.webhooks)."""
+    if not settings.redis_url:
+        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    cfg = settings.webhooks
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["settings"] = settings
+        ctx["hub_redis"] = Redis.from_url(str(settings.redis_url), decode_responses=True)
+        ctx["http"] = aiohttp.ClientSession()
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "http" in ctx:
+            await ctx["http"].close()
+        if "hub_redis" in ctx:
+            await ctx["hub_redis"].aclose()
+
+    return Worker(
+        functions=[func(deliver_webhook, name=DELIVER_JOB, max_tries=cfg.max_attempts + 5)],
+        queue_name=cfg.queue_name,
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        burst=burst,
+        on_startup=on_startup,
+        on_shutdown=on_shutdown,
+        handle_signals=handle_signals,
+        job_completion_wait=int(settings.worker.completion_wait),
+        max_jobs=cfg.concurrency,
+        job_timeout=cfg.timeout + 30,
+        keep_result=0,
+        poll_delay=0.1,
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        log_results=False,
+    )
+
+
+async def run_workers(workers: list[Worker]) -> None:
+    """Run several arq workers in this process until SIGTERM/SIGINT, then stop them gracefully."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        if not stopping.is_set():
+            stopping.set()
+            for w in workers:
+                w.handle_sig_wait_for_completion(signal.SIGTERM)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await asyncio.gather(*(w.async_run() for w in workers), return_exceptions=True)
+    finally:
+        for w in workers:
+            await w.close()
 
 
 def create_worker(

@@ -34,6 +34,8 @@ class CustomerRecord:
     prefs: dict[str, Any] = field(default_factory=dict)
     erased: bool = False
     updated_at: str | None = None
+    phone_invalid: str | None = None  # why the provider rejected the phone number, if it did
+    email_invalid: str | None = None  # why the mail server rejected the address, if it did
 
     @classmethod
     def from_hash(cls, customer_id: str, raw: dict[str, str]) -> CustomerRecord:
@@ -49,15 +51,23 @@ class CustomerRecord:
             prefs=prefs,
             erased=raw.get("erased") == "1",
             updated_at=raw.get("updated_at"),
+            phone_invalid=raw.get("phone_invalid") or None,
+            email_invalid=raw.get("email_invalid") or None,
         )
 
     def contact(self, channel: str) -> list[str]:
-        """The addresses for a channel (several push tokens, at most one phone/e-mail)."""
+        """The usable addresses for a channel (several push tokens, at most one phone/e-mail)."""
         if channel == "sms":
-            return [self.phone] if self.phone else []
+            return [self.phone] if self.phone and not self.phone_invalid else []
         if channel == "email":
-            return [self.email] if self.email else []
+            return [self.email] if self.email and not self.email_invalid else []
         return list(self.push_tokens)
+
+    def invalid(self, channel: str) -> bool:
+        """The contact exists but the provider said it cannot be reached."""
+        if channel == "sms":
+            return bool(self.phone and self.phone_invalid)
+        return bool(channel == "email" and self.email and self.email_invalid)
 
     def to_json(self, *, unmask: bool = False) -> dict[str, Any]:
         from hub.masking import mask_email, mask_phone, mask_token
@@ -73,6 +83,7 @@ class CustomerRecord:
             "preferences": self.prefs,
             "erased": self.erased,
             "updated_at": self.updated_at,
+            "invalid": {k: v for k, v in (("phone", self.phone_invalid), ("email", self.email_invalid)) if v},
         }
 
 
@@ -100,6 +111,30 @@ class CustomerStore:
             return None
         return CustomerRecord.from_hash(customer_id, raw)
 
+    async def mark_invalid(self, customer_id: str, channel: str, reason: str, address: str) -> bool:
+        """Mark the phone or e-mail invalid, if it is still ``address``. True if marked."""
+        field_name = {"sms": "phone", "email": "email"}[channel]
+        script = (
+            "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end "
+            "redis.call('HSET', KEYS[1], ARGV[1] .. '_invalid', ARGV[3]) return 1"
+        )
+        marked = await self.redis.eval(script, 1, keys.customer(customer_id), field_name, address, reason[:200])
+        return bool(marked)
+
+    async def remove_push_token(self, customer_id: str, token: str) -> bool:
+        removed = await self.redis.eval(keys.REMOVE_PUSH_TOKEN, 1, keys.customer(customer_id), token)
+        return bool(removed)
+
+    async def by_phone(self, e164: str) -> CustomerRecord | None:
+        """The customer whose current phone is ``e164`` (via the phone index)."""
+        customer_id = await self.redis.get(keys.phone(e164))
+        if not customer_id:
+            return None
+        record = await self.get(customer_id)
+        if record is None or record.erased or record.phone != e164:
+            return None
+        return record
+
     async def upsert(self, customer_id: str, contact: dict[str, Any]) -> None:
         """Set the given contact fields; others are kept. New contacts lift an erasure."""
         fields = encode_contact(contact)
@@ -120,7 +155,10 @@ class CustomerStore:
             if missing:
                 pipe.hdel(key, *missing)
             pipe.hset(key, mapping={**fields, "updated_at": _now()})
-            pipe.hdel(key, "erased")
+            # Contacts given explicitly are taken as good again.
+            pipe.hdel(key, "erased", "phone_invalid", "email_invalid")
+            if "phone" in fields:
+                pipe.set(keys.phone(fields["phone"]), customer_id)
             result = await pipe.execute()
         return not result[0]
 
@@ -144,9 +182,12 @@ class CustomerStore:
         """
         key = keys.customer(customer_id)
         existed = bool(await self.redis.exists(key))
+        phone = await self.redis.hget(key, "phone")
         message_ids = await self.redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
+            if phone and await self.redis.get(keys.phone(phone)) == customer_id:
+                pipe.delete(keys.phone(phone))
             pipe.hset(key, mapping={"erased": "1", "updated_at": _now()})
             for message_id in message_ids:
                 pipe.hdel(keys.message(message_id), "to")
