@@ -38,12 +38,16 @@ from preferences.store import CONTACT_FIELDS
 
 from . import keys
 from .config import ApiKey, Settings, hash_key
+from .conversation import Conversations, feedback_summary
 from .errors import ApiError, error_response
 from .links import Links
 from .masking import mask, mask_phone
 from .openapi import openapi_document
+from .render import Renderer
 from .schema import Event, EventInvalid, parse_event, validation_fields
 from .store import HubStore
+from .twilio_hooks import add_twilio_routes
+from .webhooks import Webhooks
 from .worker import JOB_NAME, job_serializer
 
 __all__ = ["create_app"]
@@ -55,6 +59,8 @@ REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", HubStore)
 CUSTOMERS = web.AppKey("customers", CustomerStore)
 LINKS = web.AppKey("links", Links)
+CONVERSATIONS = web.AppKey("conversations", Conversations)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")  # the same rule as ids in events
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -368,6 +374,32 @@ async def unsubscribe(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+# -- feedback and webhook deliveries ----------------------------------------------------------
+async def get_feedback(request: web.Request) -> web.Response:
+    authenticate(request, "read")
+    driver_id = request.query.get("driver_id", "")
+    if not _ID.match(driver_id):
+        raise ApiError(400, "missing_filter", "give driver_id", {"driver_id": "required"})
+    return json_response(await feedback_summary(request.app[REDIS], driver_id))
+
+
+async def list_webhook_deliveries(request: web.Request) -> web.Response:
+    authenticate(request, "read")
+    status = request.query.get("status")
+    if status and status not in ("pending", "retrying", "delivered", "dead"):
+        raise ApiError(
+            400, "invalid_status", "status is one of pending, retrying, delivered, dead", {"status": "unknown status"}
+        )
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError as e:
+        raise ApiError(400, "invalid_limit", "limit must be an integer", {"limit": "not an integer"}) from e
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "invalid_limit", "limit must be between 1 and 1000", {"limit": "out of range"})
+    rows = await request.app[WEBHOOKS].list(status=status, event_type=request.query.get("type"), limit=limit)
+    return json_response({"deliveries": rows})
+
+
 # -- health ----------------------------------------------------------------------------------
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
@@ -408,6 +440,10 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
         app[REDIS] = redis
         app[STORE] = HubStore(redis, settings)
         app[CUSTOMERS] = CustomerStore(redis)
+        app[CONVERSATIONS] = Conversations(
+            redis, settings, Renderer(settings.templates_dir, settings.default_locale), app[CUSTOMERS]
+        )
+        app[WEBHOOKS] = app[CONVERSATIONS].webhooks
 
     async def disconnect(app: web.Application) -> None:
         await app[REDIS].aclose()
@@ -429,6 +465,9 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/openapi.json", openapi)
+    r.add_get("/v1/feedback", get_feedback)
+    r.add_get("/v1/webhooks/deliveries", list_webhook_deliveries)
+    add_twilio_routes(app, SETTINGS, STORE, CONVERSATIONS)
     if extra_setup is not None:
         extra_setup(app)
     return app

@@ -60,7 +60,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
     from .demo import run_demo, run_tag
     from .redis_server import EmbeddedRedis
     from .sandbox import Sandbox
-    from .worker import create_worker
+    from .worker import create_webhook_worker, create_worker
 
     data_dir = Path(settings.data_dir)
     embedded: EmbeddedRedis | None = None
@@ -76,6 +76,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
         fcm_project_id=settings.fcm.project_id,
         invalid_numbers=frozenset(settings.sandbox.invalid_numbers),
         unregistered_tokens=frozenset(settings.sandbox.unregistered_tokens),
+        failing_numbers=settings.sandbox.failing_numbers,
         hub_url=origin,
     )
     smtp_port = await sandbox.start_smtp("127.0.0.1", args.smtp_port or settings.sandbox.smtp_port)
@@ -102,7 +103,8 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
 
     worker = create_worker(settings, handle_signals=False)
-    worker_task = asyncio.create_task(worker.async_run())
+    webhook_worker = create_webhook_worker(settings, handle_signals=False)
+    worker_task = asyncio.gather(worker.async_run(), webhook_worker.async_run())
     children: list[subprocess.Popen[bytes]] = []
     env = {
         **os.environ,
@@ -133,6 +135,8 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
       -H 'Content-Type: application/json' -d @docs/examples/event.json
   See what the providers received:
     curl -s {origin}/sandbox/messages
+  Text the hub as a customer (e.g. reply 2 to a reschedule offer, or STOP):
+    .venv/bin/hub sandbox sms --url {origin} --from +4915123456789 --body 2
   Stop with Ctrl-C.
 """,
         flush=True,
@@ -154,9 +158,11 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
         for child in children:
             child.send_signal(signal.SIGTERM)
         worker.handle_sig_wait_for_completion(signal.SIGTERM)
+        webhook_worker.handle_sig_wait_for_completion(signal.SIGTERM)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(worker_task, settings.worker.completion_wait + 5)
         await worker.close()
+        await webhook_worker.close()
         await runner.cleanup()
         await sandbox.close()
         for child in children:
@@ -193,6 +199,53 @@ def _worker(settings: Settings) -> None:
     asyncio.run(both())
 
 
+async def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from . import keys
+    from .webhooks import replay_webhooks
+
+    if not settings.redis_url:
+        print("set HUB_REDIS_URL", file=sys.stderr)
+        return 2
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        ids = list(args.id)
+        if args.dead:
+            ids += await redis.zrange(keys.WEBHOOK_DEAD, 0, -1)
+        if not ids:
+            print("nothing to replay: give --id or --dead", file=sys.stderr)
+            return 2
+        queued = await replay_webhooks(redis, settings, ids)
+        missing = sorted(set(ids) - set(queued))
+        print(
+            f"queued {len(queued)} webhook deliveries again"
+            + (f"; unknown ids: {', '.join(missing)}" if missing else "")
+        )
+        return 0 if not missing else 1
+    finally:
+        await redis.aclose()
+
+
+async def _sandbox_sms(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+
+    to = args.to or settings.twilio.from_number or ""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{args.url.rstrip('/')}/sandbox/sms/inbound", json={"from": args.from_, "to": to, "body": args.body}
+        ) as resp,
+    ):
+        body = await resp.json()
+    if resp.status >= 400:
+        print(f"error {resp.status}: {body}", file=sys.stderr)
+        return 1
+    replies = body.get("replies") or []
+    print(f"hub answered {body.get('status')}: " + (" | ".join(replies) if replies else "(no reply)"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="Last-mile delivery notification hub")
     parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG or ./config.yaml)")
@@ -217,6 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
     bench.add_argument("--rate", type=float, default=0.0, help="pace posts at this many events/s (0: flat out)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
+    webhooks = sub.add_parser("webhooks", help="outbound webhook deliveries")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    replay = webhooks_sub.add_parser("replay", help="send deliveries again (by id, or every dead one)")
+    replay.add_argument("--id", action="append", default=[], help="a delivery id (repeatable)")
+    replay.add_argument("--dead", action="store_true", help="every dead-lettered delivery")
+    sandbox = sub.add_parser("sandbox", help="talk to a running hub dev sandbox")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    sms = sandbox_sub.add_parser("sms", help="send an SMS to the hub as if from a phone (signed like Twilio)")
+    sms.add_argument("--from", dest="from_", required=True, help="sender phone number, E.164")
+    sms.add_argument("--body", required=True)
+    sms.add_argument("--to", help="the hub's number (default: twilio.from_number)")
+    sms.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
     args = parser.parse_args(argv)
 
     try:
@@ -239,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo, run_tag
 
             asyncio.run(run_demo(args.url, args.key, pause=args.pause, run=run_tag()))
+        elif args.command == "webhooks":
+            return asyncio.run(_replay(settings, args))
+        elif args.command == "sandbox":
+            return asyncio.run(_sandbox_sms(settings, args))
         elif args.command == "bench":
             from .bench import run_bench
 

@@ -76,6 +76,7 @@ class HubStore:
         self._accept = redis.register_script(keys.ACCEPT_EVENT)
         self._apply = redis.register_script(keys.APPLY_EVENT)
         self._claim = redis.register_script(keys.CLAIM_MESSAGE)
+        self._forward = redis.register_script(keys.STATUS_FORWARD)
 
     # -- events ---------------------------------------------------------------------------
     async def accept_events(self, items: list[tuple[str, str, str, bytes]], received_at: str) -> list[str]:
@@ -192,6 +193,14 @@ class HubStore:
             if provider_id:
                 pipe.set(keys.provider(provider_id), message_id, ex=self.log_ttl)
             await pipe.execute()
+
+    async def status_forward(self, message_id: str, status: str, rank: int, error_code: str) -> bool:
+        """Apply a provider's status callback if it moves the message forward (see STATUS_FORWARD)."""
+        changed = await self._forward(
+            keys=[keys.message(message_id), keys.message_history(message_id)],
+            args=[status, rank, now_iso(), error_code, self.log_ttl],
+        )
+        return bool(changed)
 
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         async with self.redis.pipeline(transaction=False) as pipe:

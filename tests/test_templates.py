@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import html
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -156,7 +158,14 @@ def sparse_context(locale: str, milestone: str, merchant: str = "Acme Shoes & Bo
     }
 
 
-CONTEXTS = {"full": full_context, "sparse": sparse_context}
+def bare_context(locale: str, milestone: str) -> dict[str, Any]:
+    """The sparse context (no customer name) with merchant and tracking code "", as hub/context.py passes them."""
+    context = sparse_context(locale, milestone, merchant="")
+    context["delivery"]["tracking_code"] = ""
+    return context
+
+
+CONTEXTS = {"full": full_context, "sparse": sparse_context, "bare": bare_context}
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +248,98 @@ def test_links_are_shown_when_given_and_absent_values_leave_no_trace(renderer: R
             assert "None" not in getattr(sparse, part), f"{milestone}.{part}"
 
 
+# Traces of an empty value: "Good news:  has shipped", "Tracking code .", "Hello ,", "from ()", 'from ""',
+# "Hi None". Quotes: " ' \u201c \u201e \u00ab \u2018 \u2039 opening, " ' \u201d \u201c \u00bb \u2019 \u203a closing.
+GAPS = re.compile(
+    r"  |\s[.,]|:[.,]|\(\s*\)"
+    r"|[\"'\u201c\u201e\u00ab\u2018\u2039]\s*[\"'\u201d\u201c\u00bb\u2019\u203a]"
+    r"|\b(None|undefined)\b"
+)
+INLINE_TAGS = re.compile(r"</?(a|strong|b|em|span)\b[^>]*>", re.IGNORECASE)
+# The Spanish greeting ("Hola:", "Hola, Ana:") ends with a colon and stands alone.
+GREETING = re.compile(r"Hola(, [^:]+)?:")
+
+
+def _visible_text(markup: str) -> str:
+    """The text a reader sees in an HTML e-mail: a line break for every block tag, inline tags dropped."""
+    markup = re.sub(r"<(style|script)\b.*?</\1>", "", markup, flags=re.DOTALL | re.IGNORECASE)
+    markup = INLINE_TAGS.sub("", markup)
+    markup = re.sub(r"<[^>]*>", "\n", markup)
+    return "\n".join(line.strip() for line in html.unescape(markup).splitlines())
+
+
+def _gaps(text: str, *, markup: bool = False) -> list[str]:
+    """What in one rendered part betrays an empty value; ``[]`` when it reads cleanly.
+
+    A line may end with a colon only when a list follows on the next line (or it is a greeting).
+    """
+    if markup:
+        text = _visible_text(text)
+    elif "\n\n\n" in text:
+        return ["two blank lines in a row"]
+    found = []
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
+        stripped = line.strip()
+        found += [f"{match.group()!r} in {stripped!r}" for match in GAPS.finditer(stripped)]
+        if line != line.rstrip():
+            found.append(f"trailing space in {line!r}")
+        following = lines[n + 1].strip() if n + 1 < len(lines) else ""
+        if stripped.endswith(":") and not following and not GREETING.fullmatch(stripped):
+            found.append(f"nothing after {stripped!r}")
+    return found
+
+
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_empty_merchant_tracking_code_and_name_leave_no_gaps(renderer: Renderer, locale: str, milestone: str) -> None:
+    rendered = renderer.render(milestone, locale, bare_context(locale, milestone))
+
+    for part in PARTS:
+        text = getattr(rendered, part)
+        assert _gaps(text, markup=part == "email_html") == [], f"{part}: {text}"
+    info = count_segments(rendered.sms)
+    assert info.segments <= MAX_SMS_SEGMENTS, f"{info}: {rendered.sms}"
+    if locale in UCS2_LOCALES:
+        assert len(rendered.sms) <= UCS2_TWO_SEGMENTS, f"{len(rendered.sms)} chars: {rendered.sms}"
+
+
+@pytest.mark.parametrize("empty", ["nothing", "merchant", "tracking_code"], ids=_id)
+@pytest.mark.parametrize("shape", ["full", "sparse"], ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_no_gaps_when_only_one_field_is_empty(renderer: Renderer, locale: str, shape: str, empty: str) -> None:
+    for milestone in MILESTONES:
+        context = CONTEXTS[shape](locale, milestone)
+        context["slots"] = []  # numbered slot lines are indented on purpose
+        if empty != "nothing":
+            context["delivery"][empty] = ""
+        rendered = renderer.render(milestone, locale, context)
+        for part in PARTS:
+            text = getattr(rendered, part)
+            assert _gaps(text, markup=part == "email_html") == [], f"{milestone}.{part}: {text}"
+        assert count_segments(rendered.sms).segments <= MAX_SMS_SEGMENTS, rendered.sms
+        if locale in UCS2_LOCALES:
+            assert len(rendered.sms) <= UCS2_TWO_SEGMENTS, rendered.sms
+
+
+def test_gap_check_catches_empty_values() -> None:
+    assert _gaps("Good news:  has shipped your order.")
+    assert _gaps("Your order has shipped. Tracking code .")
+    assert _gaps("Hello ,")
+    assert _gaps("Tracking code: \nDelivery address: Main St 1")
+    assert _gaps("Thanks.\n\nTracking code:\n\nThe Parcelhub team")
+    assert _gaps("Tracking code:")
+    assert _gaps('Your parcel from "" is on its way.')
+    assert _gaps("Votre colis \u00ab \u00bb est en route.")
+    assert _gaps("Your parcel () is on its way.")
+    assert _gaps("Hi None,")
+    assert _gaps("Thanks.\n\n\nThe Parcelhub team")
+    assert _gaps("<p>Tracking code: <strong></strong></p>\n<p>Bye</p>", markup=True)
+    assert _gaps("<p>Good news: <strong></strong> has shipped it.</p>", markup=True)
+    assert _gaps("Hola:\n\nSu paquete de Acme ha sido entregado.\nLo sentimos: no hay m\u00e1s.") == []
+    assert _gaps("Hola, Ana:\n\nReply with its number:\n1 for Wed 9-12") == []
+
+
 @pytest.mark.parametrize("locale", LOCALES, ids=_id)
 def test_sms_includes_tracking_link_when_given(renderer: Renderer, locale: str) -> None:
     missing = [
@@ -252,11 +353,13 @@ def test_sms_includes_tracking_link_when_given(renderer: Renderer, locale: str) 
 def test_every_locale_has_the_same_twelve_milestones() -> None:
     for locale in LOCALES:
         directory = TEMPLATES / locale
-        text = sorted(p.name.removesuffix(".txt.j2") for p in directory.glob("*.txt.j2"))
-        html = sorted(p.name.removesuffix(".html.j2") for p in directory.glob("*.html.j2"))
+        # Files starting with "_" (such as _replies.txt.j2) are shared templates, not milestones.
+        files = [p for p in directory.iterdir() if not p.name.startswith("_")]
+        text = sorted(p.name.removesuffix(".txt.j2") for p in files if p.name.endswith(".txt.j2"))
+        html = sorted(p.name.removesuffix(".html.j2") for p in files if p.name.endswith(".html.j2"))
         assert text == sorted(MILESTONES), locale
         assert html == sorted(MILESTONES), locale
-        assert sorted(p.name for p in directory.iterdir()) == sorted(
+        assert sorted(p.name for p in files) == sorted(
             [f"{m}.txt.j2" for m in MILESTONES] + [f"{m}.html.j2" for m in MILESTONES]
         ), locale
 

@@ -24,6 +24,7 @@ callbacks and closes the outbound HTTP session.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +58,7 @@ class Sandbox:
         callback_delay: float = 0.05,
         invalid_numbers: frozenset[str] = frozenset(),
         unregistered_tokens: frozenset[str] = frozenset(),
+        failing_numbers: Mapping[str, int] | None = None,
         hub_url: str | None = None,
         smtp_hostname: str = "sandbox.localhost",
     ) -> None:
@@ -72,6 +74,7 @@ class Sandbox:
             status_callbacks=status_callbacks,
             callback_delay=callback_delay,
             invalid_numbers=frozenset(invalid_numbers),
+            failing_numbers=failing_numbers,
         )
         self.twilio.hub_url = hub_url
         self.fcm = FcmFake(

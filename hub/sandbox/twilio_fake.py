@@ -105,8 +105,11 @@ class TwilioFake:
         status_callbacks: bool = True,
         callback_delay: float = 0.05,
         invalid_numbers: frozenset[str] = frozenset(),
+        failing_numbers: Mapping[str, int] | None = None,
     ) -> None:
         self.account_sid = account_sid
+        # Numbers whose messages are accepted, then reported undelivered with this error code.
+        self.failing_numbers: dict[str, int] = dict(failing_numbers or {})
         self.auth_token = auth_token
         self.status_callbacks = status_callbacks
         self.callback_delay = callback_delay
@@ -261,11 +264,16 @@ class TwilioFake:
     # -- status lifecycle and callbacks ---------------------------------------------------
 
     async def _progress(self, sid: str, callback_url: str | None) -> None:
-        for status in ("sent", "delivered"):
+        first = self._messages.get(sid)
+        error_code = self.failing_numbers.get(str(first["to"])) if first else None
+        for status in ("sent", "undelivered" if error_code else "delivered"):
             await asyncio.sleep(self.callback_delay)
             resource = self._messages.get(sid)
             if resource is None:
                 return
+            if status == "undelivered":
+                resource["error_code"] = error_code
+                resource["error_message"] = "Unknown destination handset" if error_code == 30005 else "Undelivered"
             now = rfc2822(utcnow())
             if resource["from"] is None:
                 resource["from"] = SANDBOX_POOL_NUMBER
@@ -288,6 +296,8 @@ class TwilioFake:
                 "SmsStatus": status,
                 "ApiVersion": API_VERSION,
             }
+            if status == "undelivered" and error_code:
+                params["ErrorCode"] = str(error_code)
             if resource["messaging_service_sid"]:
                 params["MessagingServiceSid"] = str(resource["messaging_service_sid"])
             await self._post_webhook(callback_url, params, what=f"status callback ({status}) for {sid}")

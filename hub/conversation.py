@@ -1,0 +1,246 @@
+"""Customers' SMS replies: compliance keywords, rescheduling, instructions, ratings.
+
+``Conversations.handle(sender, from_, body)`` decides what a reply means, stores its effect,
+sends the matching webhook upstream and returns the answer text (sent back as TwiML). The open
+prompt for a phone lives in ``hub:conv:{phone}:{sender}`` (set by the pipeline when an SMS that
+invites a reply is accepted); the latest prompt wins. Every reply gets an answer, never silence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from preferences import CustomerRecord, CustomerStore
+
+from . import keys
+from .config import Settings
+from .masking import mask_phone
+from .render import Renderer
+from .replies import Reply, parse_reply
+from .webhooks import Webhooks
+
+__all__ = ["Answer", "Conversations"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    intent: str  # what the reply was taken as, for logs and the customer.reply webhook
+
+
+class Conversations:
+    def __init__(self, redis: Redis, settings: Settings, renderer: Renderer, customers: CustomerStore) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.renderer = renderer
+        self.customers = customers
+        self.webhooks = Webhooks(redis, settings)
+        self._feedback = redis.register_script(keys.RECORD_FEEDBACK)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _say(self, locale: str | None, block: str, **context: Any) -> str:
+        sender = {"name": self.settings.sender.name, "help_url": self.settings.sender.help_url}
+        return self.renderer.render_block(locale, "_replies", block, {"sender": sender, **context})
+
+    async def _prompt(self, phone: str, sender: str) -> dict[str, Any] | None:
+        candidates = [sender]
+        service = self.settings.twilio.messaging_service_sid
+        if service and service != sender:
+            candidates.append(service)
+        for key in candidates:
+            raw = await self.redis.get(keys.conversation(phone, key))
+            if raw:
+                value: dict[str, Any] = json.loads(raw)
+                return value
+        return None
+
+    async def _delivery_open(self, delivery_id: str) -> bool:
+        terminal = await self.redis.hget(keys.delivery(delivery_id), "terminal")
+        return bool(terminal != "1")
+
+    @staticmethod
+    def _now() -> str:
+        return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+    # -- entry point -------------------------------------------------------------------------
+    async def handle(self, sender: str, from_: str, body: str, message_sid: str) -> Answer:
+        reply = parse_reply(body)
+        customer = await self.customers.by_phone(from_)
+        if customer is None:
+            log.info("SMS from an unknown number %s", mask_phone(from_))
+            return Answer(self._say(None, "unknown_number"), "unknown_number")
+        locale = customer.prefs.get("locale") or customer.locale
+        prompt = await self._prompt(from_, sender)
+        answer = await self._dispatch(reply, customer, locale, prompt, sender, from_)
+        await self.webhooks.emit(
+            "customer.reply",
+            {
+                "customer_id": customer.id,
+                "delivery_id": prompt.get("delivery_id") if prompt else None,
+                "text": reply.text,
+                "understood_as": answer.intent,
+                "message_sid": message_sid,
+            },
+            key=message_sid,
+        )
+        log.info("SMS reply understood as %s", answer.intent, extra={"delivery_id": (prompt or {}).get("delivery_id")})
+        return answer
+
+    async def _dispatch(
+        self,
+        reply: Reply,
+        customer: CustomerRecord,
+        locale: str | None,
+        prompt: dict[str, Any] | None,
+        sender: str,
+        phone: str,
+    ) -> Answer:
+        if reply.kind == "stop":
+            await self.redis.hset(
+                keys.sms_optout(phone), mapping={"at": self._now(), "keyword": reply.text.upper(), "sender": sender}
+            )
+            await self.webhooks.emit(
+                "contact.opted_out", {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()}
+            )
+            return Answer(self._say(locale, "stop_confirm"), "stop")
+        if reply.kind == "start":
+            await self.redis.delete(keys.sms_optout(phone))
+            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"})
+            return Answer(self._say(locale, "start_confirm"), "start")
+        if reply.kind == "help":
+            return Answer(self._say(locale, "help"), "help")
+
+        now = time.time()
+        live = prompt is not None and now < float(prompt.get("expires_at", 0))
+        open_delivery = prompt is not None and await self._delivery_open(prompt["delivery_id"])
+        locale = (prompt or {}).get("locale") or locale
+
+        if reply.kind == "number":
+            assert reply.number is not None
+            if prompt is None or prompt["prompt"] == "instructions":
+                return Answer(self._say(locale, "reschedule_closed", link=None), "number_without_prompt")
+            if prompt["prompt"] == "reschedule":
+                if not live or not open_delivery:
+                    return Answer(self._say(locale, "reschedule_closed", link=None), "reschedule_closed")
+                slots = prompt["slots"]
+                if not 1 <= reply.number <= len(slots):
+                    return Answer(self._say(locale, "reschedule_invalid", count=len(slots)), "reschedule_invalid")
+                return await self._reschedule(customer, prompt, slots[reply.number - 1], locale)
+            # rating prompt
+            if not live:
+                return Answer(self._not_understood(locale, None, open_delivery), "rating_closed")
+            if not 1 <= reply.number <= 5:
+                return Answer(self._say(locale, "rating_invalid"), "rating_invalid")
+            return await self._rate(customer, prompt, reply.number, reply.comment, locale)
+
+        if reply.kind == "instructions" and prompt is not None and open_delivery:
+            assert reply.instruction is not None
+            return await self._instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale)
+        if (
+            reply.kind == "text"
+            and prompt is not None
+            and prompt["prompt"] == "instructions"
+            and live
+            and open_delivery
+        ):
+            return await self._instruct(customer, prompt, "note", reply.note, reply.always, locale)
+        return Answer(self._not_understood(locale, prompt if live else None, open_delivery), "not_understood")
+
+    def _not_understood(self, locale: str | None, prompt: dict[str, Any] | None, open_delivery: bool) -> str:
+        slots = len(prompt["slots"]) if prompt and prompt["prompt"] == "reschedule" else 0
+        rating = bool(prompt and prompt["prompt"] == "rating")
+        return self._say(locale, "not_understood", slots=slots, rating=rating, instructions=open_delivery)
+
+    # -- effects -----------------------------------------------------------------------------
+    async def _reschedule(
+        self, customer: CustomerRecord, prompt: dict[str, Any], slot: dict[str, Any], locale: str | None
+    ) -> Answer:
+        request = {
+            "slot_id": slot["id"],
+            "start": slot["start"],
+            "end": slot["end"],
+            "at": self._now(),
+            "channel": "sms",
+        }
+        await self.redis.hset(keys.delivery(prompt["delivery_id"]), "reschedule_requested", json.dumps(request))
+        await self.webhooks.emit(
+            "delivery.reschedule_requested",
+            {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **request},
+            key=f"{prompt['delivery_id']}:{slot['id']}:{request['at']}",
+        )
+        return Answer(self._say(locale, "reschedule_confirm", slot=slot["label"]), "reschedule")
+
+    async def _instruct(
+        self,
+        customer: CustomerRecord,
+        prompt: dict[str, Any],
+        kind: str,
+        note: str,
+        always: bool,
+        locale: str | None,
+    ) -> Answer:
+        instruction = {"kind": kind, "note": note or None, "at": self._now(), "channel": "sms", "always": always}
+        await self.redis.hset(keys.delivery(prompt["delivery_id"]), "instructions", json.dumps(instruction))
+        if always:
+            await self.customers.patch_preferences(customer.id, {"instructions": {"kind": kind, "note": note or None}})
+        await self.webhooks.emit(
+            "delivery.instructions_updated",
+            {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **instruction},
+        )
+        return Answer(self._say(locale, "instructions_confirm", kind=kind, note=note, always=always), "instructions")
+
+    async def _rate(
+        self, customer: CustomerRecord, prompt: dict[str, Any], rating: int, comment: str, locale: str | None
+    ) -> Answer:
+        at = datetime.now(UTC)
+        driver_id = prompt.get("driver_id") or ""
+        await self._feedback(
+            keys=[keys.feedback(prompt["delivery_id"]), keys.feedback_days(driver_id or "-")],
+            args=[
+                rating,
+                comment,
+                driver_id,
+                customer.id,
+                at.isoformat(timespec="seconds"),
+                at.date().isoformat(),
+                self.settings.retention.message_log_days * 86_400,
+            ],
+        )
+        await self.webhooks.emit(
+            "feedback.received",
+            {
+                "delivery_id": prompt["delivery_id"],
+                "customer_id": customer.id,
+                "driver_id": driver_id or None,
+                "rating": rating,
+                "comment": comment or None,
+                "channel": "sms",
+            },
+        )
+        return Answer(self._say(locale, "rating_thanks", rating=rating, with_comment=bool(comment)), "rating")
+
+
+async def feedback_summary(redis: Redis, driver_id: str) -> dict[str, Any]:
+    """Count and average rating for a driver, overall and per UTC day (newest first)."""
+    raw = await redis.hgetall(keys.feedback_days(driver_id))
+    days: dict[str, dict[str, int]] = {}
+    for field, value in raw.items():
+        day, _, what = field.rpartition(":")
+        days.setdefault(day, {"count": 0, "sum": 0})[what] = int(value)
+    rows = [
+        {"day": day, "count": v["count"], "average": round(v["sum"] / v["count"], 2)}
+        for day, v in sorted(days.items(), reverse=True)
+        if v["count"] > 0
+    ]
+    count = sum(r["count"] for r in rows)
+    total = sum(v["sum"] for v in days.values() if v["count"] > 0)
+    return {"driver_id": driver_id, "count": count, "average": round(total / count, 2) if count else None, "days": rows}

@@ -1,0 +1,132 @@
+"""Twilio's webhooks: inbound SMS (``/webhooks/twilio/sms``) and message status callbacks
+(``/webhooks/twilio/status``).
+
+Both are refused with 403 unless ``X-Twilio-Signature`` validates with twilio's own
+``RequestValidator`` against the URL Twilio called: ``public_url`` + path, or, with
+``twilio_hooks.trust_forwarded``, the scheme and host from X-Forwarded-Proto/Host. An inbound
+SMS is handled once per MessageSid (Twilio retries are answered with an empty TwiML response).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from channels.sms import INVALID_NUMBER_ERRORS
+
+from . import keys
+from .config import Settings
+from .errors import ApiError
+from .masking import mask_phone
+from .store import now_iso
+
+__all__ = ["STATUS_RANK", "add_twilio_routes"]
+
+log = logging.getLogger(__name__)
+# Twilio message statuses in the order they can follow each other.
+STATUS_RANK = {
+    "accepted": 1,
+    "queued": 1,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "read": 3,
+}
+
+
+def called_url(request: web.Request, settings: Settings) -> str:
+    if settings.twilio_hooks.trust_forwarded:
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        return f"{proto}://{host}{request.path_qs}"
+    return settings.public_url.rstrip("/") + request.path_qs
+
+
+async def signed_form(request: web.Request, settings: Settings) -> dict[str, str]:
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    signature = request.headers.get("X-Twilio-Signature", "")
+    validator = RequestValidator(settings.twilio.auth_token)
+    if not signature or not validator.validate(called_url(request, settings), form, signature):
+        log.warning("Twilio webhook with a missing or wrong signature refused (%s)", request.path)
+        raise ApiError(403, "bad_signature", "X-Twilio-Signature does not match this request")
+    return form
+
+
+def twiml(text: str | None) -> web.Response:
+    response = MessagingResponse()
+    if text:
+        response.message(text)
+    return web.Response(text=str(response), content_type="application/xml")
+
+
+def add_twilio_routes(app: web.Application, settings_key: Any, store_key: Any, conversations_key: Any) -> None:
+    async def inbound_sms(request: web.Request) -> web.Response:
+        settings: Settings = request.app[settings_key]
+        form = await signed_form(request, settings)
+        sid, from_, to = form.get("MessageSid", ""), form.get("From", ""), form.get("To", "")
+        if not sid or not from_:
+            raise ApiError(400, "invalid_webhook", "MessageSid and From are required")
+        redis = request.app[store_key].redis
+        if not await redis.set(keys.inbound(sid), "1", nx=True, ex=7 * 86_400):
+            log.info("inbound SMS %s already handled; ignoring the repeat", sid)
+            return twiml(None)
+        try:
+            answer = await request.app[conversations_key].handle(to, from_, form.get("Body", ""), sid)
+        except Exception:
+            await redis.delete(keys.inbound(sid))  # let Twilio's retry try again
+            raise
+        log.info("SMS from %s answered (%s)", mask_phone(from_), answer.intent)
+        return twiml(answer.text)
+
+    async def status_callback(request: web.Request) -> web.Response:
+        settings: Settings = request.app[settings_key]
+        form = await signed_form(request, settings)
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+        error_code = form.get("ErrorCode", "") or ""
+        if not sid or status not in STATUS_RANK:
+            raise ApiError(400, "invalid_webhook", "MessageSid and a known MessageStatus are required")
+        store = request.app[store_key]
+        message_id = await store.redis.get(keys.provider(sid))
+        if not message_id:
+            log.info("status callback for an unknown message %s ignored", sid)
+            return web.Response(status=204)
+        changed = await store.status_forward(message_id, status, STATUS_RANK[status], error_code)
+        if changed:
+            message = await store.get_message(message_id)
+            if message is not None:
+                await on_status_change(request.app[conversations_key], message, status, error_code, sid)
+        return web.Response(status=204)
+
+    app.router.add_post("/webhooks/twilio/sms", inbound_sms)
+    app.router.add_post("/webhooks/twilio/status", status_callback)
+
+
+async def on_status_change(conversations: Any, message: dict[str, Any], status: str, error_code: str, sid: str) -> None:
+    """A provider status moved forward: retire a dead number, tell upstream."""
+    if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
+        await conversations.customers.mark_invalid(
+            message["customer_id"], "sms", f"twilio error {error_code}", message["to"]
+        )
+    await conversations.webhooks.emit(
+        "message.status",
+        {
+            "message_id": message["id"],
+            "event_id": message.get("event_id"),
+            "delivery_id": message.get("delivery_id"),
+            "customer_id": message.get("customer_id"),
+            "channel": "sms",
+            "milestone": message.get("milestone"),
+            "status": status,
+            "provider_id": sid,
+            "error_code": error_code or None,
+            "at": now_iso(),
+        },
+        key=f"{message['id']}:{status}",
+    )
