@@ -306,7 +306,7 @@ def hash_key(key: str) -> str:
 def _set_path(data: dict[str, Any], path: list[str], value: Any, name: str) -> None:
     node = data
     for part in path[:-1]:
-        child = node.get(part)
+        child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(f"{name}: {part!r} is not a section")
         node = child

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from hub.api import create_app
 from hub.config import Settings, load_settings
 from hub.redis_server import EmbeddedRedis, free_port
 from hub.sandbox import Sandbox
-from hub.worker import create_worker
+from hub.worker import create_webhook_worker, create_worker
 
 API_KEY = "test-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -62,19 +63,50 @@ def make_settings(redis_url: str, api_port: int, sandbox_port: int, smtp_port: i
         "worker.retry_base_delay": 0.05,
         "worker.job_timeout": 10,
         "worker.completion_wait": 5,
+        "webhooks.retry_base_delay": 0.05,
+        "webhooks.retry_max_delay": 0.2,
     }
     values.update(overrides)
     return load_settings(ROOT / "config.yaml", environ={}, **values)
 
 
+WEBHOOK_SECRET = "receiver-secret-0123456789"
+
+
+class Receiver:
+    """An upstream system's webhook endpoint on loopback: records what arrives, can fail on cue."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail_next = 0  # answer 500 to this many requests first
+        self.always_fail = False
+        self.attempts = 0
+        self.app = web.Application()
+        self.app.router.add_post("/hooks", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        body = await request.read()
+        if self.always_fail or self.fail_next > 0:
+            self.fail_next = max(0, self.fail_next - 1)
+            return web.Response(status=500, text="receiver down")
+        self.received.append({"headers": dict(request.headers), "raw": body, "json": json.loads(body)})
+        return web.Response(status=204)
+
+    def of_type(self, event_type: str) -> list[dict[str, Any]]:
+        return [r["json"] for r in self.received if r["json"]["type"] == event_type]
+
+
 class Hub:
     """A running hub for one test."""
 
-    def __init__(self, settings: Settings, sandbox: Sandbox, http: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: Settings, sandbox: Sandbox, http: aiohttp.ClientSession, receiver: Receiver) -> None:
         self.settings = settings
         self.sandbox = sandbox
         self.http = http
+        self.receiver = receiver
         self.base = settings.public_url
+        self.sandbox_url = ""
 
     @property
     def ledger(self) -> Any:
@@ -85,7 +117,8 @@ class Hub:
         return [
             e
             for e in entries
-            if all(e.get(k) == v for k, v in filters.items()) and (e.get("meta") or {}).get("direction") != "inbound"
+            if all(e.get(k) == v for k, v in filters.items())
+            and (e.get("meta") or {}).get("direction") not in ("inbound", "reply")
         ]
 
     async def request(
@@ -100,21 +133,44 @@ class Hub:
         return await self.request("POST", "/v1/events", json=event, **kwargs)
 
     async def run_worker(self, **overrides: Any) -> None:
-        """Process everything queued (arq burst mode), then let status callbacks land."""
+        """Process everything queued (arq burst mode): events, then webhook deliveries."""
         settings = self.settings.replace(**overrides) if overrides else self.settings
-        worker = create_worker(settings, burst=True, handle_signals=False)
-        try:
-            await worker.main()
-        finally:
-            await worker.close()
+        for worker in (
+            create_worker(settings, burst=True, handle_signals=False),
+            create_webhook_worker(settings, burst=True, handle_signals=False),
+        ):
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
         await asyncio.sleep(0)
+
+    async def text_hub(self, from_: str, body: str) -> dict[str, Any]:
+        """An SMS from a phone to the hub, through the sandbox (signed like Twilio)."""
+        resp = await self.http.post(
+            self.sandbox_url + "/sms/inbound",
+            json={"from": from_, "to": self.settings.twilio.from_number, "body": body},
+        )
+        assert resp.status == 200, await resp.text()
+        result: dict[str, Any] = await resp.json()
+        return result
 
 
 @pytest.fixture
 async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
     marker = request.node.get_closest_marker("settings")
     overrides = dict(marker.kwargs) if marker else {}
-    sandbox = Sandbox(status_callbacks=False)
+    sandbox_marker = request.node.get_closest_marker("sandbox")
+    sandbox_options = {"status_callbacks": False, **(sandbox_marker.kwargs if sandbox_marker else {})}
+    sandbox = Sandbox(**sandbox_options)
+    receiver = Receiver()
+    receiver_runner = web.AppRunner(receiver.app)
+    await receiver_runner.setup()
+    receiver_port = free_port()
+    await web.TCPSite(receiver_runner, "127.0.0.1", receiver_port).start()
+    overrides.setdefault(
+        "webhooks.subscriptions", [{"url": f"http://127.0.0.1:{receiver_port}/hooks", "secret": WEBHOOK_SECRET}]
+    )
     sandbox_app = web.Application()
     sandbox.add_routes(sandbox_app)
     sandbox_runner = web.AppRunner(sandbox_app)
@@ -129,12 +185,16 @@ async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[H
     await web.TCPSite(api_runner, "127.0.0.1", api_port).start()
     sandbox.hub_url = settings.public_url
     async with aiohttp.ClientSession() as http:
-        yield Hub(settings, sandbox, http)
+        hub = Hub(settings, sandbox, http, receiver)
+        hub.sandbox_url = f"http://127.0.0.1:{sandbox_port}/sandbox"
+        yield hub
     await api_runner.cleanup()
     await sandbox.close()
     await sandbox_runner.cleanup()
+    await receiver_runner.cleanup()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "settings(**overrides): settings overrides for the hub fixture")
+    config.addinivalue_line("markers", "sandbox(**options): options for the hub fixture's Sandbox")
     logging.getLogger("arq").setLevel(logging.WARNING)
