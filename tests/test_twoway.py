@@ -357,3 +357,17 @@ async def test_cli_sandbox_sms_and_webhooks_replay(hub: Hub, capsys: pytest.Capt
     assert hub.settings.sender.name in capsys.readouterr().out
     assert await _replay(hub.settings, argparse.Namespace(id=["wh_unknown"], dead=False)) == 1
     assert "unknown ids: wh_unknown" in capsys.readouterr().out
+
+
+async def test_hard_bounce_at_smtp_time_marks_the_address_invalid(hub: Hub) -> None:
+    hub.sandbox.smtp.bouncing_addresses.add("ana@example.com")
+    await hub.post_event(make_event("order_confirmed"))
+    await hub.run_worker()
+    customer = await (await hub.request("GET", "/v1/customers/C-77")).json()
+    assert "550" in customer["invalid"]["email"]
+    listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    [mail] = [m for m in listing["messages"] if m["channel"] == "email"]
+    assert mail["status"] == "failed" and mail["error_code"] == "550"
+    await hub.post_event(make_event("returned", occurred_at="2026-11-24T12:00:00+01:00"))  # e-mail only by default
+    await hub.run_worker()
+    assert [m["channel"] for m in hub.messages()] == ["push"]  # fell back from the bounced address

@@ -92,6 +92,15 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() in self._sink.bouncing_addresses:
+            return "550 5.1.1 No such user here (sandbox hard bounce)"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
@@ -105,6 +114,8 @@ class SmtpSink:
 
     def __init__(self, *, ledger: Ledger, faults: Faults, hostname: str = "sandbox.localhost") -> None:
         self.hostname = hostname
+        # Addresses answered "550 no such user" at RCPT time: a hard bounce.
+        self.bouncing_addresses: set[str] = set()
         self._ledger = ledger
         self._faults = faults
         self._handler = _Handler(self)
