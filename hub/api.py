@@ -11,6 +11,10 @@ Routes (see docs/api.md and ``/openapi.json``):
     GET    /v1/deliveries/{id}             delivery and milestone timeline
     GET    /v1/messages?delivery_id=|customer_id=
     GET    /v1/messages/{id}               one message with its status history
+    GET    /v1/feedback?driver_id=         ratings per driver and day
+    GET    /v1/webhooks/deliveries         outbound webhook deliveries (?status=dead ...)
+    POST   /webhooks/twilio/sms            inbound SMS (Twilio-signed), answered with TwiML
+    POST   /webhooks/twilio/status         message status callbacks (Twilio-signed)
     GET|POST /u/{token}                    e-mail unsubscribe (one-click, RFC 8058)
     GET    /healthz, /readyz, /openapi.json
 """

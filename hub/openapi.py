@@ -107,6 +107,35 @@ class TimelineEntry(BaseModel):
     received_at: str | None = None
 
 
+class FeedbackDay(BaseModel):
+    day: str
+    count: int
+    average: float
+
+
+class FeedbackSummary(BaseModel):
+    driver_id: str
+    count: int
+    average: float | None
+    days: list[FeedbackDay]
+
+
+class WebhookDelivery(BaseModel):
+    id: str
+    url: str
+    type: str
+    status: Literal["pending", "retrying", "delivered", "dead"]
+    attempts: int
+    created_at: str
+    delivered_at: str | None = None
+    last_error: str | None = None
+    body: dict[str, Any] = Field(description="what was (or will be) POSTed: {id, type, created_at, data}")
+
+
+class WebhookDeliveryList(BaseModel):
+    deliveries: list[WebhookDelivery]
+
+
 class DeliveryView(BaseModel):
     id: str
     customer_id: str | None = None
@@ -155,6 +184,11 @@ def _errors(*codes: int) -> dict[str, Any]:
         503: "store unavailable",
     }
     return {str(c): _json("Error", text[c]) for c in codes}
+
+
+def _form(fields: dict[str, str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": {k: {"type": v} for k, v in fields.items()}}
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
 
 
 def _body(name: str) -> dict[str, Any]:
