@@ -179,8 +179,9 @@ class WebhookSettings(_Model):
     """Receivers, as {url, secret, events} entries (HUB_WEBHOOKS__SUBSCRIPTIONS='[...]')."""
     queue_name: str = "hub:webhooks"
     """arq queue for webhook deliveries, apart from events so a slow receiver never delays sending."""
-    max_attempts: int = Field(20, ge=1)
-    """Attempts before a delivery is dead-lettered (with the default delays, about a day)."""
+    max_attempts: int = Field(24, ge=1)
+    """Attempts before a delivery is dead-lettered; with the default delays the last one comes
+    14 to 29 hours after the first (about a day)."""
     retry_base_delay: float = Field(10.0, ge=0)
     """First retry delay in seconds; doubles per attempt up to retry_max_delay, with jitter."""
     retry_max_delay: float = Field(7200.0, ge=0)

@@ -273,7 +273,8 @@ class Runtime:
     async def _after_send(self, rec: MessageRecord, result: SendResult, prompt: dict[str, Any] | None) -> None:
         """Follow-ups of a provider answer: open the reply prompt, retire a dead contact."""
         if result.outcome == "accepted" and rec.channel == "sms" and prompt is not None:
-            sender = self.settings.twilio.from_number or self.settings.twilio.messaging_service_sid or ""
+            # The same sender the SMS adapter uses: the messaging service when set, else the number.
+            sender = self.settings.twilio.messaging_service_sid or self.settings.twilio.from_number or ""
             await self.redis.set(
                 keys.conversation(rec.to, sender),
                 json.dumps(prompt),
