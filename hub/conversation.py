@@ -126,8 +126,11 @@ class Conversations:
 
         if reply.kind == "number":
             assert reply.number is not None
-            if prompt is None or prompt["prompt"] == "instructions":
+            if prompt is None:
+                # Most likely an answer to a slot offer that is gone.
                 return Answer(self._say(locale, "reschedule_closed", link=None), "number_without_prompt")
+            if prompt["prompt"] == "instructions":
+                return Answer(self._not_understood(locale, None, open_delivery), "not_understood")
             if prompt["prompt"] == "reschedule":
                 if not live or not open_delivery:
                     return Answer(self._say(locale, "reschedule_closed", link=None), "reschedule_closed")

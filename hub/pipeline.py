@@ -273,19 +273,31 @@ class Runtime:
     async def _after_send(self, rec: MessageRecord, result: SendResult, prompt: dict[str, Any] | None) -> None:
         """Follow-ups of a provider answer: open the reply prompt, retire a dead contact."""
         if result.outcome == "accepted" and rec.channel == "sms" and prompt is not None:
-            # The same sender the SMS adapter uses: the messaging service when set, else the number.
-            sender = self.settings.twilio.messaging_service_sid or self.settings.twilio.from_number or ""
-            await self.redis.set(
-                keys.conversation(rec.to, sender),
-                json.dumps(prompt),
-                ex=self.settings.conversation.keep_days * 86_400,
-            )
+            await self._open_prompt(rec.to, prompt)
         if result.outcome == "permanent" and result.contact_invalid:
             reason = f"{result.error_code or ''} {result.reason or ''}".strip()
             if rec.channel == "push":
                 await self.customers.remove_push_token(rec.customer_id, rec.to)
             else:
                 await self.customers.mark_invalid(rec.customer_id, rec.channel, reason, rec.to)
+
+    async def _open_prompt(self, phone: str, prompt: dict[str, Any]) -> None:
+        """Remember what replies to this SMS mean (hub.conversation); the latest prompt wins,
+        except that an update asking nothing new keeps an open slot offer for the same delivery."""
+        # The same sender the SMS adapter uses: the messaging service when set, else the number.
+        sender = self.settings.twilio.messaging_service_sid or self.settings.twilio.from_number or ""
+        key = keys.conversation(phone, sender)
+        if prompt["prompt"] == "instructions":
+            current = await self.redis.get(key)
+            if current:
+                offer = json.loads(current)
+                if (
+                    offer.get("prompt") == "reschedule"
+                    and offer.get("delivery_id") == prompt["delivery_id"]
+                    and float(offer.get("expires_at", 0)) > time.time()
+                ):
+                    return
+        await self.redis.set(key, json.dumps(prompt), ex=self.settings.conversation.keep_days * 86_400)
 
     async def _status_webhook(self, rec: MessageRecord, status: str, result: SendResult | None) -> None:
         await self.webhooks.emit(

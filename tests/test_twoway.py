@@ -371,3 +371,19 @@ async def test_hard_bounce_at_smtp_time_marks_the_address_invalid(hub: Hub) -> N
     await hub.post_event(make_event("returned", occurred_at="2026-11-24T12:00:00+01:00"))  # e-mail only by default
     await hub.run_worker()
     assert [m["channel"] for m in hub.messages()] == ["push"]  # fell back from the bounced address
+
+
+async def test_an_update_without_a_question_keeps_the_slot_offer_open(hub: Hub) -> None:
+    await offer_slots(hub)
+    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T09:30:00+01:00", data={"minutes": 10}))
+    await hub.run_worker()
+    assert "13-17" in answer_of(await hub.text_hub(PHONE, "2"))
+
+
+async def test_a_number_when_only_instructions_are_open_is_not_taken_as_anything(hub: Hub) -> None:
+    await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
+    await hub.run_worker()
+    text = answer_of(await hub.text_hub(PHONE, "3"))
+    assert "STOP" in text
+    await hub.run_worker()
+    assert [w["data"]["understood_as"] for w in hub.receiver.of_type("customer.reply")] == ["not_understood"]
