@@ -92,8 +92,11 @@ class FcmPush:
 
 def _classify(error: BaseException | None) -> SendResult:
     reason = f"fcm: {error}" if error else "fcm: unknown error"
-    if isinstance(error, (messaging.UnregisteredError, messaging.SenderIdMismatchError)):
+    if isinstance(error, messaging.UnregisteredError):
         return SendResult.permanent(reason, code="UNREGISTERED", contact_invalid=True)
+    if isinstance(error, messaging.SenderIdMismatchError):
+        # The token belongs to another Firebase project: unusable by this hub.
+        return SendResult.permanent(reason, code="SENDER_ID_MISMATCH", contact_invalid=True)
     if isinstance(
         error,
         (
@@ -108,5 +111,8 @@ def _classify(error: BaseException | None) -> SendResult:
     ):
         return SendResult.transient(reason, code=type(error).__name__)
     if isinstance(error, exceptions.InvalidArgumentError):
-        return SendResult.permanent(reason, code="INVALID_ARGUMENT", contact_invalid=True)
+        # FCM answers INVALID_ARGUMENT for malformed tokens and for malformed messages alike;
+        # only the first is the contact's fault.
+        token_problem = "token" in str(error).lower()
+        return SendResult.permanent(reason, code="INVALID_ARGUMENT", contact_invalid=token_problem)
     return SendResult.permanent(reason, code=type(error).__name__ if error else None)
