@@ -214,6 +214,8 @@ class SandboxSettings(_Model):
     invalid_numbers: tuple[str, ...] = ()
     """Numbers the sandbox's Twilio rejects as invalid (error 21211)."""
     unregistered_tokens: tuple[str, ...] = ()
+    bouncing_addresses: tuple[str, ...] = ()
+    """E-mail addresses the sandbox's SMTP sink refuses with 550 (a hard bounce)."""
     """Push tokens the sandbox's FCM answers UNREGISTERED (also any starting with 'unregistered')."""
 
 

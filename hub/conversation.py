@@ -80,7 +80,7 @@ class Conversations:
             return Answer(self._say(None, "unknown_number"), "unknown_number")
         locale = customer.prefs.get("locale") or customer.locale
         prompt = await self._prompt(from_, sender)
-        answer = await self._dispatch(reply, customer, locale, prompt, sender, from_)
+        answer = await self._dispatch(reply, customer, locale, prompt, sender, from_, message_sid)
         await self.webhooks.emit(
             "customer.reply",
             {
@@ -103,18 +103,21 @@ class Conversations:
         prompt: dict[str, Any] | None,
         sender: str,
         phone: str,
+        sid: str,
     ) -> Answer:
         if reply.kind == "stop":
             await self.redis.hset(
                 keys.sms_optout(phone), mapping={"at": self._now(), "keyword": reply.text.upper(), "sender": sender}
             )
             await self.webhooks.emit(
-                "contact.opted_out", {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()}
+                "contact.opted_out",
+                {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()},
+                key=sid,
             )
             return Answer(self._say(locale, "stop_confirm"), "stop")
         if reply.kind == "start":
             await self.redis.delete(keys.sms_optout(phone))
-            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"})
+            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"}, key=sid)
             return Answer(self._say(locale, "start_confirm"), "start")
         if reply.kind == "help":
             return Answer(self._say(locale, "help"), "help")
@@ -137,17 +140,17 @@ class Conversations:
                 slots = prompt["slots"]
                 if not 1 <= reply.number <= len(slots):
                     return Answer(self._say(locale, "reschedule_invalid", count=len(slots)), "reschedule_invalid")
-                return await self._reschedule(customer, prompt, slots[reply.number - 1], locale)
+                return await self._reschedule(customer, prompt, slots[reply.number - 1], locale, sid)
             # rating prompt
             if not live:
                 return Answer(self._not_understood(locale, None, open_delivery), "rating_closed")
             if not 1 <= reply.number <= 5:
                 return Answer(self._say(locale, "rating_invalid"), "rating_invalid")
-            return await self._rate(customer, prompt, reply.number, reply.comment, locale)
+            return await self._rate(customer, prompt, reply.number, reply.comment, locale, sid)
 
         if reply.kind == "instructions" and prompt is not None and open_delivery:
             assert reply.instruction is not None
-            return await self._instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale)
+            return await self._instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale, sid)
         if (
             reply.kind == "text"
             and prompt is not None
@@ -155,7 +158,7 @@ class Conversations:
             and live
             and open_delivery
         ):
-            return await self._instruct(customer, prompt, "note", reply.note, reply.always, locale)
+            return await self._instruct(customer, prompt, "note", reply.note, reply.always, locale, sid)
         return Answer(self._not_understood(locale, prompt if live else None, open_delivery), "not_understood")
 
     def _not_understood(self, locale: str | None, prompt: dict[str, Any] | None, open_delivery: bool) -> str:
@@ -165,7 +168,7 @@ class Conversations:
 
     # -- effects -----------------------------------------------------------------------------
     async def _reschedule(
-        self, customer: CustomerRecord, prompt: dict[str, Any], slot: dict[str, Any], locale: str | None
+        self, customer: CustomerRecord, prompt: dict[str, Any], slot: dict[str, Any], locale: str | None, sid: str
     ) -> Answer:
         request = {
             "slot_id": slot["id"],
@@ -178,7 +181,7 @@ class Conversations:
         await self.webhooks.emit(
             "delivery.reschedule_requested",
             {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **request},
-            key=f"{prompt['delivery_id']}:{slot['id']}:{request['at']}",
+            key=sid,
         )
         return Answer(self._say(locale, "reschedule_confirm", slot=slot["label"]), "reschedule")
 
@@ -190,6 +193,7 @@ class Conversations:
         note: str,
         always: bool,
         locale: str | None,
+        sid: str,
     ) -> Answer:
         instruction = {"kind": kind, "note": note or None, "at": self._now(), "channel": "sms", "always": always}
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "instructions", json.dumps(instruction))
@@ -198,11 +202,18 @@ class Conversations:
         await self.webhooks.emit(
             "delivery.instructions_updated",
             {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **instruction},
+            key=sid,
         )
         return Answer(self._say(locale, "instructions_confirm", kind=kind, note=note, always=always), "instructions")
 
     async def _rate(
-        self, customer: CustomerRecord, prompt: dict[str, Any], rating: int, comment: str, locale: str | None
+        self,
+        customer: CustomerRecord,
+        prompt: dict[str, Any],
+        rating: int,
+        comment: str,
+        locale: str | None,
+        sid: str,
     ) -> Answer:
         at = datetime.now(UTC)
         driver_id = prompt.get("driver_id") or ""

@@ -182,7 +182,8 @@ return state
 # - ``hub:fbday:{driver_id}``          hash: "<day>:count", "<day>:sum" per UTC day. No TTL.
 # - ``hub:wh:{id}``                    hash: one outbound webhook delivery (url, type, body, status,
 #   attempts, last_error, created_at, delivered_at). TTL retention.message_log_days.
-# - ``hub:wh:index``                   sorted set: webhook delivery ids by creation time (ms).
+# - ``hub:wh:index``                   sorted set: webhook delivery ids by creation time (ms);
+#   entries older than the delivery records' TTL are trimmed on every emit.
 # - ``hub:wh:dead``                    sorted set: dead-lettered webhook delivery ids by time (ms).
 
 
@@ -210,6 +211,11 @@ def feedback_days(driver_id: str) -> str:
     return f"hub:fbday:{driver_id}"
 
 
+def pending_status(provider_id: str) -> str:
+    """``hub:pending_status:{sid}``: a status callback that came before the id was recorded. TTL 1 h."""
+    return f"hub:pending_status:{provider_id}"
+
+
 def webhook(delivery_id: str) -> str:
     return f"hub:wh:{delivery_id}"
 
@@ -223,7 +229,8 @@ WEBHOOK_DEAD = "hub:wh:dead"
 STATUS_FORWARD = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return '' end
-local ranks = {sending = 0, accepted = 1, queued = 1, sent = 2, delivered = 3, undelivered = 3, failed = 3}
+local ranks = {sending = 0, accepted = 1, queued = 1, sent = 2, delivered = 3, undelivered = 3, failed = 3,
+  read = 3}
 local rank = ranks[current]
 if rank == nil then rank = 0 end
 if tonumber(ARGV[2]) <= rank then return '' end
@@ -279,6 +286,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fields = cjson.decode(ARGV[1])
 for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[6]) * 1000)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])

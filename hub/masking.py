@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["mask", "mask_email", "mask_phone", "mask_token"]
+import re
+
+__all__ = ["mask", "mask_email", "mask_numbers", "mask_phone", "mask_token"]
 
 
 def mask_phone(value: str | None) -> str | None:
@@ -26,6 +28,16 @@ def mask_token(value: str | None) -> str | None:
     if not value:
         return value
     return value[:4] + "…" if len(value) > 8 else "…"
+
+
+_NUMBERS = re.compile(r"\+?\d[\d ()-]{6,}\d")
+_EMAILS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def mask_numbers(text: str) -> str:
+    """Mask phone numbers and e-mail addresses inside free text (provider error messages)."""
+    text = _NUMBERS.sub(lambda m: mask_phone(m.group(0).replace(" ", "")) or "", text)
+    return _EMAILS.sub(lambda m: mask_email(m.group(0)) or "", text)
 
 
 def mask(channel: str, value: str | None) -> str | None:

@@ -67,6 +67,7 @@ class CustomerView(BaseModel):
     preferences: dict[str, Any]
     erased: bool
     updated_at: str | None
+    invalid: dict[str, str] = Field(description="phone/email the provider rejected, with the reason")
 
 
 class StatusChange(BaseModel):
@@ -86,7 +87,10 @@ class MessageView(BaseModel):
     to: str | None
     template: str
     locale: str
-    status: str = Field(description="sending | accepted | transient | failed | dead | unknown | skipped")
+    status: str = Field(
+        description="sending | accepted | sent | delivered | undelivered | failed | transient | dead | unknown"
+        " | superseded | skipped"
+    )
     provider_id: str | None = None
     error: str | None = None
     error_code: str | None = None

@@ -38,7 +38,8 @@ from .masking import mask
 from .planner import Planned, plan
 from .render import Rendered, Renderer, RenderFailure
 from .schema import TERMINAL, occurred_ms_of
-from .store import HubStore, MessageRecord
+from .status import apply_parked
+from .store import HubStore, MessageRecord, now_iso
 from .webhooks import Webhooks
 
 __all__ = ["RetryLater", "Runtime", "build_channels", "message_id"]
@@ -312,6 +313,7 @@ class Runtime:
                 "status": status,
                 "provider_id": result.provider_id if result else None,
                 "error_code": result.error_code if result else None,
+                "at": now_iso(),
             },
             key=f"{rec.id}:{status}",
         )
@@ -360,6 +362,8 @@ class Runtime:
             extra={**ids, "message_id": rec.id},
         )
         await self._after_send(rec, result, prompt)
+        if result.provider_id and rec.channel == "sms":
+            await apply_parked(self.store, self.customers, self.webhooks, rec.id, result.provider_id)
         if status != "transient":
             await self._status_webhook(rec, status, result)
         return status, result

@@ -76,8 +76,9 @@ def parse_reply(body: str) -> Reply:
     folded = _fold(text)
     match = _NUMBER.match(folded)
     if match:
-        rest = match.group("rest") or ""
-        comment = text[len(text) - len(rest) :].strip() if rest else ""
+        # The comment is cut from the original text (folding can change its length: ß -> SS).
+        digits = re.search(r"\d{1,2}", text)
+        comment = text[digits.end() :].lstrip(" .)!:,-").strip() if digits and match.group("rest") else ""
         return Reply("number", number=int(match.group(1)), comment=comment, text=text)
     words = text.split()
     first = _fold(_TRAILING.sub("", words[0]))

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from . import keys
 from .config import Settings
+from .masking import mask_numbers
 
 __all__ = ["HubStore", "MessageRecord", "job_id_of", "now_iso"]
 
@@ -179,7 +180,7 @@ class HubStore:
         if provider_id:
             fields["provider_id"] = provider_id
         if error is not None:
-            fields["error"] = error
+            fields["error"] = mask_numbers(error)
         if error_code is not None:
             fields["error_code"] = error_code
         entry: dict[str, Any] = {"status": status, "at": at}
@@ -242,7 +243,7 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
         return None
     out: dict[str, Any] = {"id": delivery_id}
     for name, value in raw.items():
-        if name in ("eta", "driver"):
+        if name in ("eta", "driver", "reschedule_requested", "instructions"):
             out[name] = json.loads(value)
         elif name == "terminal":
             out[name] = value == "1"

@@ -16,28 +16,15 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels.sms import INVALID_NUMBER_ERRORS
-
 from . import keys
 from .config import Settings
 from .errors import ApiError
 from .masking import mask_phone
-from .store import now_iso
+from .status import STATUS_RANK, apply_status, park
 
-__all__ = ["STATUS_RANK", "add_twilio_routes"]
+__all__ = ["add_twilio_routes"]
 
 log = logging.getLogger(__name__)
-# Twilio message statuses in the order they can follow each other.
-STATUS_RANK = {
-    "accepted": 1,
-    "queued": 1,
-    "sending": 1,
-    "sent": 2,
-    "delivered": 3,
-    "undelivered": 3,
-    "failed": 3,
-    "read": 3,
-}
 
 
 def called_url(request: web.Request, settings: Settings) -> str:
@@ -95,38 +82,11 @@ def add_twilio_routes(app: web.Application, settings_key: Any, store_key: Any, c
         store = request.app[store_key]
         message_id = await store.redis.get(keys.provider(sid))
         if not message_id:
-            log.info("status callback for an unknown message %s ignored", sid)
+            await park(store, sid, status, error_code)  # applied once the worker records the id
             return web.Response(status=204)
-        changed = await store.status_forward(message_id, status, STATUS_RANK[status], error_code)
-        if changed:
-            message = await store.get_message(message_id)
-            if message is not None:
-                await on_status_change(request.app[conversations_key], message, status, error_code, sid)
+        conversations = request.app[conversations_key]
+        await apply_status(store, conversations.customers, conversations.webhooks, message_id, sid, status, error_code)
         return web.Response(status=204)
 
     app.router.add_post("/webhooks/twilio/sms", inbound_sms)
     app.router.add_post("/webhooks/twilio/status", status_callback)
-
-
-async def on_status_change(conversations: Any, message: dict[str, Any], status: str, error_code: str, sid: str) -> None:
-    """A provider status moved forward: retire a dead number, tell upstream."""
-    if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
-        await conversations.customers.mark_invalid(
-            message["customer_id"], "sms", f"twilio error {error_code}", message["to"]
-        )
-    await conversations.webhooks.emit(
-        "message.status",
-        {
-            "message_id": message["id"],
-            "event_id": message.get("event_id"),
-            "delivery_id": message.get("delivery_id"),
-            "customer_id": message.get("customer_id"),
-            "channel": "sms",
-            "milestone": message.get("milestone"),
-            "status": status,
-            "provider_id": sid,
-            "error_code": error_code or None,
-            "at": now_iso(),
-        },
-        key=f"{message['id']}:{status}",
-    )

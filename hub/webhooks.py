@@ -184,7 +184,9 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
 
 
 async def _dead(redis: Redis, key: str, delivery_id: str, attempts: int, error: str) -> None:
+    cutoff = int(time.time() * 1000) - 31 * 86_400_000  # older dead letters have expired records
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.zremrangebyscore(keys.WEBHOOK_DEAD, "-inf", cutoff)
         pipe.hset(
             key,
             mapping={

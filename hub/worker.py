@@ -86,12 +86,20 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
         raise ValueError("redis_url is required (set HUB_REDIS_URL)")
     cfg = settings.webhooks
 
+    name = f"webhooks:{socket.gethostname()}:{os.getpid()}:{id(settings):x}"
+
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["hub_redis"] = Redis.from_url(str(settings.redis_url), decode_responses=True)
         ctx["http"] = aiohttp.ClientSession()
+        ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(ctx["hub_redis"], name))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        task = ctx.get("heartbeat")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if "http" in ctx:
             await ctx["http"].close()
         if "hub_redis" in ctx:

@@ -118,7 +118,10 @@ class CustomerStore:
             "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end "
             "redis.call('HSET', KEYS[1], ARGV[1] .. '_invalid', ARGV[3]) return 1"
         )
-        marked = await self.redis.eval(script, 1, keys.customer(customer_id), field_name, address, reason[:200])
+        from hub.masking import mask_numbers
+
+        reason = mask_numbers(reason)[:200]
+        marked = await self.redis.eval(script, 1, keys.customer(customer_id), field_name, address, reason)
         return bool(marked)
 
     async def remove_push_token(self, customer_id: str, token: str) -> bool:
@@ -190,6 +193,6 @@ class CustomerStore:
                 pipe.delete(keys.phone(phone))
             pipe.hset(key, mapping={"erased": "1", "updated_at": _now()})
             for message_id in message_ids:
-                pipe.hdel(keys.message(message_id), "to")
+                pipe.hdel(keys.message(message_id), "to", "error")
             await pipe.execute()
         return existed

@@ -1,0 +1,95 @@
+"""Provider status reports (Twilio status callbacks): forward-only status changes and their effects.
+
+A callback can arrive before the worker has recorded the provider's message id (the provider
+answers the send request and calls back almost at once). Such an early report is parked under
+``hub:pending_status:{sid}`` for an hour and applied when the worker records the id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from channels.sms import INVALID_NUMBER_ERRORS
+from preferences import CustomerStore
+
+from . import keys
+from .store import HubStore, now_iso
+from .webhooks import Webhooks
+
+__all__ = ["STATUS_RANK", "apply_parked", "apply_status", "park"]
+
+# Twilio message statuses in the order they can follow each other.
+STATUS_RANK = {
+    "accepted": 1,
+    "queued": 1,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "read": 3,
+}
+
+
+async def apply_status(
+    store: HubStore,
+    customers: CustomerStore,
+    webhooks: Webhooks,
+    message_id: str,
+    sid: str,
+    status: str,
+    error_code: str,
+) -> bool:
+    """Move the message forward to ``status``; on a change, retire a dead number and tell upstream."""
+    if not await store.status_forward(message_id, status, STATUS_RANK[status], error_code):
+        return False
+    message = await store.get_message(message_id)
+    if message is None:
+        return False
+    if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
+        await customers.mark_invalid(message["customer_id"], "sms", f"twilio error {error_code}", message["to"])
+    await webhooks.emit(
+        "message.status",
+        {
+            "message_id": message["id"],
+            "event_id": message.get("event_id"),
+            "delivery_id": message.get("delivery_id"),
+            "customer_id": message.get("customer_id"),
+            "channel": message.get("channel"),
+            "milestone": message.get("milestone"),
+            "status": status,
+            "provider_id": sid,
+            "error_code": error_code or None,
+            "at": now_iso(),
+        },
+        key=f"{message['id']}:{status}",
+    )
+    return True
+
+
+async def park(store: HubStore, sid: str, status: str, error_code: str) -> None:
+    """Keep an early report (the message id is not known yet); the furthest status wins."""
+    key = keys.pending_status(sid)
+    current = await store.redis.get(key)
+    if current and STATUS_RANK.get(json.loads(current)["status"], 0) >= STATUS_RANK[status]:
+        return
+    await store.redis.set(key, json.dumps({"status": status, "error_code": error_code}), ex=3600)
+
+
+async def apply_parked(
+    store: HubStore, customers: CustomerStore, webhooks: Webhooks, message_id: str, sid: str
+) -> None:
+    raw = await store.redis.getdel(keys.pending_status(sid))
+    if raw:
+        parked: dict[str, Any] = json.loads(raw)
+        for status in ("sent", parked["status"]) if parked["status"] != "sent" else ("sent",):
+            await apply_status(
+                store,
+                customers,
+                webhooks,
+                message_id,
+                sid,
+                status,
+                parked["error_code"] if status == parked["status"] else "",
+            )
