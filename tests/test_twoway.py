@@ -419,3 +419,23 @@ async def test_status_callback_that_beats_the_worker_is_applied_later(hub: Hub) 
     await r.aclose()
     one = await (await hub.request("GET", f"/v1/messages/{sms['id']}")).json()
     assert [h["status"] for h in one["history"]][-2:] == ["sent", "delivered"]
+
+
+@pytest.mark.settings(**{"twilio_hooks.trust_forwarded": True})
+async def test_behind_a_proxy_the_signature_is_checked_against_the_forwarded_url(hub: Hub) -> None:
+    from twilio.request_validator import RequestValidator
+
+    await offer_slots(hub)
+    form = {"MessageSid": "SMproxy0001", "From": PHONE, "To": hub.settings.twilio.from_number or "", "Body": "HELP"}
+    validator = RequestValidator(hub.settings.twilio.auth_token)
+    proxy_headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hub.example.com"}
+    public = validator.compute_signature("https://hub.example.com/webhooks/twilio/sms", form)
+    internal = validator.compute_signature(hub.base + "/webhooks/twilio/sms", form)
+    wrong = await hub.http.post(
+        hub.base + "/webhooks/twilio/sms", data=form, headers={**proxy_headers, "X-Twilio-Signature": internal}
+    )
+    assert wrong.status == 403
+    right = await hub.http.post(
+        hub.base + "/webhooks/twilio/sms", data=form, headers={**proxy_headers, "X-Twilio-Signature": public}
+    )
+    assert right.status == 200 and "<Message>" in await right.text()
