@@ -249,7 +249,7 @@ async def _sandbox_sms(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="Last-mile delivery notification hub")
-    parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG or ./config.yaml)")
+    parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG, else the one in the source tree)")
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="run everything locally with an embedded Redis and sandbox providers")
     dev.add_argument("--port", type=int, default=8080)

@@ -211,6 +211,12 @@ def feedback_days(driver_id: str) -> str:
     return f"hub:fbday:{driver_id}"
 
 
+def deliveries_of(customer_id: str) -> str:
+    """``hub:deliveries:customer:{id}``: set of the customer's delivery ids (erasure scrubs them).
+    TTL retention.timeline_days, renewed by each event."""
+    return f"hub:deliveries:customer:{customer_id}"
+
+
 def pending_status(provider_id: str) -> str:
     """``hub:pending_status:{sid}``: a status callback that came before the id was recorded. TTL 1 h."""
     return f"hub:pending_status:{provider_id}"

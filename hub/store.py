@@ -141,6 +141,8 @@ class HubStore:
             )
             if "phone" in contact:
                 pipe.set(keys.phone(contact["phone"]), customer_id)
+            pipe.sadd(keys.deliveries_of(customer_id), delivery_id)
+            pipe.expire(keys.deliveries_of(customer_id), self.timeline_ttl)
             results = await pipe.execute()
         current, customer_flat, delivery_flat = results[0]
         return bool(int(current)), _pairs(customer_flat), _decode_delivery(delivery_id, _pairs(delivery_flat))

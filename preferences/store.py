@@ -87,6 +87,9 @@ class CustomerRecord:
         }
 
 
+_PERSONAL_TIMELINE_FIELDS = ("pod", "pickup")
+
+
 def encode_contact(contact: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in CONTACT_FIELDS:
@@ -179,7 +182,9 @@ class CustomerStore:
         return bool(await self.redis.eval(script, 1, key, *args))
 
     async def erase(self, customer_id: str) -> bool:
-        """Remove personal data: contacts, preferences and addresses in the message log.
+        """Remove personal data: contacts, preferences, addresses in the message log, and from
+        the customer's deliveries the address, instructions, reschedule requests, ratings and
+        proof-of-delivery details (recipient, place, photo, signature).
 
         A tombstone (``erased``) stays so later events without contacts send nothing.
         """
@@ -187,12 +192,27 @@ class CustomerStore:
         existed = bool(await self.redis.exists(key))
         phone = await self.redis.hget(key, "phone")
         message_ids = await self.redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
+        deliveries = await self.redis.smembers(keys.deliveries_of(customer_id))
+        timelines = {d: await self.redis.zrange(keys.timeline(d), 0, -1, withscores=True) for d in deliveries}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if phone and await self.redis.get(keys.phone(phone)) == customer_id:
                 pipe.delete(keys.phone(phone))
+                pipe.delete(keys.sms_optout(phone))
             pipe.hset(key, mapping={"erased": "1", "updated_at": _now()})
             for message_id in message_ids:
                 pipe.hdel(keys.message(message_id), "to", "error")
+            for delivery_id, entries in timelines.items():
+                # The delivery keeps its milestones; who received it, where and what was said go.
+                pipe.hdel(keys.delivery(delivery_id), "address", "instructions", "reschedule_requested")
+                pipe.delete(keys.feedback(delivery_id))
+                for member, score in entries:
+                    entry = json.loads(member)
+                    if any(k in entry for k in _PERSONAL_TIMELINE_FIELDS):
+                        pipe.zrem(keys.timeline(delivery_id), member)
+                        kept = {k: v for k, v in entry.items() if k not in _PERSONAL_TIMELINE_FIELDS}
+                        pipe.zadd(
+                            keys.timeline(delivery_id), {json.dumps(kept, sort_keys=True, separators=(",", ":")): score}
+                        )
             await pipe.execute()
         return existed

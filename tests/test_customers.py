@@ -134,3 +134,14 @@ async def test_unsubscribe_link_opts_out_of_email(hub: Hub) -> None:
     assert customer["preferences"]["opt_out"] == ["email"]
     tampered = await hub.http.post(url[:-3] + "abc")
     assert tampered.status == 404
+
+
+async def test_erasure_scrubs_the_customers_deliveries_too(hub: Hub) -> None:
+    pod = {"recipient": "Ana Weber", "place": "behind the gate", "photo_url": "https://pod.example/1.jpg"}
+    await hub.post_event(make_event("delivered", delivery__address="12 Harbour Street", data={"pod": pod}))
+    await hub.run_worker()
+    assert (await hub.request("DELETE", "/v1/customers/C-77")).status == 204
+    delivery = await (await hub.request("GET", "/v1/deliveries/D-1001")).json()
+    assert "address" not in delivery
+    assert [e["type"] for e in delivery["timeline"]] == ["delivered"]
+    assert "Ana" not in str(delivery) and "gate" not in str(delivery)
