@@ -198,7 +198,7 @@ class CustomerStore:
             pipe.delete(key)
             if phone and await self.redis.get(keys.phone(phone)) == customer_id:
                 pipe.delete(keys.phone(phone))
-                pipe.delete(keys.sms_optout(phone))
+                # An SMS opt-out (STOP) is kept: a suppression list must outlive the erasure.
             pipe.hset(key, mapping={"erased": "1", "updated_at": _now()})
             for message_id in message_ids:
                 pipe.hdel(keys.message(message_id), "to", "error")
