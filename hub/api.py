@@ -132,6 +132,16 @@ def path_id(request: web.Request, name: str = "id") -> str:
     return value
 
 
+def query_limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError as e:
+        raise ApiError(400, "invalid_limit", "limit must be an integer", {"limit": "not an integer"}) from e
+    if not 1 <= limit <= most:
+        raise ApiError(400, "invalid_limit", f"limit must be between 1 and {most}", {"limit": "out of range"})
+    return limit
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, default=str))
 
@@ -329,12 +339,7 @@ async def list_messages(request: web.Request) -> web.Response:
             "give delivery_id or customer_id",
             {"delivery_id": "required unless customer_id is given"},
         )
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError as e:
-        raise ApiError(400, "invalid_limit", "limit must be an integer", {"limit": "not an integer"}) from e
-    if not 1 <= limit <= 1000:
-        raise ApiError(400, "invalid_limit", "limit must be between 1 and 1000", {"limit": "out of range"})
+    limit = query_limit(request)
     messages = await request.app[STORE].list_messages(delivery_id=delivery_id, customer_id=customer_id, limit=limit)
     if delivery_id and customer_id:
         messages = [m for m in messages if m.get("customer_id") == customer_id]
@@ -394,12 +399,7 @@ async def list_webhook_deliveries(request: web.Request) -> web.Response:
         raise ApiError(
             400, "invalid_status", "status is one of pending, retrying, delivered, dead", {"status": "unknown status"}
         )
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError as e:
-        raise ApiError(400, "invalid_limit", "limit must be an integer", {"limit": "not an integer"}) from e
-    if not 1 <= limit <= 1000:
-        raise ApiError(400, "invalid_limit", "limit must be between 1 and 1000", {"limit": "out of range"})
+    limit = query_limit(request)
     rows = await request.app[WEBHOOKS].list(status=status, event_type=request.query.get("type"), limit=limit)
     return json_response({"deliveries": rows})
 

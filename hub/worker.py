@@ -73,6 +73,14 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
     return {"status": outcome.status, "messages": outcome.messages}
 
 
+async def _stop_heartbeat(ctx: dict[str, Any]) -> None:
+    task = ctx.get("heartbeat")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _heartbeat(redis: Any, name: str) -> None:
     while True:
         with contextlib.suppress(Exception):
@@ -95,11 +103,7 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
         ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(ctx["hub_redis"], name))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        task = ctx.get("heartbeat")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _stop_heartbeat(ctx)
         if "http" in ctx:
             await ctx["http"].close()
         if "hub_redis" in ctx:
@@ -164,11 +168,7 @@ def create_worker(
         ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(redis, name))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        task = ctx.get("heartbeat")
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _stop_heartbeat(ctx)
         runtime: Runtime | None = ctx.get("runtime")
         if runtime is not None:
             await runtime.close()
