@@ -41,7 +41,7 @@ from preferences import Contact, CustomerStore, Preferences
 from preferences.store import CONTACT_FIELDS
 
 from . import keys
-from .config import ApiKey, Settings, hash_key
+from .config import ApiKey, Settings, TwilioSettings, hash_key
 from .conversation import Conversations, feedback_summary
 from .errors import ApiError, error_response
 from .links import Links
@@ -435,6 +435,13 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
         raise ValueError("secret_key is required (set HUB_SECRET_KEY)")
     if not settings.all_keys():
         raise ValueError("no API keys configured (set HUB_API_KEY or api.keys)")
+    if settings.twilio.base_url.rstrip("/") == "https://api.twilio.com" and (
+        settings.twilio.auth_token == TwilioSettings().auth_token
+    ):
+        raise ValueError(
+            "twilio.auth_token is the public sandbox default while twilio.base_url is Twilio's: "
+            "set HUB_TWILIO__AUTH_TOKEN, or anyone could sign webhooks"
+        )
     app = web.Application(middlewares=[errors_middleware], client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
     app[LINKS] = Links(settings.secret_key, settings.public_url)

@@ -74,12 +74,27 @@ class Conversations:
     # -- entry point -------------------------------------------------------------------------
     async def handle(self, sender: str, from_: str, body: str, message_sid: str) -> Answer:
         reply = parse_reply(body)
-        customer = await self.customers.by_phone(from_)
+        prompt = await self._prompt(from_, sender)
+        customer = None
+        if prompt is not None:
+            # The customer the prompt was sent to, while that is still this phone's owner.
+            candidate = await self.customers.get(prompt["customer_id"])
+            if candidate is not None and not candidate.erased and candidate.phone == from_:
+                customer = candidate
         if customer is None:
+            customer = await self.customers.by_phone(from_)
+        if customer is None:
+            if reply.kind == "stop" and prompt is not None:
+                # We have texted this number: its STOP is honoured even if no customer owns it now.
+                await self.redis.hset(
+                    keys.sms_optout(from_), mapping={"at": self._now(), "keyword": reply.text.upper(), "sender": sender}
+                )
+                return Answer(self._say(prompt.get("locale"), "stop_confirm"), "stop")
             log.info("SMS from an unknown number %s", mask_phone(from_))
             return Answer(self._say(None, "unknown_number"), "unknown_number")
+        if prompt is not None and prompt.get("customer_id") != customer.id:
+            prompt = None  # another customer's prompt: not this customer's to answer
         locale = customer.prefs.get("locale") or customer.locale
-        prompt = await self._prompt(from_, sender)
         answer = await self._dispatch(reply, customer, locale, prompt, sender, from_, message_sid)
         await self.webhooks.emit(
             "customer.reply",
@@ -239,6 +254,7 @@ class Conversations:
                 "comment": comment or None,
                 "channel": "sms",
             },
+            key=sid,
         )
         return Answer(self._say(locale, "rating_thanks", rating=rating, with_comment=bool(comment)), "rating")
 

@@ -85,16 +85,24 @@ def provider(provider_id: str) -> str:
 # milestone after a terminal one). Returns {current (1|0), customer hash, delivery hash}.
 # KEYS: delivery, timeline, customer. ARGV: type, occurred_ms, is_terminal (0|1), timeline
 # member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
-# fields (JSON object of strings, may be empty), lift erasure (0|1).
+# fields (JSON object of strings, may be empty), lift erasure (0|1), when the hub received the
+# event (ISO, UTC; may be empty).
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
+-- Contact data is applied in the order the hub received it: a retried or late event does not
+-- overwrite a contact that a later event or a PUT already changed.
+local contact_at = redis.call('HGET', KEYS[3], 'contact_at')
+if ARGV[10] ~= '' and contact_at and contact_at > ARGV[10] then contact = {} end
 local touched = false
 for _, f in ipairs({'phone', 'email'}) do
   if contact[f] and redis.call('HGET', KEYS[3], f) ~= contact[f] then redis.call('HDEL', KEYS[3], f .. '_invalid') end
 end
 for k, v in pairs(contact) do redis.call('HSET', KEYS[3], k, v); touched = true end
-if touched then redis.call('HSET', KEYS[3], 'updated_at', ARGV[7]) end
-if ARGV[9] == '1' then redis.call('HDEL', KEYS[3], 'erased') end
+if touched then
+  redis.call('HSET', KEYS[3], 'updated_at', ARGV[7])
+  if ARGV[10] ~= '' then redis.call('HSET', KEYS[3], 'contact_at', ARGV[10]) end
+end
+if ARGV[9] == '1' and next(contact) ~= nil then redis.call('HDEL', KEYS[3], 'erased') end
 local last_ms = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '-1')
 local terminal = redis.call('HGET', KEYS[1], 'terminal') == '1'
 local ms = tonumber(ARGV[2])

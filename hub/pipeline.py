@@ -132,6 +132,7 @@ class Runtime:
             entry=_timeline_entry(source, event),
             fields=_delivery_fields(event),
             contact=encode_contact(customer_in),
+            received_at=event.get("received_at") or "",
         )
         if not current:
             log.info("stale event, nothing sent", extra=ids)
@@ -177,7 +178,11 @@ class Runtime:
             records = [(p, record_for(p.channel, p.address, p.via_fallback)) for p in decided.send]
             rendered = await self._render(milestone, locale, timezone, event, delivery, customer, records)
             if rendered is not None:
-                prompt = self._prompt(milestone, event, delivery, locale, timezone, source)
+                try:
+                    prompt = self._prompt(milestone, event, delivery, locale, timezone, source)
+                except (ValueError, OverflowError, KeyError):
+                    log.exception("could not build the reply prompt; replies will get the options", extra=ids)
+                    prompt = None
                 results = await asyncio.gather(*(self._send_one(p, rec, rendered, ids, prompt) for p, rec in records))
                 for (_, rec), (status, result) in zip(records, results, strict=True):
                     outcome.messages[rec.id] = status
@@ -216,23 +221,23 @@ class Runtime:
         customer: CustomerRecord,
         records: list[tuple[Planned, MessageRecord]],
     ) -> Rendered | None:
-        context = build_context(
-            event=event,
-            delivery=delivery,
-            customer_name=customer.name,
-            locale=locale,
-            timezone=timezone,
-            sender=self.settings.sender.model_dump(),
-            link=None,
-            unsubscribe_url=self.links.unsubscribe_url(customer.id),
-        )
         try:
+            context = build_context(
+                event=event,
+                delivery=delivery,
+                customer_name=customer.name,
+                locale=locale,
+                timezone=timezone,
+                sender=self.settings.sender.model_dump(),
+                link=None,
+                unsubscribe_url=self.links.unsubscribe_url(customer.id),
+            )
             return self.renderer.render(milestone, locale, context)
-        except RenderFailure as e:
-            log.error("template failed: %s", e, extra={"event_id": event["event_id"]})
+        except (RenderFailure, ValueError, OverflowError, KeyError) as e:
+            # Retrying cannot fix a template or data problem: the messages fail, the event ends.
+            log.error("rendering failed: %s", e, extra={"event_id": event["event_id"]})
             for _, rec in records:
-                if await self.store.claim(rec, status="failed", detail=f"template: {e}") == "claimed":
-                    pass
+                await self.store.claim(rec, status="failed", detail=f"rendering: {e}")
             return None
 
     def _prompt(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -44,9 +45,19 @@ class _Edge(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
+def _plausible(value: datetime) -> datetime:
+    if not 2000 <= value.year <= 2100:
+        raise ValueError("timestamp must be between the years 2000 and 2100")
+    return value
+
+
+# A timestamp with a UTC offset, in a range every component (and every time zone) can handle.
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
+
+
 class Window(_Edge):
-    start: AwareDatetime
-    end: AwareDatetime
+    start: Timestamp
+    end: Timestamp
 
     @model_validator(mode="after")
     def _ordered(self) -> Window:
@@ -97,7 +108,7 @@ class Pickup(_Edge):
     address: str | None = Field(None, max_length=300)
     hours: str | None = Field(None, max_length=200)
     code: str | None = Field(None, max_length=64)
-    until: AwareDatetime | None = None
+    until: Timestamp | None = None
 
 
 class EventData(BaseModel):
@@ -114,7 +125,7 @@ class EventData(BaseModel):
 class Event(_Edge):
     event_id: str = Field(min_length=1, max_length=128, pattern=_ID)
     type: Milestone
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     delivery: Delivery
     customer: Customer
     driver: Driver | None = None

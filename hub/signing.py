@@ -34,4 +34,4 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300, now: flo
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = sign(secret, timestamp, body)
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "replace"))

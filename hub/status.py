@@ -83,13 +83,9 @@ async def apply_parked(
     raw = await store.redis.getdel(keys.pending_status(sid))
     if raw:
         parked: dict[str, Any] = json.loads(raw)
-        for status in ("sent", parked["status"]) if parked["status"] != "sent" else ("sent",):
+        final = parked["status"]
+        steps = ("sent", final) if STATUS_RANK[final] > STATUS_RANK["sent"] else (final,)
+        for status in steps:
             await apply_status(
-                store,
-                customers,
-                webhooks,
-                message_id,
-                sid,
-                status,
-                parked["error_code"] if status == parked["status"] else "",
+                store, customers, webhooks, message_id, sid, status, parked["error_code"] if status == final else ""
             )

@@ -120,6 +120,7 @@ class HubStore:
         entry: dict[str, Any],
         fields: dict[str, str],
         contact: dict[str, str],
+        received_at: str = "",
     ) -> tuple[bool, dict[str, str], dict[str, Any] | None]:
         """Apply an event (see keys.APPLY_EVENT); returns (current, customer hash, delivery)."""
         lift = any(k in contact for k in ("phone", "email", "push_tokens"))
@@ -136,6 +137,7 @@ class HubStore:
                     now_iso(),
                     json.dumps(contact),
                     "1" if lift else "0",
+                    received_at,
                 ],
                 client=pipe,
             )
@@ -187,7 +189,7 @@ class HubStore:
             fields["error_code"] = error_code
         entry: dict[str, Any] = {"status": status, "at": at}
         if error:
-            entry["detail"] = error
+            entry["detail"] = mask_numbers(error)
         async with self.redis.pipeline(transaction=True) as pipe:
             if status == "accepted":
                 pipe.hdel(keys.message(message_id), "error", "error_code")

@@ -20,7 +20,7 @@ from . import keys
 from .config import Settings
 from .errors import ApiError
 from .masking import mask_phone
-from .status import STATUS_RANK, apply_status, park
+from .status import STATUS_RANK, apply_parked, apply_status, park
 
 __all__ = ["add_twilio_routes"]
 
@@ -39,7 +39,11 @@ async def signed_form(request: web.Request, settings: Settings) -> dict[str, str
     form = {k: str(v) for k, v in (await request.post()).items()}
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(settings.twilio.auth_token)
-    if not signature or not validator.validate(called_url(request, settings), form, signature):
+    try:
+        valid = bool(signature) and validator.validate(called_url(request, settings), form, signature)
+    except ValueError:  # e.g. a forwarded host with a port out of range
+        valid = False
+    if not valid:
         log.warning("Twilio webhook with a missing or wrong signature refused (%s)", request.path)
         raise ApiError(403, "bad_signature", "X-Twilio-Signature does not match this request")
     return form
@@ -81,10 +85,14 @@ def add_twilio_routes(app: web.Application, settings_key: Any, store_key: Any, c
             raise ApiError(400, "invalid_webhook", "MessageSid and a known MessageStatus are required")
         store = request.app[store_key]
         message_id = await store.redis.get(keys.provider(sid))
+        conversations = request.app[conversations_key]
         if not message_id:
             await park(store, sid, status, error_code)  # applied once the worker records the id
+            # The worker may have recorded the id (and looked for parked reports) meanwhile.
+            message_id = await store.redis.get(keys.provider(sid))
+            if message_id:
+                await apply_parked(store, conversations.customers, conversations.webhooks, message_id, sid)
             return web.Response(status=204)
-        conversations = request.app[conversations_key]
         await apply_status(store, conversations.customers, conversations.webhooks, message_id, sid, status, error_code)
         return web.Response(status=204)
 

@@ -129,6 +129,16 @@ def _backoff(settings: Settings, attempts: int) -> float:
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     """arq job: POST one delivery; retry with backoff; dead-letter after max_attempts."""
+    try:
+        return await _deliver(ctx, delivery_id)
+    except Retry:
+        raise
+    except Exception as e:  # Redis briefly unreachable, a bug: never leave the delivery stuck
+        log.exception("webhook delivery failed unexpectedly; retrying", extra={"message_id": delivery_id})
+        raise Retry(defer=_backoff(ctx["settings"], max(1, ctx.get("job_try", 1)))) from e
+
+
+async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     settings: Settings = ctx["settings"]
     redis: Redis = ctx["hub_redis"]
     http: aiohttp.ClientSession = ctx["http"]

@@ -160,7 +160,8 @@ class CustomerStore:
             pipe.exists(key)
             if missing:
                 pipe.hdel(key, *missing)
-            pipe.hset(key, mapping={**fields, "updated_at": _now()})
+            now = _now()
+            pipe.hset(key, mapping={**fields, "updated_at": now, "contact_at": now})
             # Contacts given explicitly are taken as good again.
             pipe.hdel(key, "erased", "phone_invalid", "email_invalid")
             if "phone" in fields:
@@ -199,7 +200,9 @@ class CustomerStore:
             if phone and await self.redis.get(keys.phone(phone)) == customer_id:
                 pipe.delete(keys.phone(phone))
                 # An SMS opt-out (STOP) is kept: a suppression list must outlive the erasure.
-            pipe.hset(key, mapping={"erased": "1", "updated_at": _now()})
+            # contact_at: events received before the erasure cannot bring the contacts back.
+            now = _now()
+            pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
             for message_id in message_ids:
                 pipe.hdel(keys.message(message_id), "to", "error")
             for delivery_id, entries in timelines.items():

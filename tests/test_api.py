@@ -210,3 +210,10 @@ async def test_same_event_id_twice_in_one_batch_with_different_payloads_is_a_con
     resp = await hub.request("POST", "/v1/events/batch", json=[first, second])
     assert resp.status == 207
     assert [r["status"] for r in (await resp.json())["results"]] == ["accepted", "conflict"]
+
+
+async def test_timestamps_outside_plausible_years_are_rejected(hub: Hub) -> None:
+    eta = {"start": "9999-12-31T20:00:00-05:00", "end": "9999-12-31T21:00:00-05:00"}
+    resp = await hub.post_event(make_event(delivery__eta=eta))
+    assert resp.status == 422
+    assert "2100" in (await resp.json())["error"]["fields"]["delivery.eta.start"]

@@ -145,3 +145,12 @@ async def test_erasure_scrubs_the_customers_deliveries_too(hub: Hub) -> None:
     assert "address" not in delivery
     assert [e["type"] for e in delivery["timeline"]] == ["delivered"]
     assert "Ana" not in str(delivery) and "gate" not in str(delivery)
+
+
+async def test_a_retried_old_event_does_not_bring_back_a_replaced_phone(hub: Hub) -> None:
+    hub.sandbox.faults.set("twilio", "500", count=1)
+    await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))  # carries the old phone
+    await hub.request("PUT", "/v1/customers/C-77", json={"phone": "+4915199990000"})  # changed meanwhile
+    await hub.run_worker()
+    record = await (await hub.request("GET", "/v1/customers/C-77?reveal=1", key=ADMIN_KEY)).json()
+    assert record["phone"] == "+4915199990000"

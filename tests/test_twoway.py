@@ -343,6 +343,7 @@ def test_signature_verification_rejects_tampering_and_old_timestamps() -> None:
     assert not verify("x" * 20, header, body, now=1_800_000_010)
     assert not verify("k" * 20, header, body, now=1_800_001_000)
     assert not verify("k" * 20, "garbage", body)
+    assert not verify("k" * 20, "t=1800000000,v1=\u00e9", body, now=1_800_000_010)
 
 
 async def test_cli_sandbox_sms_and_webhooks_replay(hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
@@ -439,3 +440,31 @@ async def test_behind_a_proxy_the_signature_is_checked_against_the_forwarded_url
         hub.base + "/webhooks/twilio/sms", data=form, headers={**proxy_headers, "X-Twilio-Signature": public}
     )
     assert right.status == 200 and "<Message>" in await right.text()
+
+
+async def test_stop_from_a_number_we_texted_is_honoured_even_after_its_customer_changed_number(hub: Hub) -> None:
+    await offer_slots(hub)
+    await hub.request("PUT", "/v1/customers/C-77", json={"phone": "+4915199990000"})
+    result = await hub.text_hub(PHONE, "STOP")
+    assert "START" in answer_of(result)
+    r = await redis_of(hub)
+    assert await r.exists(f"hub:sms_optout:{PHONE}")
+    await r.aclose()
+
+
+async def test_a_reply_is_credited_to_the_customer_the_prompt_was_sent_to(hub: Hub) -> None:
+    await offer_slots(hub)
+    # Another customer is created later with the same phone number.
+    await hub.request("PUT", "/v1/customers/C-99", json={"phone": PHONE})  # the phone index now points there
+    await hub.text_hub(PHONE, "1")
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert hook["data"]["customer_id"] == "C-77"
+
+
+async def test_provider_error_texts_are_masked_in_the_history(hub: Hub) -> None:
+    hub.sandbox.twilio.invalid_numbers = frozenset({PHONE})
+    await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
+    await hub.run_worker()
+    listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    assert "12345678" not in str(listing)
