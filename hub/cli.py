@@ -79,6 +79,7 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
         failing_numbers=settings.sandbox.failing_numbers,
         hub_url=origin,
     )
+    sandbox.sms_number = settings.twilio.from_number
     sandbox.smtp.bouncing_addresses.update(a.lower() for a in settings.sandbox.bouncing_addresses)
     smtp_port = await sandbox.start_smtp("127.0.0.1", args.smtp_port or settings.sandbox.smtp_port)
     settings = settings.replace(
@@ -134,8 +135,8 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
   Post a first event:
     curl -s -X POST {origin}/v1/events -H 'Authorization: Bearer {api_key}' \\
       -H 'Content-Type: application/json' -d @docs/examples/event.json
-  See what the providers received:
-    curl -s {origin}/sandbox/messages
+  See what every phone and inbox received (and reply as a customer):
+    {origin}/sandbox           (JSON: curl -s {origin}/sandbox/messages)
   Text the hub as a customer (e.g. reply 2 to a reschedule offer, or STOP):
     .venv/bin/hub sandbox sms --url {origin} --from +34612345678 --body 2
   Stop with Ctrl-C.

@@ -33,6 +33,7 @@ from ._outbound import Outbound
 from .faults import Faults
 from .fcm_fake import FcmFake
 from .ledger import CHANNELS, Ledger
+from .page import add_page_routes
 from .smtp_sink import SmtpSink
 from .twilio_fake import API_VERSION, TwilioFake
 
@@ -85,6 +86,7 @@ class Sandbox:
         )
         self.smtp = SmtpSink(ledger=self.ledger, faults=self.faults, hostname=smtp_hostname)
         self.prefix: str | None = None
+        self.sms_number: str | None = None  # the hub's SMS number, for replies sent from the page
         self._closed = False
 
     # -- configuration --------------------------------------------------------------------
@@ -129,6 +131,7 @@ class Sandbox:
         app.router.add_delete(f"{prefix}/faults", self._handle_clear_faults)
         self.twilio.add_routes(app, prefix)
         self.fcm.add_routes(app, prefix)
+        add_page_routes(app, self, prefix)
         app.on_shutdown.append(self._on_app_shutdown)
         logger.info("sandbox mounted at %s (twilio API %s)", prefix or "/", API_VERSION)
 

@@ -336,7 +336,13 @@ class TwilioFake:
                 {"error": "hub_url is not set; set Sandbox.hub_url before simulating inbound SMS"},
                 status=409,
             )
-        url = self.hub_url.rstrip("/") + INBOUND_WEBHOOK_PATH
+        result = await self.simulate_inbound(fields["from"], fields["to"], fields["body"])
+        return web.json_response(result, status=502 if "error" in result else 200)
+
+    async def simulate_inbound(self, from_: str, to: str, body: str) -> dict[str, Any]:
+        """Post an inbound SMS to the hub as Twilio would (signed); record it and the TwiML answer."""
+        fields = {"from": from_, "to": to, "body": body}
+        url = (self.hub_url or "").rstrip("/") + INBOUND_WEBHOOK_PATH
         sid = new_sid("SM")
         params = {
             "ToCountry": _country(fields["to"]),
@@ -379,10 +385,10 @@ class TwilioFake:
             status, content_type, text = await self._outbound.post_form(url, params, headers)
         except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
             entry.meta["hub_status"] = None
-            return web.json_response({"error": f"could not reach the hub: {exc!r}", "message_sid": sid}, status=502)
+            return {"error": f"could not reach the hub: {exc!r}", "message_sid": sid}
         entry.meta["hub_status"] = status
         replies = self._record_replies(text, content_type, inbound=fields) if status < 300 else []
-        return web.json_response({"status": status, "body": text, "message_sid": sid, "replies": replies})
+        return {"status": status, "body": text, "message_sid": sid, "replies": replies}
 
     def _record_replies(self, text: str, content_type: str, *, inbound: Mapping[str, str]) -> list[str]:
         """Record ``<Message>`` verbs of a TwiML answer as outbound replies; return their bodies."""
