@@ -28,11 +28,11 @@ FCM_ORIGIN = "https://fcm.googleapis.com"
 _app_numbers = itertools.count(1)
 
 
-class _StaticToken(credentials.Base):  # type: ignore[misc]
+class _StaticToken(credentials.Base):  # type: ignore[misc]  # firebase-admin ships no type hints
     """A credential with a fixed bearer token (sandbox only; needs no network)."""
 
     def get_credential(self) -> TokenCredentials:
-        return TokenCredentials(token="sandbox-token")  # type: ignore[no-untyped-call]
+        return TokenCredentials(token="sandbox-token")  # type: ignore[no-untyped-call]  # google-auth untyped
 
 
 class FcmPush:

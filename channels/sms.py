@@ -29,7 +29,7 @@ PERMANENT_SMS_ERRORS = INVALID_NUMBER_ERRORS | {"21408", "21606", "21610", "3000
 logging.getLogger("twilio").setLevel(logging.WARNING)
 
 
-class _OriginHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+class _OriginHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
     """twilio's own aiohttp client, sending to ``origin`` instead of api.twilio.com."""
 
     def __init__(self, origin: str, timeout: float) -> None:

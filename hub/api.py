@@ -38,7 +38,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from preferences import Contact, CustomerStore, Preferences
-from preferences.store import CONTACT_FIELDS
 
 from . import keys
 from .config import ApiKey, Settings, TwilioSettings, hash_key
@@ -482,6 +481,3 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     if extra_setup is not None:
         extra_setup(app)
     return app
-
-
-_ = CONTACT_FIELDS  # re-exported for handlers that validate contact subsets
