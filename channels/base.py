@@ -32,6 +32,8 @@ class Outbound:
     collapse_key: str | None = None  # push: a newer message with this key replaces older ones
     unsubscribe_url: str | None = None  # e-mail List-Unsubscribe
     locale: str = "en"
+    sender: str | None = None  # SMS: send from this number (relay forwarding) instead of the default
+    media_urls: tuple[str, ...] = ()  # SMS: MMS media to pass on
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,15 @@ class TwilioSms:
 
     async def send(self, message: Outbound) -> SendResult:
         kwargs: dict[str, object] = {"to": message.to, "body": message.text}
-        if self._service:
+        if message.sender:
+            kwargs["from_"] = message.sender
+        elif self._service:
             kwargs["messaging_service_sid"] = self._service
         else:
             kwargs["from_"] = self._from
-        if self._status_callback:
+        if message.media_urls:
+            kwargs["media_url"] = list(message.media_urls)
+        if self._status_callback and not message.sender:
             kwargs["status_callback"] = self._status_callback
         try:
             created = await self._client.messages.create_async(**kwargs)

@@ -37,7 +37,8 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from preferences import Contact, CustomerStore, Preferences
+from channels import TwilioSms
+from preferences import Contact, CustomerStore, Preferences, check_phone
 
 from . import keys
 from .config import ApiKey, Settings, TwilioSettings, hash_key
@@ -46,6 +47,7 @@ from .errors import ApiError, error_response
 from .links import Links
 from .masking import mask, mask_phone
 from .openapi import openapi_document
+from .relay import PoolExhausted, Relay, RelayUnavailable
 from .render import Renderer
 from .schema import Event, EventInvalid, parse_event, validation_fields
 from .store import HubStore
@@ -64,6 +66,8 @@ CUSTOMERS = web.AppKey("customers", CustomerStore)
 LINKS = web.AppKey("links", Links)
 CONVERSATIONS = web.AppKey("conversations", Conversations)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+RELAY = web.AppKey("relay", Relay)
+SMS = web.AppKey("sms", TwilioSms)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")  # the same rule as ids in events
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -382,6 +386,71 @@ async def unsubscribe(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
+# -- masked-number relay ----------------------------------------------------------------------
+async def open_relay(request: web.Request) -> web.Response:
+    key = authenticate(request, "events")
+    delivery_id = path_id(request)
+    payload: Any = {}
+    if request.can_read_body:
+        payload = await read_json(request)
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_body", "send a JSON object or no body")
+    region = request.app[SETTINGS].default_region
+    numbers: dict[str, str | None] = {}
+    problems: dict[str, str] = {}
+    for field in ("driver_phone", "customer_phone"):
+        if payload.get(field) is not None:
+            try:
+                numbers[field] = check_phone(str(payload[field]), region)
+            except ValueError as e:
+                problems[field] = str(e)
+    if problems:
+        raise ApiError(422, "validation_failed", "the relay request is invalid", problems)
+    delivery = await request.app[STORE].get_delivery(delivery_id)
+    if delivery is None and len(numbers) < 2:
+        raise ApiError(404, "not_found", "no such delivery; give driver_phone and customer_phone to open anyway")
+    if "driver_phone" not in numbers:
+        numbers["driver_phone"] = ((delivery or {}).get("driver") or {}).get("phone")
+    if "customer_phone" not in numbers and delivery and delivery.get("customer_id"):
+        customer = await request.app[CUSTOMERS].get(delivery["customer_id"])
+        numbers["customer_phone"] = customer.phone if customer and not customer.erased else None
+    missing = {f: "unknown; give it in the body" for f, v in numbers.items() if not v}
+    if missing:
+        raise ApiError(409, "numbers_missing", "the driver's or the customer's number is not known", missing)
+    try:
+        session, created = await request.app[RELAY].open(
+            delivery_id, str(numbers["driver_phone"]), str(numbers["customer_phone"])
+        )
+    except PoolExhausted as e:
+        raise ApiError(503, "relay_pool_exhausted", str(e)) from e
+    except RelayUnavailable as e:
+        raise ApiError(503, "relay_unavailable", str(e)) from e
+    return json_response(
+        Relay.public_view(session, unmask=wants_unmasked(request, key)), status=201 if created else 200
+    )
+
+
+async def get_relay(request: web.Request) -> web.Response:
+    key = authenticate(request, "read")
+    relay = request.app[RELAY]
+    session = await relay.for_delivery(path_id(request))
+    if session is None:
+        raise ApiError(404, "not_found", "this delivery has no relay session")
+    view = relay.public_view(session, unmask=wants_unmasked(request, key))
+    view["interactions"] = await relay.interactions(session["id"])
+    return json_response(view)
+
+
+async def close_relay(request: web.Request) -> web.Response:
+    authenticate(request, "events")
+    relay = request.app[RELAY]
+    session = await relay.for_delivery(path_id(request))
+    if session is None or session.get("status") != "open":
+        raise ApiError(404, "not_found", "this delivery has no open relay session")
+    await relay.close(session["id"], reason="closed by request")
+    return web.Response(status=204)
+
+
 # -- feedback and webhook deliveries ----------------------------------------------------------
 async def get_feedback(request: web.Request) -> web.Response:
     authenticate(request, "read")
@@ -454,8 +523,20 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
             redis, settings, Renderer(settings.templates_dir, settings.default_locale), app[CUSTOMERS]
         )
         app[WEBHOOKS] = app[CONVERSATIONS].webhooks
+        app[RELAY] = Relay(redis, settings)
+        tw = settings.twilio
+        app[SMS] = TwilioSms(
+            account_sid=tw.account_sid,
+            auth_token=tw.auth_token,
+            from_number=tw.from_number,
+            messaging_service_sid=tw.messaging_service_sid,
+            status_callback=None,
+            base_url=tw.base_url,
+            timeout=tw.timeout,
+        )
 
     async def disconnect(app: web.Application) -> None:
+        await app[SMS].close()
         await app[REDIS].aclose()
 
     app.on_startup.append(connect)
@@ -477,7 +558,10 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_get("/openapi.json", openapi)
     r.add_get("/v1/feedback", get_feedback)
     r.add_get("/v1/webhooks/deliveries", list_webhook_deliveries)
-    add_twilio_routes(app, SETTINGS, STORE, CONVERSATIONS)
+    r.add_post("/v1/deliveries/{id}/relay", open_relay)
+    r.add_get("/v1/deliveries/{id}/relay", get_relay)
+    r.add_delete("/v1/deliveries/{id}/relay", close_relay)
+    add_twilio_routes(app, SETTINGS, STORE, CONVERSATIONS, RELAY, SMS)
     if extra_setup is not None:
         extra_setup(app)
     return app

@@ -162,6 +162,9 @@ WebhookEvent = Literal[
     "feedback.received",
     "contact.opted_out",
     "contact.opted_in",
+    "relay.session.opened",
+    "relay.session.closed",
+    "relay.interaction",
 ]
 
 
@@ -204,6 +207,35 @@ class ConversationSettings(_Model):
     """How long after delivery a rating can be given by SMS."""
     keep_days: int = Field(7, ge=1)
     """How long the last prompt is remembered (to answer late replies helpfully)."""
+
+
+class RelaySettings(_Model):
+    pool: tuple[str, ...] = ()
+    """Proxy numbers (E.164). A participant gets one from their own country when the pool has one."""
+    session_ttl_minutes: float = Field(240.0, gt=0)
+    """A session ends this long after its last call or text."""
+    close_grace_minutes: float = Field(30.0, ge=0)
+    """After `delivered` or `returned`, the session stays usable this long, then closes."""
+    auto_open: bool = True
+    """Open a session on `out_for_delivery` when the driver's and the customer's numbers are known."""
+    max_call_seconds: int = Field(900, ge=30)
+    """Time limit of a relayed call."""
+    voice_language: str = "en-US"
+    """Language of the spoken refusal."""
+    refusal_message: str = "This number connects deliveries and is not available for your call. Goodbye."
+    """What callers who are not in a live session hear."""
+    dispatcher_number: str | None = None
+    """Connect refused callers here instead of hanging up (E.164)."""
+
+    @field_validator("pool")
+    @classmethod
+    def _e164(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from preferences.validation import check_phone
+
+        numbers = tuple(check_phone(n, "US") for n in value)
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("the pool lists a number twice")
+        return numbers
 
 
 class SandboxSettings(_Model):
@@ -253,6 +285,7 @@ class Settings(_Model):
     webhooks: WebhookSettings = WebhookSettings()
     twilio_hooks: TwilioHookSettings = TwilioHookSettings()
     conversation: ConversationSettings = ConversationSettings()
+    relay: RelaySettings = RelaySettings()
     channels: dict[str, tuple[Channel, ...]] = {
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),

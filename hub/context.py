@@ -66,6 +66,7 @@ def build_context(
     sender: dict[str, Any],
     link: str | None,
     unsubscribe_url: str | None,
+    driver_contact: str | None = None,
 ) -> dict[str, Any]:
     """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...)."""
     fmt = Formatter(locale, timezone)
@@ -86,7 +87,10 @@ def build_context(
             "address": delivery.get("address") or "",
             "eta": fmt.window(eta["start"], eta["end"]) if eta else None,
         },
-        "driver": {"first_name": _first_name(driver.get("name"))} if driver and driver.get("name") else None,
+        # contact: the proxy number that reaches the driver (masked-number relay), never the real one.
+        "driver": {"first_name": _first_name(driver.get("name")), "contact": driver_contact}
+        if driver and driver.get("name")
+        else None,
         "event": {"type": event["type"], "occurred_at": fmt.datetime(event["occurred_at"])},
         "data": {
             "minutes": data.get("minutes"),

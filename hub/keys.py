@@ -306,3 +306,107 @@ redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
 return 1
 """
+
+
+# -- masked-number relay -------------------------------------------------------------------------
+# - ``hub:relay:session:{sid}``        hash: id, delivery_id, driver, customer (real numbers),
+#   driver_proxy, customer_proxy, status (open|closed), created_at, expires_at (unix s),
+#   stopped_driver/stopped_customer ("1": no SMS forwarded to them). TTL message_log_days.
+# - ``hub:relay:route:{real}:{proxy}`` string: session id. The routing key; TTL = the session's
+#   remaining life, so expired routes vanish by themselves (no sweeper).
+# - ``hub:relay:delivery:{id}``        string: the delivery's open session id. Same TTL.
+# - ``hub:relay:sticky:{real}``        string: the proxy number this participant had last. 30 days.
+# - ``hub:relay:log:{sid}``            list of JSON interactions (numbers masked). TTL message_log_days.
+
+
+def relay_session(sid: str) -> str:
+    return f"hub:relay:session:{sid}"
+
+
+def relay_route(real: str, proxy: str) -> str:
+    return f"hub:relay:route:{real}:{proxy}"
+
+
+def relay_delivery(delivery_id: str) -> str:
+    return f"hub:relay:delivery:{delivery_id}"
+
+
+def relay_sticky(real: str) -> str:
+    return f"hub:relay:sticky:{real}"
+
+
+def relay_log(sid: str) -> str:
+    return f"hub:relay:log:{sid}"
+
+
+# Open a relay session atomically. A participant may hold a proxy number in at most one live
+# session, so a number is free for them when their routing key on it does not exist; the sticky
+# number is tried first, then the pool in the given order (local numbers first).
+# KEYS: delivery key, session key, driver sticky, customer sticky.
+# ARGV: sid, driver, customer, route ttl (s), driver pool (JSON), customer pool (JSON),
+# session fields (JSON), log ttl (s).
+# Returns {"open", sid, driver proxy, customer proxy} | {"existing", sid} | {"exhausted", role}.
+OPEN_RELAY = """
+local existing = redis.call('GET', KEYS[1])
+if existing and redis.call('HGET', 'hub:relay:session:' .. existing, 'status') == 'open' then
+  return {'existing', existing}
+end
+local function free(real, x) return redis.call('EXISTS', 'hub:relay:route:' .. real .. ':' .. x) == 0 end
+local function pick(real, pool, sticky_key)
+  local sticky = redis.call('GET', sticky_key)
+  if sticky then
+    for _, x in ipairs(pool) do if x == sticky and free(real, x) then return x end end
+  end
+  for _, x in ipairs(pool) do if free(real, x) then return x end end
+  return false
+end
+local xd = pick(ARGV[2], cjson.decode(ARGV[5]), KEYS[3])
+if not xd then return {'exhausted', 'driver'} end
+local xc = pick(ARGV[3], cjson.decode(ARGV[6]), KEYS[4])
+if not xc then return {'exhausted', 'customer'} end
+local ttl = tonumber(ARGV[4])
+redis.call('SET', 'hub:relay:route:' .. ARGV[2] .. ':' .. xd, ARGV[1], 'EX', ttl)
+redis.call('SET', 'hub:relay:route:' .. ARGV[3] .. ':' .. xc, ARGV[1], 'EX', ttl)
+local fields = cjson.decode(ARGV[7])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[2], k, v) end
+redis.call('HSET', KEYS[2], 'driver_proxy', xd, 'customer_proxy', xc, 'status', 'open')
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('SET', KEYS[3], xd, 'EX', 2592000)
+redis.call('SET', KEYS[4], xc, 'EX', 2592000)
+return {'open', ARGV[1], xd, xc}
+"""
+
+# Give a session a new remaining life (a call or text refreshes it; `delivered` shortens it to
+# the grace period). Only shortens when ARGV[3] is "shorten". KEYS: session.
+# ARGV: ttl (s), now (unix s), mode ("refresh" | "shorten"). Returns the new expiry or 0.
+EXTEND_RELAY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'open' then return 0 end
+local s = redis.call('HMGET', KEYS[1], 'id', 'driver', 'customer', 'driver_proxy', 'customer_proxy', 'delivery_id',
+  'expires_at')
+local new_exp = tonumber(ARGV[2]) + tonumber(ARGV[1])
+if ARGV[3] == 'shorten' and tonumber(s[7]) < new_exp then return tonumber(s[7]) end
+local routes = {'hub:relay:route:' .. s[2] .. ':' .. s[4], 'hub:relay:route:' .. s[3] .. ':' .. s[5],
+  'hub:relay:delivery:' .. s[6]}
+for _, k in ipairs(routes) do
+  if redis.call('GET', k) == s[1] then redis.call('EXPIRE', k, ARGV[1]) end
+end
+redis.call('HSET', KEYS[1], 'expires_at', new_exp)
+return new_exp
+"""
+
+# Close a session: its routing keys go (only if still its own); the record stays for the log,
+# and the delivery keeps pointing at it for the log's lifetime.
+# KEYS: session. ARGV: now (ISO), log ttl (s). Returns 1 if it was open.
+CLOSE_RELAY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'open' then return 0 end
+local s = redis.call('HMGET', KEYS[1], 'id', 'driver', 'customer', 'driver_proxy', 'customer_proxy', 'delivery_id')
+local routes = {'hub:relay:route:' .. s[2] .. ':' .. s[4], 'hub:relay:route:' .. s[3] .. ':' .. s[5]}
+for _, k in ipairs(routes) do
+  if redis.call('GET', k) == s[1] then redis.call('DEL', k) end
+end
+local pointer = 'hub:relay:delivery:' .. s[6]
+if redis.call('GET', pointer) == s[1] then redis.call('EXPIRE', pointer, ARGV[2]) end
+redis.call('HSET', KEYS[1], 'status', 'closed', 'closed_at', ARGV[1])
+return 1
+"""

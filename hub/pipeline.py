@@ -36,6 +36,7 @@ from .context import Formatter, build_context
 from .links import Links
 from .masking import mask
 from .planner import Planned, plan
+from .relay import PoolExhausted, Relay, RelayUnavailable, schedule_relay_close
 from .render import Rendered, Renderer, RenderFailure
 from .schema import TERMINAL, occurred_ms_of
 from .status import apply_parked
@@ -113,6 +114,7 @@ class Runtime:
         self.channels = channels
         self.links = Links(settings.secret_key, settings.public_url)
         self.webhooks = Webhooks(redis, settings)
+        self.relay = Relay(redis, settings)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.channels.values()), return_exceptions=True)
@@ -174,9 +176,12 @@ class Runtime:
             await self.store.claim(rec, status="skipped", detail=skip.reason)
             outcome.messages[rec.id] = "skipped"
         retry_after = 0.0
+        driver_contact = await self._relay_for(milestone, delivery, customer, ids)
         if decided.send and customer is not None:
             records = [(p, record_for(p.channel, p.address, p.via_fallback)) for p in decided.send]
-            rendered = await self._render(milestone, locale, timezone, event, delivery, customer, records)
+            rendered = await self._render(
+                milestone, locale, timezone, event, delivery, customer, records, driver_contact
+            )
             if rendered is not None:
                 try:
                     prompt = self._prompt(milestone, event, delivery, locale, timezone, source)
@@ -202,6 +207,38 @@ class Runtime:
         await self.store.mark_done(source, event_id)
         return outcome
 
+    async def _relay_for(
+        self, milestone: str, delivery: dict[str, Any], customer: CustomerRecord | None, ids: dict[str, str]
+    ) -> str | None:
+        """Open the masked-number relay on out_for_delivery (when configured), start its closing
+        on delivered/returned; return the proxy number that reaches the driver, if any."""
+        relay = self.relay
+        if not relay.cfg.pool:
+            return None
+        delivery_id = delivery["id"]
+        if milestone in TERMINAL:
+            session = await relay.for_delivery(delivery_id)
+            if session is not None and session.get("status") == "open":
+                await relay.close_after_grace(delivery_id)
+                await schedule_relay_close(
+                    self.redis, self.settings, session["id"], time.time() + relay.cfg.close_grace_minutes * 60
+                )
+            return None
+        session = await relay.for_delivery(delivery_id)
+        driver_phone = (delivery.get("driver") or {}).get("phone")
+        wants_session = relay.cfg.auto_open and milestone == "out_for_delivery"
+        can_open = bool(driver_phone and customer is not None and customer.phone)
+        if wants_session and can_open and (session is None or session.get("status") != "open"):
+            assert customer is not None and customer.phone and driver_phone
+            try:
+                session, _ = await relay.open(delivery_id, driver_phone, customer.phone)
+            except (PoolExhausted, RelayUnavailable) as e:
+                log.warning("relay not opened: %s", e, extra=ids)
+                return None
+        if session is None or session.get("status") != "open":
+            return None
+        return session["customer_proxy"]
+
     async def _supersede(self, source: str, event_id: str, delivery_id: str) -> None:
         """A retry found a newer event for the delivery: its unsent messages are obsolete."""
         for message in await self.store.list_messages(delivery_id=delivery_id, customer_id=None, limit=1000):
@@ -220,6 +257,7 @@ class Runtime:
         delivery: dict[str, Any],
         customer: CustomerRecord,
         records: list[tuple[Planned, MessageRecord]],
+        driver_contact: str | None = None,
     ) -> Rendered | None:
         try:
             context = build_context(
@@ -231,6 +269,7 @@ class Runtime:
                 sender=self.settings.sender.model_dump(),
                 link=None,
                 unsubscribe_url=self.links.unsubscribe_url(customer.id),
+                driver_contact=driver_contact,
             )
             return self.renderer.render(milestone, locale, context)
         except (RenderFailure, ValueError, OverflowError, KeyError) as e:

@@ -20,6 +20,7 @@ from . import keys
 from .config import Settings
 from .errors import ApiError
 from .masking import mask_phone
+from .relay_hooks import relay_sms, voice, voice_status
 from .status import STATUS_RANK, apply_parked, apply_status, park
 
 __all__ = ["add_twilio_routes"]
@@ -56,7 +57,9 @@ def twiml(text: str | None) -> web.Response:
     return web.Response(text=str(response), content_type="application/xml")
 
 
-def add_twilio_routes(app: web.Application, settings_key: Any, store_key: Any, conversations_key: Any) -> None:
+def add_twilio_routes(
+    app: web.Application, settings_key: Any, store_key: Any, conversations_key: Any, relay_key: Any, sms_key: Any
+) -> None:
     async def inbound_sms(request: web.Request) -> web.Response:
         settings: Settings = request.app[settings_key]
         form = await signed_form(request, settings)
@@ -67,7 +70,10 @@ def add_twilio_routes(app: web.Application, settings_key: Any, store_key: Any, c
         if not await redis.set(keys.inbound(sid), "1", nx=True, ex=7 * 86_400):
             log.info("inbound SMS %s already handled; ignoring the repeat", sid)
             return twiml(None)
+        relay = request.app[relay_key]
         try:
+            if to in relay.pool:
+                return await relay_sms(relay, request.app[sms_key], form)
             answer = await request.app[conversations_key].handle(to, from_, form.get("Body", ""), sid)
         except Exception:
             await redis.delete(keys.inbound(sid))  # let Twilio's retry try again
@@ -96,5 +102,19 @@ def add_twilio_routes(app: web.Application, settings_key: Any, store_key: Any, c
         await apply_status(store, conversations.customers, conversations.webhooks, message_id, sid, status, error_code)
         return web.Response(status=204)
 
+    async def inbound_call(request: web.Request) -> web.Response:
+        settings: Settings = request.app[settings_key]
+        form = await signed_form(request, settings)
+        return await voice(request.app[relay_key], settings, form)
+
+    async def call_status(request: web.Request) -> web.Response:
+        settings: Settings = request.app[settings_key]
+        form = await signed_form(request, settings)
+        return await voice_status(
+            request.app[relay_key], form, request.query.get("session", ""), request.query.get("from", "")
+        )
+
+    app.router.add_post("/webhooks/twilio/voice", inbound_call)
+    app.router.add_post("/webhooks/twilio/voice/status", call_status)
     app.router.add_post("/webhooks/twilio/sms", inbound_sms)
     app.router.add_post("/webhooks/twilio/status", status_callback)

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from . import keys
 from .config import Settings
 from .pipeline import RetryLater, Runtime, build_channels
+from .relay import CLOSE_JOB, close_relay_job
 from .webhooks import DELIVER_JOB, deliver_webhook
 
 __all__ = [
@@ -179,7 +180,10 @@ def create_worker(
             await redis.aclose()
 
     return Worker(
-        functions=[func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5)],
+        functions=[
+            func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5),
+            func(close_relay_job, name=CLOSE_JOB, max_tries=5),
+        ],
         queue_name=wcfg.queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         burst=burst,

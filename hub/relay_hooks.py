@@ -1,0 +1,119 @@
+"""Twilio webhooks of the masked-number relay: calls and texts to proxy numbers.
+
+- ``POST /webhooks/twilio/voice``: from a participant of a live session, TwiML that dials the
+  other participant with the proxy number they know as caller id, with a time limit; from
+  anyone else, a short spoken refusal and hang-up (or the dispatcher, if configured).
+- ``POST /webhooks/twilio/voice/status``: the dial's outcome (status, duration) for the log.
+- SMS to a proxy number (routed here by ``twilio_hooks``): forwarded to the other participant
+  from their proxy number, media passed on; STOP stops forwarding to the sender in this session.
+
+No TwiML or log line carries a real number of the other party; callers only ever see proxies.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
+
+from channels import Outbound, TwilioSms
+
+from .config import Settings
+from .masking import mask_phone
+from .relay import Relay
+from .replies import STOP_WORDS
+
+__all__ = ["relay_sms", "voice", "voice_status"]
+
+log = logging.getLogger(__name__)
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="application/xml")
+
+
+def refusal(settings: Settings) -> str:
+    response = VoiceResponse()
+    response.say(settings.relay.refusal_message, language=settings.relay.voice_language)
+    if settings.relay.dispatcher_number:
+        response.dial(settings.relay.dispatcher_number, caller_id=None)
+    else:
+        response.hangup()
+    return str(response)
+
+
+async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.Response:
+    caller, proxy = form.get("From", ""), form.get("To", "")
+    route = await relay.route(caller, proxy)
+    if route is None:
+        log.info("call from %s to proxy %s refused (no live session)", mask_phone(caller), proxy)
+        return _xml(refusal(settings))
+    response = VoiceResponse()
+    dial = response.dial(
+        caller_id=route.shown_number,
+        time_limit=settings.relay.max_call_seconds,
+        action=f"{settings.public_url.rstrip('/')}/webhooks/twilio/voice/status?session={route.session['id']}"
+        f"&from={route.role}",
+        method="POST",
+    )
+    dial.number(route.other_real)
+    other = "customer" if route.role == "driver" else "driver"
+    await relay.record(
+        route.session["id"], f"{route.role}->{other}", "call", "connecting", call_sid=form.get("CallSid")
+    )
+    return _xml(str(response))
+
+
+async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role: str) -> web.Response:
+    if session_id:
+        other = "customer" if role == "driver" else "driver"
+        await relay.record(
+            session_id,
+            f"{role}->{other}",
+            "call",
+            form.get("DialCallStatus", "unknown"),
+            duration_s=int(form.get("DialCallDuration", "0") or 0),
+            call_sid=form.get("CallSid"),
+        )
+    response = VoiceResponse()
+    response.hangup()
+    return _xml(str(response))
+
+
+async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.Response:
+    sender, proxy, body = form.get("From", ""), form.get("To", ""), form.get("Body", "")
+    answer = MessagingResponse()
+    route = await relay.route(sender, proxy)
+    if route is None:
+        log.info("text from %s to proxy %s refused (no live session)", mask_phone(sender), proxy)
+        answer.message("This number only connects a delivery's driver and customer; this conversation has ended.")
+        return _xml(str(answer))
+    sid = route.session["id"]
+    other = "customer" if route.role == "driver" else "driver"
+    direction = f"{route.role}->{other}"
+    if " ".join(body.split()).upper().rstrip(".!") in STOP_WORDS:
+        await relay.stop_forwarding(sid, route.role)
+        await relay.record(sid, direction, "sms", "stopped")
+        answer.message("You will get no more texts forwarded from this delivery.")
+        return _xml(str(answer))
+    if route.session.get(f"stopped_{other}") == "1":
+        await relay.record(sid, direction, "sms", "not_forwarded")
+        answer.message("This person has asked not to receive texts; please call instead.")
+        return _xml(str(answer))
+    media = tuple(form[f"MediaUrl{i}"] for i in range(int(form.get("NumMedia", "0") or 0)) if f"MediaUrl{i}" in form)
+    result = await sms.send(
+        Outbound(
+            f"relay-{form.get('MessageSid', '')}",
+            "sms",
+            route.other_real,
+            body,
+            sender=route.shown_number,
+            media_urls=media,
+        )
+    )
+    await relay.record(
+        sid, direction, "sms", "forwarded" if result.outcome == "accepted" else "failed", media=len(media)
+    )
+    return _xml(str(answer))
