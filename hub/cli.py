@@ -248,6 +248,24 @@ async def _sandbox_sms(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sandbox_call(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{args.url.rstrip('/')}/sandbox/voice/inbound", json={"from": args.from_, "to": args.to}) as resp,
+    ):
+        body = await resp.json()
+    if resp.status >= 400 or "error" in body:
+        print(f"error {resp.status}: {body}", file=sys.stderr)
+        return 1
+    if body.get("would_ring"):
+        print(f"would ring {body['would_ring']}, showing caller id {body['caller_id']}")
+    else:
+        print(f"refused: {body.get('said') or '(no answer)'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="Last-mile delivery notification hub")
     parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG, else the one in the source tree)")
@@ -284,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     sms.add_argument("--body", required=True)
     sms.add_argument("--to", help="the hub's number (default: twilio.from_number)")
     sms.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
+    call = sandbox_sub.add_parser("call", help="call a hub number (e.g. a proxy number) as if from a phone")
+    call.add_argument("--from", dest="from_", required=True, help="caller's phone number, E.164")
+    call.add_argument("--to", required=True, help="the number called (a proxy number)")
+    call.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
     args = parser.parse_args(argv)
 
     try:
@@ -309,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "webhooks":
             return asyncio.run(_replay(settings, args))
         elif args.command == "sandbox":
+            if args.sandbox_command == "call":
+                return asyncio.run(_sandbox_call(args))
             return asyncio.run(_sandbox_sms(settings, args))
         elif args.command == "bench":
             from .bench import run_bench

@@ -128,6 +128,62 @@ class TwilioFake:
         app.router.add_post(f"{base}/Messages.json", self.handle_create)
         app.router.add_get(f"{base}/Messages/{{sid}}.json", self.handle_fetch)
         app.router.add_post(f"{prefix}/sms/inbound", self.handle_inbound)
+        app.router.add_post(f"{prefix}/voice/inbound", self.handle_call)
+
+    async def handle_call(self, request: web.Request) -> web.Response:
+        """Simulate a phone call from ``from`` to the hub's number ``to`` (e.g. a proxy number):
+        post Twilio's signed voice webhook and report what the TwiML answer would do."""
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("from", "to")):
+            return web.json_response({"error": "give 'from' and 'to' as strings"}, status=400)
+        if self.hub_url is None:
+            return web.json_response({"error": "hub_url is not set"}, status=409)
+        return web.json_response(await self.simulate_call(payload["from"], payload["to"]))
+
+    async def simulate_call(self, from_: str, to: str) -> dict[str, Any]:
+        url = (self.hub_url or "").rstrip("/") + "/webhooks/twilio/voice"
+        sid = new_sid("CA")
+        params = {
+            "CallSid": sid,
+            "AccountSid": self.account_sid,
+            "From": from_,
+            "To": to,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "ApiVersion": API_VERSION,
+        }
+        headers = {"X-Twilio-Signature": self.sign(url, params), "User-Agent": "TwilioProxy/1.1"}
+        try:
+            status, _content_type, text = await self._outbound.post_form(url, params, headers)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            return {"error": f"could not reach the hub: {exc!r}", "call_sid": sid}
+        result: dict[str, Any] = {
+            "status": status,
+            "call_sid": sid,
+            "twiml": text,
+            "would_ring": None,
+            "caller_id": None,
+            "said": None,
+            "hangup": False,
+        }
+        try:
+            root = ET.fromstring(text)
+        except ET.ParseError:
+            return result
+        dial = root.find("Dial")
+        if dial is not None:
+            number = dial.find("Number")
+            rung = number.text if number is not None else dial.text
+            result["would_ring"] = (rung or "").strip() or None
+            result["caller_id"] = dial.get("callerId")
+            result["time_limit"] = dial.get("timeLimit")
+        said = root.find("Say")
+        result["said"] = said.text if said is not None else None
+        result["hangup"] = root.find("Hangup") is not None
+        return result
 
     def sign(self, url: str, params: Mapping[str, str]) -> str:
         """``X-Twilio-Signature`` for a webhook POST of ``params`` to ``url``."""
