@@ -285,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--key", default=os.environ.get("HUB_API_KEY"))
     demo.add_argument("--pause", type=float, default=2.0)
     bench = sub.add_parser("bench", help="measure throughput and latency against same-run ceilings")
+    bench.add_argument(
+        "scenario",
+        nargs="?",
+        default="events",
+        choices=["events", "relay"],
+        help="events: the message pipeline (default); relay: masked-number routing",
+    )
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
@@ -335,9 +342,9 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_sandbox_call(args))
             return asyncio.run(_sandbox_sms(settings, args))
         elif args.command == "bench":
-            from .bench import run_bench
+            from .bench import run_bench, run_relay_bench
 
-            return run_bench(args)
+            return run_relay_bench(args) if args.scenario == "relay" else run_bench(args)
     except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

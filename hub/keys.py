@@ -410,3 +410,22 @@ if redis.call('GET', pointer) == s[1] then redis.call('EXPIRE', pointer, ARGV[2]
 redis.call('HSET', KEYS[1], 'status', 'closed', 'closed_at', ARGV[1])
 return 1
 """
+
+# Route an inbound call or text in one round trip: the session behind (caller, proxy) if it is
+# open and not expired, with its life refreshed (a call or text counts as activity).
+# KEYS: route key. ARGV: now (unix s), ttl (s). Returns the session hash (flat) or false.
+ROUTE_RELAY = """
+local sid = redis.call('GET', KEYS[1])
+if not sid then return false end
+local key = 'hub:relay:session:' .. sid
+if redis.call('HGET', key, 'status') ~= 'open' then return false end
+if tonumber(redis.call('HGET', key, 'expires_at') or '0') < tonumber(ARGV[1]) then return false end
+local s = redis.call('HMGET', key, 'driver', 'customer', 'driver_proxy', 'customer_proxy', 'delivery_id')
+local ttl = tonumber(ARGV[2])
+for _, k in ipairs({'hub:relay:route:' .. s[1] .. ':' .. s[3], 'hub:relay:route:' .. s[2] .. ':' .. s[4],
+    'hub:relay:delivery:' .. s[5]}) do
+  if redis.call('GET', k) == sid then redis.call('EXPIRE', k, ttl) end
+end
+redis.call('HSET', key, 'expires_at', tonumber(ARGV[1]) + ttl)
+return redis.call('HGETALL', key)
+"""

@@ -79,6 +79,7 @@ class Relay:
         self._open = redis.register_script(keys.OPEN_RELAY)
         self._extend = redis.register_script(keys.EXTEND_RELAY)
         self._close = redis.register_script(keys.CLOSE_RELAY)
+        self._route = redis.register_script(keys.ROUTE_RELAY)
         self.log_ttl = settings.retention.message_log_days * 86_400
         self.pool = frozenset(self.cfg.pool)
 
@@ -170,17 +171,14 @@ class Relay:
 
     async def route(self, caller: str, proxy: str) -> Route | None:
         """The live session in which ``caller`` holds ``proxy``, or None (refuse)."""
-        sid = await self.redis.get(keys.relay_route(caller, proxy))
-        if not sid:
+        flat = await self._route(keys=[keys.relay_route(caller, proxy)], args=[time.time(), self.ttl])
+        if not flat:
             return None
-        session = await self.get(sid)
-        if session is None or session.get("status") != "open":
-            return None
+        session = dict(zip(flat[::2], flat[1::2], strict=True))
         role: Role = "driver" if session["driver"] == caller and session["driver_proxy"] == proxy else "customer"
         if role == "customer" and not (session["customer"] == caller and session["customer_proxy"] == proxy):
             return None
         other: Role = "customer" if role == "driver" else "driver"
-        await self._extend(keys=[keys.relay_session(sid)], args=[self.ttl, time.time(), "refresh"])
         return Route(session, role, session[other], session[f"{other}_proxy"])
 
     async def stop_forwarding(self, sid: str, role: Role) -> None:

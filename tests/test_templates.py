@@ -31,6 +31,10 @@ UCS2_LOCALES = ("es", "fr")
 
 LINK = "https://hub.example/t/AbCdEf123456"
 UNSUBSCRIBE = "https://hub.example/u/AbCdEf123456"
+# driver.contact: the masked relay number that reaches the driver, the only driver number a message may show.
+CONTACT = "+15005550100"
+# The longest number in the relay pool of tests/test_relay.py: the tight Spanish and French SMS must hold it too.
+LONG_CONTACT = "+4915700000100"
 
 # Strings the hub preformats in the customer's locale and time zone: the long variants.
 LOCALIZED: dict[str, dict[str, Any]] = {
@@ -114,7 +118,7 @@ def full_context(locale: str, milestone: str, merchant: str = "Acme Shoes & Boot
             "address": loc["address"],
             "eta": dict(loc["eta"]),
         },
-        "driver": {"first_name": "Maximilian"},
+        "driver": {"first_name": "Maximilian", "contact": CONTACT},
         "event": {"type": milestone, "occurred_at": loc["occurred_at"]},
         "data": {
             "minutes": 12,
@@ -441,6 +445,79 @@ def test_driver_is_named_when_known(renderer: Renderer, locale: str, milestone: 
     assert "Maximilian" in rendered.sms
     assert "Maximilian" in rendered.push_body
     assert "Maximilian" in rendered.email_text
+
+
+DRIVER_MILESTONES = ("out_for_delivery", "arriving_soon")
+CONTACT_PARTS = ("sms", "push_body", "email_text", "email_html")
+# What introduces the driver's number, SMS short forms included; none of it may show without a number.
+CALL_PHRASES = {
+    "en": ("call or text",),
+    "de": ("anruf oder sms",),
+    "es": ("llamar o enviar un sms", "tel./sms", "repartidor +"),
+    "fr": ("appeler", "tél./sms", "livreur +"),
+}
+
+
+def _with_driver(locale: str, milestone: str, shape: str, contact: str | None) -> dict[str, Any]:
+    context = CONTEXTS[shape](locale, milestone)
+    context["driver"] = {"first_name": "Maximilian", "contact": contact}
+    return context
+
+
+def _assert_no_gaps(renderer: Renderer, locale: str, milestone: str, context: dict[str, Any]) -> None:
+    context = {**context, "slots": []}  # numbered slot lines are indented on purpose
+    rendered = renderer.render(milestone, locale, context)
+    for part in PARTS:
+        text = getattr(rendered, part)
+        assert _gaps(text, markup=part == "email_html") == [], f"{part}: {text}"
+
+
+def _assert_sms_fits(locale: str, sms: str) -> None:
+    info = count_segments(sms)
+    assert info.segments <= MAX_SMS_SEGMENTS, f"{info}: {sms}"
+    if locale in UCS2_LOCALES:
+        assert len(sms) <= UCS2_TWO_SEGMENTS, f"{len(sms)} chars: {sms}"
+
+
+@pytest.mark.parametrize("shape", sorted(CONTEXTS), ids=_id)
+@pytest.mark.parametrize("milestone", DRIVER_MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_driver_contact_is_offered_when_set(renderer: Renderer, locale: str, milestone: str, shape: str) -> None:
+    context = _with_driver(locale, milestone, shape, CONTACT)
+
+    rendered = renderer.render(milestone, locale, context)
+
+    for part in CONTACT_PARTS:
+        text = getattr(rendered, part)
+        assert CONTACT in text, f"{part}: {text}"
+        assert any(phrase in text.lower() for phrase in CALL_PHRASES[locale]), f"{part}: {text}"
+    assert f'href="tel:{CONTACT}"' in rendered.email_html
+    _assert_sms_fits(locale, rendered.sms)
+    _assert_no_gaps(renderer, locale, milestone, context)
+    for slots in (context["slots"], []):
+        long_context = {**_with_driver(locale, milestone, shape, LONG_CONTACT), "slots": slots}
+        sms = renderer.render(milestone, locale, long_context).sms
+        assert LONG_CONTACT in sms
+        _assert_sms_fits(locale, sms)
+
+
+@pytest.mark.parametrize("shape", sorted(CONTEXTS), ids=_id)
+@pytest.mark.parametrize("milestone", DRIVER_MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_driver_without_contact_leaves_no_trace(renderer: Renderer, locale: str, milestone: str, shape: str) -> None:
+    context = _with_driver(locale, milestone, shape, None)
+
+    rendered = renderer.render(milestone, locale, context)
+
+    assert "Maximilian" in rendered.push_body
+    for part in PARTS:
+        text = getattr(rendered, part)
+        assert "None" not in text, f"{part}: {text}"
+        assert CONTACT not in text, f"{part}: {text}"
+        assert [phrase for phrase in CALL_PHRASES[locale] if phrase in text.lower()] == [], f"{part}: {text}"
+    assert "tel:" not in rendered.email_html
+    _assert_sms_fits(locale, rendered.sms)
+    _assert_no_gaps(renderer, locale, milestone, context)
 
 
 @pytest.mark.parametrize("locale", LOCALES, ids=_id)
