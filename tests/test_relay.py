@@ -219,4 +219,30 @@ async def test_a_thousand_concurrent_opens_never_break_the_rule(redis_url: str) 
     assert outcomes.count("ok") == 500
     assert set(outcomes) == {"ok", "driver"}
     await assert_invariants(r)
+    # Closing everything frees everything: no routing key is left behind.
+    for n in range(1000):
+        session = await relay.for_delivery(f"D-{n}")
+        if session:
+            await relay.close(session["id"])
+    assert [k async for k in r.scan_iter("hub:relay:route:*")] == []
     await r.aclose()
+
+
+@pytest.mark.settings(**RELAY)
+async def test_call_outcome_is_logged_and_its_webhook_is_signed_too(hub: Hub) -> None:
+    session = await open_session(hub)
+    url = hub.base + f"/webhooks/twilio/voice/status?session={session['id']}&from=customer"
+    form = {"CallSid": "CA1", "DialCallStatus": "completed", "DialCallDuration": "42"}
+    forged = await hub.http.post(url, data=form, headers={"X-Twilio-Signature": "nope"})
+    assert forged.status == 403
+    sig = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form)
+    assert (await hub.http.post(url, data=form, headers={"X-Twilio-Signature": sig})).status == 200
+    log = (await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json())["interactions"]
+    assert log[-1]["status"] == "completed" and log[-1]["duration_s"] == 42
+
+
+@pytest.mark.settings(**{**RELAY, "relay.dispatcher_number": "+4930901820"})
+async def test_refused_callers_can_be_put_through_to_the_dispatcher(hub: Hub) -> None:
+    stranger = await call(hub, "+4915199999999", POOL[0])
+    assert stranger["would_ring"] == "+4930901820"
+    assert stranger["said"]
