@@ -124,6 +124,8 @@ async def test_out_for_delivery_opens_the_relay_and_the_message_shows_only_the_p
     assert session["status"] == "open"
     for m in hub.messages():
         assert DRIVER not in json.dumps(m)
+    [sms] = hub.messages(channel="sms")
+    assert session["participants"]["customer"]["proxy_number"] in sms["text"]
     await hub.run_worker()
     opened = hub.receiver.of_type("relay.session.opened")
     assert len(opened) == 1 and DRIVER not in json.dumps(opened)
