@@ -140,6 +140,28 @@ class WebhookDeliveryList(BaseModel):
     deliveries: list[WebhookDelivery]
 
 
+class RelayParticipant(BaseModel):
+    number: str = Field(description="the participant's real number, masked unless ?reveal=true with an admin key")
+    proxy_number: str = Field(description="the number this participant dials to reach the other")
+    forwarding_stopped: bool
+
+
+class RelaySession(BaseModel):
+    id: str
+    delivery_id: str
+    status: Literal["open", "closed", "expired"]
+    created_at: str | None
+    expires_at: str
+    closed_at: str | None
+    participants: dict[str, RelayParticipant]
+    interactions: list[dict[str, Any]] | None = None
+
+
+class RelayRequest(BaseModel):
+    driver_phone: str | None = Field(None, description="default: the delivery's driver phone")
+    customer_phone: str | None = Field(None, description="default: the delivery's customer's phone")
+
+
 class DeliveryView(BaseModel):
     id: str
     customer_id: str | None = None
