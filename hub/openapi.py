@@ -186,6 +186,10 @@ _MODELS: list[type[BaseModel]] = [
     MessageView,
     MessageList,
     DeliveryView,
+    FeedbackSummary,
+    WebhookDeliveryList,
+    RelaySession,
+    RelayRequest,
 ]
 
 
@@ -336,6 +340,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             }
         },
     }
+    paths.update(_two_way_paths(id_param, reveal))
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -353,3 +358,99 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     if server_url:
         doc["servers"] = [{"url": server_url}]
     return doc
+
+
+def _two_way_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any]:
+    """Feedback, webhook deliveries, the relay and Twilio's webhooks."""
+    twiml = {"content": {"application/xml": {"schema": {"type": "string"}}}}
+    signed = {"403": _json("Error", "X-Twilio-Signature missing or wrong")}
+    return {
+        "/v1/feedback": {
+            "get": {
+                "summary": "Ratings of a driver: count and average, overall and per day",
+                "operationId": "getFeedback",
+                "parameters": [{"name": "driver_id", "in": "query", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": _json("FeedbackSummary", "the summary"), **_errors(400, 401, 403)},
+            }
+        },
+        "/v1/webhooks/deliveries": {
+            "get": {
+                "summary": "Outbound webhook deliveries, newest last",
+                "operationId": "listWebhookDeliveries",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["pending", "retrying", "delivered", "dead"]},
+                    },
+                    {"name": "type", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                ],
+                "responses": {"200": _json("WebhookDeliveryList", "deliveries"), **_errors(400, 401, 403)},
+            }
+        },
+        "/v1/deliveries/{id}/relay": {
+            "parameters": [id_param],
+            "post": {
+                "summary": "Open the masked-number relay for a delivery (idempotent)",
+                "operationId": "openRelay",
+                "requestBody": {"required": False, "content": {"application/json": {"schema": _ref("RelayRequest")}}},
+                "responses": {
+                    "201": _json("RelaySession", "opened"),
+                    "200": _json("RelaySession", "already open"),
+                    **_errors(400, 401, 403, 404, 409, 415, 422, 503),
+                },
+            },
+            "get": {
+                "summary": "The delivery's relay session and its interactions",
+                "operationId": "getRelay",
+                "parameters": [reveal],
+                "responses": {"200": _json("RelaySession", "the session"), **_errors(401, 403, 404)},
+            },
+            "delete": {
+                "summary": "Close the relay session",
+                "operationId": "closeRelay",
+                "responses": {"204": {"description": "closed"}, **_errors(401, 403, 404)},
+            },
+        },
+        "/webhooks/twilio/sms": {
+            "post": {
+                "summary": "Inbound SMS (signed); a reply to the hub or a text to a proxy number; answered with TwiML",
+                "operationId": "twilioInboundSms",
+                "security": [],
+                "requestBody": _form({"MessageSid": "string", "From": "string", "To": "string", "Body": "string"}),
+                "responses": {"200": {"description": "TwiML", **twiml}, **signed, **_errors(400)},
+            }
+        },
+        "/webhooks/twilio/status": {
+            "post": {
+                "summary": "Message status callback (signed)",
+                "operationId": "twilioStatusCallback",
+                "security": [],
+                "requestBody": _form({"MessageSid": "string", "MessageStatus": "string", "ErrorCode": "string"}),
+                "responses": {
+                    "204": {"description": "applied, or parked until the message is known"},
+                    **signed,
+                    **_errors(400),
+                },
+            }
+        },
+        "/webhooks/twilio/voice": {
+            "post": {
+                "summary": "Call to a proxy number (signed); TwiML that dials the other participant or refuses",
+                "operationId": "twilioVoice",
+                "security": [],
+                "requestBody": _form({"CallSid": "string", "From": "string", "To": "string"}),
+                "responses": {"200": {"description": "TwiML", **twiml}, **signed},
+            }
+        },
+        "/webhooks/twilio/voice/status": {
+            "post": {
+                "summary": "Outcome of a relayed call (Dial action; signed)",
+                "operationId": "twilioVoiceStatus",
+                "security": [],
+                "requestBody": _form({"CallSid": "string", "DialCallStatus": "string", "DialCallDuration": "string"}),
+                "responses": {"200": {"description": "TwiML hang-up", **twiml}, **signed},
+            }
+        },
+    }
