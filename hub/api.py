@@ -306,7 +306,16 @@ async def patch_preferences(request: web.Request) -> web.Response:
 
 async def delete_customer(request: web.Request) -> web.Response:
     authenticate(request, "events")
-    await request.app[CUSTOMERS].erase(path_id(request))
+    customer_id = path_id(request)
+    # Close the customer's relay sessions first: nothing may route to an erased number.
+    relay, redis = request.app[RELAY], request.app[REDIS]
+    for delivery_id in await redis.smembers(keys.deliveries_of(customer_id)):
+        session = await relay.for_delivery(delivery_id)
+        if session is not None and session.get("customer"):
+            await relay.close(session["id"], reason="customer erased")
+            await redis.delete(keys.relay_sticky(session["customer"]))
+            await redis.hdel(keys.relay_session(session["id"]), "customer")
+    await request.app[CUSTOMERS].erase(customer_id)
     return web.Response(status=204)
 
 
@@ -414,6 +423,7 @@ async def open_relay(request: web.Request) -> web.Response:
     if "customer_phone" not in numbers and delivery and delivery.get("customer_id"):
         customer = await request.app[CUSTOMERS].get(delivery["customer_id"])
         numbers["customer_phone"] = customer.phone if customer and not customer.erased else None
+    numbers.setdefault("customer_phone", None)
     missing = {f: "unknown; give it in the body" for f, v in numbers.items() if not v}
     if missing:
         raise ApiError(409, "numbers_missing", "the driver's or the customer's number is not known", missing)

@@ -237,6 +237,7 @@ class Runtime:
                 return None
         if session is None or session.get("status") != "open":
             return None
+        await relay.touch(session["id"])
         return session["customer_proxy"]
 
     async def _supersede(self, source: str, event_id: str, delivery_id: str) -> None:

@@ -184,7 +184,16 @@ class Relay:
     async def stop_forwarding(self, sid: str, role: Role) -> None:
         await self.redis.hset(keys.relay_session(sid), f"stopped_{role}", "1")
 
-    async def record(self, sid: str, direction: str, kind: str, status: str, **extra: Any) -> None:
+    async def resume_forwarding(self, sid: str, role: Role) -> None:
+        await self.redis.hdel(keys.relay_session(sid), f"stopped_{role}")
+
+    async def touch(self, sid: str) -> None:
+        """A delivery update counts as activity: the session lives on (never past a grace cut)."""
+        await self._extend(keys=[keys.relay_session(sid)], args=[self.ttl, time.time(), "refresh"])
+
+    async def record(
+        self, sid: str, direction: str, kind: str, status: str, *, key: str | None = None, **extra: Any
+    ) -> None:
         entry = {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "direction": direction,
@@ -200,6 +209,7 @@ class Relay:
         await self.webhooks.emit(
             "relay.interaction",
             {"session_id": sid, "delivery_id": session.get("delivery_id") if session else None, **entry},
+            key=key,
         )
 
     async def interactions(self, sid: str) -> list[dict[str, Any]]:
@@ -219,7 +229,7 @@ class Relay:
             "closed_at": session.get("closed_at"),
             "participants": {
                 role: {
-                    "number": session[role] if unmask else mask_phone(session[role]),
+                    "number": session.get(role) if unmask else mask_phone(session.get(role)),
                     "proxy_number": session[f"{role}_proxy"],
                     "forwarding_stopped": session.get(f"stopped_{role}") == "1",
                 }

@@ -7,7 +7,9 @@
 - SMS to a proxy number (routed here by ``twilio_hooks``): forwarded to the other participant
   from their proxy number, media passed on; STOP stops forwarding to the sender in this session.
 
-No TwiML or log line carries a real number of the other party; callers only ever see proxies.
+Callers only ever see proxy numbers: the other party's real number appears only inside the
+``<Dial><Number>`` instruction, which goes to Twilio and is never shown to the caller, and no log
+line or webhook carries a real number.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from channels import Outbound, TwilioSms
 from .config import Settings
 from .masking import mask_phone
 from .relay import Relay
-from .replies import STOP_WORDS
+from .replies import START_WORDS, STOP_WORDS
 
 __all__ = ["relay_sms", "voice", "voice_status"]
 
@@ -61,7 +63,12 @@ async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.R
     dial.number(route.other_real)
     other = "customer" if route.role == "driver" else "driver"
     await relay.record(
-        route.session["id"], f"{route.role}->{other}", "call", "connecting", call_sid=form.get("CallSid")
+        route.session["id"],
+        f"{route.role}->{other}",
+        "call",
+        "connecting",
+        call_sid=form.get("CallSid"),
+        key=f"{form.get('CallSid')}:connecting",
     )
     return _xml(str(response))
 
@@ -76,6 +83,7 @@ async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role
             form.get("DialCallStatus", "unknown"),
             duration_s=int(form.get("DialCallDuration", "0") or 0),
             call_sid=form.get("CallSid"),
+            key=f"{form.get('CallSid')}:{form.get('DialCallStatus', 'unknown')}",
         )
     response = VoiceResponse()
     response.hangup()
@@ -93,10 +101,16 @@ async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.R
     sid = route.session["id"]
     other = "customer" if route.role == "driver" else "driver"
     direction = f"{route.role}->{other}"
-    if " ".join(body.split()).upper().rstrip(".!") in STOP_WORDS:
+    keyword = " ".join(body.split()).upper().rstrip(".!")
+    if keyword in START_WORDS:
+        await relay.resume_forwarding(sid, route.role)
+        await relay.record(sid, direction, "sms", "resumed")
+        answer.message("Texts from this delivery will be forwarded to you again.")
+        return _xml(str(answer))
+    if keyword in STOP_WORDS:
         await relay.stop_forwarding(sid, route.role)
         await relay.record(sid, direction, "sms", "stopped")
-        answer.message("You will get no more texts forwarded from this delivery.")
+        answer.message("You will get no more texts forwarded from this delivery. Reply START to undo.")
         return _xml(str(answer))
     if route.session.get(f"stopped_{other}") == "1":
         await relay.record(sid, direction, "sms", "not_forwarded")
@@ -114,6 +128,11 @@ async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.R
         )
     )
     await relay.record(
-        sid, direction, "sms", "forwarded" if result.outcome == "accepted" else "failed", media=len(media)
+        sid,
+        direction,
+        "sms",
+        "forwarded" if result.outcome == "accepted" else "failed",
+        media=len(media),
+        key=form.get("MessageSid") or None,
     )
     return _xml(str(answer))

@@ -104,6 +104,13 @@ async def test_texts_are_forwarded_from_the_proxy_with_media_and_stop_ends_forwa
     sig3 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form3)
     await hub.http.post(url, data=form3, headers={"X-Twilio-Signature": sig3})
     assert [m["text"] for m in hub.messages(channel="sms") if m["to"] == DRIVER] == ["Gate code 4711"]
+    form4 = {"MessageSid": "SMrelay4", "From": DRIVER, "To": driver_proxy, "Body": "START"}
+    sig4 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form4)
+    await hub.http.post(url, data=form4, headers={"X-Twilio-Signature": sig4})
+    form5 = {"MessageSid": "SMrelay5", "From": CUSTOMER, "To": customer_proxy, "Body": "Back home now"}
+    sig5 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form5)
+    await hub.http.post(url, data=form5, headers={"X-Twilio-Signature": sig5})
+    assert [m["text"] for m in hub.messages(channel="sms") if m["to"] == DRIVER][-1] == "Back home now"
 
 
 @pytest.mark.settings(**RELAY)
@@ -248,3 +255,14 @@ async def test_refused_callers_can_be_put_through_to_the_dispatcher(hub: Hub) ->
     stranger = await call(hub, "+4915199999999", POOL[0])
     assert stranger["would_ring"] == "+4930901820"
     assert stranger["said"]
+
+
+@pytest.mark.settings(**RELAY)
+async def test_erasing_the_customer_closes_their_relay_session(hub: Hub) -> None:
+    session = await open_session(hub)
+    proxy = session["participants"]["customer"]["proxy_number"]
+    assert (await hub.request("DELETE", "/v1/customers/C-77")).status == 204
+    assert (await call(hub, CUSTOMER, proxy))["would_ring"] is None
+    assert (await call(hub, DRIVER, session["participants"]["driver"]["proxy_number"]))["would_ring"] is None
+    shown = await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json()
+    assert shown["status"] == "closed" and CUSTOMER not in json.dumps(shown)
