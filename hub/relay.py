@@ -205,6 +205,8 @@ class Relay:
             pipe.rpush(keys.relay_log(sid), json.dumps(entry))
             pipe.expire(keys.relay_log(sid), self.log_ttl)
             await pipe.execute()
+        if not self.webhooks.subscribers("relay.interaction"):
+            return
         session = await self.get(sid)
         await self.webhooks.emit(
             "relay.interaction",
