@@ -118,6 +118,24 @@ def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
     return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
+def _hub_env(redis_url: str, api_port: int, **extra: str) -> dict[str, str]:
+    """The environment of the `hub api` / `hub worker` processes a benchmark starts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(
+        {
+            "HUB_CONFIG": str(ROOT / "config.yaml"),
+            "HUB_REDIS_URL": redis_url,
+            "HUB_API_KEY": BENCH_KEY,
+            "HUB_SECRET_KEY": "bench-secret",
+            "HUB_LOG_LEVEL": "WARNING",
+            "HUB_API__PORT": str(api_port),
+            "HUB_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+            **extra,
+        }
+    )
+    return env
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -304,21 +322,13 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         sandbox_proc = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)])
         procs.append(sandbox_proc)
         origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env.update(
-            {
-                "HUB_CONFIG": str(ROOT / "config.yaml"),
-                "HUB_REDIS_URL": redis.url,
-                "HUB_API_KEY": BENCH_KEY,
-                "HUB_SECRET_KEY": "bench-secret",
-                "HUB_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-                "HUB_TWILIO__BASE_URL": f"{origin}/twilio",
-                "HUB_FCM__BASE_URL": f"{origin}/fcm",
-                "HUB_SMTP__PORT": str(smtp_port),
-                "HUB_LOG_LEVEL": "WARNING",
-                "HUB_API__PORT": str(api_port),
-                "HUB_WORKER__MAX_JOBS": str(max_jobs),
-            }
+        env = _hub_env(
+            redis.url,
+            api_port,
+            HUB_TWILIO__BASE_URL=f"{origin}/twilio",
+            HUB_FCM__BASE_URL=f"{origin}/fcm",
+            HUB_SMTP__PORT=str(smtp_port),
+            HUB_WORKER__MAX_JOBS=str(max_jobs),
         )
         api = _spawn(["-m", "hub", "api"], env)
         worker_procs = [_spawn(["-m", "hub", "worker"], env) for _ in range(workers)]
@@ -508,19 +518,11 @@ async def _bench_relay(args: argparse.Namespace) -> dict[str, Any]:
             routes.append(time.perf_counter() - t)
         # The whole webhook: signed POST to `hub api`, TwiML back.
         api_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env.update(
-            {
-                "HUB_CONFIG": str(ROOT / "config.yaml"),
-                "HUB_REDIS_URL": redis_server.url,
-                "HUB_API_KEY": BENCH_KEY,
-                "HUB_SECRET_KEY": "bench-secret",
-                "HUB_LOG_LEVEL": "WARNING",
-                "HUB_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-                "HUB_API__PORT": str(api_port),
-                "HUB_TWILIO__BASE_URL": "http://127.0.0.1:9/unused",
-                "HUB_RELAY__POOL": json.dumps(pool),
-            }
+        env = _hub_env(
+            redis_server.url,
+            api_port,
+            HUB_TWILIO__BASE_URL="http://127.0.0.1:9/unused",
+            HUB_RELAY__POOL=json.dumps(pool),
         )
         procs.append(_spawn(["-m", "hub", "api"], env))
         await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
