@@ -86,7 +86,8 @@ def provider(provider_id: str) -> str:
 # KEYS: delivery, timeline, customer. ARGV: type, occurred_ms, is_terminal (0|1), timeline
 # member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
 # fields (JSON object of strings, may be empty), lift erasure (0|1), when the hub received the
-# event (ISO, UTC; may be empty).
+# event (ISO, UTC; may be empty). The 4th result says whether the customer's phone has texted
+# STOP (``hub:sms_optout:{phone}``), so planning needs no further round trip.
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
 -- Contact data is applied in the order the hub received it: a retried or late event does not
@@ -117,7 +118,10 @@ if current == 1 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
-return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1])}
+local phone = redis.call('HGET', KEYS[3], 'phone')
+local stopped = 0
+if phone and redis.call('EXISTS', 'hub:sms_optout:' .. phone) == 1 then stopped = 1 end
+return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped}
 """
 
 # Claim a message before any provider call. A message is claimable when it has no record yet

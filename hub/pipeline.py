@@ -125,7 +125,7 @@ class Runtime:
         delivery_id, customer_id = delivery_in["id"], customer_in["id"]
         ids = {"event_id": event_id, "delivery_id": delivery_id, "source": source}
 
-        current, customer_raw, stored_delivery = await self.store.apply_event(
+        current, customer_raw, stored_delivery, sms_stopped = await self.store.apply_event(
             delivery_id=delivery_id,
             customer_id=customer_id,
             milestone=milestone,
@@ -145,9 +145,9 @@ class Runtime:
 
         customer = CustomerRecord.from_hash(customer_id, customer_raw) if customer_raw else None
         delivery = stored_delivery or {"id": delivery_id}
-        stopped: frozenset[str] = frozenset()
-        if customer is not None and customer.phone and await self.redis.exists(keys.sms_optout(customer.phone)):
-            stopped = frozenset({customer.phone})
+        stopped = (
+            frozenset({customer.phone}) if sms_stopped and customer is not None and customer.phone else frozenset()
+        )
         decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
         prefs = customer.prefs if customer else {}
         locale = self.renderer.resolve_locale(

@@ -121,8 +121,9 @@ class HubStore:
         fields: dict[str, str],
         contact: dict[str, str],
         received_at: str = "",
-    ) -> tuple[bool, dict[str, str], dict[str, Any] | None]:
-        """Apply an event (see keys.APPLY_EVENT); returns (current, customer hash, delivery)."""
+    ) -> tuple[bool, dict[str, str], dict[str, Any] | None, bool]:
+        """Apply an event (see keys.APPLY_EVENT); returns (current, customer hash, delivery,
+        whether the customer's phone has opted out of SMS)."""
         lift = any(k in contact for k in ("phone", "email", "push_tokens"))
         async with self.redis.pipeline(transaction=False) as pipe:
             await self._apply(
@@ -146,8 +147,9 @@ class HubStore:
             pipe.sadd(keys.deliveries_of(customer_id), delivery_id)
             pipe.expire(keys.deliveries_of(customer_id), self.timeline_ttl)
             results = await pipe.execute()
-        current, customer_flat, delivery_flat = results[0]
-        return bool(int(current)), _pairs(customer_flat), _decode_delivery(delivery_id, _pairs(delivery_flat))
+        current, customer_flat, delivery_flat, sms_stopped = results[0]
+        delivery = _decode_delivery(delivery_id, _pairs(delivery_flat))
+        return bool(int(current)), _pairs(customer_flat), delivery, bool(int(sms_stopped))
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         return _decode_delivery(delivery_id, await self.redis.hgetall(keys.delivery(delivery_id)))
