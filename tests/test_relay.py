@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +30,13 @@ async def open_session(hub: Hub) -> dict:
     resp = await hub.request("POST", "/v1/deliveries/D-1001/relay")
     assert resp.status == 201, await resp.text()
     return await resp.json()
+
+
+async def post_signed(hub: Hub, path: str, form: dict[str, str]) -> aiohttp.ClientResponse:
+    """POST a form to the hub as Twilio would, with a valid X-Twilio-Signature."""
+    url = hub.base + path
+    signature = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form)
+    return await hub.http.post(url, data=form, headers={"X-Twilio-Signature": signature})
 
 
 async def call(hub: Hub, from_: str, to: str) -> dict:
@@ -90,26 +98,20 @@ async def test_texts_are_forwarded_from_the_proxy_with_media_and_stop_ends_forwa
         "NumMedia": "1",
         "MediaUrl0": "https://media.example/gate.jpg",
     }
-    url = hub.base + "/webhooks/twilio/sms"
-    sig = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form)
-    assert (await hub.http.post(url, data=form, headers={"X-Twilio-Signature": sig})).status == 200
+    sms = "/webhooks/twilio/sms"
+    assert (await post_signed(hub, sms, form)).status == 200
     [forwarded] = [m for m in hub.messages(channel="sms") if m["to"] == DRIVER]
     assert forwarded["from"] == driver_proxy and forwarded["text"] == "Gate code 4711"
     assert forwarded["meta"]["media_urls"] == ["https://media.example/gate.jpg"]
     # The driver texts STOP to their proxy: nothing more is forwarded to the driver.
-    form2 = {"MessageSid": "SMrelay2", "From": DRIVER, "To": driver_proxy, "Body": "STOP"}
-    sig2 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form2)
-    await hub.http.post(url, data=form2, headers={"X-Twilio-Signature": sig2})
-    form3 = {"MessageSid": "SMrelay3", "From": CUSTOMER, "To": customer_proxy, "Body": "Hello again"}
-    sig3 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form3)
-    await hub.http.post(url, data=form3, headers={"X-Twilio-Signature": sig3})
+    await post_signed(hub, sms, {"MessageSid": "SMrelay2", "From": DRIVER, "To": driver_proxy, "Body": "STOP"})
+    await post_signed(hub, sms, {"MessageSid": "SMrelay3", "From": CUSTOMER, "To": customer_proxy, "Body": "Hello"})
     assert [m["text"] for m in hub.messages(channel="sms") if m["to"] == DRIVER] == ["Gate code 4711"]
-    form4 = {"MessageSid": "SMrelay4", "From": DRIVER, "To": driver_proxy, "Body": "START"}
-    sig4 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form4)
-    await hub.http.post(url, data=form4, headers={"X-Twilio-Signature": sig4})
-    form5 = {"MessageSid": "SMrelay5", "From": CUSTOMER, "To": customer_proxy, "Body": "Back home now"}
-    sig5 = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form5)
-    await hub.http.post(url, data=form5, headers={"X-Twilio-Signature": sig5})
+    # START to the proxy undoes it.
+    await post_signed(hub, sms, {"MessageSid": "SMrelay4", "From": DRIVER, "To": driver_proxy, "Body": "START"})
+    await post_signed(
+        hub, sms, {"MessageSid": "SMrelay5", "From": CUSTOMER, "To": customer_proxy, "Body": "Back home now"}
+    )
     assert [m["text"] for m in hub.messages(channel="sms") if m["to"] == DRIVER][-1] == "Back home now"
 
 
@@ -240,12 +242,11 @@ async def test_a_thousand_concurrent_opens_never_break_the_rule(redis_url: str) 
 @pytest.mark.settings(**RELAY)
 async def test_call_outcome_is_logged_and_its_webhook_is_signed_too(hub: Hub) -> None:
     session = await open_session(hub)
-    url = hub.base + f"/webhooks/twilio/voice/status?session={session['id']}&from=customer"
+    path = f"/webhooks/twilio/voice/status?session={session['id']}&from=customer"
     form = {"CallSid": "CA1", "DialCallStatus": "completed", "DialCallDuration": "42"}
-    forged = await hub.http.post(url, data=form, headers={"X-Twilio-Signature": "nope"})
+    forged = await hub.http.post(hub.base + path, data=form, headers={"X-Twilio-Signature": "nope"})
     assert forged.status == 403
-    sig = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form)
-    assert (await hub.http.post(url, data=form, headers={"X-Twilio-Signature": sig})).status == 200
+    assert (await post_signed(hub, path, form)).status == 200
     log = (await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json())["interactions"]
     assert log[-1]["status"] == "completed" and log[-1]["duration_s"] == 42
 

@@ -95,3 +95,23 @@ async def test_retry_made_obsolete_by_a_newer_event_is_superseded_not_sent(hub: 
     await asyncio.wait_for(worker, 30)
     assert await _message_status(hub, "sms") == "superseded"
     assert hub.messages(channel="sms") == []  # the late "arriving soon" SMS never went out
+
+
+async def test_smtp_server_refusing_connections_is_retried_and_the_email_sent_once(hub: Hub) -> None:
+    hub.sandbox.faults.set("smtp", "refuse", count=1)
+    await hub.post_event(make_event("order_confirmed"))  # e-mail only by default
+    await hub.run_worker()
+    assert len(hub.messages(channel="email")) == 1
+    listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    [mail] = [m for m in listing["messages"] if m["channel"] == "email"]
+    assert mail["status"] == "accepted"
+    assert [h["status"] for h in mail["history"]] == ["sending", "transient", "sending", "accepted"]
+
+
+@pytest.mark.settings(**{"worker.max_tries": 2})
+async def test_a_provider_that_stays_down_ends_in_dead_not_in_a_loop(hub: Hub) -> None:
+    hub.sandbox.faults.set("twilio", "500")
+    await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
+    await hub.run_worker()
+    assert await _message_status(hub, "sms") == "dead"
+    assert hub.messages(channel="sms") == []
