@@ -17,10 +17,20 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:msgs:customer:{id}``         sorted set of message ids by creation time. Same TTL.
 - ``hub:provider:{provider_id}``     string: message id for a provider's id (status callbacks).
   Same TTL.
+- ``hub:msgs:status:{status}``      sorted set of message ids by time (ms) for the statuses an
+  operator acts on (dead, unknown, deferred). Kept by CLAIM_MESSAGE and HubStore.record; entries
+  older than the message log are trimmed on read.
+- ``hub:rl:{customer_id}:{channel}`` sorted set: message ids sent to the customer on the channel
+  in the last hour, scored by send time (ms). Expires an hour after the last send.
+- ``hub:pace:{channel}:{sender}``    string: the next free send slot (ms) of a provider sender
+  (see PACE). Expires when idle.
+- ``hub:collapse:{delivery}:{type}`` string: end (ms) of the open collapsing window for a
+  delivery's milestone. Expires with the window.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
 - arq's keys: the queue (``worker.queue_name``, sorted set of job ids by due time),
   ``arq:job:{job_id}`` (serialized job), ``arq:in-progress:{job_id}``, ``arq:retry:{job_id}``.
-  Job ids are ``{source}:{event_id}``. ACCEPT_EVENT writes the first two itself, in arq's format.
+  Job ids are ``{source}:{event_id}`` for events, ``msg:{message_id}:{due_ms}`` for a message's
+  own job (held, retried or replayed). ACCEPT_EVENT writes the first two itself, in arq's format.
 """
 
 from __future__ import annotations
@@ -29,6 +39,11 @@ __all__ = [
     "ACCEPT_EVENT",
     "APPLY_EVENT",
     "CLAIM_MESSAGE",
+    "COLLAPSE",
+    "INDEXED_STATUSES",
+    "PACE",
+    "REPLAY_MESSAGE",
+    "collapse",
     "customer",
     "delivery",
     "event",
@@ -36,7 +51,10 @@ __all__ = [
     "message_history",
     "messages_by_customer",
     "messages_by_delivery",
+    "messages_by_status",
+    "pace",
     "provider",
+    "rate_window",
     "timeline",
 ]
 
@@ -77,6 +95,25 @@ def messages_by_customer(customer_id: str) -> str:
 
 def provider(provider_id: str) -> str:
     return f"hub:provider:{provider_id}"
+
+
+INDEXED_STATUSES = ("dead", "unknown", "deferred")
+
+
+def messages_by_status(status: str) -> str:
+    return f"hub:msgs:status:{status}"
+
+
+def rate_window(customer_id: str, channel: str) -> str:
+    return f"hub:rl:{customer_id}:{channel}"
+
+
+def pace(channel: str, sender: str) -> str:
+    return f"hub:pace:{channel}:{sender}"
+
+
+def collapse(delivery_id: str, milestone: str) -> str:
+    return f"hub:collapse:{delivery_id}:{milestone}"
 
 
 # Apply one event in one round trip: upsert the customer's inline contact fields (new contacts
@@ -124,19 +161,36 @@ if phone and redis.call('EXISTS', 'hub:sms_optout:' .. phone) == 1 then stopped 
 return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped}
 """
 
-# Claim a message before any provider call. A message is claimable when it has no record yet
-# or its last attempt failed transiently; anything else (sending, accepted, delivered,
-# permanent, skipped, ...) returns that status and the caller must not send.
-# With target status "skipped" (a planned message that will not be sent, and why) only a new
-# record is written.
-# KEYS: message, history, by-delivery index, by-customer index.
+# Move a message to a new status if its current one allows it, creating the record on first
+# sight. ``"claimed"`` means the change was made (for target "sending": the caller may send now);
+# otherwise the current status is returned and nothing changes. Statuses that allow a change are
+# passed in (",transient,deferred,replaying,"); a missing record always does.
+# With a per-customer limit (ARGV[8] > 0) a "sending" claim also takes a slot in the customer's
+# hourly window; when the window is full it returns "limited:<ms when a slot frees>".
+# KEYS: message, history, by-delivery index, by-customer index, dead index, unknown index,
+#   deferred index, the customer's rate window for the channel.
 # ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
-# detail (why, for skips).
+#   detail (why; may be empty), statuses allowing the change, hourly limit (0: none), window (ms),
+#   due (ms, for deferred; may be empty), policy clock (ms).
 CLAIM_MESSAGE = """
 local st = redis.call('HGET', KEYS[1], 'status')
-if st and (st ~= 'transient' or ARGV[5] ~= 'sending') then return st end
+if st and not string.find(ARGV[7], ',' .. st .. ',', 1, true) then return st end
+local fields = cjson.decode(ARGV[4])
+local limit = tonumber(ARGV[8])
+if ARGV[5] == 'sending' and limit > 0 then
+  local now = tonumber(ARGV[11])
+  local window = tonumber(ARGV[9])
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - window)
+  if not redis.call('ZSCORE', KEYS[8], fields['id']) then
+    if redis.call('ZCARD', KEYS[8]) >= limit then
+      local oldest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
+      return 'limited:' .. string.format('%d', tonumber(oldest[2]) + window)
+    end
+    redis.call('ZADD', KEYS[8], now, fields['id'])
+  end
+  redis.call('PEXPIRE', KEYS[8], window)
+end
 if not st then
-  local fields = cjson.decode(ARGV[4])
   for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
   redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
   redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
@@ -146,12 +200,53 @@ if not st then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
 if ARGV[5] == 'sending' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[10]) else redis.call('HDEL', KEYS[1], 'due_at') end
 local entry = {status = ARGV[5], at = ARGV[1]}
 if ARGV[6] ~= '' then entry['detail'] = ARGV[6] end
 redis.call('RPUSH', KEYS[2], cjson.encode(entry))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('ZREM', KEYS[5], fields['id'])
+redis.call('ZREM', KEYS[6], fields['id'])
+redis.call('ZREM', KEYS[7], fields['id'])
+if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[2], fields['id']) end
 return 'claimed'
+"""
+
+# Replay a dead-lettered message: only a message still "dead" changes (to "replaying"), so two
+# replays of one message queue it once. Returns the status found.
+# KEYS: message, history, dead index. ARGV: now (ISO).
+REPLAY_MESSAGE = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'dead' then return st or '' end
+redis.call('HSET', KEYS[1], 'status', 'replaying', 'updated_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'due_at')
+redis.call('RPUSH', KEYS[2], cjson.encode({status = 'replaying', at = ARGV[1], detail = 'replay requested'}))
+redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+return 'dead'
+"""
+
+# Take the next send slot of a provider sender (messages per second shared by all workers).
+# Returns the wait in ms before sending; a wait longer than the maximum is not taken and comes
+# back negative (the caller reschedules the message instead of holding a worker).
+# KEYS: pace key. ARGV: now (ms, wall clock), interval (ms), maximum wait (ms).
+PACE = """
+local now = tonumber(ARGV[1])
+local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local wait = at - now
+if wait > tonumber(ARGV[3]) then return -wait end
+local interval = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', at + interval), 'PX', string.format('%d', wait + interval + 1000))
+return wait
+"""
+
+# Open (or find) the collapsing window of a delivery's milestone; returns its end (ms).
+# KEYS: collapse key. ARGV: end if opened now (ms), window length (ms).
+COLLAPSE = """
+local found = redis.call('GET', KEYS[1])
+if found then return found end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
 """
 
 # Register an event and enqueue its arq job in one atomic step, so an accepted event is always

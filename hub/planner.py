@@ -7,7 +7,8 @@ Rules, in order:
 3. A channel the customer opted out of (preferences, or STOP by SMS), or has no usable contact
    for (none given, or the provider rejected it), is skipped, and the log says why.
 4. If that leaves nothing but the customer is reachable on some channel, the first reachable
-   channel of the fallback order (preferences, else config) is used instead.
+   channel of the fallback order (preferences, else config) is used instead. The same order
+   picks the next channel when a send fails permanently (``next_channel``, see hub.dispatch).
 Push fans out to every registered token.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from preferences import CustomerRecord
 
-__all__ = ["Plan", "Planned", "Skipped", "plan"]
+__all__ = ["Plan", "Planned", "Skipped", "next_channel", "plan", "reachable"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,39 @@ class Plan:
     skipped: list[Skipped]
 
 
+def reachable(
+    customer: CustomerRecord, channel: str, stopped_numbers: frozenset[str] = frozenset()
+) -> tuple[list[str], str | None]:
+    """The customer's addresses on a channel, or none and why."""
+    if customer.erased:
+        return [], "erased"
+    if channel in set(customer.prefs.get("opt_out") or ()):
+        return [], "opted_out"
+    addresses = customer.contact(channel)
+    if not addresses:
+        return [], "contact_invalid" if customer.invalid(channel) else "no_contact"
+    if channel == "sms" and addresses[0] in stopped_numbers:
+        return [], "sms_stopped"
+    return addresses, None
+
+
+def next_channel(
+    customer: CustomerRecord,
+    used: set[str],
+    default_fallback: Sequence[str],
+    stopped_numbers: frozenset[str] = frozenset(),
+) -> list[Planned]:
+    """The first reachable channel of the customer's fallback order not ``used`` yet (every
+    address on it), or nothing."""
+    for channel in customer.prefs.get("fallback") or default_fallback:
+        if channel in used:
+            continue
+        addresses, _ = reachable(customer, channel, stopped_numbers)
+        if addresses:
+            return [Planned(channel, a, via_fallback=True) for a in addresses]
+    return []
+
+
 def plan(
     milestone: str,
     customer: CustomerRecord | None,
@@ -49,34 +83,15 @@ def plan(
 ) -> Plan:
     if customer is None or customer.erased:
         return Plan([], [Skipped("*", "erased" if customer else "no_contact")])
-    prefs = customer.prefs
-    chosen_map = prefs.get("channels") or {}
+    chosen_map = customer.prefs.get("channels") or {}
     wanted = chosen_map.get(milestone) or chosen_map.get("default") or list(default_channels.get(milestone, ()))
-    opted_out = set(prefs.get("opt_out") or ())
-
-    def reachable(channel: str) -> tuple[list[str], str | None]:
-        if channel in opted_out:
-            return [], "opted_out"
-        addresses = customer.contact(channel)
-        if not addresses:
-            return [], "contact_invalid" if customer.invalid(channel) else "no_contact"
-        if channel == "sms" and addresses[0] in stopped_numbers:
-            return [], "sms_stopped"
-        return addresses, None
-
     send: list[Planned] = []
     skipped: list[Skipped] = []
     for channel in wanted:
-        addresses, why = reachable(channel)
+        addresses, why = reachable(customer, channel, stopped_numbers)
         if why:
             skipped.append(Skipped(channel, why))
         send.extend(Planned(channel, a) for a in addresses)
     if not send:
-        for channel in prefs.get("fallback") or default_fallback:
-            if channel in wanted:
-                continue
-            addresses, why = reachable(channel)
-            if addresses:
-                send.extend(Planned(channel, a, via_fallback=True) for a in addresses)
-                break
+        send = next_channel(customer, set(wanted), default_fallback, stopped_numbers)
     return Plan(send, skipped)

@@ -17,9 +17,13 @@ from . import keys
 from .config import Settings
 from .masking import mask_numbers
 
-__all__ = ["HubStore", "MessageRecord", "job_id_of", "now_iso"]
+__all__ = ["PENDING", "HubStore", "MessageRecord", "job_id_of", "now_iso"]
 
 DAY = 86_400
+HOUR_MS = 3_600_000
+# Statuses from which a message may still change: it waits (deferred), failed transiently and
+# will retry, or is being replayed. A missing record may always be created.
+PENDING = ",transient,deferred,replaying,"
 
 
 def job_id_of(source: str, event_id: str) -> str:
@@ -50,9 +54,12 @@ class MessageRecord:
     template: str
     locale: str
     via_fallback: bool = False
+    fallback_of: str = ""  # the message this one stands in for (fallback, escalation)
 
     def fields(self) -> dict[str, str]:
+        extra = {"fallback_of": self.fallback_of} if self.fallback_of else {}
         return {
+            **extra,
             "id": self.id,
             "event_id": self.event_id,
             "source": self.source,
@@ -78,6 +85,9 @@ class HubStore:
         self._apply = redis.register_script(keys.APPLY_EVENT)
         self._claim = redis.register_script(keys.CLAIM_MESSAGE)
         self._forward = redis.register_script(keys.STATUS_FORWARD)
+        self._replay = redis.register_script(keys.REPLAY_MESSAGE)
+        self._pace = redis.register_script(keys.PACE)
+        self._collapse = redis.register_script(keys.COLLAPSE)
 
     # -- events ---------------------------------------------------------------------------
     async def accept_events(self, items: list[tuple[str, str, str, bytes]], received_at: str) -> list[str]:
@@ -158,18 +168,80 @@ class HubStore:
         return [json.loads(m) for m in await self.redis.zrange(keys.timeline(delivery_id), 0, -1)]
 
     # -- message log ----------------------------------------------------------------------
-    async def claim(self, record: MessageRecord, status: str = "sending", detail: str = "") -> str:
-        """``"claimed"`` if the caller may send now, else the message's current status."""
+    async def claim(
+        self,
+        record: MessageRecord,
+        status: str = "sending",
+        detail: str = "",
+        *,
+        due_ms: int | None = None,
+        hourly_limit: int = 0,
+        clock_ms: int | None = None,
+    ) -> str:
+        """Move a message to ``status`` (see keys.CLAIM_MESSAGE): ``"claimed"`` if done (for
+        "sending": the caller may send now), ``"limited:<ms>"`` when the customer's hourly
+        limit for the channel is reached, else the message's current status."""
         result = await self._claim(
             keys=[
                 keys.message(record.id),
                 keys.message_history(record.id),
                 keys.messages_by_delivery(record.delivery_id),
                 keys.messages_by_customer(record.customer_id),
+                *(keys.messages_by_status(s) for s in keys.INDEXED_STATUSES),
+                keys.rate_window(record.customer_id, record.channel),
             ],
-            args=[now_iso(), _now_ms(), self.log_ttl, json.dumps(record.fields()), status, detail],
+            args=[
+                now_iso(),
+                _now_ms(),
+                self.log_ttl,
+                json.dumps(record.fields()),
+                status,
+                detail,  # written by the hub (reasons), never provider text: not masked
+                PENDING,
+                hourly_limit,
+                HOUR_MS,
+                "" if due_ms is None else str(due_ms),
+                _now_ms() if clock_ms is None else clock_ms,
+            ],
         )
         return str(result)
+
+    async def replay(self, message_id: str) -> bool:
+        """Mark a dead message for replay; False when it is not dead (already replayed, sent...)."""
+        found = await self._replay(
+            keys=[keys.message(message_id), keys.message_history(message_id), keys.messages_by_status("dead")],
+            args=[now_iso()],
+        )
+        return str(found) == "dead"
+
+    async def pace(self, channel: str, sender: str, per_second: float, max_wait: float) -> float:
+        """Seconds to wait for the sender's next slot; negative: longer than ``max_wait``, not taken."""
+        wait = await self._pace(
+            keys=[keys.pace(channel, sender)],
+            args=[_now_ms(), max(1, round(1000 / per_second)), int(max_wait * 1000)],
+        )
+        return int(wait) / 1000
+
+    async def collapse_window(self, delivery_id: str, milestone: str, end_ms: int, length_ms: int) -> int:
+        """End (ms) of the delivery's open collapsing window for the milestone, opening one if none."""
+        found = await self._collapse(keys=[keys.collapse(delivery_id, milestone)], args=[end_ms, max(1, length_ms)])
+        return int(found)
+
+    async def newer_events(self, delivery_id: str, occurred_ms: int) -> list[str]:
+        """Milestones of the delivery's events that occurred after ``occurred_ms``."""
+        members = await self.redis.zrangebyscore(keys.timeline(delivery_id), f"({occurred_ms}", "+inf")
+        return [json.loads(m).get("type", "") for m in members]
+
+    async def message_fields(self, message_id: str) -> dict[str, str]:
+        raw: dict[str, str] = await self.redis.hgetall(keys.message(message_id))
+        return raw
+
+    async def list_by_status(self, status: str, *, since_ms: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Messages in an indexed status (dead, unknown, deferred), oldest first."""
+        index = keys.messages_by_status(status)
+        await self.redis.zremrangebyscore(index, "-inf", _now_ms() - self.log_ttl * 1000)
+        ids = await self.redis.zrangebyscore(index, since_ms, "+inf", start=0, num=limit)
+        return await self._load(ids)
 
     async def record(
         self,
@@ -193,6 +265,11 @@ class HubStore:
         if error:
             entry["detail"] = mask_numbers(error)
         async with self.redis.pipeline(transaction=True) as pipe:
+            for indexed in keys.INDEXED_STATUSES:
+                if indexed == status:
+                    pipe.zadd(keys.messages_by_status(status), {message_id: _now_ms()})
+                else:
+                    pipe.zrem(keys.messages_by_status(indexed), message_id)
             if status == "accepted":
                 pipe.hdel(keys.message(message_id), "error", "error_code")
             pipe.hset(keys.message(message_id), mapping=fields)
@@ -200,6 +277,13 @@ class HubStore:
             if provider_id:
                 pipe.set(keys.provider(provider_id), message_id, ex=self.log_ttl)
             await pipe.execute()
+
+    async def note(self, message_id: str, detail: str) -> None:
+        """Add a line to a message's history without changing its status."""
+        status = await self.redis.hget(keys.message(message_id), "status")
+        if status:
+            entry = {"status": status, "at": now_iso(), "detail": detail}
+            await self.redis.rpush(keys.message_history(message_id), json.dumps(entry))
 
     async def status_forward(self, message_id: str, status: str, rank: int, error_code: str) -> bool:
         """Apply a provider's status callback if it moves the message forward (see STATUS_FORWARD)."""
@@ -228,16 +312,16 @@ class HubStore:
         else:
             raise ValueError("delivery_id or customer_id is required")
         ids = await self.redis.zrange(index, -limit, -1)
+        out = await self._load(ids)
+        return [m for m in out if not customer_id or m.get("customer_id") == customer_id]
+
+    async def _load(self, ids: list[str]) -> list[dict[str, Any]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for message_id in ids:
                 pipe.hgetall(keys.message(message_id))
                 pipe.lrange(keys.message_history(message_id), 0, -1)
             raw = await pipe.execute()
-        out = []
-        for i in range(0, len(raw), 2):
-            if raw[i] and (not customer_id or raw[i].get("customer_id") == customer_id):
-                out.append(_decode_message(raw[i], raw[i + 1]))
-        return out
+        return [_decode_message(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -259,8 +343,10 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
 
 
 def _decode_message(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(raw)
+    out: dict[str, Any] = {k: v for k, v in raw.items() if k != "job"}  # job: replay payload, internal
     out["via_fallback"] = raw.get("via_fallback") == "1"
+    if raw.get("due_at"):
+        out["due_at"] = datetime.fromtimestamp(int(raw["due_at"]) / 1000, UTC).isoformat(timespec="seconds")
     out["attempts"] = int(raw.get("attempts", "0"))
     out["history"] = [json.loads(h) for h in history]
     return out

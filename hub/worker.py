@@ -1,4 +1,5 @@
-"""The arq worker: one job per accepted event (``process_event``).
+"""The arq worker: one job per accepted event (``process_event``), and one per message that
+had to wait (``send_message``: quiet hours, collapsing, rate limits, retries, replays).
 
 Clients (Redis, Twilio, SMTP pool, firebase-admin app) are created once in ``on_startup`` and
 closed in ``on_shutdown``. Any unexpected error (Redis briefly unreachable, a bug) retries the
@@ -28,7 +29,8 @@ from redis.asyncio import Redis
 
 from . import keys
 from .config import Settings
-from .pipeline import RetryLater, Runtime, build_channels
+from .dispatch import SEND_JOB
+from .pipeline import Runtime, build_channels
 from .relay import CLOSE_JOB, close_relay_job
 from .webhooks import DELIVER_JOB, deliver_webhook
 
@@ -36,10 +38,12 @@ __all__ = [
     "JOB_NAME",
     "create_webhook_worker",
     "create_worker",
+    "drain",
     "job_deserializer",
     "job_serializer",
     "process_event",
     "run_workers",
+    "send_message",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,8 +67,6 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
         # Our own limit, below arq's: arq fails a job that overruns and never retries it.
         async with asyncio.timeout(runtime.settings.worker.job_timeout):
             outcome = await runtime.process(source, event, job_try)
-    except RetryLater as e:
-        raise Retry(defer=e.delay) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
         log.exception(
@@ -72,6 +74,21 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
         )
         raise Retry(defer=delay) from e
     return {"status": outcome.status, "messages": outcome.messages}
+
+
+async def send_message(
+    ctx: dict[str, Any], source: str, event: dict[str, Any], spec: dict[str, Any], due_ms: int, kind: str
+) -> str:
+    """A message whose wait is over (see hub.dispatch.Dispatcher.run_job)."""
+    runtime: Runtime = ctx["runtime"]
+    job_try: int = ctx.get("job_try", 1)
+    try:
+        async with asyncio.timeout(runtime.settings.worker.job_timeout):
+            return await runtime.run_job(source, event, spec, due_ms, kind)
+    except Exception as e:
+        delay = min(60.0, 2.0 ** min(job_try, 6))
+        log.exception("message job failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id")})
+        raise Retry(defer=delay) from e
 
 
 async def _stop_heartbeat(ctx: dict[str, Any]) -> None:
@@ -129,6 +146,34 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
     )
 
 
+async def drain(worker: Worker, *, horizon: float = 2.0, poll: float = 0.02) -> None:
+    """Run ``worker`` until nothing is due within ``horizon`` seconds and no job is running.
+
+    arq's burst mode waits for every queued job, including messages held until tomorrow
+    morning; this stops once only such far-off jobs are left (tests, one-off runs)."""
+    task = asyncio.get_running_loop().create_task(worker.main())
+    queue = worker.queue_name
+    idle = 0
+    try:
+        while not task.done():
+            await asyncio.sleep(poll)
+            if worker._pool is None:  # still starting
+                continue
+            due = await worker.pool.zcount(queue, "-inf", int((time.time() + horizon) * 1000))
+            busy = any(not t.done() for t in worker.tasks.values())
+            idle = idle + 1 if due == 0 and not busy else 0
+            if idle >= 3:
+                break
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await worker.close()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+
+
 async def run_workers(workers: list[Worker]) -> None:
     """Run several arq workers in this process until SIGTERM/SIGINT, then stop them gracefully."""
     loop = asyncio.get_running_loop()
@@ -155,7 +200,10 @@ def create_worker(
     burst: bool = False,
     handle_signals: bool = True,
     channels_factory: Callable[[Settings], dict[str, Any]] = build_channels,
+    clock: Callable[[], float] = time.time,
 ) -> Worker:
+    """The event worker. ``clock`` is the delivery policy's clock (quiet hours, expiry, limits);
+    tests pass a fixed one."""
     if not settings.redis_url:
         raise ValueError("redis_url is required (set HUB_REDIS_URL)")
     wcfg = settings.worker
@@ -165,7 +213,9 @@ def create_worker(
         # arq's own connection returns bytes; the stores work with str.
         redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
         ctx["hub_redis"] = redis
-        ctx["runtime"] = Runtime(settings, redis, channels_factory(settings))
+        ctx["runtime"] = Runtime(
+            settings, redis, channels_factory(settings), enqueue=ctx["redis"].enqueue_job, clock=clock
+        )
         ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(redis, name))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -182,6 +232,7 @@ def create_worker(
     return Worker(
         functions=[
             func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5),
+            func(send_message, name=SEND_JOB, max_tries=10),
             func(close_relay_job, name=CLOSE_JOB, max_tries=5),
         ],
         queue_name=wcfg.queue_name,

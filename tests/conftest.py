@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from datetime import datetime
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,13 @@ from hub.api import create_app
 from hub.config import Settings, load_settings
 from hub.redis_server import EmbeddedRedis, free_port
 from hub.sandbox import Sandbox
-from hub.worker import create_webhook_worker, create_worker
+from hub.worker import create_webhook_worker, create_worker, drain
 
 API_KEY = "test-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
+# The policy clock of the hub fixture: a weekday morning in Berlin, shortly after the sample
+# events (tests/events.py) occurred, so none is in quiet hours or expired.
+TEST_NOW = datetime.fromisoformat("2026-11-24T08:30:00+01:00").timestamp()
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -107,6 +112,26 @@ class Hub:
         self.receiver = receiver
         self.base = settings.public_url
         self.sandbox_url = ""
+        # The delivery policy's clock (quiet hours, expiry, limits): fixed, near the sample events.
+        self.now = TEST_NOW
+
+    def clock(self) -> float:
+        return self.now
+
+    async def fast_forward(self, seconds: float) -> None:
+        """Move the policy clock on and make queued jobs due by then runnable at once."""
+        import redis.asyncio as aioredis
+
+        self.now += seconds
+        client = aioredis.Redis.from_url(str(self.settings.redis_url))
+        try:
+            queue = self.settings.worker.queue_name
+            real_now_ms = int(time.time() * 1000)
+            for job_id, score in await client.zrange(queue, 0, -1, withscores=True):
+                if score <= real_now_ms + seconds * 1000:
+                    await client.zadd(queue, {job_id: real_now_ms})
+        finally:
+            await client.aclose()
 
     @property
     def ledger(self) -> Any:
@@ -133,16 +158,14 @@ class Hub:
         return await self.request("POST", "/v1/events", json=event, **kwargs)
 
     async def run_worker(self, **overrides: Any) -> None:
-        """Process everything queued (arq burst mode): events, then webhook deliveries."""
+        """Process everything due (events, messages, then webhook deliveries); jobs held for
+        later (quiet hours, collapsing, limits) stay queued until ``fast_forward``."""
         settings = self.settings.replace(**overrides) if overrides else self.settings
         for worker in (
-            create_worker(settings, burst=True, handle_signals=False),
-            create_webhook_worker(settings, burst=True, handle_signals=False),
+            create_worker(settings, handle_signals=False, clock=self.clock),
+            create_webhook_worker(settings, handle_signals=False),
         ):
-            try:
-                await worker.main()
-            finally:
-                await worker.close()
+            await drain(worker)
         await asyncio.sleep(0)
 
     async def text_hub(self, from_: str, body: str) -> dict[str, Any]:

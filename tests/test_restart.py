@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,10 @@ def worker_env(hub: Hub, **extra: str) -> dict[str, str]:
             "HUB_WORKER__MAX_JOBS": "4",
             "HUB_WORKER__RETRY_BASE_DELAY": "0.1",
             "HUB_LOG_LEVEL": "WARNING",
+            # These workers run on the wall clock: no quiet hours, whatever the time of the run,
+            # and no pacing, so the batch is quick.
+            "HUB_POLICY__QUIET_HOURS": "",
+            "HUB_POLICY__SENDER_RATE": "{sms: 0, email: 0, push: 0}",
             **extra,
         }
     )
@@ -48,9 +53,12 @@ def start_worker(hub: Hub, **extra: str) -> subprocess.Popen[bytes]:
 
 
 async def post_events(hub: Hub) -> list[str]:
+    now = datetime.now(UTC)
     events = [
         make_event(
             "arriving_soon",
+            occurred_at=now.isoformat(),
+            delivery__eta={"start": now.isoformat(), "end": (now + timedelta(hours=2)).isoformat()},
             event_id=f"restart-{i}",
             delivery__id=f"D-{i}",
             data={"minutes": 10},

@@ -369,9 +369,10 @@ async def test_hard_bounce_at_smtp_time_marks_the_address_invalid(hub: Hub) -> N
     listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
     [mail] = [m for m in listing["messages"] if m["channel"] == "email"]
     assert mail["status"] == "failed" and mail["error_code"] == "550"
+    assert [m["channel"] for m in hub.messages()] == ["push"]  # the same news, on the next channel
     await hub.post_event(make_event("returned", occurred_at="2026-11-24T12:00:00+01:00"))  # e-mail only by default
     await hub.run_worker()
-    assert [m["channel"] for m in hub.messages()] == ["push"]  # fell back from the bounced address
+    assert [m["channel"] for m in hub.messages()] == ["push", "push"]  # the bounced address is skipped
 
 
 async def test_an_update_without_a_question_keeps_the_slot_offer_open(hub: Hub) -> None:

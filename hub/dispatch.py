@@ -1,0 +1,598 @@
+"""Sending one planned message under the delivery policy (see hub.policy), and its follow-ups.
+
+``Dispatcher.deliver`` takes a message from planned to its outcome:
+
+1. expired (time-to-live, or the ETA window it speaks of has ended)      -> ``expired``
+2. it waited and a newer event made it pointless, or the customer opted
+   out, was erased or changed the address meanwhile                      -> ``superseded`` / ``skipped``
+3. quiet hours (by the milestone's urgency) or an open collapsing window -> ``deferred`` + a job
+4. the provider sender's pace (shared through Redis): wait briefly, or reschedule
+5. claim in the log (atomic, with the customer's hourly limit per channel; over it -> deferred)
+6. render (once per event), send, record; then by outcome:
+   - accepted: open the reply prompt; schedule a push-to-SMS escalation where configured;
+   - permanent: retire the contact, send on the next channel of the customer's fallback order;
+   - transient: a retry job with exponential backoff and jitter (Retry-After honoured), until
+     ``worker.max_tries``, then ``dead`` with what a replay needs.
+
+Messages that wait get a job of their own (``send_message``, id ``msg:{message_id}:{due_ms}``),
+deferred by the time they wait; the job re-checks everything from step 1, so a message held
+overnight is dropped if the parcel was delivered meanwhile. Every decision is a status change
+with a reason in the message's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+
+from channels import Channel, Outbound, SendResult, count_segments
+from preferences import CustomerRecord, CustomerStore
+
+from . import keys
+from .config import QuietWindow, Settings
+from .context import Formatter, build_context
+from .links import Links
+from .masking import mask
+from .planner import next_channel, reachable
+from .policy import customer_timezone, expires_at, obsoleted_by, quiet_due, quiet_window, spread_offset
+from .relay import Relay
+from .render import Rendered, Renderer, RenderFailure
+from .schema import occurred_ms_of
+from .status import apply_parked
+from .store import PENDING, HubStore, MessageRecord, now_iso
+from .webhooks import Webhooks
+
+__all__ = ["SEND_JOB", "Dispatcher", "Send", "Spec", "message_id"]
+
+log = logging.getLogger(__name__)
+
+SEND_JOB = "send_message"
+_STATUS = {"accepted": "accepted", "transient": "transient", "permanent": "failed"}
+Enqueue = Callable[..., Awaitable[Any]]
+
+
+def message_id(source: str, event_id: str, channel: str, address: str) -> str:
+    digest = hashlib.sha256(f"{source}\x1f{event_id}\x1f{channel}\x1f{address}".encode()).hexdigest()
+    return f"m_{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One message to send (JSON-safe: it travels in jobs)."""
+
+    channel: str
+    address: str
+    via_fallback: bool = False
+    fallback_of: str = ""
+
+    @classmethod
+    def of(cls, raw: dict[str, Any]) -> Spec:
+        return cls(
+            str(raw["channel"]), str(raw["address"]), bool(raw.get("via_fallback")), str(raw.get("fallback_of", ""))
+        )
+
+
+@dataclass
+class Send:
+    """What every message of one event shares (built once per event, or per message job)."""
+
+    source: str
+    event: dict[str, Any]
+    customer: CustomerRecord
+    delivery: dict[str, Any]
+    locale: str
+    timezone: str
+    quiet: QuietWindow | None
+    expires: float | None
+    stopped: frozenset[str]
+    driver_contact: str | None = None
+    used: set[str] = field(default_factory=set)  # channels this event already has messages on
+    rendered: Rendered | None = None
+    render_error: str | None = None
+    prompt: dict[str, Any] | None = None
+    prompt_built: bool = False
+
+    @property
+    def milestone(self) -> str:
+        return str(self.event["type"])
+
+    @property
+    def ids(self) -> dict[str, str]:
+        return {"event_id": self.event["event_id"], "delivery_id": self.delivery["id"], "source": self.source}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+class Dispatcher:
+    """The per-message half of the worker's runtime (hub.pipeline.Runtime adds events)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        channels: dict[str, Channel],
+        *,
+        enqueue: Enqueue | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not settings.secret_key:
+            raise ValueError("secret_key is required (set HUB_SECRET_KEY)")
+        self.settings = settings
+        self.redis = redis
+        self.store = HubStore(redis, settings)
+        self.customers = CustomerStore(redis)
+        self.renderer = Renderer(settings.templates_dir, settings.default_locale)
+        self.channels = channels
+        self.links = Links(settings.secret_key, settings.public_url)
+        self.webhooks = Webhooks(redis, settings)
+        self.relay = Relay(redis, settings)
+        self.enqueue = enqueue
+        self.clock = clock
+
+    # -- context ------------------------------------------------------------------------------
+    def context(
+        self,
+        source: str,
+        event: dict[str, Any],
+        customer: CustomerRecord,
+        delivery: dict[str, Any],
+        stopped: frozenset[str],
+        driver_contact: str | None = None,
+    ) -> Send:
+        cfg, prefs = self.settings.policy, customer.prefs
+        locale = self.renderer.resolve_locale(prefs.get("locale") or customer.locale or self.settings.default_locale)
+        tz = customer_timezone(prefs, customer.timezone, customer.phone, cfg, self.settings.default_timezone)
+        eta = event["delivery"].get("eta") or delivery.get("eta") or {}
+        eta_end = occurred_ms_of(eta["end"]) / 1000 if eta.get("end") else None
+        occurred = occurred_ms_of(event["occurred_at"]) / 1000
+        return Send(
+            source=source,
+            event=event,
+            customer=customer,
+            delivery=delivery,
+            locale=locale,
+            timezone=tz,
+            quiet=quiet_window(prefs, customer.phone, cfg),
+            expires=expires_at(event["type"], occurred, eta_end, cfg),
+            stopped=stopped,
+            driver_contact=driver_contact,
+        )
+
+    def record_for(self, send: Send, spec: Spec) -> MessageRecord:
+        event = send.event
+        return MessageRecord(
+            id=message_id(send.source, event["event_id"], spec.channel, spec.address),
+            event_id=event["event_id"],
+            source=send.source,
+            delivery_id=send.delivery["id"],
+            customer_id=send.customer.id,
+            milestone=send.milestone,
+            channel=spec.channel,
+            to=spec.address,
+            template=f"{send.locale}/{send.milestone}",
+            locale=send.locale,
+            via_fallback=spec.via_fallback,
+            fallback_of=spec.fallback_of,
+        )
+
+    # -- the policy ---------------------------------------------------------------------------
+    async def deliver(self, send: Send, spec: Spec, *, fresh: bool) -> str:
+        """Take one message as far as it can go now; returns its status. ``fresh``: planned by
+        the event being processed (not a message that waited)."""
+        cfg = self.settings.policy
+        rec = self.record_for(send, spec)
+        send.used.add(spec.channel)
+        now = self.clock()
+        if send.expires is not None and now >= send.expires:
+            return await self._drop(send, rec, "expired", f"its time to live ended at {_iso(send.expires)}")
+        if not fresh:
+            newer = await self.store.newer_events(rec.delivery_id, occurred_ms_of(send.event["occurred_at"]))
+            replaced = obsoleted_by(send.milestone, newer, cfg)
+            if replaced:
+                return await self._drop(send, rec, "superseded", f"a newer {replaced} event arrived while it waited")
+            addresses, why = reachable(send.customer, spec.channel, send.stopped)
+            if why or spec.address not in addresses:
+                return await self._drop(send, rec, "skipped", why or "the customer's address changed while it waited")
+        due, reason = await self._hold(send, spec, rec, fresh, now)
+        if due is not None:
+            return await self._defer(send, rec, spec, due, reason)
+        rate = cfg.sender_rate.get(spec.channel, 0.0)  # type: ignore[call-overload]
+        if rate > 0:
+            wait = await self.store.pace(spec.channel, self._sender(spec.channel), rate, cfg.sender_max_wait)
+            if wait < 0:
+                return await self._defer(send, rec, spec, now - wait, "the provider sender is at its rate limit")
+            if wait > 0:
+                await asyncio.sleep(wait)
+        limit = int(cfg.per_customer_hour.get(spec.channel, 0))  # type: ignore[call-overload]
+        claim = await self.store.claim(rec, hourly_limit=limit, clock_ms=int(now * 1000))
+        if claim.startswith("limited:"):
+            reason = f"more than {limit} {spec.channel} messages to this customer in an hour"
+            return await self._defer(send, rec, spec, int(claim.split(":", 1)[1]) / 1000, reason)
+        if claim == "sending":
+            await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
+            await self._status_webhook(rec, "unknown", None)
+            return "unknown"
+        if claim != "claimed":
+            return claim
+        return await self._send(send, spec, rec)
+
+    async def _hold(
+        self, send: Send, spec: Spec, rec: MessageRecord, fresh: bool, now: float
+    ) -> tuple[float | None, str]:
+        """Until when quiet hours or a collapsing window hold the message (None: send now)."""
+        cfg = self.settings.policy
+        due: float | None = None
+        reason = ""
+        end = quiet_due(send.milestone, spec.channel, now, send.timezone, send.quiet, cfg)
+        if end is not None:
+            due = end + spread_offset(rec.id, cfg.quiet_spread_minutes)
+            local = datetime.fromtimestamp(end, ZoneInfo(send.timezone))
+            reason = f"quiet hours until {local.strftime('%H:%M')} {send.timezone}"
+        if fresh and send.milestone in cfg.collapsible and cfg.collapse_seconds > 0:
+            length = int(cfg.collapse_seconds * 1000)
+            window_end = (
+                await self.store.collapse_window(rec.delivery_id, send.milestone, int(now * 1000) + length, length)
+                / 1000
+            )
+            if window_end > now and (due is None or window_end > due):
+                due, reason = window_end, f"collapsing {send.milestone} updates until {_iso(window_end)}"
+        return due, reason
+
+    async def _drop(self, send: Send, rec: MessageRecord, status: str, detail: str) -> str:
+        claim = await self.store.claim(rec, status, detail)
+        if claim != "claimed":
+            return claim
+        log.info("message %s %s: %s", rec.channel, status, detail, extra={**send.ids, "message_id": rec.id})
+        if status == "expired":
+            await self._status_webhook(rec, status, None)
+        return status
+
+    async def _defer(self, send: Send, rec: MessageRecord, spec: Spec, due: float, reason: str) -> str:
+        if send.expires is not None and due >= send.expires:
+            detail = f"{reason}, but it expires at {_iso(send.expires)}"
+            return await self._drop(send, rec, "expired", detail)
+        due_ms = int(due * 1000)
+        # The job first: a crash before the claim leaves a job that finds nothing to do, never a
+        # deferred message without a job.
+        await self.schedule("deferred", send, spec, due_ms)
+        claim = await self.store.claim(rec, "deferred", reason, due_ms=due_ms)
+        if claim != "claimed":
+            return claim
+        log.info(
+            "message %s deferred to %s: %s", rec.channel, _iso(due), reason, extra={**send.ids, "message_id": rec.id}
+        )
+        return "deferred"
+
+    async def schedule(self, kind: str, send: Send, spec: Spec, due_ms: int, suffix: str = "") -> None:
+        """A job of the message's own at ``due_ms`` (policy clock), deferred by the time left."""
+        if self.enqueue is None:
+            raise RuntimeError("this runtime cannot schedule jobs (no queue)")
+        rec_id = message_id(send.source, send.event["event_id"], spec.channel, spec.address)
+        delay = max(0.0, due_ms / 1000 - self.clock())
+        await self.enqueue(
+            SEND_JOB,
+            send.source,
+            send.event,
+            asdict(spec),
+            due_ms,
+            kind,
+            _job_id=f"msg:{rec_id}:{due_ms}{suffix}",
+            _defer_by=delay,
+        )
+
+    def _sender(self, channel: str) -> str:
+        if channel == "sms":
+            tw = self.settings.twilio
+            return tw.messaging_service_sid or tw.from_number or "default"
+        if channel == "email":
+            return self.settings.smtp.username or self.settings.smtp.from_address
+        return self.settings.fcm.project_id
+
+    # -- sending ------------------------------------------------------------------------------
+    async def _send(self, send: Send, spec: Spec, rec: MessageRecord) -> str:
+        rendered = self._render(send)
+        if rendered is None:
+            await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
+            return "failed"
+        outbound = self._outbound(rec, rendered)
+        try:
+            result = await self.channels[rec.channel].send(outbound)
+        except Exception as e:  # an adapter bug must not lose the message: retry it
+            log.exception("channel %s raised", rec.channel, extra={**send.ids, "message_id": rec.id})
+            result = SendResult.transient(f"adapter error: {type(e).__name__}")
+        status = _STATUS[result.outcome]
+        extra = None
+        if rec.channel == "sms":
+            info = count_segments(outbound.text)
+            extra = {"segments": str(info.segments), "encoding": info.encoding}
+        await self.store.record(
+            rec.id,
+            status,
+            provider_id=result.provider_id,
+            error=result.reason,
+            error_code=result.error_code,
+            extra=extra,
+        )
+        log.info(
+            "message %s %s to %s",
+            rec.channel,
+            status,
+            mask(rec.channel, rec.to),
+            extra={**send.ids, "message_id": rec.id},
+        )
+        if result.provider_id and rec.channel == "sms":
+            await apply_parked(self.store, self.customers, self.webhooks, rec.id, result.provider_id)
+        if status == "accepted":
+            if rec.channel == "sms":
+                prompt = self._prompt(send)
+                if prompt is not None:
+                    await self._open_prompt(rec.to, prompt)
+            await self._status_webhook(rec, status, result)
+            await self._maybe_escalate(send, spec, rec)
+            return status
+        if status == "failed":
+            await self._status_webhook(rec, status, result)
+            await self._permanent(send, spec, rec, result)
+            return status
+        return await self._transient(send, spec, rec, result)
+
+    async def _permanent(self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult) -> None:
+        """Retire a dead contact, then carry the message over to the next channel."""
+        if result.contact_invalid:
+            reason = f"{result.error_code or ''} {result.reason or ''}".strip()
+            if rec.channel == "push":
+                await self.customers.remove_push_token(rec.customer_id, rec.to)
+            else:
+                await self.customers.mark_invalid(rec.customer_id, rec.channel, reason, rec.to)
+        await self.fall_back(send, rec, f"{rec.channel} failed permanently")
+
+    async def fall_back(self, send: Send, rec: MessageRecord, why: str) -> None:
+        if rec.channel == "push" and send.customer.contact("push") != [rec.to]:
+            return  # other devices of the customer still got (or get) the push
+        planned = next_channel(send.customer, send.used, self.settings.fallback, send.stopped)
+        if not planned:
+            await self.store.note(rec.id, f"{why}; no other channel reaches the customer")
+            return
+        first = self.record_for(send, Spec(planned[0].channel, planned[0].address))
+        await self.store.note(rec.id, f"{why}; falling back to {planned[0].channel} ({first.id})")
+        for p in planned:
+            await self.deliver(send, Spec(p.channel, p.address, via_fallback=True, fallback_of=rec.id), fresh=True)
+
+    async def _transient(self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult) -> str:
+        attempts = int((await self.store.message_fields(rec.id)).get("attempts", "1"))
+        if attempts >= self.settings.worker.max_tries:
+            job = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+            await self.store.record(
+                rec.id, "dead", error=f"gave up after {attempts} tries: {result.reason}", extra={"job": job}
+            )
+            await self._status_webhook(rec, "dead", None)
+            return "dead"
+        delay = self._backoff(attempts, result.retry_after)
+        due_ms = int((self.clock() + delay) * 1000)
+        await self.schedule("retry", send, spec, due_ms)
+        return "transient"
+
+    async def _maybe_escalate(self, send: Send, spec: Spec, rec: MessageRecord) -> None:
+        cfg = self.settings.policy
+        minutes = cfg.escalate_after_minutes
+        if rec.channel != "push" or minutes is None or send.milestone not in cfg.escalate_milestones:
+            return
+        addresses, _ = reachable(send.customer, "sms", send.stopped)
+        if not addresses:
+            return
+        sms = Spec("sms", addresses[0], via_fallback=True, fallback_of=rec.id)
+        await self.schedule("escalate", send, sms, int((self.clock() + minutes * 60) * 1000))
+
+    def _render(self, send: Send) -> Rendered | None:
+        if send.rendered is not None or send.render_error is not None:
+            return send.rendered
+        try:
+            context = build_context(
+                event=send.event,
+                delivery=send.delivery,
+                customer_name=send.customer.name,
+                locale=send.locale,
+                timezone=send.timezone,
+                sender=self.settings.sender.model_dump(),
+                link=None,
+                unsubscribe_url=self.links.unsubscribe_url(send.customer.id),
+                driver_contact=send.driver_contact,
+            )
+            send.rendered = self.renderer.render(send.milestone, send.locale, context)
+        except (RenderFailure, ValueError, OverflowError, KeyError) as e:
+            # Retrying cannot fix a template or data problem: the message fails.
+            log.error("rendering failed: %s", e, extra=send.ids)
+            send.render_error = str(e)
+        return send.rendered
+
+    def _prompt(self, send: Send) -> dict[str, Any] | None:
+        if not send.prompt_built:
+            send.prompt_built = True
+            try:
+                send.prompt = self._build_prompt(send)
+            except (ValueError, OverflowError, KeyError):
+                log.exception("could not build the reply prompt; replies will get the options", extra=send.ids)
+        return send.prompt
+
+    def _build_prompt(self, send: Send) -> dict[str, Any] | None:
+        """What an SMS for this milestone invites the customer to answer (see hub.conversation)."""
+        conv = self.settings.conversation
+        now = time.time()
+        milestone, event = send.milestone, send.event
+        data = event.get("data") or {}
+        slots = data.get("reschedule_slots") or []
+        if milestone == "returned":
+            return None
+        if milestone == "delivered":
+            kind, expires = "rating", now + conv.rating_hours * 3600
+        elif slots and milestone in ("out_for_delivery", "delivery_failed", "exception"):
+            first = min(datetime.fromisoformat(s["start"]).timestamp() for s in slots)
+            kind, expires = "reschedule", min(now + conv.reschedule_hours * 3600, first)
+        else:
+            kind, expires = "instructions", now + conv.reschedule_hours * 3600
+        fmt = Formatter(send.locale, send.timezone)
+        driver = send.delivery.get("driver") or event.get("driver") or {}
+        return {
+            "prompt": kind,
+            "delivery_id": send.delivery.get("id") or event["delivery"]["id"],
+            "customer_id": event["customer"]["id"],
+            "source": send.source,
+            "locale": send.locale,
+            "timezone": send.timezone,
+            "driver_id": driver.get("id"),
+            "slots": [
+                {"n": n, "id": s["id"], "start": s["start"], "end": s["end"], "label": fmt.slot(s["start"], s["end"])}
+                for n, s in enumerate(slots, start=1)
+            ]
+            if kind == "reschedule"
+            else [],
+            "expires_at": expires,
+        }
+
+    async def _open_prompt(self, phone: str, prompt: dict[str, Any]) -> None:
+        """Remember what replies to this SMS mean (hub.conversation); the latest prompt wins,
+        except that an update asking nothing new keeps an open slot offer for the same delivery."""
+        # The same sender the SMS adapter uses: the messaging service when set, else the number.
+        sender = self.settings.twilio.messaging_service_sid or self.settings.twilio.from_number or ""
+        key = keys.conversation(phone, sender)
+        if prompt["prompt"] == "instructions":
+            current = await self.redis.get(key)
+            if current:
+                offer = json.loads(current)
+                if (
+                    offer.get("prompt") == "reschedule"
+                    and offer.get("delivery_id") == prompt["delivery_id"]
+                    and float(offer.get("expires_at", 0)) > time.time()
+                ):
+                    return
+        await self.redis.set(key, json.dumps(prompt), ex=self.settings.conversation.keep_days * 86_400)
+
+    async def _status_webhook(self, rec: MessageRecord, status: str, result: SendResult | None) -> None:
+        await self.webhooks.emit(
+            "message.status",
+            {
+                "message_id": rec.id,
+                "event_id": rec.event_id,
+                "delivery_id": rec.delivery_id,
+                "customer_id": rec.customer_id,
+                "channel": rec.channel,
+                "milestone": rec.milestone,
+                "status": status,
+                "provider_id": result.provider_id if result else None,
+                "error_code": result.error_code if result else None,
+                "at": now_iso(),
+            },
+            key=f"{rec.id}:{status}",
+        )
+
+    def _outbound(self, rec: MessageRecord, rendered: Rendered) -> Outbound:
+        if rec.channel == "sms":
+            return Outbound(rec.id, "sms", rec.to, rendered.sms, locale=rec.locale)
+        if rec.channel == "email":
+            return Outbound(
+                rec.id,
+                "email",
+                rec.to,
+                rendered.email_text,
+                subject=rendered.email_subject,
+                html=rendered.email_html,
+                unsubscribe_url=self.links.unsubscribe_url(rec.customer_id),
+                locale=rec.locale,
+            )
+        return Outbound(
+            rec.id,
+            "push",
+            rec.to,
+            rendered.push_body,
+            subject=rendered.push_title,
+            data={
+                "delivery_id": rec.delivery_id,
+                "milestone": rec.milestone,
+                "event_id": rec.event_id,
+                "message_id": rec.id,
+                "receipt": self.links.receipt_token(rec.id),
+            },
+            collapse_key=f"delivery-{rec.delivery_id}"[:64],
+            locale=rec.locale,
+        )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        base: float = self.settings.worker.retry_base_delay * (2 ** (attempt - 1))
+        delay = min(base, self.settings.worker.retry_max_delay) * (0.5 + random.random() / 2)  # jitter, not a secret
+        return max(delay, retry_after or 0.0)
+
+    # -- a message's own job --------------------------------------------------------------------
+    async def run_job(
+        self, source: str, event: dict[str, Any], raw_spec: dict[str, Any], due_ms: int, kind: str
+    ) -> str:
+        """A held, retried, replayed or escalating message whose time has come."""
+        spec = Spec.of(raw_spec)
+        rec_id = message_id(source, event["event_id"], spec.channel, spec.address)
+        fields = await self.store.message_fields(rec_id)
+        status = fields.get("status")
+        if kind == "escalate":
+            if status:
+                return status  # the event already has this SMS
+            push = await self.store.message_fields(spec.fallback_of)
+            if push.get("status") in ("delivered", "read"):
+                log.info("push confirmed in time; no SMS", extra={"message_id": spec.fallback_of})
+                return "confirmed"
+        elif status is None or f",{status}," not in PENDING:
+            return status or "gone"
+        elif kind != "replay" and int(fields.get("due_at") or 0) > due_ms:
+            return "rescheduled"  # held again since; that later job owns it
+        if self.clock() * 1000 < due_ms - 1000:  # early (clocks differ between machines)
+            send_ms = int(self.clock() * 1000)
+            await self._reschedule_early(source, event, spec, due_ms, kind, send_ms)
+            return "early"
+        customer = await self.customers.get(event["customer"]["id"])
+        delivery = await self.store.get_delivery(event["delivery"]["id"]) or {"id": event["delivery"]["id"]}
+        if customer is None:
+            return "gone"
+        stopped: frozenset[str] = frozenset()
+        if customer.phone and await self.redis.exists(keys.sms_optout(customer.phone)):
+            stopped = frozenset({customer.phone})
+        session = await self.relay.for_delivery(delivery["id"]) if self.relay.cfg.pool else None
+        contact = session["customer_proxy"] if session and session.get("status") == "open" else None
+        send = self.context(source, event, customer, delivery, stopped, contact)
+        send.used |= await self._channels_of_event(source, event, delivery["id"])
+        if kind == "escalate":
+            await self.store.note(spec.fallback_of, "push not confirmed in time; escalating to SMS")
+        return await self.deliver(send, spec, fresh=False)
+
+    async def _reschedule_early(
+        self, source: str, event: dict[str, Any], spec: Spec, due_ms: int, kind: str, now_ms: int
+    ) -> None:
+        assert self.enqueue is not None
+        rec_id = message_id(source, event["event_id"], spec.channel, spec.address)
+        await self.enqueue(
+            SEND_JOB,
+            source,
+            event,
+            asdict(spec),
+            due_ms,
+            kind,
+            _job_id=f"msg:{rec_id}:{due_ms}:{now_ms}",
+            _defer_by=max(0.0, (due_ms - now_ms) / 1000),
+        )
+
+    async def _channels_of_event(self, source: str, event: dict[str, Any], delivery_id: str) -> set[str]:
+        listed = await self.store.list_messages(delivery_id=delivery_id, customer_id=None, limit=1000)
+        return {
+            m["channel"]
+            for m in listed
+            if m.get("event_id") == event["event_id"] and m.get("source") == source and m.get("to")
+        }
