@@ -43,6 +43,7 @@ from preferences import Contact, CustomerStore, Preferences, check_phone
 from . import keys
 from .config import ApiKey, Settings, TwilioSettings, hash_key
 from .conversation import Conversations, feedback_summary
+from .dispatch import replay_messages
 from .errors import ApiError, error_response
 from .links import Links
 from .masking import mask, mask_phone
@@ -50,6 +51,7 @@ from .openapi import openapi_document
 from .relay import PoolExhausted, Relay, RelayUnavailable
 from .render import Renderer
 from .schema import Event, EventInvalid, parse_event, validation_fields
+from .status import STATUS_RANK
 from .store import HubStore
 from .twilio_hooks import add_twilio_routes
 from .webhooks import Webhooks
@@ -344,19 +346,90 @@ async def list_messages(request: web.Request) -> web.Response:
     key = authenticate(request, "read")
     delivery_id = request.query.get("delivery_id")
     customer_id = request.query.get("customer_id")
-    if not delivery_id and not customer_id:
+    status = request.query.get("status")
+    if status is not None and status not in keys.INDEXED_STATUSES and not (delivery_id or customer_id):
+        raise ApiError(
+            400,
+            "invalid_status",
+            f"status alone must be one of {', '.join(keys.INDEXED_STATUSES)}; other statuses need a filter",
+            {"status": "not a listed status"},
+        )
+    if not delivery_id and not customer_id and not status:
         raise ApiError(
             400,
             "missing_filter",
-            "give delivery_id or customer_id",
-            {"delivery_id": "required unless customer_id is given"},
+            "give delivery_id, customer_id or status",
+            {"delivery_id": "required unless customer_id or status is given"},
         )
     limit = query_limit(request)
-    messages = await request.app[STORE].list_messages(delivery_id=delivery_id, customer_id=customer_id, limit=limit)
+    store = request.app[STORE]
+    if delivery_id or customer_id:
+        messages = await store.list_messages(delivery_id=delivery_id, customer_id=customer_id, limit=limit)
+    else:
+        assert status is not None
+        messages = await store.list_by_status(status, since_ms=_since_ms(request.query.get("since")), limit=limit)
     if delivery_id and customer_id:
         messages = [m for m in messages if m.get("customer_id") == customer_id]
+    if status:
+        messages = [m for m in messages if m.get("status") == status]
     unmask = wants_unmasked(request, key)
     return json_response({"messages": [_message_view(m, unmask) for m in messages]})
+
+
+def _since_ms(raw: str | None) -> int:
+    if not raw:
+        return 0
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError as e:
+        raise ApiError(400, "invalid_since", "since must be an ISO 8601 time", {"since": "not a time"}) from e
+    if when.tzinfo is None:
+        raise ApiError(
+            400, "invalid_since", "since needs a UTC offset, e.g. 2026-11-24T08:00:00Z", {"since": "no offset"}
+        )
+    return int(when.timestamp() * 1000)
+
+
+async def replay_dead_messages(request: web.Request) -> web.Response:
+    """Send dead-lettered messages again, by id or all since a time (admin)."""
+    authenticate(request, "admin")
+    body = await read_json(request)
+    if not isinstance(body, dict) or not ({"ids", "since"} & set(body)):
+        raise ApiError(422, "invalid_body", 'give {"ids": [...]} or {"since": "<ISO time>"}', {"ids": "required"})
+    ids = body.get("ids") or []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
+        raise ApiError(422, "invalid_body", "ids must be a list of at most 1000 message ids", {"ids": "invalid"})
+    if body.get("since") is not None:
+        if not isinstance(body["since"], str):
+            raise ApiError(422, "invalid_body", "since must be an ISO 8601 time", {"since": "not a string"})
+        dead = await request.app[STORE].list_by_status("dead", since_ms=_since_ms(body["since"]), limit=1000)
+        ids = list(dict.fromkeys([*ids, *(m["id"] for m in dead)]))
+    queued = await replay_messages(request.app[REDIS], request.app[SETTINGS], ids)
+    return json_response({"queued": queued, "not_dead": [i for i in ids if i not in set(queued)]}, status=202)
+
+
+async def push_receipt(request: web.Request) -> web.Response:
+    """The app confirms a push was shown: no API key, the receipt token from the push's data."""
+    body = await read_json(request)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("message_id"), str)
+        or not isinstance(body.get("receipt"), str)
+    ):
+        raise ApiError(
+            422,
+            "invalid_body",
+            "give message_id and receipt from the push's data",
+            {"message_id": "required string", "receipt": "required string"},
+        )
+    if not request.app[LINKS].receipt_valid(body["message_id"], body["receipt"]):
+        raise ApiError(403, "invalid_receipt", "the receipt does not match the message")
+    store = request.app[STORE]
+    message = await store.message_fields(body["message_id"])
+    if not message or message.get("channel") != "push":
+        raise ApiError(404, "not_found", "no such push message")
+    await store.status_forward(body["message_id"], "delivered", STATUS_RANK["delivered"], "")
+    return web.Response(status=204)
 
 
 async def get_message(request: web.Request) -> web.Response:
@@ -560,7 +633,9 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_patch("/v1/customers/{id}/preferences", patch_preferences)
     r.add_get("/v1/deliveries/{id}", get_delivery)
     r.add_get("/v1/messages", list_messages)
+    r.add_post("/v1/messages/replay", replay_dead_messages)
     r.add_get("/v1/messages/{id}", get_message)
+    r.add_post("/v1/push/receipts", push_receipt)
     r.add_get("/u/{token}", unsubscribe)
     r.add_post("/u/{token}", unsubscribe)
     r.add_get("/healthz", healthz)

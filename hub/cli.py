@@ -19,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -266,6 +267,51 @@ async def _sandbox_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since_ms(raw: str | None) -> int:
+    if not raw:
+        return 0
+    when = datetime.fromisoformat(raw)
+    if when.tzinfo is None:
+        raise ValueError("--since needs a UTC offset, e.g. 2026-11-24T08:00:00Z")
+    return int(when.timestamp() * 1000)
+
+
+async def _messages(settings: Settings, args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from .dispatch import replay_messages
+    from .masking import mask
+    from .store import HubStore
+
+    if not settings.redis_url:
+        print("set HUB_REDIS_URL", file=sys.stderr)
+        return 2
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    store = HubStore(redis, settings)
+    try:
+        if args.messages_command == "list":
+            for m in await store.list_by_status(args.status, since_ms=_since_ms(args.since), limit=args.limit):
+                reason = m.get("error") or (m["history"][-1].get("detail", "") if m["history"] else "")
+                to = mask(m.get("channel", ""), m.get("to"))
+                print(f"{m['id']}  {m.get('updated_at', '')}  {m.get('channel')} {to}  {m.get('milestone')}  {reason}")
+            return 0
+        ids = list(args.id)
+        if args.since:
+            ids += [m["id"] for m in await store.list_by_status("dead", since_ms=_since_ms(args.since), limit=100_000)]
+        if not ids:
+            print("nothing to replay: give --id or --since", file=sys.stderr)
+            return 2
+        queued = await replay_messages(redis, settings, list(dict.fromkeys(ids)))
+        skipped = [i for i in ids if i not in set(queued)]
+        print(
+            f"queued {len(queued)} dead-lettered messages again"
+            + (f"; not dead (sent, replayed already, or unknown): {', '.join(skipped)}" if skipped else "")
+        )
+        return 0
+    finally:
+        await redis.aclose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hub", description="Last-mile delivery notification hub")
     parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG, else the one in the source tree)")
@@ -302,6 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     replay = webhooks_sub.add_parser("replay", help="send deliveries again (by id, or every dead one)")
     replay.add_argument("--id", action="append", default=[], help="a delivery id (repeatable)")
     replay.add_argument("--dead", action="store_true", help="every dead-lettered delivery")
+    messages = sub.add_parser("messages", help="the message log: dead letters, held messages")
+    messages_sub = messages.add_subparsers(dest="messages_command", required=True)
+    listing = messages_sub.add_parser("list", help="messages in a status (dead, unknown, deferred)")
+    listing.add_argument("--status", default="dead", choices=["dead", "unknown", "deferred"])
+    listing.add_argument("--since", help="only those since this ISO 8601 time")
+    listing.add_argument("--limit", type=int, default=100)
+    mreplay = messages_sub.add_parser("replay", help="send dead-lettered messages again (never one already sent)")
+    mreplay.add_argument("--id", action="append", default=[], help="a message id (repeatable)")
+    mreplay.add_argument("--since", help="every message dead-lettered since this ISO 8601 time")
     sandbox = sub.add_parser("sandbox", help="talk to a running hub dev sandbox")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
     sms = sandbox_sub.add_parser("sms", help="send an SMS to the hub as if from a phone (signed like Twilio)")
@@ -337,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(run_demo(args.url, args.key, pause=args.pause, run=run_tag()))
         elif args.command == "webhooks":
             return asyncio.run(_replay(settings, args))
+        elif args.command == "messages":
+            return asyncio.run(_messages(settings, args))
         elif args.command == "sandbox":
             if args.sandbox_command == "call":
                 return asyncio.run(_sandbox_call(args))

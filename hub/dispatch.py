@@ -53,7 +53,7 @@ from .status import apply_parked
 from .store import PENDING, HubStore, MessageRecord, now_iso
 from .webhooks import Webhooks
 
-__all__ = ["SEND_JOB", "Dispatcher", "Send", "Spec", "message_id"]
+__all__ = ["SEND_JOB", "Dispatcher", "Send", "Spec", "message_id", "replay_messages"]
 
 log = logging.getLogger(__name__)
 
@@ -596,3 +596,34 @@ class Dispatcher:
             for m in listed
             if m.get("event_id") == event["event_id"] and m.get("source") == source and m.get("to")
         }
+
+
+async def replay_messages(redis: Redis, settings: Settings, ids: list[str]) -> list[str]:
+    """Send dead-lettered messages again; returns the ids queued. Only a message still ``dead``
+    is queued (twice asked, once queued), and its job runs the whole policy again: it is not sent
+    if it has expired or was superseded meanwhile, and never if a provider already has it."""
+    from arq.constants import job_key_prefix
+    from arq.jobs import serialize_job
+
+    from .worker import job_serializer
+
+    store = HubStore(redis, settings)
+    queued = []
+    for mid in ids:
+        job = await redis.hget(keys.message(mid), "job")
+        if not job or not await store.replay(mid):
+            continue
+        payload = json.loads(job)
+        now_ms = int(time.time() * 1000)
+        job_id = f"msg:{mid}:replay:{now_ms}"
+        args = (payload["source"], payload["event"], payload["spec"], now_ms, "replay")
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.set(
+                job_key_prefix + job_id,
+                serialize_job(SEND_JOB, args, {}, None, now_ms, serializer=job_serializer),
+                px=settings.retention.message_log_days * 86_400_000,
+            )
+            pipe.zadd(settings.worker.queue_name, {job_id: now_ms})
+            await pipe.execute()
+        queued.append(mid)
+    return queued

@@ -213,13 +213,13 @@ if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[2], fields['id'])
 return 'claimed'
 """
 
-# Replay a dead-lettered message: only a message still "dead" changes (to "replaying"), so two
-# replays of one message queue it once. Returns the status found.
+# Replay a dead-lettered message: only a message still "dead" changes (to "replaying", with its
+# tries counted afresh), so two replays of one message queue it once. Returns the status found.
 # KEYS: message, history, dead index. ARGV: now (ISO).
 REPLAY_MESSAGE = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'dead' then return st or '' end
-redis.call('HSET', KEYS[1], 'status', 'replaying', 'updated_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'replaying', 'updated_at', ARGV[1], 'attempts', 0)
 redis.call('HDEL', KEYS[1], 'due_at')
 redis.call('RPUSH', KEYS[2], cjson.encode({status = 'replaying', at = ARGV[1], detail = 'replay requested'}))
 redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))

@@ -171,7 +171,7 @@ async def drain(worker: Worker, *, horizon: float = 2.0, poll: float = 0.02) -> 
                 await task
         await worker.close()
     if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
+        raise task.exception()
 
 
 async def run_workers(workers: list[Worker]) -> None:
