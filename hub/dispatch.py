@@ -554,7 +554,7 @@ class Dispatcher:
             return status or "gone"
         elif kind != "replay" and int(fields.get("due_at") or 0) > due_ms:
             return "rescheduled"  # held again since; that later job owns it
-        if self.clock() * 1000 < due_ms - 1000:  # early (clocks differ between machines)
+        if kind != "replay" and self.clock() * 1000 < due_ms - 1000:  # early (clocks differ between machines)
             send_ms = int(self.clock() * 1000)
             await self._reschedule_early(source, event, spec, due_ms, kind, send_ms)
             return "early"

@@ -119,16 +119,18 @@ class Hub:
         return self.now
 
     async def fast_forward(self, seconds: float) -> None:
-        """Move the policy clock on and make queued jobs due by then runnable at once."""
+        """Move the policy clock on; messages held until then (jobs ``msg:{id}:{due_ms}``) become
+        runnable at once."""
         import redis.asyncio as aioredis
 
         self.now += seconds
-        client = aioredis.Redis.from_url(str(self.settings.redis_url))
+        client = aioredis.Redis.from_url(str(self.settings.redis_url), decode_responses=True)
         try:
             queue = self.settings.worker.queue_name
             real_now_ms = int(time.time() * 1000)
-            for job_id, score in await client.zrange(queue, 0, -1, withscores=True):
-                if score <= real_now_ms + seconds * 1000:
+            for job_id in await client.zrange(queue, 0, -1):
+                parts = job_id.split(":")
+                if parts[0] == "msg" and parts[2].isdigit() and int(parts[2]) <= self.now * 1000:
                     await client.zadd(queue, {job_id: real_now_ms})
         finally:
             await client.aclose()
