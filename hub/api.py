@@ -50,7 +50,7 @@ from .masking import mask, mask_phone
 from .openapi import openapi_document
 from .relay import PoolExhausted, Relay, RelayUnavailable
 from .render import Renderer
-from .schema import Event, EventInvalid, parse_event, validation_fields
+from .schema import Event, EventInvalid, PushReceipt, ReplayRequest, parse_event, validation_fields
 from .status import STATUS_RANK
 from .store import HubStore
 from .twilio_hooks import add_twilio_routes
@@ -393,16 +393,14 @@ def _since_ms(raw: str | None) -> int:
 async def replay_dead_messages(request: web.Request) -> web.Response:
     """Send dead-lettered messages again, by id or all since a time (admin)."""
     authenticate(request, "admin")
-    body = await read_json(request)
-    if not isinstance(body, dict) or not ({"ids", "since"} & set(body)):
-        raise ApiError(422, "invalid_body", 'give {"ids": [...]} or {"since": "<ISO time>"}', {"ids": "required"})
-    ids = body.get("ids") or []
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 1000:
-        raise ApiError(422, "invalid_body", "ids must be a list of at most 1000 message ids", {"ids": "invalid"})
-    if body.get("since") is not None:
-        if not isinstance(body["since"], str):
-            raise ApiError(422, "invalid_body", "since must be an ISO 8601 time", {"since": "not a string"})
-        dead = await request.app[STORE].list_by_status("dead", since_ms=_since_ms(body["since"]), limit=1000)
+    try:
+        asked = ReplayRequest.model_validate(await read_json(request))
+    except ValidationError as e:
+        raise ApiError(422, "validation_failed", "the replay request is invalid", validation_fields(e)) from e
+    ids = list(asked.ids)
+    if asked.since is not None:
+        since_ms = int(asked.since.timestamp() * 1000)
+        dead = await request.app[STORE].list_by_status("dead", since_ms=since_ms, limit=1000)
         ids = list(dict.fromkeys([*ids, *(m["id"] for m in dead)]))
     queued = await replay_messages(request.app[REDIS], request.app[SETTINGS], ids)
     return json_response({"queued": queued, "not_dead": [i for i in ids if i not in set(queued)]}, status=202)
@@ -410,25 +408,17 @@ async def replay_dead_messages(request: web.Request) -> web.Response:
 
 async def push_receipt(request: web.Request) -> web.Response:
     """The app confirms a push was shown: no API key, the receipt token from the push's data."""
-    body = await read_json(request)
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("message_id"), str)
-        or not isinstance(body.get("receipt"), str)
-    ):
-        raise ApiError(
-            422,
-            "invalid_body",
-            "give message_id and receipt from the push's data",
-            {"message_id": "required string", "receipt": "required string"},
-        )
-    if not request.app[LINKS].receipt_valid(body["message_id"], body["receipt"]):
+    try:
+        receipt = PushReceipt.model_validate(await read_json(request))
+    except ValidationError as e:
+        raise ApiError(422, "validation_failed", "the receipt is invalid", validation_fields(e)) from e
+    if not request.app[LINKS].receipt_valid(receipt.message_id, receipt.receipt):
         raise ApiError(403, "invalid_receipt", "the receipt does not match the message")
     store = request.app[STORE]
-    message = await store.message_fields(body["message_id"])
+    message = await store.message_fields(receipt.message_id)
     if not message or message.get("channel") != "push":
         raise ApiError(404, "not_found", "no such push message")
-    await store.status_forward(body["message_id"], "delivered", STATUS_RANK["delivered"], "")
+    await store.status_forward(receipt.message_id, "delivered", STATUS_RANK["delivered"], "")
     return web.Response(status=204)
 
 

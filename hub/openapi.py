@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from preferences import Contact, Preferences
 
-from .schema import Event
+from .schema import Event, PushReceipt, ReplayRequest
 
 __all__ = ["openapi_document"]
 
@@ -88,15 +88,22 @@ class MessageView(BaseModel):
     template: str
     locale: str
     status: str = Field(
-        description="sending | accepted | sent | delivered | undelivered | failed | transient | dead | unknown"
-        " | superseded | skipped"
+        description="deferred | sending | accepted | sent | delivered | undelivered | failed | transient | dead"
+        " | replaying | unknown | superseded | expired | skipped"
     )
     provider_id: str | None = None
     error: str | None = None
     error_code: str | None = None
     attempts: int
     via_fallback: bool
+    fallback_of: str | None = Field(None, description="the message this one stands in for (fallback, escalation)")
+    due_at: str | None = Field(None, description="when a deferred message or its next try is due")
     history: list[StatusChange]
+
+
+class ReplayResult(BaseModel):
+    queued: list[str] = Field(description="message ids queued to be sent again")
+    not_dead: list[str] = Field(description="ids that were not dead (sent, already replayed, unknown)")
 
 
 class MessageList(BaseModel):
@@ -190,6 +197,9 @@ _MODELS: list[type[BaseModel]] = [
     WebhookDeliveryList,
     RelaySession,
     RelayRequest,
+    ReplayRequest,
+    ReplayResult,
+    PushReceipt,
 ]
 
 
@@ -304,15 +314,38 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         },
         "/v1/messages": {
             "get": {
-                "summary": "Messages of a delivery or customer",
+                "summary": "Messages of a delivery or customer, or all in a status (dead, unknown, deferred)",
                 "operationId": "listMessages",
                 "parameters": [
                     {"name": "delivery_id", "in": "query", "schema": {"type": "string"}},
                     {"name": "customer_id", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "description": "alone: dead, unknown or deferred; with a filter: any status",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "description": "with status alone: entered that status since (RFC 3339)",
+                        "schema": {"type": "string", "format": "date-time"},
+                    },
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     reveal,
                 ],
-                "responses": {"200": _json("MessageList", "newest last"), **_errors(400, 401, 403)},
+                "responses": {
+                    "200": _json("MessageList", "newest last (by status: oldest first)"),
+                    **_errors(400, 401, 403),
+                },
+            }
+        },
+        "/v1/messages/replay": {
+            "post": {
+                "summary": "Send dead-lettered messages again (admin); never one a provider already has",
+                "operationId": "replayMessages",
+                "requestBody": _body("ReplayRequest"),
+                "responses": {"202": _json("ReplayResult", "queued"), **_errors(400, 401, 403, 415, 422)},
             }
         },
         "/v1/messages/{id}": {
@@ -321,6 +354,15 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "operationId": "getMessage",
                 "parameters": [id_param, reveal],
                 "responses": {"200": _json("MessageView", "the message"), **_errors(401, 403, 404)},
+            }
+        },
+        "/v1/push/receipts": {
+            "post": {
+                "summary": "The app confirms a push was shown (no API key: the receipt from the push's data)",
+                "operationId": "pushReceipt",
+                "security": [],
+                "requestBody": _body("PushReceipt"),
+                "responses": {"204": {"description": "recorded"}, **_errors(400, 403, 404, 415, 422)},
             }
         },
         "/healthz": {

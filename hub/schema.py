@@ -29,7 +29,7 @@ from preferences.validation import check_phone
 
 from .config import MILESTONES, Milestone
 
-__all__ = ["TERMINAL", "Event", "EventInvalid", "parse_event", "validation_fields"]
+__all__ = ["TERMINAL", "Event", "EventInvalid", "PushReceipt", "ReplayRequest", "parse_event", "validation_fields"]
 
 TERMINAL = frozenset({"delivered", "returned"})
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]*$"
@@ -182,3 +182,25 @@ def occurred_ms(value: datetime) -> int:
 
 def occurred_ms_of(value: str) -> int:
     return occurred_ms(datetime.fromisoformat(value))
+
+
+class ReplayRequest(BaseModel):
+    """Dead-lettered messages to send again: by id, or every one dead-lettered since a time."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(default_factory=list, max_length=1000, description="message ids")
+    since: AwareDatetime | None = Field(None, description="every message dead-lettered since (RFC 3339)")
+
+    @model_validator(mode="after")
+    def _something(self) -> ReplayRequest:
+        if not self.ids and self.since is None:
+            raise ValueError("give ids or since")
+        return self
+
+
+class PushReceipt(BaseModel):
+    """The app's confirmation that a push was shown (``message_id`` and ``receipt`` from its data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    message_id: str = Field(min_length=1, max_length=64)
+    receipt: str = Field(min_length=1, max_length=64)

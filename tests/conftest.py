@@ -13,8 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
