@@ -335,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         "scenario",
         nargs="?",
         default="events",
-        choices=["events", "relay"],
-        help="events: the message pipeline (default); relay: masked-number routing",
+        choices=["events", "mix", "relay"],
+        help="events: the message pipeline (default); mix: with quiet hours, collapsing, retries and"
+        " pacing at work; relay: masked-number routing",
     )
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -400,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_sandbox_sms(settings, args))
         elif args.command == "bench":
             from .bench import run_bench, run_relay_bench
+            from .bench_mix import run_mix_bench
 
+            if args.scenario == "mix":
+                return run_mix_bench(args)
             return run_relay_bench(args) if args.scenario == "relay" else run_bench(args)
     except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
