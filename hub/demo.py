@@ -11,10 +11,11 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
-__all__ = ["demo_steps", "run_demo", "run_tag"]
+__all__ = ["demo_preferences", "demo_steps", "run_demo", "run_tag"]
 
 CUSTOMERS: list[dict[str, Any]] = [
     {
@@ -77,10 +78,10 @@ def run_tag() -> str:
 
 def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str, Any]]]:
     """Rounds of events; each round is posted as one batch, rounds follow each other."""
-    now = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    start = now - timedelta(hours=2)
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=40)  # a route driven in the last 40 minutes: nothing has expired
     eta = {"start": _iso(now + timedelta(hours=1)), "end": _iso(now + timedelta(hours=3))}
-    tomorrow = now + timedelta(days=1)
+    tomorrow = (now + timedelta(days=1)).replace(minute=0)
     slots = [
         {
             "id": "s1",
@@ -164,25 +165,37 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
     return [r for r in rounds if r]
 
 
+def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Preferences the demo gives its customers. Yuki asked for quiet hours that end two minutes
+    from now, so her non-urgent messages are held and then arrive while you watch; the others
+    have none, so the tour in the README works at any hour."""
+    now = now or datetime.now(UTC)
+    tokyo = now.astimezone(ZoneInfo("Asia/Tokyo"))
+    yuki_quiet = {
+        "start": (tokyo - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (tokyo + timedelta(minutes=2)).strftime("%H:%M"),
+    }
+    never = {"start": "00:00", "end": "00:00"}
+    return {
+        "C-1": {"quiet_hours": never},
+        "C-2": {"quiet_hours": never},
+        "C-3": {"quiet_hours": never, "channels": {"default": ["push"]}},
+        "C-4": {"quiet_hours": never},
+        "C-5": {"quiet_hours": yuki_quiet},
+    }
+
+
 async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "") -> int:
     """Post the demo; returns how many events were accepted."""
     accepted = 0
     headers = {"Authorization": f"Bearer {api_key}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.patch(
-            f"{base_url}/v1/customers/C-3/preferences", json={"channels": {"default": ["push"]}}
-        ) as r:
-            if r.status == 404:
-                await (
-                    await http.put(
-                        f"{base_url}/v1/customers/C-3", json={k: v for k, v in CUSTOMERS[2].items() if k != "id"}
-                    )
-                ).release()
-                await (
-                    await http.patch(
-                        f"{base_url}/v1/customers/C-3/preferences", json={"channels": {"default": ["push"]}}
-                    )
-                ).release()
+        prefs = demo_preferences()
+        for customer in CUSTOMERS:
+            contact = {k: v for k, v in customer.items() if k != "id"}
+            await (await http.put(f"{base_url}/v1/customers/{customer['id']}", json=contact)).release()
+            url = f"{base_url}/v1/customers/{customer['id']}/preferences"
+            await (await http.patch(url, json=prefs[customer["id"]])).release()
         for n, batch in enumerate(demo_steps(run=run)):
             async with http.post(f"{base_url}/v1/events/batch", json={"events": batch}) as resp:
                 body = await resp.json()
