@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .config import ROOT, Settings
+from .config import MILESTONES, ROOT, Settings
 
 __all__ = ["render"]
 
@@ -40,12 +40,15 @@ never in `config.yaml` or the repository.
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
     text = text.replace("hub.config.", "").replace("Literal['sms', 'email', 'push']", "channel")
+    milestones = "Literal[" + ", ".join(f"'{m}'" for m in MILESTONES) + "]"
+    text = text.replace(milestones, "milestone")
+    text = text.replace("Literal['send', 'push_only', 'defer']", "send/push_only/defer")
     return text.replace(" | ", " or ")
 
 
 def _default(value: Any) -> str:
     if isinstance(value, BaseModel):
-        return ""
+        return f"`{json.dumps(value.model_dump())}`"
     if isinstance(value, str) and str(ROOT) in value:
         value = value.replace(str(ROOT), "<install dir>")
     if isinstance(value, dict) and value:
@@ -71,12 +74,28 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
 def render() -> str:
     defaults = Settings()
     channels = "\n".join(f"| `{m}` | {', '.join(chs)} |" for m, chs in defaults.channels.items())
+    p = defaults.policy
+    policy = "\n".join(
+        f"| `{m}` | {p.ttl_minutes.get(m, 'never')} | {'yes' if m in p.window_bound else ''} | "  # type: ignore[call-overload]
+        f"{p.urgent.get(m, 'defer')} | {'yes' if m in p.collapsible else ''} | "  # type: ignore[call-overload]
+        f"{', '.join(p.obsoleted_by.get(m, ())) or '—'} |"  # type: ignore[call-overload]
+        for m in MILESTONES
+    )
+    zones = ", ".join(f"{c}: {z}" for c, z in p.timezone_by_country.items())
     return (
         _HEAD
         + "\n".join(_rows(Settings))
         + "\n\n## Default channels per milestone (`channels`)\n\n| milestone | channels |\n|---|---|\n"
         + channels
-        + "\n"
+        + "\n\n## Delivery policy per milestone (`policy.*`)\n\n"
+        + "Time to live in minutes (`ttl_minutes`), whether the ETA window's end also ends it "
+        + "(`window_bound`), behaviour in quiet hours (`urgent`), collapsing (`collapsible`), and "
+        + "the newer milestones that supersede a waiting message (`obsoleted_by`; a newer event of "
+        + "the same milestone always does). See [delivery-policy.md](delivery-policy.md).\n\n"
+        + "| milestone | ttl_minutes | window_bound | in quiet hours | collapsible | obsoleted_by |\n"
+        + "|---|---:|---|---|---|---|\n"
+        + policy
+        + f"\n\nDefault `policy.timezone_by_country`: {zones}.\n"
     )
 
 

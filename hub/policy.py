@@ -165,7 +165,8 @@ def quiet_window(prefs: Mapping[str, Any], phone: str | None, cfg: PolicySetting
     own = prefs.get("quiet_hours")
     if isinstance(own, Mapping) and own.get("start") and own.get("end"):
         return QuietWindow(start=str(own["start"]), end=str(own["end"]))
-    region = phone_region(phone)
-    if region and region in cfg.quiet_hours_by_country:
-        return cfg.quiet_hours_by_country[region]
+    if cfg.quiet_hours_by_country:
+        region = phone_region(phone)
+        if region and region in cfg.quiet_hours_by_country:
+            return cfg.quiet_hours_by_country[region]
     return cfg.quiet_hours

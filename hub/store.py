@@ -265,11 +265,10 @@ class HubStore:
         if error:
             entry["detail"] = mask_numbers(error)
         async with self.redis.pipeline(transaction=True) as pipe:
-            for indexed in keys.INDEXED_STATUSES:
-                if indexed == status:
-                    pipe.zadd(keys.messages_by_status(status), {message_id: _now_ms()})
-                else:
-                    pipe.zrem(keys.messages_by_status(indexed), message_id)
+            # Leaving an indexed status always goes through CLAIM_MESSAGE or REPLAY_MESSAGE,
+            # which drop the index entry; here only entering one (dead, unknown) is indexed.
+            if status in keys.INDEXED_STATUSES:
+                pipe.zadd(keys.messages_by_status(status), {message_id: _now_ms()})
             if status == "accepted":
                 pipe.hdel(keys.message(message_id), "error", "error_code")
             pipe.hset(keys.message(message_id), mapping=fields)
