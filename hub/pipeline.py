@@ -108,18 +108,13 @@ class Runtime(Dispatcher):
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
-        customer = CustomerRecord.from_hash(customer_id, customer_raw) if customer_raw else None
+        # No record at all (an event naming only a customer id): every channel is skipped, logged.
+        customer = CustomerRecord.from_hash(customer_id, customer_raw or {})
         delivery = stored_delivery or {"id": delivery_id}
-        stopped = (
-            frozenset({customer.phone}) if sms_stopped and customer is not None and customer.phone else frozenset()
-        )
+        stopped = frozenset({customer.phone}) if sms_stopped and customer.phone else frozenset()
         decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
         outcome = Outcome("processed")
         driver_contact = await self._relay_for(milestone, delivery, customer, ids)
-        if customer is None:
-            log.info("no customer record, nothing sent", extra=ids)
-            await self.store.mark_done(source, event_id)
-            return outcome
         send = self.context(source, event, customer, delivery, stopped, driver_contact)
         for skip in decided.skipped:
             rec = self.record_for(send, Spec(skip.channel, ""))

@@ -204,7 +204,7 @@ class CustomerStore:
             now = _now()
             pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
             for message_id in message_ids:
-                pipe.hdel(keys.message(message_id), "to", "error")
+                pipe.hdel(keys.message(message_id), "to", "error", "job")  # job: a dead letter's event
             for delivery_id, entries in timelines.items():
                 # The delivery keeps its milestones; who received it, where and what was said go.
                 pipe.hdel(keys.delivery(delivery_id), "address", "instructions", "reschedule_requested")
