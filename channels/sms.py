@@ -8,7 +8,9 @@ left at Twilio's own origin.
 from __future__ import annotations
 
 import base64
+import contextvars
 import logging
+from collections.abc import Mapping
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -24,6 +26,10 @@ TWILIO_ORIGIN = "https://api.twilio.com"
 # Twilio error codes that retrying cannot fix; the first group means the number itself is bad.
 INVALID_NUMBER_ERRORS = {"21211", "21214", "21217", "21407", "21421", "21612", "21614", "30003", "30005", "30006"}
 PERMANENT_SMS_ERRORS = INVALID_NUMBER_ERRORS | {"21408", "21606", "21610", "30004", "30007", "21602", "21604"}
+
+# Headers of the last response in this task: TwilioRestException carries no headers, and a 429's
+# Retry-After lives there. A context variable is per task, so concurrent sends do not mix.
+_last_headers: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("twilio_headers", default={})
 
 # twilio-python logs request URLs and bodies (phone numbers) at INFO; keep them out of our logs.
 logging.getLogger("twilio").setLevel(logging.WARNING)
@@ -63,6 +69,7 @@ class _OriginHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio 
             allow_redirects=allow_redirects,
         )
         async with response:
+            _last_headers.set(response.headers)
             return Response(response.status, await response.text(), response.headers)
 
 
@@ -100,10 +107,11 @@ class TwilioSms:
             kwargs["media_url"] = list(message.media_urls)
         if self._status_callback and not message.sender:
             kwargs["status_callback"] = self._status_callback
+        _last_headers.set({})
         try:
             created = await self._client.messages.create_async(**kwargs)
         except TwilioRestException as e:
-            return _classify(e)
+            return _classify(e, _last_headers.get())
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             return SendResult.transient(f"twilio unreachable: {type(e).__name__}")
         return SendResult.accepted(str(created.sid))
@@ -112,7 +120,7 @@ class TwilioSms:
         await self._http.close()
 
 
-def _classify(error: TwilioRestException) -> SendResult:
+def _classify(error: TwilioRestException, headers: Mapping[str, str]) -> SendResult:
     code = str(error.code) if error.code is not None else None
     status = int(error.status or 0)
     reason = f"twilio {status}: {error.msg}" if error.msg else f"twilio {status}"
@@ -120,7 +128,6 @@ def _classify(error: TwilioRestException) -> SendResult:
         return SendResult.permanent(reason, code=code, contact_invalid=code in INVALID_NUMBER_ERRORS)
     if status == 429 or status >= 500 or status in (408, 0):
         retry_after = None
-        headers = getattr(error, "headers", None) or {}
         if "Retry-After" in headers:
             try:
                 retry_after = float(headers["Retry-After"])

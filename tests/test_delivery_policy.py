@@ -263,29 +263,28 @@ async def test_providers_failing_for_a_while_every_message_ends_sent_or_dead_and
     hub: Hub,
 ) -> None:
     hub.sandbox.faults.timeout_seconds = 0.2
-    hub.sandbox.faults.set("twilio", "500", count=16)  # 12 first tries and 4 retries fail
-    hub.sandbox.faults.set("fcm", "429", count=14)
+    hub.sandbox.faults.set("twilio", "500", count=14)  # 10 first tries and 4 retries fail
+    hub.sandbox.faults.set("fcm", "timeout", count=14)  # held, then 504
     hub.sandbox.faults.set("smtp", "refuse", count=3)
-    events = [
-        make_event(
-            "out_for_delivery",
-            delivery__id=f"D-{i}",
-            customer={
-                "id": f"C-{i}",
-                "phone": f"+49151{30000000 + i}",
-                "email": f"c{i}@example.com",
-                "push_tokens": [f"p{i}"],
-            },
-        )
-        for i in range(12)
-    ]
+    hub.sandbox.twilio.invalid_numbers = frozenset({"+4915130000010", "+4915130000011"})  # permanent
+    prefs = {"channels": {"out_for_delivery": ["sms", "push"]}, "fallback": ["sms", "push", "email"]}
+    events = []
+    for i in range(12):
+        contact = {"phone": f"+49151{30000000 + i}", "email": f"c{i}@example.com", "push_tokens": [f"p{i}"]}
+        await hub.request("PUT", f"/v1/customers/C-{i}", json=contact)
+        await hub.request("PATCH", f"/v1/customers/C-{i}/preferences", json=prefs)
+        events.append(make_event("out_for_delivery", delivery__id=f"D-{i}", customer={"id": f"C-{i}"}))
     await hub.request("POST", "/v1/events/batch", json=events)
     await hub.run_worker()
     everything = [m for i in range(12) for m in await messages(hub, delivery_id=f"D-{i}")]
-    assert len(everything) == 36
+    assert len(everything) == 24 + 2  # SMS and push each, and an e-mail for each invalid number
     final = Counter(m["status"] for m in everything)
-    assert set(final) <= {"accepted", "dead"}, final
+    assert set(final) <= {"accepted", "dead", "failed"}, final
     assert final["dead"] >= 4  # more failures than two tries each can absorb
+    for failed in (m for m in everything if m["status"] == "failed"):  # permanent: the next channel took over
+        assert failed["error_code"] == "21211"
+        stand_in = next(m for m in everything if m.get("fallback_of") == failed["id"])
+        assert stand_in["channel"] == "email" and stand_in["status"] in ("accepted", "dead")
     dead = await messages(hub, status="dead")
     assert {m["id"] for m in dead} == {m["id"] for m in everything if m["status"] == "dead"}
     assert all(m["error"].startswith("gave up after 2 tries") for m in dead)
@@ -300,7 +299,7 @@ async def test_providers_failing_for_a_while_every_message_ends_sent_or_dead_and
     assert (await again.json())["queued"] == []  # asked twice, queued once
     await hub.run_worker()
     sent = Counter(m["to"] for m in hub.messages())
-    assert len(sent) == 36 and max(sent.values()) == 1  # every message once, none twice
+    assert len(sent) == 24 and max(sent.values()) == 1  # every message once, none twice
     assert await messages(hub, status="dead") == []
 
 
@@ -367,3 +366,15 @@ async def test_rate_windows_and_holds_live_in_redis_shared_by_workers(hub: Hub) 
     finally:
         await r.aclose()
     assert datetime.now(UTC).year >= 2026
+
+
+@pytest.mark.settings(**{"worker.retry_base_delay": 0.05})
+async def test_a_429_is_retried_no_sooner_than_its_retry_after(hub: Hub) -> None:
+    hub.sandbox.faults.set("twilio", "429", count=1)  # Retry-After: 1
+    await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
+    await hub.run_worker()
+    [sms] = [m for m in await messages(hub) if m["channel"] == "sms"]
+    assert sms["status"] == "accepted"
+    assert [h["status"] for h in sms["history"]] == ["sending", "transient", "sending", "accepted"]
+    failed, retried = (datetime.fromisoformat(h["at"]) for h in sms["history"][1:3])
+    assert (retried - failed).total_seconds() >= 0.95  # Retry-After, not the 50 ms back-off
