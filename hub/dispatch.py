@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
 from channels import Channel, Outbound, SendResult, count_segments
@@ -50,7 +51,7 @@ from .relay import Relay
 from .render import Rendered, Renderer, RenderFailure
 from .schema import occurred_ms_of
 from .status import apply_parked
-from .store import PENDING, HubStore, MessageRecord, now_iso
+from .store import FRESH, PENDING, HubStore, MessageRecord, now_iso
 from .webhooks import Webhooks
 
 __all__ = ["SEND_JOB", "Dispatcher", "Send", "Spec", "message_id", "replay_messages"]
@@ -75,11 +76,16 @@ class Spec:
     address: str
     via_fallback: bool = False
     fallback_of: str = ""
+    reason: str = ""  # "escalation": an SMS standing in for an unconfirmed push
 
     @classmethod
     def of(cls, raw: dict[str, Any]) -> Spec:
         return cls(
-            str(raw["channel"]), str(raw["address"]), bool(raw.get("via_fallback")), str(raw.get("fallback_of", ""))
+            str(raw["channel"]),
+            str(raw["address"]),
+            bool(raw.get("via_fallback")),
+            str(raw.get("fallback_of", "")),
+            str(raw.get("reason", "")),
         )
 
 
@@ -217,17 +223,32 @@ class Dispatcher:
             if wait > 0:
                 await asyncio.sleep(wait)
         limit = int(cfg.per_customer_hour.get(spec.channel, 0))  # type: ignore[call-overload]
-        claim = await self.store.claim(rec, hourly_limit=limit, clock_ms=int(now * 1000))
+        claim = await self.store.claim(
+            rec, hourly_limit=limit, clock_ms=int(now * 1000), allowed=PENDING if not fresh else FRESH
+        )
         if claim.startswith("limited:"):
             reason = f"more than {limit} {spec.channel} messages to this customer in an hour"
             return await self._defer(send, rec, spec, int(claim.split(":", 1)[1]) / 1000, reason)
         if claim == "sending":
-            await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
-            await self._status_webhook(rec, "unknown", None)
-            return "unknown"
+            return await self.resolve_in_doubt(rec)
+        if claim == "failed":
+            await self.fall_back(send, rec, "", note=False)  # finish a fallback a crash may have cut short
         if claim != "claimed":
             return claim
         return await self._send(send, spec, rec)
+
+    async def resolve_in_doubt(self, rec: MessageRecord) -> str:
+        """A message found ``sending``: another handler is sending it now ("busy"), or one that
+        died left it so; past the job timeout it is marked ``unknown`` and never resent."""
+        fields = await self.store.message_fields(rec.id)
+        if fields.get("status") != "sending":
+            return fields.get("status") or "gone"
+        lease_ms = (self.settings.worker.job_timeout + 5) * 1000
+        if time.time() * 1000 - int(fields.get("claimed_ms") or 0) < lease_ms:
+            return "busy"
+        await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
+        await self._status_webhook(rec, "unknown", None)
+        return "unknown"
 
     async def _hold(
         self, send: Send, spec: Spec, rec: MessageRecord, fresh: bool, now: float
@@ -249,6 +270,8 @@ class Dispatcher:
             )
             if window_end > now and (due is None or window_end > due):
                 due, reason = window_end, f"collapsing {send.milestone} updates until {_iso(window_end)}"
+        if due is not None and due <= now:
+            return None, ""  # a window that has just ended: send now
         return due, reason
 
     async def _drop(self, send: Send, rec: MessageRecord, status: str, detail: str) -> str:
@@ -265,12 +288,12 @@ class Dispatcher:
             detail = f"{reason}, but it expires at {_iso(send.expires)}"
             return await self._drop(send, rec, "expired", detail)
         due_ms = int(due * 1000)
-        # The job first: a crash before the claim leaves a job that finds nothing to do, never a
-        # deferred message without a job.
-        await self.schedule("deferred", send, spec, due_ms)
-        claim = await self.store.claim(rec, "deferred", reason, due_ms=due_ms)
+        job = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+        claim = await self.store.claim(rec, "deferred", reason, due_ms=due_ms, job=job)
         if claim != "claimed":
             return claim
+        # A crash before this leaves a deferred message without a job: the sweeper finds it.
+        await self.schedule("deferred", send, spec, due_ms)
         log.info(
             "message %s deferred to %s: %s", rec.channel, _iso(due), reason, extra={**send.ids, "message_id": rec.id}
         )
@@ -314,17 +337,29 @@ class Dispatcher:
             log.exception("channel %s raised", rec.channel, extra={**send.ids, "message_id": rec.id})
             result = SendResult.transient(f"adapter error: {type(e).__name__}")
         status = _STATUS[result.outcome]
-        extra = None
+        extra: dict[str, str] = {}
         if rec.channel == "sms":
             info = count_segments(outbound.text)
             extra = {"segments": str(info.segments), "encoding": info.encoding}
+        due_ms = None
+        error = result.reason
+        if status == "transient":
+            # Decided before anything is recorded, while this handler still holds the claim: a
+            # retry (with its job payload, for the sweeper) or the dead letter, in one write.
+            attempts = int((await self.store.message_fields(rec.id)).get("attempts", "1"))
+            extra["job"] = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+            if attempts >= self.settings.worker.max_tries:
+                status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
+            else:
+                due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
         await self.store.record(
             rec.id,
             status,
             provider_id=result.provider_id,
-            error=result.reason,
+            error=error,
             error_code=result.error_code,
-            extra=extra,
+            extra=extra or None,
+            due_ms=due_ms,
         )
         log.info(
             "message %s %s to %s",
@@ -347,7 +382,12 @@ class Dispatcher:
             await self._status_webhook(rec, status, result)
             await self._permanent(send, spec, rec, result)
             return status
-        return await self._transient(send, spec, rec, result)
+        if status == "dead":
+            await self._status_webhook(rec, "dead", None)
+            return status
+        assert due_ms is not None
+        await self.schedule("retry", send, spec, due_ms)  # lost in a crash here: the sweeper finds it
+        return status
 
     async def _permanent(self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult) -> None:
         """Retire a dead contact, then carry the message over to the next channel."""
@@ -359,31 +399,25 @@ class Dispatcher:
                 await self.customers.mark_invalid(rec.customer_id, rec.channel, reason, rec.to)
         await self.fall_back(send, rec, f"{rec.channel} failed permanently")
 
-    async def fall_back(self, send: Send, rec: MessageRecord, why: str) -> None:
-        if rec.channel == "push" and send.customer.contact("push") != [rec.to]:
-            return  # other devices of the customer still got (or get) the push
+    async def fall_back(self, send: Send, rec: MessageRecord, why: str, *, note: bool = True) -> None:
+        """Send the same news on the next channel. Idempotent (message ids are deterministic),
+        so a re-run that finds the message ``failed`` calls it again to finish a fallback a
+        crash cut short."""
+        if rec.channel == "push":
+            current = await self.customers.get(rec.customer_id)
+            if current is not None and current.contact("push"):
+                return  # other devices of the customer still got (or get) the push
+            send.customer = current or send.customer
         planned = next_channel(send.customer, send.used, self.settings.fallback, send.stopped)
         if not planned:
-            await self.store.note(rec.id, f"{why}; no other channel reaches the customer")
+            if note:
+                await self.store.note(rec.id, f"{why}; no other channel reaches the customer")
             return
         first = self.record_for(send, Spec(planned[0].channel, planned[0].address))
-        await self.store.note(rec.id, f"{why}; falling back to {planned[0].channel} ({first.id})")
+        if note:
+            await self.store.note(rec.id, f"{why}; falling back to {planned[0].channel} ({first.id})")
         for p in planned:
             await self.deliver(send, Spec(p.channel, p.address, via_fallback=True, fallback_of=rec.id), fresh=True)
-
-    async def _transient(self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult) -> str:
-        attempts = int((await self.store.message_fields(rec.id)).get("attempts", "1"))
-        if attempts >= self.settings.worker.max_tries:
-            job = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
-            await self.store.record(
-                rec.id, "dead", error=f"gave up after {attempts} tries: {result.reason}", extra={"job": job}
-            )
-            await self._status_webhook(rec, "dead", None)
-            return "dead"
-        delay = self._backoff(attempts, result.retry_after)
-        due_ms = int((self.clock() + delay) * 1000)
-        await self.schedule("retry", send, spec, due_ms)
-        return "transient"
 
     async def _maybe_escalate(self, send: Send, spec: Spec, rec: MessageRecord) -> None:
         cfg = self.settings.policy
@@ -393,7 +427,7 @@ class Dispatcher:
         addresses, _ = reachable(send.customer, "sms", send.stopped)
         if not addresses:
             return
-        sms = Spec("sms", addresses[0], via_fallback=True, fallback_of=rec.id)
+        sms = Spec("sms", addresses[0], via_fallback=True, fallback_of=rec.id, reason="escalation")
         await self.schedule("escalate", send, sms, int((self.clock() + minutes * 60) * 1000))
 
     def _render(self, send: Send) -> Rendered | None:
@@ -543,13 +577,18 @@ class Dispatcher:
         rec_id = message_id(source, event["event_id"], spec.channel, spec.address)
         fields = await self.store.message_fields(rec_id)
         status = fields.get("status")
+        waiting = spec.reason == "escalation" and status in (None, "deferred")
+        if waiting and await self._push_confirmed(source, event):
+            if status == "deferred":
+                record = MessageRecord.from_fields(fields)
+                await self.store.claim(record, "skipped", "the push was confirmed meanwhile")
+            log.info("push confirmed in time; no SMS", extra={"message_id": spec.fallback_of})
+            return "confirmed"
         if kind == "escalate":
             if status:
-                return status  # the event already has this SMS
-            push = await self.store.message_fields(spec.fallback_of)
-            if push.get("status") in ("delivered", "read"):
-                log.info("push confirmed in time; no SMS", extra={"message_id": spec.fallback_of})
-                return "confirmed"
+                return status  # the event already has this SMS (or another device's job made it)
+        elif status == "sending":
+            pass  # resolved below: a live send elsewhere, or one a dead worker left behind
         elif status is None or f",{status}," not in PENDING:
             return status or "gone"
         elif kind != "replay" and int(fields.get("due_at") or 0) > due_ms:
@@ -569,9 +608,53 @@ class Dispatcher:
         contact = session["customer_proxy"] if session and session.get("status") == "open" else None
         send = self.context(source, event, customer, delivery, stopped, contact)
         send.used |= await self._channels_of_event(source, event, delivery["id"])
+        if status == "sending":
+            return await self.resolve_in_doubt(self.record_for(send, spec))
         if kind == "escalate":
             await self.store.note(spec.fallback_of, "push not confirmed in time; escalating to SMS")
         return await self.deliver(send, spec, fresh=False)
+
+    async def _push_confirmed(self, source: str, event: dict[str, Any]) -> bool:
+        """Whether the app confirmed any push of this event (on any of the customer's devices)."""
+        listed = await self.store.list_messages(delivery_id=event["delivery"]["id"], customer_id=None, limit=1000)
+        return any(
+            m.get("event_id") == event["event_id"]
+            and m.get("source") == source
+            and m.get("channel") == "push"
+            and m.get("status") in ("delivered", "read")
+            for m in listed
+        )
+
+    async def sweep(self, *, grace: float = 60.0, limit: int = 500) -> int:
+        """Queue again the waiting messages whose job was lost (a crash between recording and
+        queueing, arq giving up on a job): deferred or transient ones overdue by ``grace``
+        seconds, and replays requested that long ago. Returns how many were queued."""
+        queued = 0
+        for status, kind in (("deferred", "deferred"), ("transient", "retry"), ("replaying", "replay")):
+            before = (self.clock() if status != "replaying" else time.time()) - grace
+            for mid in await self.store.overdue(status, int(before * 1000), limit):
+                fields = await self.store.message_fields(mid)
+                if fields.get("status") != status or not fields.get("job"):
+                    continue
+                payload = json.loads(fields["job"])
+                due_ms = int(fields.get("due_at") or 0)
+                original, again = f"msg:{mid}:{due_ms}", f"msg:{mid}:{due_ms}:sweep"
+                if await self.redis.exists(job_key_prefix + original, job_key_prefix + again):
+                    continue  # its job is still queued (a backlog), not lost
+                assert self.enqueue is not None
+                job = await self.enqueue(
+                    SEND_JOB,
+                    payload["source"],
+                    payload["event"],
+                    payload["spec"],
+                    due_ms,
+                    kind,
+                    _job_id=again,
+                )
+                queued += job is not None
+        if queued:
+            log.warning("sweeper queued %d waiting messages whose job was missing", queued)
+        return queued
 
     async def _reschedule_early(
         self, source: str, event: dict[str, Any], spec: Spec, due_ms: int, kind: str, now_ms: int

@@ -17,8 +17,9 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:msgs:customer:{id}``         sorted set of message ids by creation time. Same TTL.
 - ``hub:provider:{provider_id}``     string: message id for a provider's id (status callbacks).
   Same TTL.
-- ``hub:msgs:status:{status}``      sorted set of message ids by time (ms) for the statuses an
-  operator acts on (dead, unknown, deferred). Kept by CLAIM_MESSAGE and HubStore.record; entries
+- ``hub:msgs:status:{status}``      sorted set of message ids for the statuses an operator acts
+  on (dead, unknown: by time, ms) and those a message waits in (deferred, transient: by due time,
+  ms; replaying: by time). Kept by CLAIM_MESSAGE, REPLAY_MESSAGE and HubStore.record; entries
   older than the message log are trimmed on read.
 - ``hub:rl:{customer_id}:{channel}`` sorted set: message ids sent to the customer on the channel
   in the last hour, scored by send time (ms). Expires an hour after the last send.
@@ -97,7 +98,9 @@ def provider(provider_id: str) -> str:
     return f"hub:provider:{provider_id}"
 
 
-INDEXED_STATUSES = ("dead", "unknown", "deferred")
+# Statuses an operator acts on (dead, unknown) and those a message waits in (deferred, transient,
+# replaying): the sweeper finds waiting messages whose job was lost.
+INDEXED_STATUSES = ("dead", "unknown", "deferred", "transient", "replaying")
 
 
 def messages_by_status(status: str) -> str:
@@ -167,11 +170,14 @@ return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]),
 # passed in (",transient,deferred,replaying,"); a missing record always does.
 # With a per-customer limit (ARGV[8] > 0) a "sending" claim also takes a slot in the customer's
 # hourly window; when the window is full it returns "limited:<ms when a slot frees>".
-# KEYS: message, history, by-delivery index, by-customer index, dead index, unknown index,
-#   deferred index, the customer's rate window for the channel.
+# A "sending" claim stamps ``claimed_ms`` (wall clock): a later handler that finds the message
+# still sending can tell a live send from one a dead worker left behind.
+# KEYS: message, history, by-delivery index, by-customer index, the five status indexes (dead,
+#   unknown, deferred, transient, replaying), the customer's rate window for the channel.
 # ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
 #   detail (why; may be empty), statuses allowing the change, hourly limit (0: none), window (ms),
-#   due (ms, for deferred; may be empty), policy clock (ms).
+#   due (ms, for deferred; may be empty), policy clock (ms), job payload for a waiting message
+#   (JSON; may be empty).
 CLAIM_MESSAGE = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st and not string.find(ARGV[7], ',' .. st .. ',', 1, true) then return st end
@@ -180,15 +186,15 @@ local limit = tonumber(ARGV[8])
 if ARGV[5] == 'sending' and limit > 0 then
   local now = tonumber(ARGV[11])
   local window = tonumber(ARGV[9])
-  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - window)
-  if not redis.call('ZSCORE', KEYS[8], fields['id']) then
-    if redis.call('ZCARD', KEYS[8]) >= limit then
-      local oldest = redis.call('ZRANGE', KEYS[8], 0, 0, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - window)
+  if not redis.call('ZSCORE', KEYS[10], fields['id']) then
+    if redis.call('ZCARD', KEYS[10]) >= limit then
+      local oldest = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
       return 'limited:' .. string.format('%d', tonumber(oldest[2]) + window)
     end
-    redis.call('ZADD', KEYS[8], now, fields['id'])
+    redis.call('ZADD', KEYS[10], now, fields['id'])
   end
-  redis.call('PEXPIRE', KEYS[8], window)
+  redis.call('PEXPIRE', KEYS[10], window)
 end
 if not st then
   for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
@@ -199,43 +205,49 @@ if not st then
   redis.call('EXPIRE', KEYS[4], ARGV[3])
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
-if ARGV[5] == 'sending' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+if ARGV[5] == 'sending' then
+  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+  redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2])
+end
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[10]) else redis.call('HDEL', KEYS[1], 'due_at') end
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[12]) end
 local entry = {status = ARGV[5], at = ARGV[1]}
 if ARGV[6] ~= '' then entry['detail'] = ARGV[6] end
 redis.call('RPUSH', KEYS[2], cjson.encode(entry))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('ZREM', KEYS[5], fields['id'])
-redis.call('ZREM', KEYS[6], fields['id'])
-redis.call('ZREM', KEYS[7], fields['id'])
-if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[2], fields['id']) end
+for i = 5, 9 do redis.call('ZREM', KEYS[i], fields['id']) end
+if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[10] ~= '' and ARGV[10] or ARGV[2], fields['id']) end
 return 'claimed'
 """
 
 # Replay a dead-lettered message: only a message still "dead" changes (to "replaying", with its
 # tries counted afresh), so two replays of one message queue it once. Returns the status found.
-# KEYS: message, history, dead index. ARGV: now (ISO).
+# KEYS: message, history, dead index, replaying index. ARGV: now (ISO), now (ms).
 REPLAY_MESSAGE = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if st ~= 'dead' then return st or '' end
 redis.call('HSET', KEYS[1], 'status', 'replaying', 'updated_at', ARGV[1], 'attempts', 0)
 redis.call('HDEL', KEYS[1], 'due_at')
 redis.call('RPUSH', KEYS[2], cjson.encode({status = 'replaying', at = ARGV[1], detail = 'replay requested'}))
-redis.call('ZREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[4], ARGV[2], id)
 return 'dead'
 """
 
 # Take the next send slot of a provider sender (messages per second shared by all workers).
 # Returns the wait in ms before sending; a wait longer than the maximum is not taken and comes
 # back negative (the caller reschedules the message instead of holding a worker).
-# KEYS: pace key. ARGV: now (ms, wall clock), interval (ms), maximum wait (ms).
+# Redis's own clock, so workers on machines whose clocks differ share one timeline.
+# KEYS: pace key. ARGV: interval (ms), maximum wait (ms).
 PACE = """
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local at = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
 local wait = at - now
-if wait > tonumber(ARGV[3]) then return -wait end
-local interval = tonumber(ARGV[2])
+if wait > tonumber(ARGV[2]) then return -wait end
+local interval = tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%d', at + interval), 'PX', string.format('%d', wait + interval + 1000))
 return wait
 """

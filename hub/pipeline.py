@@ -32,6 +32,7 @@ from .dispatch import Dispatcher, Spec, message_id
 from .planner import plan
 from .relay import PoolExhausted, RelayUnavailable, schedule_relay_close
 from .schema import TERMINAL, occurred_ms_of
+from .store import MessageRecord
 
 __all__ = ["Outcome", "Runtime", "build_channels", "message_id"]
 
@@ -105,6 +106,8 @@ class Runtime(Dispatcher):
         )
         if not current:
             log.info("stale event, nothing sent", extra=ids)
+            if job_try > 1:  # a first try that died mid-send may have left messages in doubt
+                await self._settle_in_doubt(source, event_id, delivery_id)
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
@@ -122,11 +125,21 @@ class Runtime(Dispatcher):
             outcome.messages[rec.id] = "skipped"
         specs = [Spec(p.channel, p.address, p.via_fallback) for p in decided.send]
         send.used |= {s.channel for s in specs}
-        results = await asyncio.gather(*(self.deliver(send, s, fresh=True) for s in specs))
-        for spec, status in zip(specs, results, strict=True):
-            outcome.messages[self.record_for(send, spec).id] = status
+        # Every send settles before the job ends, even when one raises (the job is then retried,
+        # and must not race sends of its own first try).
+        results = await asyncio.gather(*(self.deliver(send, s, fresh=True) for s in specs), return_exceptions=True)
+        for spec, result in zip(specs, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            outcome.messages[self.record_for(send, spec).id] = result
         await self.store.mark_done(source, event_id)
         return outcome
+
+    async def _settle_in_doubt(self, source: str, event_id: str, delivery_id: str) -> None:
+        listed = await self.store.list_messages(delivery_id=delivery_id, customer_id=None, limit=1000)
+        for m in listed:
+            if m.get("event_id") == event_id and m.get("source") == source and m.get("status") == "sending":
+                await self.resolve_in_doubt(MessageRecord.from_fields(m))
 
     async def _relay_for(
         self, milestone: str, delivery: dict[str, Any], customer: CustomerRecord | None, ids: dict[str, str]

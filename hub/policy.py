@@ -81,7 +81,12 @@ def quiet_until(now: float, tz_name: str, window: QuietWindow | None) -> float |
         if end <= wall < start:
             return None
         day = local.date() + timedelta(days=1) if wall >= start else local.date()
-    return first_instant_at(day, end, tz).timestamp()
+    ends = first_instant_at(day, end, tz).timestamp()
+    if ends <= now:
+        # The fall-back night: the end time happens twice and ``now`` lies in the repeated hour
+        # after its first occurrence; the window ends at the second one.
+        ends = datetime.combine(day, end).replace(tzinfo=tz, fold=1).timestamp()
+    return ends if ends > now else None
 
 
 def quiet_due(
@@ -102,7 +107,7 @@ def spread_offset(message_id: str, minutes: float) -> float:
     if minutes <= 0:
         return 0.0
     bucket = int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16)
-    return float(bucket % int(minutes * 60))
+    return float(bucket % max(1, int(minutes * 60)))
 
 
 def expires_at(milestone: str, occurred: float, eta_end: float | None, cfg: PolicySettings) -> float | None:

@@ -6,6 +6,7 @@ Errors: none of its own; Redis errors propagate (the API answers 503, arq retrie
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,13 +18,15 @@ from . import keys
 from .config import Settings
 from .masking import mask_numbers
 
-__all__ = ["PENDING", "HubStore", "MessageRecord", "job_id_of", "now_iso"]
+__all__ = ["FRESH", "PENDING", "HubStore", "MessageRecord", "job_id_of", "now_iso"]
 
 DAY = 86_400
 HOUR_MS = 3_600_000
 # Statuses from which a message may still change: it waits (deferred), failed transiently and
-# will retry, or is being replayed. A missing record may always be created.
+# will retry, or is being replayed. A missing record may always be created. The event's own job
+# takes only new or deferred messages (FRESH): a transient one belongs to its retry job.
 PENDING = ",transient,deferred,replaying,"
+FRESH = ",deferred,"
 
 
 def job_id_of(source: str, event_id: str) -> str:
@@ -55,6 +58,28 @@ class MessageRecord:
     locale: str
     via_fallback: bool = False
     fallback_of: str = ""  # the message this one stands in for (fallback, escalation)
+
+    @classmethod
+    def from_fields(cls, raw: Mapping[str, Any]) -> MessageRecord:
+        """A record rebuilt from the log (a stored hash or a listed message)."""
+
+        def text(name: str) -> str:
+            return str(raw.get(name) or "")
+
+        return cls(
+            id=text("id"),
+            event_id=text("event_id"),
+            source=text("source"),
+            delivery_id=text("delivery_id"),
+            customer_id=text("customer_id"),
+            milestone=text("milestone"),
+            channel=text("channel"),
+            to=text("to"),
+            template=text("template"),
+            locale=text("locale"),
+            via_fallback=raw.get("via_fallback") in (True, "1"),
+            fallback_of=text("fallback_of"),
+        )
 
     def fields(self) -> dict[str, str]:
         extra = {"fallback_of": self.fallback_of} if self.fallback_of else {}
@@ -177,6 +202,8 @@ class HubStore:
         due_ms: int | None = None,
         hourly_limit: int = 0,
         clock_ms: int | None = None,
+        allowed: str = PENDING,
+        job: str = "",
     ) -> str:
         """Move a message to ``status`` (see keys.CLAIM_MESSAGE): ``"claimed"`` if done (for
         "sending": the caller may send now), ``"limited:<ms>"`` when the customer's hourly
@@ -197,11 +224,12 @@ class HubStore:
                 json.dumps(record.fields()),
                 status,
                 detail,  # written by the hub (reasons), never provider text: not masked
-                PENDING,
+                allowed,
                 hourly_limit,
                 HOUR_MS,
                 "" if due_ms is None else str(due_ms),
                 _now_ms() if clock_ms is None else clock_ms,
+                job,
             ],
         )
         return str(result)
@@ -209,8 +237,13 @@ class HubStore:
     async def replay(self, message_id: str) -> bool:
         """Mark a dead message for replay; False when it is not dead (already replayed, sent...)."""
         found = await self._replay(
-            keys=[keys.message(message_id), keys.message_history(message_id), keys.messages_by_status("dead")],
-            args=[now_iso()],
+            keys=[
+                keys.message(message_id),
+                keys.message_history(message_id),
+                keys.messages_by_status("dead"),
+                keys.messages_by_status("replaying"),
+            ],
+            args=[now_iso(), _now_ms()],
         )
         return str(found) == "dead"
 
@@ -218,7 +251,7 @@ class HubStore:
         """Seconds to wait for the sender's next slot; negative: longer than ``max_wait``, not taken."""
         wait = await self._pace(
             keys=[keys.pace(channel, sender)],
-            args=[_now_ms(), max(1, round(1000 / per_second)), int(max_wait * 1000)],
+            args=[max(1, round(1000 / per_second)), int(max_wait * 1000)],
         )
         return int(wait) / 1000
 
@@ -236,6 +269,14 @@ class HubStore:
         raw: dict[str, str] = await self.redis.hgetall(keys.message(message_id))
         return raw
 
+    async def overdue(self, status: str, before_ms: int, limit: int) -> list[str]:
+        """Ids of messages waiting in ``status`` (deferred, transient, replaying) since before
+        ``before_ms`` (due time, or time of the replay request)."""
+        found: list[str] = await self.redis.zrangebyscore(
+            keys.messages_by_status(status), "-inf", before_ms, start=0, num=limit
+        )
+        return found
+
     async def list_by_status(self, status: str, *, since_ms: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Messages in an indexed status (dead, unknown, deferred), oldest first."""
         index = keys.messages_by_status(status)
@@ -252,7 +293,10 @@ class HubStore:
         error: str | None = None,
         error_code: str | None = None,
         extra: dict[str, str] | None = None,
+        due_ms: int | None = None,
     ) -> None:
+        """Record an outcome. ``due_ms`` (transient: when the retry is due) indexes the message
+        for the sweeper; give the retry's job payload in ``extra["job"]``."""
         at = now_iso()
         fields = {"status": status, "updated_at": at, **(extra or {})}
         if provider_id:
@@ -268,9 +312,13 @@ class HubStore:
             # Leaving an indexed status always goes through CLAIM_MESSAGE or REPLAY_MESSAGE,
             # which drop the index entry; here only entering one (dead, unknown) is indexed.
             if status in keys.INDEXED_STATUSES:
-                pipe.zadd(keys.messages_by_status(status), {message_id: _now_ms()})
+                pipe.zadd(keys.messages_by_status(status), {message_id: _now_ms() if due_ms is None else due_ms})
+            if due_ms is not None:
+                fields["due_at"] = str(due_ms)
             if status == "accepted":
-                pipe.hdel(keys.message(message_id), "error", "error_code")
+                pipe.hdel(keys.message(message_id), "error", "error_code", "job")
+            elif status in ("failed", "unknown"):
+                pipe.hdel(keys.message(message_id), "job")
             pipe.hset(keys.message(message_id), mapping=fields)
             pipe.rpush(keys.message_history(message_id), json.dumps(entry))
             if provider_id:
@@ -342,7 +390,8 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
 
 
 def _decode_message(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: v for k, v in raw.items() if k != "job"}  # job: replay payload, internal
+    # job: the payload a retry, sweep or replay needs; claimed_ms: the sending lease. Internal.
+    out: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("job", "claimed_ms")}
     out["via_fallback"] = raw.get("via_fallback") == "1"
     if raw.get("due_at"):
         out["due_at"] = datetime.fromtimestamp(int(raw["due_at"]) / 1000, UTC).isoformat(timespec="seconds")

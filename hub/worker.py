@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from arq import Retry
 from arq.connections import RedisSettings
+from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 
@@ -44,6 +45,7 @@ __all__ = [
     "process_event",
     "run_workers",
     "send_message",
+    "sweep_messages",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,12 @@ async def send_message(
         delay = min(60.0, 2.0 ** min(job_try, 6))
         log.exception("message job failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id")})
         raise Retry(defer=delay) from e
+
+
+async def sweep_messages(ctx: dict[str, Any]) -> int:
+    """Every minute: queue again waiting messages whose job was lost (see Dispatcher.sweep)."""
+    runtime: Runtime = ctx["runtime"]
+    return await runtime.sweep()
 
 
 async def _stop_heartbeat(ctx: dict[str, Any]) -> None:
@@ -249,4 +257,5 @@ def create_worker(
         job_serializer=job_serializer,
         job_deserializer=job_deserializer,
         log_results=False,
+        cron_jobs=[cron(sweep_messages, second={7}, run_at_startup=False, timeout=120)],
     )

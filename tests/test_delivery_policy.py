@@ -4,15 +4,21 @@ escalation, retries, dead letters and replay."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from arq.connections import RedisSettings, create_pool
 
 from hub.cli import main as cli_main
+from hub.pipeline import Runtime, build_channels
+from hub.store import MessageRecord
+from hub.worker import job_deserializer, job_serializer
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
 
@@ -328,7 +334,6 @@ async def test_hub_messages_replay_resends_a_dead_letter_once(
     assert mail["status"] == "accepted"
     assert [h["status"] for h in mail["history"]] == [
         "sending",
-        "transient",
         "dead",
         "replaying",
         "sending",
@@ -378,3 +383,90 @@ async def test_a_429_is_retried_no_sooner_than_its_retry_after(hub: Hub) -> None
     assert [h["status"] for h in sms["history"]] == ["sending", "transient", "sending", "accepted"]
     failed, retried = (datetime.fromisoformat(h["at"]) for h in sms["history"][1:3])
     assert (retried - failed).total_seconds() >= 0.95  # Retry-After, not the 50 ms back-off
+
+
+@contextlib.asynccontextmanager
+async def a_runtime(hub: Hub) -> AsyncIterator[Runtime]:
+    """The worker's runtime, outside a worker: for the sweeper and the sending lease."""
+    url = str(hub.settings.redis_url)
+    pool = await create_pool(
+        RedisSettings.from_dsn(url),
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        default_queue_name=hub.settings.worker.queue_name,
+    )
+    r = aioredis.Redis.from_url(url, decode_responses=True)
+    runtime = Runtime(hub.settings, r, build_channels(hub.settings), enqueue=pool.enqueue_job, clock=hub.clock)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+        await r.aclose()
+        await pool.aclose()
+
+
+@pytest.mark.settings(**NO_SPREAD)
+async def test_a_held_message_whose_job_was_lost_is_found_by_the_sweeper_and_sent_once(hub: Hub) -> None:
+    hub.now = at("2026-11-24T23:00:00+01:00")
+    await hub.post_event(make_event("out_for_delivery", occurred_at="2026-11-24T22:59:00+01:00", delivery__eta=None))
+    await hub.run_worker()
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    try:  # the held messages' jobs vanish (a crash between recording and queueing)
+        lost = [j for j in await r.zrange(hub.settings.worker.queue_name, 0, -1) if j.startswith("msg:")]
+        assert len(lost) == 3
+        await r.zrem(hub.settings.worker.queue_name, *lost)
+        await r.delete(*(f"arq:job:{j}" for j in lost))
+    finally:
+        await r.aclose()
+    await hub.fast_forward(9 * 3600 + 30)  # 08:00:30: due, not yet overdue by the grace
+    await hub.run_worker()
+    assert hub.messages() == []
+    async with a_runtime(hub) as runtime:
+        assert await runtime.sweep() == 0
+        hub.now += 60
+        assert await runtime.sweep() == 3
+        assert await runtime.sweep() == 0  # queued once, not on every sweep
+    await hub.run_worker()
+    assert sorted(m["channel"] for m in hub.messages()) == ["email", "push", "sms"]
+    async with a_runtime(hub) as runtime:
+        assert await runtime.sweep() == 0
+
+
+async def test_a_message_found_sending_is_busy_while_its_lease_runs_and_unknown_after(hub: Hub) -> None:
+    await hub.post_event(make_event("order_confirmed"))
+    await hub.run_worker()
+    [mail] = [m for m in await messages(hub) if m["channel"] == "email"]
+    async with a_runtime(hub) as runtime:
+        record = MessageRecord.from_fields(mail)
+        r = runtime.redis
+        await r.hset(f"hub:msg:{record.id}", mapping={"status": "sending", "claimed_ms": str(int(time.time() * 1000))})
+        assert await runtime.resolve_in_doubt(record) == "busy"  # another worker is sending it now
+        await r.hset(f"hub:msg:{record.id}", "claimed_ms", "0")  # ...or died doing so long ago
+        assert await runtime.resolve_in_doubt(record) == "unknown"
+    [mail] = [m for m in await messages(hub) if m["channel"] == "email"]
+    assert mail["status"] == "unknown"
+    assert len(hub.messages(channel="email")) == 1
+
+
+async def test_push_falls_back_once_when_the_last_of_several_devices_is_gone(hub: Hub) -> None:
+    customer = {"id": "C-9", "phone": "+4915112340000", "push_tokens": ["unregistered-a", "unregistered-b"]}
+    await hub.post_event(make_event("in_transit", customer=customer))
+    await hub.run_worker()
+    assert [(m["channel"], m["to"]) for m in hub.messages()] == [("sms", "+4915112340000")]
+
+
+@pytest.mark.settings(**{"policy.escalate_after_minutes": 10, "policy.escalate_milestones": ["delivery_failed"]})
+async def test_a_push_confirmed_on_one_of_two_devices_sends_no_sms(hub: Hub) -> None:
+    await hub.request("PUT", "/v1/customers/C-1", json={"phone": "+4915112340001", "push_tokens": ["ta", "tb"]})
+    await hub.request("PATCH", "/v1/customers/C-1/preferences", json={"channels": {"delivery_failed": ["push"]}})
+    await hub.post_event(make_event("delivery_failed", customer={"id": "C-1"}))
+    await hub.run_worker()
+    pushes = {m["to"]: m for m in hub.messages(channel="push")}
+    data = pushes["tb"]["push_data"]
+    ok = await hub.request(
+        "POST", "/v1/push/receipts", key=None, json={"message_id": data["message_id"], "receipt": data["receipt"]}
+    )
+    assert ok.status == 204
+    await hub.fast_forward(11 * 60)
+    await hub.run_worker()
+    assert hub.messages(channel="sms") == []

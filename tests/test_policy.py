@@ -80,6 +80,14 @@ def test_fall_back_night_ends_at_local_eight_in_winter_time() -> None:
     assert utc(quiet_until(ts("2026-10-25T01:30:00+00:00"), "Europe/Berlin", NIGHT)) == "2026-10-25T07:00:00+00:00"
 
 
+def test_inside_the_repeated_hour_after_the_first_end_the_window_ends_at_the_second() -> None:
+    window = QuietWindow(start="22:00", end="02:30")
+    # 02:15 CET on 25 October is the second pass through that hour; 02:30 CEST already passed.
+    ends = quiet_until(ts("2026-10-25T02:15:00+01:00"), "Europe/Berlin", window)
+    assert utc(ends) == "2026-10-25T01:30:00+00:00"  # 02:30 CET
+    assert spread_offset("m_1", 0.001) == 0  # a spread shorter than a second is none
+
+
 def test_an_end_time_skipped_by_the_clock_change_ends_when_the_clock_jumps() -> None:
     window = QuietWindow(start="23:00", end="02:30")  # 02:30 does not exist on 29 March in Berlin
     ends = quiet_until(ts("2026-03-29T01:00:00+01:00"), "Europe/Berlin", window)
