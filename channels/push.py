@@ -109,10 +109,20 @@ def _classify(error: BaseException | None) -> SendResult:
             exceptions.AbortedError,
         ),
     ):
-        return SendResult.transient(reason, code=type(error).__name__)
+        return SendResult.transient(reason, code=type(error).__name__, retry_after=_retry_after(error))
     if isinstance(error, exceptions.InvalidArgumentError):
         # FCM answers INVALID_ARGUMENT for malformed tokens and for malformed messages alike;
         # only the first is the contact's fault.
         token_problem = "token" in str(error).lower()
         return SendResult.permanent(reason, code="INVALID_ARGUMENT", contact_invalid=token_problem)
     return SendResult.permanent(reason, code=type(error).__name__ if error else None)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """FCM's Retry-After (seconds) on a 429 or 503, from the HTTP response the error carries."""
+    response = getattr(error, "http_response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: the hub's own backoff applies

@@ -11,6 +11,7 @@ import base64
 import contextvars
 import logging
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -29,7 +30,9 @@ PERMANENT_SMS_ERRORS = INVALID_NUMBER_ERRORS | {"21408", "21606", "21610", "3000
 
 # Headers of the last response in this task: TwilioRestException carries no headers, and a 429's
 # Retry-After lives there. A context variable is per task, so concurrent sends do not mix.
-_last_headers: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar("twilio_headers", default={})
+_last_headers: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
+    "twilio_headers", default=MappingProxyType({})
+)
 
 # twilio-python logs request URLs and bodies (phone numbers) at INFO; keep them out of our logs.
 logging.getLogger("twilio").setLevel(logging.WARNING)
@@ -107,7 +110,7 @@ class TwilioSms:
             kwargs["media_url"] = list(message.media_urls)
         if self._status_callback and not message.sender:
             kwargs["status_callback"] = self._status_callback
-        _last_headers.set({})
+        _last_headers.set(MappingProxyType({}))
         try:
             created = await self._client.messages.create_async(**kwargs)
         except TwilioRestException as e:

@@ -373,15 +373,16 @@ async def test_rate_windows_and_holds_live_in_redis_shared_by_workers(hub: Hub) 
     assert datetime.now(UTC).year >= 2026
 
 
+@pytest.mark.parametrize(("provider", "channel"), [("twilio", "sms"), ("fcm", "push")])
 @pytest.mark.settings(**{"worker.retry_base_delay": 0.05})
-async def test_a_429_is_retried_no_sooner_than_its_retry_after(hub: Hub) -> None:
-    hub.sandbox.faults.set("twilio", "429", count=1)  # Retry-After: 1
+async def test_a_429_is_retried_no_sooner_than_its_retry_after(hub: Hub, provider: str, channel: str) -> None:
+    hub.sandbox.faults.set(provider, "429", count=1)  # Retry-After: 1
     await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
     await hub.run_worker()
-    [sms] = [m for m in await messages(hub) if m["channel"] == "sms"]
-    assert sms["status"] == "accepted"
-    assert [h["status"] for h in sms["history"]] == ["sending", "transient", "sending", "accepted"]
-    failed, retried = (datetime.fromisoformat(h["at"]) for h in sms["history"][1:3])
+    [message] = [m for m in await messages(hub) if m["channel"] == channel]
+    assert message["status"] == "accepted"
+    assert [h["status"] for h in message["history"]] == ["sending", "transient", "sending", "accepted"]
+    failed, retried = (datetime.fromisoformat(h["at"]) for h in message["history"][1:3])
     assert (retried - failed).total_seconds() >= 0.95  # Retry-After, not the 50 ms back-off
 
 
