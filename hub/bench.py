@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,55 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+@dataclass
+class Stack:
+    """The processes of a benchmarked hub: sandbox providers, `hub api`, `hub worker`s."""
+
+    sandbox: subprocess.Popen[bytes]
+    api: subprocess.Popen[bytes]
+    workers: list[subprocess.Popen[bytes]]
+    sandbox_port: int
+    api_port: int
+
+    @property
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        return [self.sandbox, self.api, *self.workers]
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.sandbox_port}/sandbox"
+
+
+async def start_stack(redis_url: str, workers: int, max_jobs: int, **env: str) -> Stack:
+    """Start the sandbox, `hub api` and ``workers`` `hub worker` processes; wait until they answer."""
+    sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
+    sandbox = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)])
+    origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
+    hub_env = _hub_env(
+        redis_url,
+        api_port,
+        HUB_TWILIO__BASE_URL=f"{origin}/twilio",
+        HUB_FCM__BASE_URL=f"{origin}/fcm",
+        HUB_SMTP__PORT=str(smtp_port),
+        HUB_WORKER__MAX_JOBS=str(max_jobs),
+        **env,
+    )
+    stack = Stack(
+        sandbox,
+        _spawn(["-m", "hub", "api"], hub_env),
+        [_spawn(["-m", "hub", "worker"], hub_env) for _ in range(workers)],
+        sandbox_port,
+        api_port,
+    )
+    try:
+        await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
+        await _wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
+    except BaseException:
+        _stop_all(stack.procs)
+        raise
+    return stack
+
+
 # -- the run ---------------------------------------------------------------------------------
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     n, workers, concurrency = args.events, args.workers, args.concurrency
@@ -324,27 +374,18 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
 
-        sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
-        sandbox_proc = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)])
-        procs.append(sandbox_proc)
-        origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
-        env = _hub_env(
+        # The pipeline's own speed: nothing held for quiet hours (whatever the hour of the run)
+        # and no sender pacing. `hub bench mix` measures the policy at work.
+        stack = await start_stack(
             redis.url,
-            api_port,
-            HUB_TWILIO__BASE_URL=f"{origin}/twilio",
-            HUB_FCM__BASE_URL=f"{origin}/fcm",
-            HUB_SMTP__PORT=str(smtp_port),
-            HUB_WORKER__MAX_JOBS=str(max_jobs),
-            # The pipeline's own speed: nothing held for quiet hours (whatever the hour of the
-            # run) and no sender pacing. `hub bench mix` measures the policy at work.
+            workers,
+            max_jobs,
             HUB_POLICY__QUIET_HOURS="",
             HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
         )
-        api = _spawn(["-m", "hub", "api"], env)
-        worker_procs = [_spawn(["-m", "hub", "worker"], env) for _ in range(workers)]
-        procs += [api, *worker_procs]
-        await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
-        await _wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
+        procs += stack.procs
+        sandbox_proc, api, worker_procs = stack.sandbox, stack.api, stack.workers
+        sandbox_port, api_port = stack.sandbox_port, stack.api_port
         await asyncio.sleep(1.0)
 
         events = _events(n, f"-{int(time.time())}")

@@ -35,17 +35,15 @@ from .bench import (
     BENCH_KEY,
     _arq_noop_ceiling,
     _cpu_seconds,
-    _hub_env,
     _pct,
     _post_all,
     _redis_info,
-    _spawn,
     _stop_all,
-    _wait_http,
+    start_stack,
 )
 from .config import QuietWindow
 from .policy import quiet_until
-from .redis_server import EmbeddedRedis, free_port
+from .redis_server import EmbeddedRedis
 
 __all__ = ["run_mix_bench"]
 
@@ -187,26 +185,17 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
     try:
         print(f"bench mix: {len(events)} events; night in {night}, day in {day}", flush=True)
         result["arq_noop_jobs_per_s"] = await _arq_noop_ceiling(redis.url, len(events), workers, max_jobs, concurrency)
-        sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
-        sandbox_proc = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)])
-        procs.append(sandbox_proc)
-        origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
-        env = _hub_env(
+        stack = await start_stack(
             redis.url,
-            api_port,
-            HUB_TWILIO__BASE_URL=f"{origin}/twilio",
-            HUB_FCM__BASE_URL=f"{origin}/fcm",
-            HUB_SMTP__PORT=str(smtp_port),
-            HUB_WORKER__MAX_JOBS=str(max_jobs),
+            workers,
+            max_jobs,
             HUB_WORKER__RETRY_BASE_DELAY="0.5",
             HUB_POLICY__COLLAPSE_SECONDS="2",
             HUB_POLICY__SENDER_RATE="{sms: 200, email: 100, push: 0}",
         )
-        api = _spawn(["-m", "hub", "api"], env)
-        worker_procs = [_spawn(["-m", "hub", "worker"], env) for _ in range(workers)]
-        procs += [api, *worker_procs]
-        await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
-        await _wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
+        procs += stack.procs
+        sandbox_proc, api, worker_procs = stack.sandbox, stack.api, stack.workers
+        sandbox_port, api_port, origin = stack.sandbox_port, stack.api_port, stack.origin
         flaky = max(1, expect["sent"] // 20)  # about one SMS in ten (SMS are about half the messages)
         async with aiohttp.ClientSession() as http:
             await http.post(f"{origin}/faults", json={"provider": "twilio", "mode": "500", "count": flaky})
