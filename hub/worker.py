@@ -257,5 +257,6 @@ def create_worker(
         job_serializer=job_serializer,
         job_deserializer=job_deserializer,
         log_results=False,
-        cron_jobs=[cron(sweep_messages, second={7}, run_at_startup=False, timeout=120)],
+        # No timeout of its own: a longer one would raise arq's in-progress lease for every job.
+        cron_jobs=[cron(sweep_messages, second={7}, run_at_startup=False)],
     )
