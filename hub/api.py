@@ -53,6 +53,7 @@ from .render import Renderer
 from .schema import Event, EventInvalid, PushReceipt, ReplayRequest, parse_event, validation_fields
 from .status import STATUS_RANK
 from .store import HubStore
+from .track import TrackDeps, add_track_routes
 from .twilio_hooks import add_twilio_routes
 from .webhooks import Webhooks
 from .worker import JOB_NAME, job_serializer
@@ -637,6 +638,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_get("/v1/deliveries/{id}/relay", get_relay)
     r.add_delete("/v1/deliveries/{id}/relay", close_relay)
     add_twilio_routes(app, SETTINGS, STORE, CONVERSATIONS, RELAY, SMS)
+    add_track_routes(app, TrackDeps(SETTINGS, STORE, CUSTOMERS, LINKS, CONVERSATIONS, RELAY))
     if extra_setup is not None:
         extra_setup(app)
     return app

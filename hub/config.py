@@ -202,6 +202,13 @@ class TwilioHookSettings(_Model):
     """Behind a proxy: validate Twilio signatures against X-Forwarded-Proto/Host instead of public_url."""
 
 
+class TrackingSettings(_Model):
+    link_days: int = Field(30, ge=1, le=365)
+    """A tracking link works this many days after the last message that carried it."""
+    poll_seconds: int = Field(15, ge=2, le=300)
+    """How often an open tracking page checks for news (it works without JavaScript too)."""
+
+
 class ConversationSettings(_Model):
     reschedule_hours: float = Field(24.0, gt=0)
     """How long a reschedule prompt can be answered (also ends when its first slot starts)."""
@@ -374,6 +381,7 @@ class Settings(_Model):
     conversation: ConversationSettings = ConversationSettings()
     relay: RelaySettings = RelaySettings()
     policy: PolicySettings = PolicySettings()
+    tracking: TrackingSettings = TrackingSettings()
     channels: dict[str, tuple[Channel, ...]] = {
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),

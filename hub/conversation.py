@@ -157,17 +157,17 @@ class Conversations:
                 slots = prompt["slots"]
                 if not 1 <= reply.number <= len(slots):
                     return Answer(self._say(locale, "reschedule_invalid", count=len(slots)), "reschedule_invalid")
-                return await self._reschedule(customer, prompt, slots[reply.number - 1], locale, sid)
+                return await self.reschedule(customer, prompt, slots[reply.number - 1], locale, sid)
             # rating prompt
             if not live:
                 return Answer(self._not_understood(locale, None, open_delivery), "rating_closed")
             if not 1 <= reply.number <= 5:
                 return Answer(self._say(locale, "rating_invalid"), "rating_invalid")
-            return await self._rate(customer, prompt, reply.number, reply.comment, locale, sid)
+            return await self.rate(customer, prompt, reply.number, reply.comment, locale, sid)
 
         if reply.kind == "instructions" and prompt is not None and open_delivery:
             assert reply.instruction is not None
-            return await self._instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale, sid)
+            return await self.instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale, sid)
         if (
             reply.kind == "text"
             and prompt is not None
@@ -175,7 +175,7 @@ class Conversations:
             and live
             and open_delivery
         ):
-            return await self._instruct(customer, prompt, "note", reply.note, reply.always, locale, sid)
+            return await self.instruct(customer, prompt, "note", reply.note, reply.always, locale, sid)
         return Answer(self._not_understood(locale, prompt if live else None, open_delivery), "not_understood")
 
     def _not_understood(self, locale: str | None, prompt: dict[str, Any] | None, open_delivery: bool) -> str:
@@ -183,16 +183,23 @@ class Conversations:
         rating = bool(prompt and prompt["prompt"] == "rating")
         return self._say(locale, "not_understood", slots=slots, rating=rating, instructions=open_delivery)
 
-    # -- effects -----------------------------------------------------------------------------
-    async def _reschedule(
-        self, customer: CustomerRecord, prompt: dict[str, Any], slot: dict[str, Any], locale: str | None, sid: str
+    # -- effects (also used by the tracking page, with channel "web") -------------------------
+    # ``prompt`` needs delivery_id (and driver_id for ratings); ``sid`` keys the webhook.
+    async def reschedule(
+        self,
+        customer: CustomerRecord,
+        prompt: dict[str, Any],
+        slot: dict[str, Any],
+        locale: str | None,
+        sid: str,
+        channel: str = "sms",
     ) -> Answer:
         request = {
             "slot_id": slot["id"],
             "start": slot["start"],
             "end": slot["end"],
             "at": self._now(),
-            "channel": "sms",
+            "channel": channel,
         }
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "reschedule_requested", json.dumps(request))
         await self.webhooks.emit(
@@ -202,7 +209,7 @@ class Conversations:
         )
         return Answer(self._say(locale, "reschedule_confirm", slot=slot["label"]), "reschedule")
 
-    async def _instruct(
+    async def instruct(
         self,
         customer: CustomerRecord,
         prompt: dict[str, Any],
@@ -211,8 +218,9 @@ class Conversations:
         always: bool,
         locale: str | None,
         sid: str,
+        channel: str = "sms",
     ) -> Answer:
-        instruction = {"kind": kind, "note": note or None, "at": self._now(), "channel": "sms", "always": always}
+        instruction = {"kind": kind, "note": note or None, "at": self._now(), "channel": channel, "always": always}
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "instructions", json.dumps(instruction))
         if always:
             await self.customers.patch_preferences(customer.id, {"instructions": {"kind": kind, "note": note or None}})
@@ -223,7 +231,7 @@ class Conversations:
         )
         return Answer(self._say(locale, "instructions_confirm", kind=kind, note=note, always=always), "instructions")
 
-    async def _rate(
+    async def rate(
         self,
         customer: CustomerRecord,
         prompt: dict[str, Any],
@@ -231,6 +239,7 @@ class Conversations:
         comment: str,
         locale: str | None,
         sid: str,
+        channel: str = "sms",
     ) -> Answer:
         at = datetime.now(UTC)
         driver_id = prompt.get("driver_id") or ""
@@ -254,7 +263,7 @@ class Conversations:
                 "driver_id": driver_id or None,
                 "rating": rating,
                 "comment": comment or None,
-                "channel": "sms",
+                "channel": channel,
             },
             key=sid,
         )

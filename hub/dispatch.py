@@ -326,7 +326,7 @@ class Dispatcher:
 
     # -- sending ------------------------------------------------------------------------------
     async def _send(self, send: Send, spec: Spec, rec: MessageRecord) -> str:
-        rendered = self._render(send)
+        rendered = await self._render(send)
         if rendered is None:
             await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
             return "failed"
@@ -430,9 +430,13 @@ class Dispatcher:
         sms = Spec("sms", addresses[0], via_fallback=True, fallback_of=rec.id, reason="escalation")
         await self.schedule("escalate", send, sms, int((self.clock() + minutes * 60) * 1000))
 
-    def _render(self, send: Send) -> Rendered | None:
+    async def _render(self, send: Send) -> Rendered | None:
         if send.rendered is not None or send.render_error is not None:
             return send.rendered
+        link_id = self.links.link_id(send.delivery["id"], send.customer.id)
+        await self.store.ensure_link(
+            link_id, send.delivery["id"], send.customer.id, self.settings.tracking.link_days * 86_400
+        )
         try:
             context = build_context(
                 event=send.event,
@@ -441,7 +445,7 @@ class Dispatcher:
                 locale=send.locale,
                 timezone=send.timezone,
                 sender=self.settings.sender.model_dump(),
-                link=None,
+                link=self.links.tracking_url(link_id),
                 unsubscribe_url=self.links.unsubscribe_url(send.customer.id),
                 driver_contact=send.driver_contact,
             )

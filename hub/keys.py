@@ -27,6 +27,9 @@ Every key the hub writes is built here. Shapes and lifetimes:
   (see PACE). Expires when idle.
 - ``hub:collapse:{delivery}:{type}`` string: end (ms) of the open collapsing window for a
   delivery's milestone. Expires with the window.
+- ``hub:link:{link_id}``            hash: delivery_id, customer_id, created_at of a tracking link
+  (hub.links). TTL tracking.link_days, renewed by every message carrying it; deleted on erasure.
+- ``hub:links:customer:{id}``        set of the customer's link ids (for erasure). Same TTL.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
 - arq's keys: the queue (``worker.queue_name``, sorted set of job ids by due time),
   ``arq:job:{job_id}`` (serialized job), ``arq:in-progress:{job_id}``, ``arq:retry:{job_id}``.
@@ -48,6 +51,8 @@ __all__ = [
     "customer",
     "delivery",
     "event",
+    "link",
+    "links_of",
     "message",
     "message_history",
     "messages_by_customer",
@@ -113,6 +118,14 @@ def rate_window(customer_id: str, channel: str) -> str:
 
 def pace(channel: str, sender: str) -> str:
     return f"hub:pace:{channel}:{sender}"
+
+
+def link(link_id: str) -> str:
+    return f"hub:link:{link_id}"
+
+
+def links_of(customer_id: str) -> str:
+    return f"hub:links:customer:{customer_id}"
 
 
 def collapse(delivery_id: str, milestone: str) -> str:

@@ -186,6 +186,20 @@ class HubStore:
         delivery = _decode_delivery(delivery_id, _pairs(delivery_flat))
         return bool(int(current)), _pairs(customer_flat), delivery, bool(int(sms_stopped))
 
+    async def ensure_link(self, link_id: str, delivery_id: str, customer_id: str, ttl: int) -> None:
+        """Record (or renew) a tracking link; see hub.links."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.link(link_id), mapping={"delivery_id": delivery_id, "customer_id": customer_id})
+            pipe.hsetnx(keys.link(link_id), "created_at", now_iso())
+            pipe.expire(keys.link(link_id), ttl)
+            pipe.sadd(keys.links_of(customer_id), link_id)
+            pipe.expire(keys.links_of(customer_id), ttl)
+            await pipe.execute()
+
+    async def resolve_link(self, link_id: str) -> dict[str, str] | None:
+        found: dict[str, str] = await self.redis.hgetall(keys.link(link_id))
+        return found or None
+
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         return _decode_delivery(delivery_id, await self.redis.hgetall(keys.delivery(delivery_id)))
 
@@ -380,7 +394,7 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
         return None
     out: dict[str, Any] = {"id": delivery_id}
     for name, value in raw.items():
-        if name in ("eta", "driver", "reschedule_requested", "instructions"):
+        if name in ("eta", "driver", "reschedule_requested", "instructions", "slots"):
             out[name] = json.loads(value)
         elif name == "terminal":
             out[name] = value == "1"

@@ -195,6 +195,7 @@ class CustomerStore:
         message_ids = await self.redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
         deliveries = await self.redis.smembers(keys.deliveries_of(customer_id))
         timelines = {d: await self.redis.zrange(keys.timeline(d), 0, -1, withscores=True) for d in deliveries}
+        links = await self.redis.smembers(keys.links_of(customer_id))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if phone and await self.redis.get(keys.phone(phone)) == customer_id:
@@ -203,6 +204,10 @@ class CustomerStore:
             # contact_at: events received before the erasure cannot bring the contacts back.
             now = _now()
             pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
+            # Tracking links stop working at once (their pages answer 410 Gone).
+            for link_id in links:
+                pipe.delete(keys.link(link_id))
+            pipe.delete(keys.links_of(customer_id))
             for message_id in message_ids:
                 pipe.hdel(keys.message(message_id), "to", "error", "job")  # job: a dead letter's event
             for delivery_id, entries in timelines.items():
