@@ -122,9 +122,9 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
     strings = _load_strings(settings.templates_dir)
     csrf_key = hashlib.sha256(b"tracking-csrf\x1f" + (settings.secret_key or "").encode()).digest()
 
-    def html(template: str, status: int = 200, **context: Any) -> web.Response:
+    def html(template: str, code: int = 200, **context: Any) -> web.Response:
         body = env.get_template(template).render(**context)
-        return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
+        return web.Response(text=body, status=code, content_type="text/html", headers=HEADERS)
 
     def notice(e: _Notice) -> web.Response:
         t = strings.get(e.lang, strings["en"])
@@ -224,7 +224,7 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
         rated = bool(await request.app[deps.store].redis.exists(keys.feedback(d["id"])))
         response = html(
             "page.html.j2",
-            status,
+            status,  # the HTTP status; the context's "status" is the delivery's
             **context,
             lang=page.lang,
             base=page.base,

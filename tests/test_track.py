@@ -1,0 +1,233 @@
+"""The tracking page over HTTP: the link in every message, what the page shows, its forms, and
+every way a token can be wrong."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from tests.conftest import ADMIN_KEY, Hub
+from tests.events import make_event
+
+# The page offers only slots that have not started by the wall clock: tomorrow's.
+_TOMORROW = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+SLOTS = [
+    {"id": "s1", "start": _TOMORROW.replace(hour=8).isoformat(), "end": _TOMORROW.replace(hour=12).isoformat()},
+    {"id": "s2", "start": _TOMORROW.replace(hour=13).isoformat(), "end": _TOMORROW.replace(hour=17).isoformat()},
+]
+LINK = re.compile(r"https?://\S+/t/([A-Za-z0-9]{12})")
+
+
+def link_in(text: str | None) -> str:
+    found = LINK.search(text or "")
+    assert found, f"no tracking link in {text!r}"
+    return found.group(0)
+
+
+async def tracked(hub: Hub, event: dict[str, Any] | None = None) -> str:
+    """Post an event, run the worker, return the tracking link from the SMS."""
+    await hub.post_event(event or make_event("out_for_delivery", data={"reschedule_slots": SLOTS}))
+    await hub.run_worker()
+    [sms] = hub.messages(channel="sms")[-1:]
+    return link_in(sms["text"])
+
+
+async def get_page(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+def browser() -> aiohttp.ClientSession:
+    """A client that keeps cookies for 127.0.0.1, as browsers do (aiohttp's default jar refuses IPs)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found
+    return found.group(1)
+
+
+async def test_every_channel_carries_the_same_link_and_the_page_shows_the_delivery(hub: Hub) -> None:
+    url = await tracked(hub)
+    [mail] = hub.messages(channel="email")
+    assert link_in(mail["text"]) == url and url in (mail["html"] or "")
+    async with browser() as s:
+        status, page = await get_page(s, url)
+    assert status == 200
+    assert '<html lang="de">' in page  # the customer's language
+    assert "In Zustellung" in page and "Acme Shoes" in page and "LM123456789" in page
+    assert "Di. 24 Nov. 10:00-12:00" in page  # the ETA window in the customer's time zone
+    assert 'value="s1"' in page and 'value="s2"' in page and " 8-12" in page and " 13-17" in page  # the slots
+    assert "Ana Weber" not in page and "+4915112345678" not in page  # no more personal data than needed
+
+
+async def test_security_headers_and_no_external_assets(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s, s.get(url) as resp:
+        page = await resp.text()
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert "SameSite=Strict" in resp.headers["Set-Cookie"] and "HttpOnly" in resp.headers["Set-Cookie"]
+    assets = re.findall(r'(?:src|href)="([^"#]+)"', page)
+    assert assets and all(a.startswith(("/", "tel:", "sms:")) for a in assets), assets
+    async with browser() as s:
+        for asset in ("/static/track.css", "/static/track.js"):
+            async with s.get(hub.base + asset) as resp:
+                assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("mangle", "status"),
+    [
+        (lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), 403),  # tampered tag
+        (lambda t: t[:5] + ("A" if t[5] != "A" else "B") + t[6:], 403),  # another id, old tag
+        (lambda t: t[:-2], 403),  # truncated
+        (lambda t: t + "<script>", 403),  # not even a token's shape
+    ],
+)
+async def test_a_tampered_token_gets_a_clear_403_page_never_a_trace(hub: Hub, mangle: Any, status: int) -> None:
+    url = await tracked(hub)
+    token = url.rsplit("/", 1)[1]
+    async with browser() as s:
+        code, page = await get_page(s, f"{hub.base}/t/{mangle(token)}")
+    assert code == status
+    assert "This link is not valid" in page and "Traceback" not in page and "<script>" not in page
+
+
+async def test_an_erased_customer_s_link_is_revoked_with_410(hub: Hub) -> None:
+    url = await tracked(hub)
+    resp = await hub.request("DELETE", "/v1/customers/C-77")
+    assert resp.status == 204
+    async with browser() as s:
+        code, page = await get_page(s, url)
+    assert code == 410 and "This link has expired" in page
+
+
+async def test_forms_need_the_csrf_token_of_this_browser(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        resp = await s.post(url + "/reschedule", data={"slot": "s1", "csrf": "0" * 64}, allow_redirects=False)
+        assert resp.status == 403
+        assert "Ihre Sitzung ist abgelaufen" in await resp.text()
+    async with browser() as other:  # a page's token with another browser's cookie
+        resp = await other.post(url + "/reschedule", data={"slot": "s1", "csrf": csrf_of(page)}, allow_redirects=False)
+        assert resp.status == 403
+    assert hub.receiver.of_type("delivery.reschedule_requested") == []
+
+
+async def test_rescheduling_on_the_page_is_the_same_request_as_by_sms(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        bad = await s.post(url + "/reschedule", data={"slot": "s9", "csrf": csrf_of(page)}, allow_redirects=False)
+        assert bad.status == 422 and "einen der angebotenen Termine" in await bad.text()
+        ok = await s.post(url + "/reschedule", data={"slot": "s2", "csrf": csrf_of(page)}, allow_redirects=False)
+        assert ok.status == 303 and ok.headers["Location"].endswith("?done=reschedule")
+        _, after = await get_page(s, url + "?done=reschedule")
+    assert "Ihre Anfrage für einen neuen Termin wurde gesendet" in after
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert hook["data"]["slot_id"] == "s2" and hook["data"]["channel"] == "web"
+    delivery = await (await hub.request("GET", "/v1/deliveries/D-1001")).json()
+    assert delivery["reschedule_requested"]["slot_id"] == "s2"
+
+
+async def test_instructions_are_validated_in_the_page_language_then_stored_and_sent_upstream(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        token = csrf_of(page)
+        resp = await s.post(url + "/instructions", data={"kind": "neighbour", "note": "", "csrf": token})
+        assert resp.status == 422 and "Namen des Nachbarn" in await resp.text()
+        resp = await s.post(url + "/instructions", data={"kind": "teleport", "csrf": token})
+        assert resp.status == 422 and "Bitte wählen Sie einen Hinweis" in await resp.text()
+        resp = await s.post(url + "/instructions", data={"kind": "note", "note": "x" * 501, "csrf": token})
+        assert resp.status == 422 and "höchstens 500 Zeichen" in await resp.text()
+        resp = await s.post(
+            url + "/instructions",
+            data={"kind": "neighbour", "note": "Frau Vogel, Nr. 12 <b>", "always": "1", "csrf": token},
+            allow_redirects=False,
+        )
+        assert resp.status == 303
+        _, after = await get_page(s, url)
+    assert "Frau Vogel, Nr. 12 &lt;b&gt;" in after  # shown again, escaped
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("delivery.instructions_updated")
+    assert hook["data"]["kind"] == "neighbour" and hook["data"]["channel"] == "web"
+    customer = await (await hub.request("GET", "/v1/customers/C-77", key=ADMIN_KEY)).json()
+    assert customer["preferences"]["instructions"]["kind"] == "neighbour"  # "always"
+
+
+async def test_preferences_changed_on_the_page_govern_the_next_event(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        token = csrf_of(page)
+        form = aiohttp.FormData()
+        for group in ("progress", "problems", "done"):
+            form.add_field(group, "email")
+        for name, value in (("quiet_start", "22:00"), ("quiet_end", "25:00"), ("language", "fr"), ("csrf", token)):
+            form.add_field(name, value)
+        resp = await s.post(url + "/preferences", data=form)
+        assert resp.status == 422 and "Bitte eine Uhrzeit wie 21:00" in await resp.text()
+        form = aiohttp.FormData()
+        for group in ("progress", "problems", "done"):
+            form.add_field(group, "email")
+        for name, value in (("quiet_start", "22:00"), ("quiet_end", "06:30"), ("language", "fr"), ("csrf", token)):
+            form.add_field(name, value)
+        form.add_field("opt_out", "sms")
+        resp = await s.post(url + "/preferences", data=form, allow_redirects=False)
+        assert resp.status == 303
+        _, after = await get_page(s, url + "?done=preferences")
+    assert '<html lang="fr">' in after and "Vos préférences ont été enregistrées" in after
+    customer = await (await hub.request("GET", "/v1/customers/C-77", key=ADMIN_KEY)).json()
+    prefs = customer["preferences"]
+    assert prefs["quiet_hours"] == {"start": "22:00", "end": "06:30"} and prefs["opt_out"] == ["sms"]
+    before = len(hub.messages())
+    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T08:20:00+01:00", data={"minutes": 5}))
+    await hub.run_worker()
+    assert [m["channel"] for m in hub.messages()[before:]] == ["email"]  # only e-mail now, in French
+    assert "Votre colis" in (hub.messages()[-1]["subject"] or "") or hub.messages()[-1]["subject"]
+
+
+async def test_rating_after_delivery_once(hub: Hub) -> None:
+    url = await tracked(hub)
+    pod = {"recipient": "Ana", "place": "front door", "signature": True, "photo_url": "https://pod.example/1.jpg"}
+    await hub.post_event(make_event("delivered", occurred_at="2026-11-24T11:00:00+01:00", data={"pod": pod}))
+    await hub.run_worker()
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        assert "Zugestellt" in page and "Angenommen von Ana" in page and "Abgelegt: front door" in page
+        assert 'id="reschedule"' not in page and 'id="instructions"' not in page  # nothing left to change
+        bad = await s.post(url + "/feedback", data={"rating": "7", "csrf": csrf_of(page)})
+        assert bad.status == 422 and "von 1 bis 5" in await bad.text()
+        ok = await s.post(
+            url + "/feedback", data={"rating": "5", "comment": "Sehr nett", "csrf": csrf_of(page)}, allow_redirects=False
+        )
+        assert ok.status == 303
+        _, after = await get_page(s, url)
+    assert "Vielen Dank für Ihre Bewertung" in after and 'name="rating"' not in after
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("feedback.received")
+    assert hook["data"]["rating"] == 5 and hook["data"]["channel"] == "web" and hook["data"]["driver_id"] == "DR-5"
+
+
+async def test_the_live_part_reports_a_new_version_when_the_delivery_moves(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        async with s.get(url + "/live") as resp:
+            first = await resp.json()
+        await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T08:20:00+01:00", data={"minutes": 5}))
+        await hub.run_worker()
+        async with s.get(url + "/live") as resp:
+            second = await resp.json()
+    assert first["version"] != second["version"]
+    assert "Gleich da" in second["html"] and "Gleich da" not in first["html"]
