@@ -57,7 +57,8 @@ def _redis_reachable(url: str) -> bool:
 
 # -- hub dev ---------------------------------------------------------------------------------
 async def _dev(args: argparse.Namespace, settings: Settings) -> None:
-    from .api import create_app
+    from .api import REDIS, create_app
+    from .console import add_console_routes
     from .demo import run_demo, run_tag
     from .redis_server import EmbeddedRedis
     from .sandbox import Sandbox
@@ -100,7 +101,12 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
             "smtp.start_tls": False,
         }
     )
-    app = create_app(settings, extra_setup=lambda a: sandbox.add_routes(a, "/sandbox"))
+
+    def sandbox_routes(a: web.Application) -> None:
+        sandbox.add_routes(a, "/sandbox")
+        add_console_routes(a, settings, sandbox, REDIS)
+
+    app = create_app(settings, extra_setup=sandbox_routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
@@ -138,6 +144,8 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
       -H 'Content-Type: application/json' -d @docs/examples/event.json
   See what every phone and inbox received (and reply as a customer):
     {origin}/sandbox           (JSON: curl -s {origin}/sandbox/messages)
+  Post the next milestone of any delivery, play the demo, see the message log:
+    {origin}/sandbox/console
   Text the hub as a customer (e.g. reply 2 to a reschedule offer, or STOP):
     .venv/bin/hub sandbox sms --url {origin} --from +34612345678 --body 2
   Stop with Ctrl-C.

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-__all__ = ["demo_preferences", "demo_steps", "run_demo", "run_tag"]
+__all__ = ["demo_preferences", "demo_steps", "prepare_customers", "run_demo", "run_tag"]
 
 CUSTOMERS: list[dict[str, Any]] = [
     {
@@ -185,17 +185,22 @@ def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
     }
 
 
+async def prepare_customers(http: aiohttp.ClientSession, base_url: str) -> None:
+    """Create the demo's customers with their preferences (see demo_preferences)."""
+    prefs = demo_preferences()
+    for customer in CUSTOMERS:
+        contact = {k: v for k, v in customer.items() if k != "id"}
+        await (await http.put(f"{base_url}/v1/customers/{customer['id']}", json=contact)).release()
+        url = f"{base_url}/v1/customers/{customer['id']}/preferences"
+        await (await http.patch(url, json=prefs[customer["id"]])).release()
+
+
 async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "") -> int:
     """Post the demo; returns how many events were accepted."""
     accepted = 0
     headers = {"Authorization": f"Bearer {api_key}"}
     async with aiohttp.ClientSession(headers=headers) as http:
-        prefs = demo_preferences()
-        for customer in CUSTOMERS:
-            contact = {k: v for k, v in customer.items() if k != "id"}
-            await (await http.put(f"{base_url}/v1/customers/{customer['id']}", json=contact)).release()
-            url = f"{base_url}/v1/customers/{customer['id']}/preferences"
-            await (await http.patch(url, json=prefs[customer["id"]])).release()
+        await prepare_customers(http, base_url)
         for n, batch in enumerate(demo_steps(run=run)):
             async with http.post(f"{base_url}/v1/events/batch", json={"events": batch}) as resp:
                 body = await resp.json()

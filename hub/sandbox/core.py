@@ -24,7 +24,7 @@ callbacks and closes the outbound HTTP session.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -87,6 +87,10 @@ class Sandbox:
         self.smtp = SmtpSink(ledger=self.ledger, faults=self.faults, hostname=smtp_hostname)
         self.prefix: str | None = None
         self.sms_number: str | None = None  # the hub's SMS number, for replies sent from the page
+        self.proxy_numbers: tuple[str, ...] = ()  # relay numbers the page offers to call
+        self.last_calls: dict[str, str] = {}  # caller -> what the last simulated call did
+        # Address -> who it is ("Ana Weber", "driver Sam"), for the page; set by `hub dev`.
+        self.directory: Callable[[], Awaitable[dict[str, str]]] | None = None
         self._closed = False
 
     # -- configuration --------------------------------------------------------------------
