@@ -7,7 +7,16 @@ ARGS   ?= --demo
 BENCH_ARGS ?= --events 2000 --workers 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt typecheck bench clean
+.PHONY: run test lint fmt typecheck bench clean browser
+
+# Browser tests drive Debian's chromium through chromedriver. Installed here when missing and
+# possible (root with apt); without them the browser tests skip and say why.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null 2>&1 \
+	            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
+	  || echo "chromium/chromedriver not installed: browser tests will be skipped"; }
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +27,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/hub dev $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

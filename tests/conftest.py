@@ -209,6 +209,7 @@ async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[H
     await api_runner.setup()
     await web.TCPSite(api_runner, "127.0.0.1", api_port).start()
     sandbox.hub_url = settings.public_url
+    sandbox.sms_number = settings.twilio.from_number
     async with aiohttp.ClientSession() as http:
         hub = Hub(settings, sandbox, http, receiver)
         hub.sandbox_url = f"http://127.0.0.1:{sandbox_port}/sandbox"

@@ -210,7 +210,9 @@ async def test_rating_after_delivery_once(hub: Hub) -> None:
         bad = await s.post(url + "/feedback", data={"rating": "7", "csrf": csrf_of(page)})
         assert bad.status == 422 and "von 1 bis 5" in await bad.text()
         ok = await s.post(
-            url + "/feedback", data={"rating": "5", "comment": "Sehr nett", "csrf": csrf_of(page)}, allow_redirects=False
+            url + "/feedback",
+            data={"rating": "5", "comment": "Sehr nett", "csrf": csrf_of(page)},
+            allow_redirects=False,
         )
         assert ok.status == 303
         _, after = await get_page(s, url)

@@ -103,14 +103,16 @@ def add_page_routes(app: web.Application, sandbox: Sandbox, prefix: str) -> None
         html = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            '<meta http-equiv="refresh" content="5"><title>Sandbox: phones and inboxes</title>'
-            f"<style>{_STYLE}</style></head><body><h1>Sandbox: what every phone and inbox received</h1>"
+            + ('<meta http-equiv="refresh" content="5">' if request.query.get("refresh") != "0" else "")
+            + "<title>Sandbox: phones and inboxes</title>"
+            + f"<style>{_STYLE}</style></head><body><h1>Sandbox: what every phone and inbox received</h1>"
             + (
                 f'<nav><a href="{prefix}/console">Console: deliveries, demo, message log, webhooks</a></nav>'
                 if sandbox.directory
                 else ""
             )
-            + f'<p class="meta">Newest first · refreshes every 5 s · JSON at <a href="{prefix}/messages">'
+            + '<p class="meta">Newest first · refreshes every 5 s (not with ?refresh=0) · '
+            + f'JSON at <a href="{prefix}/messages">'
             f"{prefix}/messages</a></p>"
             f'<div class="grid">{"".join(cards) or "<p>Nothing sent yet.</p>"}</div></body></html>'
         )

@@ -1,0 +1,280 @@
+"""The customer's tracking page and the sandbox in a real browser (Debian's chromium, driven by
+Selenium through chromedriver): open the link from a received SMS, see the timeline, reschedule,
+give instructions, change preferences and see the next event respect them, rate the delivery,
+a tampered link, live updates, and the sandbox reply box driving the same flows as an SMS.
+
+The browser runs in its own process; every Selenium call runs in a thread, so the hub's servers
+on this test's event loop keep answering it. With ``HUB_SCREENSHOTS=<dir>`` the main pages are
+saved there as PNG (docs/screenshots holds the committed ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from hub.console import add_console_routes
+from hub.redis_server import free_port
+from tests.conftest import Hub
+from tests.events import make_event
+from tests.test_track import SLOTS, link_in
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver"),
+]
+SHOTS = os.environ.get("HUB_SCREENSHOTS")
+
+
+class Browser:
+    """A headless chromium; async methods run Selenium off the event loop."""
+
+    def __init__(self) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.profile = tempfile.mkdtemp(prefix="hub-browser-")
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(CHROMIUM)
+        for flag in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=420,1400",
+            f"--user-data-dir={self.profile}",
+        ):
+            options.add_argument(flag)
+        self.driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+        self.driver.set_page_load_timeout(20)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def open(self, url: str) -> None:
+        await self.run(self.driver.get, url)
+
+    async def text(self) -> str:
+        """The page's visible text; empty while a navigation replaces the page."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        def read() -> str:
+            try:
+                return str(self.driver.find_element("tag name", "body").text)
+            except (NoSuchElementException, StaleElementReferenceException):
+                return ""
+
+        return str(await self.run(read))
+
+    async def click(self, css: str) -> None:
+        await self.run(lambda: self.driver.find_element("css selector", css).click())
+
+    async def type(self, css: str, text: str) -> None:
+        def act() -> None:
+            element = self.driver.find_element("css selector", css)
+            element.clear()
+            element.send_keys(text)
+
+        await self.run(act)
+
+    async def wait_for(self, text: str, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while text not in await self.text():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{text!r} did not appear; the page says: {await self.text()}")
+            await asyncio.sleep(0.2)
+
+    async def shot(self, name: str, width: int = 420) -> None:
+        if not SHOTS:
+            return
+
+        def act() -> None:
+            height = self.driver.execute_script("return document.documentElement.scrollHeight")
+            self.driver.set_window_size(width, min(int(height) + 120, 4000))
+            Path(SHOTS).mkdir(parents=True, exist_ok=True)
+            self.driver.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
+            self.driver.set_window_size(420, 1400)
+
+        await self.run(act)
+
+    def close(self) -> None:
+        self.driver.quit()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    b = await asyncio.to_thread(Browser)
+    try:
+        yield b
+    finally:
+        await asyncio.to_thread(b.close)
+
+
+async def sms_link(hub: Hub, event: dict[str, Any] | None = None) -> str:
+    await hub.post_event(event or make_event("out_for_delivery", data={"reschedule_slots": SLOTS}))
+    await hub.run_worker()
+    return link_in(hub.messages(channel="sms")[-1]["text"])
+
+
+async def test_open_the_sms_link_see_the_timeline_and_reschedule(hub: Hub, browser: Browser) -> None:
+    url = await sms_link(hub)
+    await browser.open(url)
+    page = await browser.text()
+    assert "Ihre Zustellung" in page and "In Zustellung" in page and "Acme Shoes" in page
+    assert "Verlauf" in page and "Erwartet" in page
+    await browser.shot("tracking-page")
+    await browser.click('input[name="slot"][value="s2"]')
+    await browser.click("#reschedule button[type=submit]")
+    await browser.wait_for("Ihre Anfrage für einen neuen Termin wurde gesendet")
+    assert "Sie haben" in await browser.text()  # the request is shown on the page from now on
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert hook["data"]["slot_id"] == "s2" and hook["data"]["channel"] == "web"
+
+
+async def test_instructions_with_a_friendly_error_first(hub: Hub, browser: Browser) -> None:
+    await browser.open(await sms_link(hub))
+    await browser.click('input[name="kind"][value="neighbour"]')
+    await browser.click("#instructions button[type=submit]")
+    await browser.wait_for("Bitte ergänzen Sie die Details")  # a neighbour needs a name
+    await browser.shot("tracking-page-error")
+    await browser.click('input[name="kind"][value="neighbour"]')
+    await browser.type("#note", "Frau Vogel, Nr. 12")
+    await browser.click("#instructions button[type=submit]")
+    await browser.wait_for("Ihre Hinweise wurden gespeichert")
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("delivery.instructions_updated")
+    assert hook["data"]["kind"] == "neighbour" and hook["data"]["note"] == "Frau Vogel, Nr. 12"
+
+
+async def test_preferences_changed_in_the_browser_govern_the_next_event(hub: Hub, browser: Browser) -> None:
+    await browser.open(await sms_link(hub))
+    for group in ("progress", "problems", "done"):
+        for channel in ("sms", "push"):
+            await browser.run(
+                lambda g=group, c=channel: [
+                    e.click()
+                    for e in browser.driver.find_elements("css selector", f'input[name="{g}"][value="{c}"]')
+                    if e.is_selected()
+                ]
+            )
+            await browser.run(
+                lambda g=group: [
+                    e.click()
+                    for e in browser.driver.find_elements("css selector", f'input[name="{g}"][value="email"]')
+                    if not e.is_selected()
+                ]
+            )
+    await browser.run(lambda: browser.driver.find_element("css selector", '#language option[value="en"]').click())
+    await browser.click("#preferences button[type=submit]")
+    await browser.wait_for("Your preferences were saved")  # and the page now speaks English
+    await browser.shot("tracking-page-preferences")
+    before = len(hub.messages())
+    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T08:20:00+01:00", data={"minutes": 5}))
+    await hub.run_worker()
+    sent = hub.messages()[before:]
+    assert [m["channel"] for m in sent] == ["email"]
+    assert "arriving" in (sent[0]["subject"] or "").lower() or sent[0]["subject"]
+
+
+async def test_rate_the_delivery_after_proof_of_delivery(hub: Hub, browser: Browser) -> None:
+    url = await sms_link(hub)
+    pod = {"recipient": "Ana", "place": "front door", "signature": True, "photo_url": "https://pod.example/1.jpg"}
+    await hub.post_event(make_event("delivered", occurred_at="2026-11-24T11:00:00+01:00", data={"pod": pod}))
+    await hub.run_worker()
+    await browser.open(url)
+    page = await browser.text()
+    assert "Zugestellt" in page and "Angenommen von Ana" in page and "Abgelegt: front door" in page
+    await browser.shot("tracking-page-delivered")
+    await browser.click('input[name="rating"][value="5"]')
+    await browser.type("#comment", "Sehr freundlich")
+    await browser.click("#feedback button[type=submit]")
+    await browser.wait_for("Vielen Dank für Ihre Bewertung")
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("feedback.received")
+    assert hook["data"]["rating"] == 5 and hook["data"]["comment"] == "Sehr freundlich"
+
+
+async def test_a_tampered_link_shows_a_clear_page(hub: Hub, browser: Browser) -> None:
+    url = await sms_link(hub)
+    await browser.open(url[:-1] + ("x" if url[-1] != "x" else "y"))
+    page = await browser.text()
+    assert "This link is not valid" in page and "Traceback" not in page
+    await browser.shot("tracking-page-invalid")
+
+
+@pytest.mark.settings(**{"tracking.poll_seconds": 2})
+async def test_the_page_updates_itself_when_the_delivery_moves(hub: Hub, browser: Browser) -> None:
+    await browser.open(await sms_link(hub))
+    assert "Gleich da" not in await browser.text()
+    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T08:20:00+01:00", data={"minutes": 5}))
+    await hub.run_worker()
+    await browser.wait_for("Gleich da", timeout=15)  # no reload: the page's own script fetched it
+
+
+async def test_the_sandbox_reply_box_drives_the_same_flow_as_an_sms(hub: Hub, browser: Browser) -> None:
+    await sms_link(hub)
+    await browser.run(browser.driver.set_window_size, 1280, 1400)
+    await browser.open(hub.sandbox_url + "?refresh=0")  # no reload while typing
+    card = 'section[data-address="+4915112345678"]'
+    assert "Open the link" in await browser.text()
+    await browser.type(f'{card} input[name="body"]', "2")
+    await browser.click(f"{card} button[type=submit]")
+    await browser.wait_for("customer wrote")
+    await browser.shot("sandbox-phones", width=1280)
+    await hub.run_worker()
+    [hook] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert hook["data"]["slot_id"] == "s2" and hook["data"]["channel"] == "sms"
+
+
+@pytest.fixture
+async def console(hub: Hub) -> AsyncIterator[str]:
+    """The sandbox console, as `hub dev` mounts it, beside the fixture's sandbox."""
+    key = web.AppKey("redis", aioredis.Redis)
+    app = web.Application()
+    hub.sandbox.add_routes(app, "/sandbox")
+    add_console_routes(app, hub.settings, hub.sandbox, key)
+    app[key] = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/sandbox"
+    finally:
+        await app[key].aclose()
+        await runner.cleanup()
+
+
+async def test_the_console_posts_the_next_milestone_and_shows_the_log(hub: Hub, browser: Browser, console: str) -> None:
+    await sms_link(hub)
+    await browser.run(browser.driver.set_window_size, 1280, 1400)
+    await browser.open(console + "/console")
+    page = await browser.text()
+    assert "D-1001" in page and "out_for_delivery" in page and "Post arriving_soon" in page
+    await browser.click('form[action$="/console/next"] button')  # posted through the public API
+    await browser.wait_for("Sandbox console")
+    await hub.run_worker()
+    await browser.open(console + "/console")
+    page = await browser.text()
+    assert "Post delivered" in page  # the delivery moved on
+    assert "D-1001 arriving_soon sms +4915112345678 accepted" in page
+    await browser.shot("sandbox-console", width=1280)
+    await browser.open(console + "?refresh=0")
+    assert "Ana Weber" in await browser.text()  # the phones page names each card
