@@ -105,6 +105,7 @@ class Send:
     driver_contact: str | None = None
     used: set[str] = field(default_factory=set)  # channels this event already has messages on
     rendered: Rendered | None = None
+    link: str = ""  # the tracking page's URL, once rendered
     render_error: str | None = None
     prompt: dict[str, Any] | None = None
     prompt_built: bool = False
@@ -330,7 +331,7 @@ class Dispatcher:
         if rendered is None:
             await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
             return "failed"
-        outbound = self._outbound(rec, rendered)
+        outbound = self._outbound(rec, rendered, send.link)
         try:
             result = await self.channels[rec.channel].send(outbound)
         except Exception as e:  # an adapter bug must not lose the message: retry it
@@ -434,6 +435,7 @@ class Dispatcher:
         if send.rendered is not None or send.render_error is not None:
             return send.rendered
         link_id = self.links.link_id(send.delivery["id"], send.customer.id)
+        send.link = self.links.tracking_url(link_id)
         await self.store.ensure_link(
             link_id, send.delivery["id"], send.customer.id, self.settings.tracking.link_days * 86_400
         )
@@ -445,7 +447,7 @@ class Dispatcher:
                 locale=send.locale,
                 timezone=send.timezone,
                 sender=self.settings.sender.model_dump(),
-                link=self.links.tracking_url(link_id),
+                link=send.link,
                 unsubscribe_url=self.links.unsubscribe_url(send.customer.id),
                 driver_contact=send.driver_contact,
             )
@@ -536,7 +538,7 @@ class Dispatcher:
             key=f"{rec.id}:{status}",
         )
 
-    def _outbound(self, rec: MessageRecord, rendered: Rendered) -> Outbound:
+    def _outbound(self, rec: MessageRecord, rendered: Rendered, link: str = "") -> Outbound:
         if rec.channel == "sms":
             return Outbound(rec.id, "sms", rec.to, rendered.sms, locale=rec.locale)
         if rec.channel == "email":
@@ -562,6 +564,7 @@ class Dispatcher:
                 "event_id": rec.event_id,
                 "message_id": rec.id,
                 "receipt": self.links.receipt_token(rec.id),
+                "url": link,
             },
             collapse_key=f"delivery-{rec.delivery_id}"[:64],
             locale=rec.locale,

@@ -233,3 +233,40 @@ async def test_the_live_part_reports_a_new_version_when_the_delivery_moves(hub: 
             second = await resp.json()
     assert first["version"] != second["version"]
     assert "Gleich da" in second["html"] and "Gleich da" not in first["html"]
+
+
+async def test_a_push_opens_the_same_page(hub: Hub) -> None:
+    url = await tracked(hub)
+    [push] = hub.messages(channel="push")
+    assert push["push_data"]["url"] == url
+
+
+async def test_a_link_past_its_time_is_gone_with_410(hub: Hub) -> None:
+    import redis.asyncio as aioredis
+
+    url = await tracked(hub)
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    try:
+        [key] = [k async for k in r.scan_iter("hub:link:*")]
+        await r.delete(key)  # what its TTL (tracking.link_days after the last message) does
+    finally:
+        await r.aclose()
+    async with browser() as s:
+        code, page = await get_page(s, url)
+    assert code == 410 and "This link has expired" in page
+
+
+@pytest.mark.settings(**{"relay.pool": ["+4915700000100", "+4915700000101"]})
+async def test_while_the_relay_is_open_the_page_offers_the_driver_on_the_proxy_number(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+    proxy = re.search(r'href="tel:(\+\d+)"', page)
+    assert proxy and proxy.group(1) in ("+4915700000100", "+4915700000101")
+    assert "Sam anrufen" in page and f'href="sms:{proxy.group(1)}"' in page
+    assert "+4915700000001" not in page  # never the driver's own number
+    await hub.post_event(make_event("delivered", occurred_at="2026-11-24T11:00:00+01:00"))
+    await hub.run_worker()
+    async with browser() as s:
+        _, page = await get_page(s, url)
+    assert "tel:" not in page  # delivered: no more calls
