@@ -251,7 +251,9 @@ def create_worker(
         handle_signals=handle_signals,
         job_completion_wait=int(wcfg.completion_wait),
         max_jobs=wcfg.max_jobs,
-        job_timeout=wcfg.job_timeout + 30,
+        # arq's own limit stays above the hub's (which cancels cleanly and retries); it also sets
+        # how long a killed worker's jobs wait before another worker takes them (+10 s).
+        job_timeout=wcfg.job_timeout + min(30.0, max(5.0, wcfg.job_timeout)),
         keep_result=0,  # results are not read; the message log is the record
         poll_delay=0.05,
         job_serializer=job_serializer,
