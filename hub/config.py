@@ -136,7 +136,7 @@ class WorkerSettings(_Model):
     max_jobs: int = Field(100, ge=1)
     """Events processed concurrently per worker process."""
     job_timeout: float = Field(60.0, gt=0)
-    """Seconds one job may take; a killed worker's jobs are taken over after this plus 15–40 s."""
+    """Seconds one job may take; a killed worker's jobs are taken over after this plus 15 to 40 s."""
     max_tries: int = Field(6, ge=1)
     """Attempts for a message that keeps failing transiently before it is marked dead."""
     retry_base_delay: float = Field(5.0, ge=0)

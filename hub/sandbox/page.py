@@ -74,8 +74,15 @@ def add_page_routes(app: web.Application, sandbox: Sandbox, prefix: str) -> None
             who = e["from"] if (e.get("meta") or {}).get("direction") == "inbound" else e["to"]
             people[str(who)].append(e)
         names = await sandbox.directory() if sandbox.directory else {}
+        for address in names:  # every known customer's and driver's phone, even before any message
+            if address.startswith("+"):
+                people.setdefault(address, [])
         cards = []
-        for who, entries in sorted(people.items(), key=lambda kv: kv[1][-1].get("received_at", ""), reverse=True):
+
+        def newest(item: tuple[str, list[dict[str, Any]]]) -> str:
+            return str(item[1][-1].get("received_at", "")) if item[1] else ""
+
+        for who, entries in sorted(people.items(), key=newest, reverse=True):
             phone = who.startswith("+")
             form = (
                 f'<form method="post" action="{prefix}/ui/reply">'
