@@ -21,6 +21,7 @@ Routes (see docs/api.md and ``/openapi.json``):
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -77,6 +78,38 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # -- middleware ------------------------------------------------------------------------------
 @web.middleware
+async def auth_throttle_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count answers of 401 per client address in a one-minute window (Redis); an address over
+    ``api.auth_failures_per_minute`` gets 429 for every request until the window ends, whether
+    its next key is right or not (so the answer never tells a guessed key is valid)."""
+    redis = request.app.get(REDIS)
+    if redis is None or not request.path.startswith("/v1/"):
+        return await handler(request)
+    key = keys.auth_failures(request.remote or "unknown")
+    limit = request.app[SETTINGS].api.auth_failures_per_minute
+    try:
+        failures = int(await redis.get(key) or 0)
+    except RedisError:
+        failures = 0  # the store is down: the handler answers 503 anyway
+    if failures >= limit:
+        wait = max(1, int(await redis.ttl(key)))
+        return error_response(
+            429,
+            "too_many_failures",
+            f"too many requests with a wrong API key from this address; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    response = await handler(request)
+    if response.status == 401:
+        with contextlib.suppress(RedisError):
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, 0, ex=60, nx=True)  # the window starts with the first failure
+                pipe.incr(key)
+                await pipe.execute()
+    return response
+
+
+@web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -127,6 +160,8 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise ApiError(400, "invalid_json", "the body's JSON is nested too deeply") from e
 
 
 def path_id(request: web.Request, name: str = "id") -> str:
@@ -584,7 +619,9 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
             "twilio.auth_token is the public sandbox default while twilio.base_url is Twilio's: "
             "set HUB_TWILIO__AUTH_TOKEN, or anyone could sign webhooks"
         )
-    app = web.Application(middlewares=[errors_middleware], client_max_size=settings.api.max_body_bytes)
+    app = web.Application(
+        middlewares=[auth_throttle_middleware, errors_middleware], client_max_size=settings.api.max_body_bytes
+    )
     app[SETTINGS] = settings
     app[LINKS] = Links(settings.secret_key, settings.public_url)
 

@@ -71,6 +71,9 @@ class ApiSettings(_Model):
     """Most events in one POST /v1/events/batch; more is a 413."""
     keys: tuple[ApiKey, ...] = ()
     """API keys as {source, sha256, scopes} entries."""
+    auth_failures_per_minute: int = Field(20, ge=1)
+    """Requests with a wrong or missing API key one client address may make in a minute; past
+    that, every request from it gets 429 until the minute is over (guessing keys stays hopeless)."""
 
 
 class SenderSettings(_Model):

@@ -30,6 +30,8 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:link:{link_id}``            hash: delivery_id, customer_id, created_at of a tracking link
   (hub.links). TTL tracking.link_days, renewed by every message carrying it; deleted on erasure.
 - ``hub:links:customer:{id}``        set of the customer's link ids (for erasure). Same TTL.
+- ``hub:authfail:{address}``        string: requests with a wrong API key from a client address in
+  the current minute. TTL 60 s from the first.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
 - arq's keys: the queue (``worker.queue_name``, sorted set of job ids by due time),
   ``arq:job:{job_id}`` (serialized job), ``arq:in-progress:{job_id}``, ``arq:retry:{job_id}``.
@@ -47,6 +49,7 @@ __all__ = [
     "INDEXED_STATUSES",
     "PACE",
     "REPLAY_MESSAGE",
+    "auth_failures",
     "collapse",
     "customer",
     "delivery",
@@ -118,6 +121,10 @@ def rate_window(customer_id: str, channel: str) -> str:
 
 def pace(channel: str, sender: str) -> str:
     return f"hub:pace:{channel}:{sender}"
+
+
+def auth_failures(address: str) -> str:
+    return f"hub:authfail:{address}"
 
 
 def link(link_id: str) -> str:
