@@ -92,7 +92,7 @@ async def test_customer_data_posing_as_a_template_or_script_stays_inert_everywhe
     assert (mail["text"] or "").startswith("Hi {{,")  # the first word of the name, as given
     assert not re.search(r"\b49\b", mail["text"] or "")
     html = mail["html"] or ""
-    assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;Shop&lt;/b&gt;" in html
+    assert "<script>" not in html and "<b>Shop" not in html and "&lt;b&gt;Shop&lt;/b&gt;" in html
     assert "{{ secret }}" in (mail["text"] or "")
     link = next(word for word in (sms["text"] or "").split() if "/t/" in word)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s, s.get(link) as resp:
