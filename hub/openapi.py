@@ -221,6 +221,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "body or batch too large",
         415: "not JSON",
         422: "validation failed (fields name each problem)",
+        429: "too many requests with a wrong API key from this address (Retry-After says when to retry)",
         503: "store unavailable",
     }
     return {str(c): _json("Error", text[c]) for c in codes}
@@ -383,6 +384,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         },
     }
     paths.update(_two_way_paths(id_param, reveal))
+    _common_errors(paths)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -400,6 +402,25 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     if server_url:
         doc["servers"] = [{"url": server_url}]
     return doc
+
+
+def _common_errors(paths: dict[str, Any]) -> None:
+    """Answers any operation can give, added to every one that can: 429 on the API when an address
+    sent too many wrong keys, 400 for a malformed path id, 503 when Redis is down, and 400/415
+    for a Twilio webhook whose body is not a readable form."""
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            extra: list[int] = [503]
+            if path.startswith("/v1/"):
+                extra.append(429)
+            if "{id}" in path:
+                extra.append(400)
+            if path.startswith("/webhooks/twilio/"):
+                extra += [400, 415]
+            for code in extra:
+                op["responses"].setdefault(str(code), _errors(code)[str(code)])
 
 
 def _two_way_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any]:

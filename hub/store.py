@@ -406,6 +406,7 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
 def _decode_message(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
     # job: the payload a retry, sweep or replay needs; claimed_ms: the sending lease. Internal.
     out: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("job", "claimed_ms")}
+    out.setdefault("to", "")  # removed by an erasure
     out["via_fallback"] = raw.get("via_fallback") == "1"
     if raw.get("due_at"):
         out["due_at"] = datetime.fromtimestamp(int(raw["due_at"]) / 1000, UTC).isoformat(timespec="seconds")

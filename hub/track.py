@@ -283,7 +283,7 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
         t = page.strings
         cookie = request.cookies.get(CSRF_COOKIE, "")
         given = str(form.get("csrf", ""))
-        if not cookie or not hmac.compare_digest(given, form_token(cookie, page)):
+        if not cookie or not hmac.compare_digest(given.encode(), form_token(cookie, page).encode()):
             return await render_page(request, page, errors=[t["error_csrf"]], status=403)
         which = request.match_info["action"]
         handler = {"reschedule": reschedule, "instructions": instruct, "feedback": rate, "preferences": prefer}[which]

@@ -37,7 +37,12 @@ def called_url(request: web.Request, settings: Settings) -> str:
 
 
 async def signed_form(request: web.Request, settings: Settings) -> dict[str, str]:
-    form = {k: str(v) for k, v in (await request.post()).items()}
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise ApiError(415, "unsupported_media_type", "Twilio posts application/x-www-form-urlencoded")
+    try:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+    except (ValueError, AssertionError, UnicodeDecodeError) as e:
+        raise ApiError(400, "invalid_form", "the form body could not be read") from e
     signature = request.headers.get("X-Twilio-Signature", "")
     validator = RequestValidator(settings.twilio.auth_token)
     try:
