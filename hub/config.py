@@ -250,7 +250,7 @@ class RelaySettings(_Model):
         return numbers
 
 
-_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+_HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"  # ASCII digits only (\d takes any script's)
 QuietMode = Literal["send", "push_only", "defer"]
 
 

@@ -86,7 +86,12 @@ def quiet_until(now: float, tz_name: str, window: QuietWindow | None) -> float |
         # The fall-back night: the end time happens twice and ``now`` lies in the repeated hour
         # after its first occurrence; the window ends at the second one.
         ends = datetime.combine(day, end).replace(tzinfo=tz, fold=1).timestamp()
-    return ends if ends > now else None
+    if ends <= now:
+        return None
+    # A skipped hour can hold all the time between the end and the next start (quiet 02:30-02:00
+    # on a spring-forward night): the clock jumps from one night's window into the next one's.
+    later = quiet_until(ends, tz_name, window)
+    return ends if later is None else later
 
 
 def quiet_due(

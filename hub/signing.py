@@ -29,9 +29,10 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300, now: flo
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
         timestamp = int(parts["t"])
-    except (ValueError, KeyError):
+        age = abs((time.time() if now is None else now) - timestamp)
+    except (ValueError, KeyError, OverflowError):  # OverflowError: a t beyond the float range
         return False
-    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+    if age > tolerance:
         return False
     expected = sign(secret, timestamp, body)
     return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "replace"))

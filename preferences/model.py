@@ -13,7 +13,7 @@ __all__ = ["CHANNELS", "Contact", "Instructions", "Preferences", "QuietHours", "
 
 CHANNELS = ("sms", "email", "push")
 ChannelName = Literal["sms", "email", "push"]
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # ASCII digits only (\d takes any script's)
 
 
 def region_of(info: ValidationInfo) -> str:

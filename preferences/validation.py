@@ -6,7 +6,8 @@ API's field errors (pydantic turns it into one).
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
 from babel import Locale, UnknownLocaleError
@@ -36,6 +37,13 @@ def check_email(value: str) -> str:
     return str(result.normalized)
 
 
+@cache
+def _zone_names() -> frozenset[str]:
+    """The zones zoneinfo lists. It also loads the posix/ and right/ copies and posixrules, which
+    are no zone names (and reads right/ ones wrongly: right/Europe/Berlin keeps summer time)."""
+    return frozenset(available_timezones())
+
+
 def check_timezone(value: str) -> str:
     if not isinstance(value, str) or not value or value.startswith(("/", ".")) or ".." in value:
         raise ValueError("not an IANA time zone name")
@@ -43,6 +51,8 @@ def check_timezone(value: str) -> str:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise ValueError(f"unknown IANA time zone {value!r}") from e
+    if value not in _zone_names():
+        raise ValueError(f"unknown IANA time zone {value!r}")
     return value
 
 
