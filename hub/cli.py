@@ -19,10 +19,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from .config import ConfigError, Settings, load_settings
 from .logs import setup_logging
@@ -207,7 +209,33 @@ def _worker(settings: Settings) -> None:
             ]
         )
 
-    asyncio.run(both())
+    # A worker outlives a Redis outage: arq stops when its connection is lost, so wait until Redis
+    # answers again and start anew. Jobs that were running are taken over once their arq lease
+    # ends; the message log's claims keep them from sending anything twice.
+    while True:
+        try:
+            asyncio.run(both())
+            return
+        except (RedisError, OSError) as e:
+            log.warning("worker stopped: Redis unreachable (%s); starting again when it answers", e)
+            _wait_for_redis(str(settings.redis_url))
+
+
+def _wait_for_redis(url: str, *, first: float = 0.2, most: float = 5.0) -> None:
+    from redis import Redis
+
+    delay = first
+    while True:
+        client = Redis.from_url(url, socket_connect_timeout=1)
+        try:
+            if client.ping():
+                return
+        except RedisError:
+            pass
+        finally:
+            client.close()
+        time.sleep(delay)
+        delay = min(most, delay * 2)
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
@@ -352,6 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
     bench.add_argument("--rate", type=float, default=0.0, help="pace posts at this many events/s (0: flat out)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
+    chaos = sub.add_parser("chaos", help="post a fixed set of events while injecting faults; check the ledgers")
+    chaos.add_argument("scenario", choices=["all", "worker-kill", "redis-restart", "providers", "api-kill"])
+    chaos.add_argument("--events", type=int, default=400)
+    chaos.add_argument("--workers", type=int, default=2, help="worker processes")
+    chaos.add_argument(
+        "--fsync", choices=["always", "everysec"], help="Redis appendfsync (default: both for redis-restart)"
+    )
+    chaos.add_argument("--json", help="also write the results to this JSON file")
     webhooks = sub.add_parser("webhooks", help="outbound webhook deliveries")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
     replay = webhooks_sub.add_parser("replay", help="send deliveries again (by id, or every dead one)")
@@ -407,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.sandbox_command == "call":
                 return asyncio.run(_sandbox_call(args))
             return asyncio.run(_sandbox_sms(settings, args))
+        elif args.command == "chaos":
+            from .chaos import run_chaos_cli
+
+            return run_chaos_cli(args)
         elif args.command == "bench":
             from .bench import run_bench, run_relay_bench
             from .bench_mix import run_mix_bench

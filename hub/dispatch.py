@@ -31,11 +31,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from channels import Channel, Outbound, SendResult, count_segments
 from preferences import CustomerRecord, CustomerStore
@@ -54,13 +56,41 @@ from .status import apply_parked
 from .store import FRESH, PENDING, HubStore, MessageRecord, now_iso
 from .webhooks import Webhooks
 
-__all__ = ["SEND_JOB", "Dispatcher", "Send", "Spec", "message_id", "replay_messages"]
+__all__ = ["SEND_JOB", "Dispatcher", "Send", "SendInProgress", "Spec", "message_id", "replay_messages"]
 
 log = logging.getLogger(__name__)
 
 SEND_JOB = "send_message"
 _STATUS = {"accepted": "accepted", "transient": "transient", "permanent": "failed"}
 Enqueue = Callable[..., Awaitable[Any]]
+T = TypeVar("T")
+
+
+async def _outlasting(call: Callable[[], Awaitable[T]], *, patience: float = 10.0) -> T:
+    """``call()``, tried again through a Redis outage of up to ``patience`` seconds. For what must
+    be written after a provider call: the outcome is in hand and only Redis can lose it, which
+    would leave the message ``sending`` and, after its lease, ``unknown``."""
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            return await call()
+        except (RedisConnectionError, RedisTimeoutError):
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis unreachable while recording a send; trying again in %.2f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+
+class SendInProgress(Exception):
+    """A message is ``sending`` under another handler's lease; its job should run again in
+    ``retry_in`` seconds, when the send has settled or the lease has run out."""
+
+    def __init__(self, message_id: str, retry_in: float) -> None:
+        super().__init__(f"message {message_id} is being sent elsewhere; look again in {retry_in:.0f} s")
+        self.message_id = message_id
+        self.retry_in = retry_in
 
 
 def message_id(source: str, event_id: str, channel: str, address: str) -> str:
@@ -224,6 +254,10 @@ class Dispatcher:
             if wait > 0:
                 await asyncio.sleep(wait)
         limit = int(cfg.per_customer_hour.get(spec.channel, 0))  # type: ignore[call-overload]
+        # Render (and store the tracking link) before the claim: between the claim and the
+        # provider call nothing touches Redis, so an outage there cannot strand a claimed
+        # message that was never sent.
+        await self._render(send)
         claim = await self.store.claim(
             rec, hourly_limit=limit, clock_ms=int(now * 1000), allowed=PENDING if not fresh else FRESH
         )
@@ -239,14 +273,18 @@ class Dispatcher:
         return await self._send(send, spec, rec)
 
     async def resolve_in_doubt(self, rec: MessageRecord) -> str:
-        """A message found ``sending``: another handler is sending it now ("busy"), or one that
-        died left it so; past the job timeout it is marked ``unknown`` and never resent."""
+        """A message found ``sending``: another handler is sending it now, or one that died left it
+        so. While the sending lease runs this raises ``SendInProgress`` (the job tries again when
+        the lease ends); past it the message is marked ``unknown`` and never resent."""
         fields = await self.store.message_fields(rec.id)
         if fields.get("status") != "sending":
             return fields.get("status") or "gone"
         lease_ms = (self.settings.worker.job_timeout + 5) * 1000
-        if time.time() * 1000 - int(fields.get("claimed_ms") or 0) < lease_ms:
-            return "busy"
+        held_ms = time.time() * 1000 - int(fields.get("claimed_ms") or 0)
+        if held_ms < lease_ms:
+            # Never leave it: the handler may be dead (its job cancelled by the timeout, its
+            # process killed), and nothing else would look at this message again.
+            raise SendInProgress(rec.id, (lease_ms - held_ms) / 1000 + 1)
         await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
         await self._status_webhook(rec, "unknown", None)
         return "unknown"
@@ -347,20 +385,23 @@ class Dispatcher:
         if status == "transient":
             # Decided before anything is recorded, while this handler still holds the claim: a
             # retry (with its job payload, for the sweeper) or the dead letter, in one write.
-            attempts = int((await self.store.message_fields(rec.id)).get("attempts", "1"))
+            attempts = int((await _outlasting(lambda: self.store.message_fields(rec.id))).get("attempts", "1"))
             extra["job"] = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
             if attempts >= self.settings.worker.max_tries:
                 status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
             else:
                 due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
-        await self.store.record(
-            rec.id,
-            status,
-            provider_id=result.provider_id,
-            error=error,
-            error_code=result.error_code,
-            extra=extra or None,
-            due_ms=due_ms,
+        await _outlasting(
+            lambda: self.store.record(
+                rec.id,
+                status,
+                provider_id=result.provider_id,
+                error=error,
+                error_code=result.error_code,
+                extra=extra or None,
+                due_ms=due_ms,
+            ),
+            patience=self.settings.worker.job_timeout / 2,
         )
         log.info(
             "message %s %s to %s",

@@ -27,10 +27,12 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.worker import Worker, func
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import keys
 from .config import Settings
-from .dispatch import SEND_JOB
+from .dispatch import SEND_JOB, SendInProgress
 from .pipeline import Runtime, build_channels
 from .relay import CLOSE_JOB, close_relay_job
 from .webhooks import DELIVER_JOB, deliver_webhook
@@ -69,6 +71,9 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
         # Our own limit, below arq's: arq fails a job that overruns and never retries it.
         async with asyncio.timeout(runtime.settings.worker.job_timeout):
             outcome = await runtime.process(source, event, job_try)
+    except SendInProgress as e:
+        log.info("%s", e, extra={"event_id": event.get("event_id"), "source": source})
+        raise Retry(defer=e.retry_in) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
         log.exception(
@@ -87,6 +92,9 @@ async def send_message(
     try:
         async with asyncio.timeout(runtime.settings.worker.job_timeout):
             return await runtime.run_job(source, event, spec, due_ms, kind)
+    except SendInProgress as e:
+        log.info("%s", e, extra={"event_id": event.get("event_id")})
+        raise Retry(defer=e.retry_in) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
         log.exception("message job failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id")})
@@ -114,6 +122,19 @@ async def _heartbeat(redis: Any, name: str) -> None:
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 
+class HubWorker(Worker):
+    """arq's worker, riding out a Redis outage: a poll that cannot reach Redis is logged and tried
+    again a moment later, instead of stopping the worker with its jobs in flight. Jobs that were
+    running finish, writing their outcomes once Redis is back (see dispatch._outlasting)."""
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as e:
+            log.warning("Redis unreachable (%s); polling again in 0.5 s", e)
+            await asyncio.sleep(0.5)
+
+
 def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
     """The arq worker that delivers outbound webhooks (its own queue; see hub.webhooks)."""
     if not settings.redis_url:
@@ -135,7 +156,7 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
         if "hub_redis" in ctx:
             await ctx["hub_redis"].aclose()
 
-    return Worker(
+    return HubWorker(
         functions=[func(deliver_webhook, name=DELIVER_JOB, max_tries=cfg.max_attempts + 5)],
         queue_name=cfg.queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -183,7 +204,8 @@ async def drain(worker: Worker, *, horizon: float = 2.0, poll: float = 0.02) -> 
 
 
 async def run_workers(workers: list[Worker]) -> None:
-    """Run several arq workers in this process until SIGTERM/SIGINT, then stop them gracefully."""
+    """Run several arq workers in this process until SIGTERM/SIGINT, then stop them gracefully.
+    Raises what stopped a worker otherwise (a lost Redis connection, say)."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
@@ -196,10 +218,13 @@ async def run_workers(workers: list[Worker]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     try:
-        await asyncio.gather(*(w.async_run() for w in workers), return_exceptions=True)
+        results = await asyncio.gather(*(w.async_run() for w in workers), return_exceptions=True)
     finally:
         for w in workers:
             await w.close()
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures and not stopping.is_set():
+        raise failures[0]  # e.g. Redis went away: the caller waits for it and starts again
 
 
 def create_worker(
@@ -237,7 +262,7 @@ def create_worker(
                 await redis.zrem(keys.WORKER_HEARTBEAT, name)
             await redis.aclose()
 
-    return Worker(
+    return HubWorker(
         functions=[
             func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5),
             func(send_message, name=SEND_JOB, max_tries=10),

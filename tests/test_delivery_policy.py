@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from arq.connections import RedisSettings, create_pool
 
 from hub.cli import main as cli_main
+from hub.dispatch import SendInProgress
 from hub.pipeline import Runtime, build_channels
 from hub.store import MessageRecord
 from hub.worker import job_deserializer, job_serializer
@@ -441,7 +442,10 @@ async def test_a_message_found_sending_is_busy_while_its_lease_runs_and_unknown_
         record = MessageRecord.from_fields(mail)
         r = runtime.redis
         await r.hset(f"hub:msg:{record.id}", mapping={"status": "sending", "claimed_ms": str(int(time.time() * 1000))})
-        assert await runtime.resolve_in_doubt(record) == "busy"  # another worker is sending it now
+        with pytest.raises(SendInProgress) as busy:  # another worker is sending it now: look again later
+            await runtime.resolve_in_doubt(record)
+        lease = hub.settings.worker.job_timeout + 5
+        assert lease - 5 < busy.value.retry_in <= lease + 1  # when the sending lease ends
         await r.hset(f"hub:msg:{record.id}", "claimed_ms", "0")  # ...or died doing so long ago
         assert await runtime.resolve_in_doubt(record) == "unknown"
     [mail] = [m for m in await messages(hub) if m["channel"] == "email"]
