@@ -43,14 +43,15 @@ from .redis_server import EmbeddedRedis, free_port
 __all__ = ["run_bench"]
 
 BENCH_KEY = "bench-key"
+BENCH_ADMIN_KEY = "bench-admin-key"
 NOOP_QUEUE = "bench:noop"
 
 
 # -- helper processes ------------------------------------------------------------------------
-async def _serve_sandbox(port: int, smtp_port: int) -> None:
+async def _serve_sandbox(port: int, smtp_port: int, fault_timeout: float = 30.0) -> None:
     from .sandbox import Sandbox
 
-    sandbox = Sandbox(status_callbacks=False)
+    sandbox = Sandbox(status_callbacks=False, fault_timeout=fault_timeout)
     app = web.Application(client_max_size=1 << 24)
     sandbox.add_routes(app, "/sandbox")
 
@@ -115,8 +116,11 @@ async def _wait_for_signal() -> None:
 
 
 # -- measurement helpers ---------------------------------------------------------------------
-def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+def _spawn(args: list[str], env: dict[str, str] | None = None, *, quiet: bool = False) -> subprocess.Popen[bytes]:
+    """A helper process; ``quiet`` silences its stderr too (the provider fakes log every
+    connection a killed client leaves behind)."""
+    stderr = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 def _hub_env(redis_url: str, api_port: int, **extra: str) -> dict[str, str]:
@@ -127,6 +131,7 @@ def _hub_env(redis_url: str, api_port: int, **extra: str) -> dict[str, str]:
             "HUB_CONFIG": str(ROOT / "config.yaml"),
             "HUB_REDIS_URL": redis_url,
             "HUB_API_KEY": BENCH_KEY,
+            "HUB_ADMIN_API_KEY": BENCH_ADMIN_KEY,
             "HUB_SECRET_KEY": "bench-secret",
             "HUB_LOG_LEVEL": "WARNING",
             "HUB_API__PORT": str(api_port),
@@ -154,6 +159,7 @@ def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait(30)
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait(10)
 
 
 async def _wait_http(url: str, timeout: float = 20) -> None:
@@ -296,20 +302,33 @@ class Stack:
     workers: list[subprocess.Popen[bytes]]
     sandbox_port: int
     api_port: int
+    env: dict[str, str]
 
     @property
     def procs(self) -> list[subprocess.Popen[bytes]]:
         return [self.sandbox, self.api, *self.workers]
+
+    def spawn_worker(self) -> subprocess.Popen[bytes]:
+        """One more `hub worker` with the stack's environment (e.g. in place of a killed one)."""
+        worker = _spawn(["-m", "hub", "worker"], self.env)
+        self.workers.append(worker)
+        return worker
+
+    async def restart_api(self) -> None:
+        """A new `hub api` on the same port (after the old one was killed); waits until it answers."""
+        self.api = _spawn(["-m", "hub", "api"], self.env)
+        await _wait_http(f"http://127.0.0.1:{self.api_port}/healthz")
 
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}/sandbox"
 
 
-async def start_stack(redis_url: str, workers: int, max_jobs: int, **env: str) -> Stack:
-    """Start the sandbox, `hub api` and ``workers`` `hub worker` processes; wait until they answer."""
+async def start_stack(redis_url: str, workers: int, max_jobs: int, *, fault_timeout: float = 30.0, **env: str) -> Stack:
+    """Start the sandbox, `hub api` and ``workers`` `hub worker` processes; wait until they answer.
+    ``fault_timeout``: how long the sandbox holds a request under a "timeout" fault."""
     sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
-    sandbox = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port)])
+    sandbox = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port), str(fault_timeout)], quiet=True)
     origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
     hub_env = _hub_env(
         redis_url,
@@ -326,6 +345,7 @@ async def start_stack(redis_url: str, workers: int, max_jobs: int, **env: str) -
         [_spawn(["-m", "hub", "worker"], hub_env) for _ in range(workers)],
         sandbox_port,
         api_port,
+        hub_env,
     )
     try:
         await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
@@ -514,7 +534,7 @@ def run_bench(args: argparse.Namespace) -> int:
 def _main(argv: list[str]) -> None:
     cmd = argv[0]
     if cmd == "sandbox":
-        asyncio.run(_serve_sandbox(int(argv[1]), int(argv[2])))
+        asyncio.run(_serve_sandbox(int(argv[1]), int(argv[2]), *(float(a) for a in argv[3:4])))
     elif cmd == "echo":
         asyncio.run(_serve_echo(int(argv[1])))
     elif cmd == "noop-worker":

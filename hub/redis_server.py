@@ -140,9 +140,15 @@ class EmbeddedRedis:
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+        if self.process.stderr:
+            with contextlib.suppress(OSError):
+                self.process.stderr.close()
+        self.process = None
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -62,9 +62,10 @@ class Sandbox:
         failing_numbers: Mapping[str, int] | None = None,
         hub_url: str | None = None,
         smtp_hostname: str = "sandbox.localhost",
+        fault_timeout: float = 30.0,
     ) -> None:
         self.ledger = Ledger()
-        self.faults = Faults()
+        self.faults = Faults(timeout_seconds=fault_timeout)
         self._outbound = Outbound()
         self.twilio = TwilioFake(
             account_sid=twilio_account_sid,

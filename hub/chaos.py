@@ -1,0 +1,484 @@
+"""``hub chaos <scenario>``: a fixed set of events posted while faults are injected, then the
+provider fakes' ledgers checked against what should have been sent.
+
+Every run starts its own Redis (AOF on), the sandbox providers, one `hub api` and ``--workers``
+`hub worker` processes, exactly as ``hub bench`` does, and posts ``--events`` events in batches
+of 20 through ``POST /v1/events/batch``, like an upstream system would: a batch that gets no
+answer or a 5xx is posted again with the same event ids until it is accepted. Half the events
+are ``out_for_delivery`` (SMS, push and e-mail), half ``arriving_soon`` (SMS and push), each for
+its own customer, so every planned message has an address of its own in the ledgers.
+
+Scenarios (faults are placed by progress: the share of planned messages the fakes hold):
+
+``worker-kill``    kill -9 one worker at 20 % (a new one starts a second later), then every
+                   worker at 55 % (all restarted a second later)
+``redis-restart``  kill -9 Redis at 35 % and start it again a second later on the same port and
+                   AOF file; ``--fsync always`` or ``everysec`` (what each may lose: docs/reliability.md)
+``providers``      SMTP refusing connections, Twilio answering 500 (long enough for some SMS
+                   to be dead-lettered), then 429 with Retry-After, then timing out, FCM
+                   answering 503, each for a few seconds, then healed, while events are posted
+                   at a steady pace; after the run, every dead letter is replayed once
+``api-kill``       kill -9 the API process twice while batches are being posted; the client
+                   posts the unanswered batches again
+
+The verdict counts, per planned message (one per channel and address): sent once, sent twice
+(must be 0), missing, and for the missing ones their status in the message log: ``unknown`` (a
+worker died during the provider call: the hub never resends those, see docs/reliability.md),
+``dead``, or none at all (lost). Events answered 202 but unknown to Redis afterwards are lost
+events. Recovery time is measured from the end of each fault to the next message a fake
+receives, and "drained" from the end of the last fault to the run's last message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from .bench import BENCH_ADMIN_KEY, BENCH_KEY, Stack, _events, _stop_all, start_stack
+from .redis_server import EmbeddedRedis
+
+__all__ = ["SCENARIOS", "ChaosResult", "run_chaos", "run_chaos_cli"]
+
+SCENARIOS = ("worker-kill", "redis-restart", "providers", "api-kill")
+BATCH = 20
+LEAD = 150  # messages posted ahead of what the fakes hold
+MAX_JOBS = 20
+
+
+@dataclass
+class ChaosResult:
+    """What one run found; ``ok`` when nothing was doubled or lost beyond what the scenario allows."""
+
+    scenario: str
+    events: int
+    accepted_events: int
+    planned: int
+    sent_once: int = 0
+    doubled: int = 0
+    missing: int = 0
+    missing_by_status: dict[str, int] = field(default_factory=dict)
+    lost_events: int = 0
+    faults: list[str] = field(default_factory=list)
+    recovery_s: list[float] = field(default_factory=list)
+    drained_s: float = 0.0
+    replayed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    post_retries: int = 0
+    seconds: float = 0.0
+    fsync: str = ""
+
+    @property
+    def in_doubt(self) -> int:
+        return self.statuses.get("unknown", 0)
+
+    def ok(self) -> bool:
+        """No message twice, no accepted event lost, and every message that is not sent is one the
+        hub knows it cannot be sure of (``unknown``); with ``fsync=everysec`` a Redis crash may
+        lose the last second, and this run then only reports."""
+        if self.scenario == "redis-restart" and self.fsync == "everysec":
+            return True
+        unexplained = self.missing - self.missing_by_status.get("unknown", 0)
+        return self.doubled == 0 and self.lost_events == 0 and unexplained == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["in_doubt"] = self.in_doubt
+        out["ok"] = self.ok()
+        return out
+
+
+class _Progress:
+    """Polls the fakes' ledger; remembers when new messages arrived, per channel."""
+
+    def __init__(self, http: aiohttp.ClientSession, sandbox_port: int) -> None:
+        self.http = http
+        self.url = f"http://127.0.0.1:{sandbox_port}/bench/count"
+        self.count = 0
+        self.by_channel: Counter[str] = Counter()
+        self.arrivals: list[tuple[float, str]] = []  # (when, channel) of each poll that saw news
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                async with self.http.get(self.url) as resp:
+                    counts = Counter[str](await resp.json())
+                now = time.monotonic()
+                for channel, n in counts.items():
+                    if n > self.by_channel[channel]:
+                        self.arrivals.append((now, channel))
+                self.by_channel = counts
+                self.count = sum(counts.values())
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def at_least(self, n: int, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.count} of {n} messages arrived before a fault was due")
+            await asyncio.sleep(0.05)
+
+    def next_after(self, moment: float, channel: str | None = None) -> float | None:
+        """Seconds from ``moment`` to the first arrival after it (on ``channel``, if given)."""
+        later = [t for t, ch in self.arrivals if t > moment and channel in (None, ch)]
+        return later[0] - moment if later else None
+
+
+class _Poster:
+    """Posts the batches like an upstream system: again, with the same ids, until answered 2xx."""
+
+    def __init__(self, http: aiohttp.ClientSession, stack: Stack, events: list[dict[str, Any]]) -> None:
+        self.http = http
+        self.url = f"http://127.0.0.1:{stack.api_port}/v1/events/batch"
+        self.batches = [events[i : i + BATCH] for i in range(0, len(events), BATCH)]
+        self.accepted: set[str] = set()
+        self.retries = 0
+        self.in_flight = asyncio.Event()
+
+    async def run(self, deadline: float, progress: _Progress, rate: float = 0.0) -> None:
+        """Posts batch after batch, keeping at most ``LEAD`` messages' worth of events ahead of
+        what the fakes hold (or at ``rate`` events/s), so posting goes on for the whole run and
+        meets every fault."""
+        headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "application/json"}
+        planned_so_far = 0
+        begin = time.monotonic()
+        for i, batch in enumerate(self.batches):
+            if rate:
+                await asyncio.sleep(max(0.0, begin + i * BATCH / rate - time.monotonic()))
+            while progress.count < planned_so_far - LEAD and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            planned_so_far += len(_planned(batch, {e["event_id"] for e in batch}))
+            body = json.dumps(batch).encode()
+            while True:
+                self.in_flight.set()
+                try:
+                    async with self.http.post(self.url, data=body, headers=headers) as resp:
+                        answer = await resp.json(content_type=None)
+                        if resp.status in (200, 202):
+                            for item in answer.get("results", answer.get("events", [])):
+                                if item.get("status") in ("accepted", "duplicate"):
+                                    self.accepted.add(item["event_id"])
+                            break
+                except (TimeoutError, aiohttp.ClientError, json.JSONDecodeError):
+                    pass
+                finally:
+                    self.in_flight.clear()
+                self.retries += 1
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not accept a batch before the deadline")
+                await asyncio.sleep(0.2)
+
+
+def _planned(events: list[dict[str, Any]], accepted: set[str]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for e in events:
+        if e["event_id"] not in accepted:
+            continue
+        c = e["customer"]
+        out |= {("sms", c["phone"].replace(" ", "")), ("push", c["push_tokens"][0])}
+        if e["type"] == "out_for_delivery":
+            out.add(("email", c["email"]))
+    return out
+
+
+async def _message_statuses(redis: Redis) -> dict[tuple[str, str], str]:
+    """(channel, address) -> status, from the message log."""
+    out: dict[tuple[str, str], str] = {}
+    async for key in redis.scan_iter("hub:msg:*", count=1000):
+        if key.endswith(":history"):
+            continue
+        channel, to, status = await redis.hmget(key, ["channel", "to", "status"])  # type: ignore[misc]
+        if channel and to:
+            out[(channel, to)] = status or "?"
+    return out
+
+
+async def _settled(redis: Redis, ids: list[str], source: str = "default") -> bool:
+    """Every event processed and no message still waiting for a retry or a worker."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_id in ids:
+            pipe.hget(f"hub:event:{source}:{event_id}", "state")
+        states = await pipe.execute()
+    if any(s != "done" for s in states):
+        return False
+    waiting = await redis.zcard("hub:msgs:status:transient") + await redis.zcard("hub:msgs:status:replaying")
+    if waiting:
+        return False
+    statuses = Counter((await _message_statuses(redis)).values())
+    return not statuses.get("sending")
+
+
+async def _ledger(http: aiohttp.ClientSession, stack: Stack) -> Counter[tuple[str, str]]:
+    async with http.get(f"http://127.0.0.1:{stack.sandbox_port}/bench/dump") as resp:
+        return Counter((m["channel"], m["to"]) for m in await resp.json())
+
+
+async def _fault(http: aiohttp.ClientSession, stack: Stack, provider: str, mode: str | None, count: int = 0) -> None:
+    async with http.post(
+        f"{stack.origin}/faults", json={"provider": provider, "mode": mode, "count": count or None}
+    ) as resp:
+        resp.raise_for_status()
+
+
+async def _kill(proc: Any) -> None:
+    proc.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(proc.wait, 10)
+
+
+Inject = Callable[["_Run"], Coroutine[Any, Any, None]]
+
+
+@dataclass
+class _Run:
+    stack: Stack
+    redis: EmbeddedRedis
+    http: aiohttp.ClientSession
+    progress: _Progress
+    poster: _Poster
+    planned: int
+    result: ChaosResult
+    fault_ends: list[tuple[float, str | None]] = field(default_factory=list)
+
+    async def at(self, share: float) -> None:
+        await self.progress.at_least(int(self.planned * share))
+
+    def note(self, text: str) -> None:
+        self.result.faults.append(text)
+
+    def ended(self, channel: str | None = None) -> None:
+        """The fault is over; recovery is the time to the next message (on ``channel``)."""
+        self.fault_ends.append((time.monotonic(), channel))
+
+
+async def _worker_kill(run: _Run) -> None:
+    await run.at(0.20)
+    await _kill(run.stack.workers[0])
+    run.note("kill -9 of one worker process")
+    await asyncio.sleep(1.0)
+    run.stack.workers.pop(0)
+    run.stack.spawn_worker()
+    run.ended()
+    await run.at(0.55)
+    alive = list(run.stack.workers)
+    await asyncio.gather(*(_kill(w) for w in alive))
+    run.note(f"kill -9 of all {len(alive)} worker processes")
+    run.stack.workers.clear()
+    await asyncio.sleep(1.0)
+    for _ in alive:
+        run.stack.spawn_worker()
+    run.ended()
+
+
+async def _redis_restart(run: _Run) -> None:
+    await run.at(0.35)
+    run.redis.kill()
+    run.note(f"kill -9 of Redis (appendfsync {run.result.fsync})")
+    await asyncio.sleep(1.0)
+    run.redis.start()
+    run.ended()
+
+
+PROVIDER_FAULTS: tuple[tuple[str, str, float], ...] = (
+    ("smtp", "refuse", 3.0),
+    ("twilio", "500", 12.0),  # longer than the retries last: these messages end dead, then replayed
+    ("twilio", "429", 3.0),
+    ("twilio", "timeout", 3.0),
+    ("fcm", "503", 3.0),
+)
+CHANNEL_OF = {"smtp": "email", "twilio": "sms", "fcm": "push"}
+
+
+GAP = 1.0  # seconds of health before each provider fault
+PROVIDERS_SPAN = sum(seconds + GAP for *_, seconds in PROVIDER_FAULTS) + 2 * GAP  # events are posted over it
+
+
+async def _providers(run: _Run) -> None:
+    for provider, mode, seconds in PROVIDER_FAULTS:
+        await asyncio.sleep(GAP)
+        await _fault(run.http, run.stack, provider, mode)
+        run.note(f"{provider} answering {mode} to every request for {seconds:.0f} s")
+        await asyncio.sleep(seconds)
+        await _fault(run.http, run.stack, provider, None)
+        run.ended(CHANNEL_OF[provider])
+
+
+async def _api_kill(run: _Run) -> None:
+    for share in (0.0, 0.25):
+        await run.at(share)
+        while not run.poster.in_flight.is_set():
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.003)  # inside the batch's request
+        await _kill(run.stack.api)
+        run.note("kill -9 of the API process during a batch post")
+        await asyncio.sleep(0.5)
+        await run.stack.restart_api()
+        run.ended()
+
+
+INJECTORS: dict[str, Inject] = {
+    "worker-kill": _worker_kill,
+    "redis-restart": _redis_restart,
+    "providers": _providers,
+    "api-kill": _api_kill,
+}
+
+
+async def run_chaos(scenario: str, events: int = 400, workers: int = 2, fsync: str = "always") -> ChaosResult:
+    """One chaos run; see the module docstring."""
+    if scenario not in INJECTORS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+    begin = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix=f"hub-chaos-{scenario}-"))
+    redis_server = EmbeddedRedis(tmp / "redis", appendonly=True, appendfsync=fsync).start()
+    stack = await start_stack(
+        redis_server.url,
+        workers,
+        MAX_JOBS,
+        fault_timeout=4.0,
+        HUB_POLICY__QUIET_HOURS="",
+        HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
+        # Short leases and retries so a run recovers in seconds; production keeps the defaults.
+        HUB_WORKER__JOB_TIMEOUT="6",
+        HUB_WORKER__RETRY_BASE_DELAY="0.2",
+        HUB_WORKER__MAX_TRIES="6",
+        HUB_TWILIO__TIMEOUT="1.5",
+        HUB_SMTP__TIMEOUT="3",
+        HUB_FCM__TIMEOUT="3",
+    )
+    batch_events = _events(events, f"-chaos-{int(time.time())}")
+    all_planned = len(_planned(batch_events, {e["event_id"] for e in batch_events}))
+    result = ChaosResult(scenario, events, 0, all_planned, fsync=fsync if scenario == "redis-restart" else "")
+    redis = Redis.from_url(redis_server.url, decode_responses=True)
+    timeout = aiohttp.ClientTimeout(total=20)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            progress = _Progress(http, stack.sandbox_port)
+            progress.start()
+            poster = _Poster(http, stack, batch_events)
+            run = _Run(stack, redis_server, http, progress, poster, all_planned, result)
+            deadline = time.monotonic() + 120 + events / 5
+            inject = asyncio.get_running_loop().create_task(INJECTORS[scenario](run))
+            await poster.run(deadline, progress, rate=events / PROVIDERS_SPAN if scenario == "providers" else 0.0)
+            await inject
+            ids = sorted(poster.accepted)
+            while not await _settled_safely(redis, ids):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)  # the last fake receipts land
+            if scenario == "providers":
+                result.replayed = await _replay_dead(http, stack)
+                if result.replayed:
+                    while not await _settled_safely(redis, ids) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.25)
+                    await asyncio.sleep(0.5)
+            await progress.stop()
+            ledger = await _ledger(http, stack)
+            statuses = await _message_statuses(redis)
+            planned = _planned(batch_events, poster.accepted)
+            known = await _known_events(redis, ids)
+        result.accepted_events = len(poster.accepted)
+        result.planned = len(planned)
+        result.post_retries = poster.retries
+        result.sent_once = sum(1 for k in planned if ledger[k] == 1)
+        result.doubled = sum(c - 1 for c in ledger.values() if c > 1)
+        missing = [k for k in planned if ledger[k] == 0]
+        result.missing = len(missing)
+        result.missing_by_status = dict(Counter(statuses.get(k, "none") for k in missing))
+        result.statuses = dict(Counter(statuses.values()))
+        result.lost_events = len(ids) - known
+        result.recovery_s = [r for r in (progress.next_after(t, ch) for t, ch in run.fault_ends) if r is not None]
+        last = progress.arrivals[-1][0] if progress.arrivals else time.monotonic()
+        result.drained_s = max(0.0, last - run.fault_ends[-1][0]) if run.fault_ends else 0.0
+        result.seconds = time.monotonic() - begin
+        return result
+    finally:
+        await redis.aclose()
+        _stop_all(stack.procs)
+        redis_server.stop()
+
+
+async def _settled_safely(redis: Redis, ids: list[str]) -> bool:
+    try:
+        return await _settled(redis, ids)
+    except (OSError, ConnectionError) as e:  # Redis restarting
+        return bool(e) and False
+    except Exception as e:
+        if type(e).__module__.startswith("redis"):
+            return False
+        raise
+
+
+async def _known_events(redis: Redis, ids: list[str]) -> int:
+    async with redis.pipeline(transaction=False) as pipe:
+        for event_id in ids:
+            pipe.exists(f"hub:event:default:{event_id}")
+        return sum(await pipe.execute())
+
+
+async def _replay_dead(http: aiohttp.ClientSession, stack: Stack) -> int:
+    since = datetime(2000, 1, 1, tzinfo=UTC).isoformat()
+    async with http.post(
+        f"http://127.0.0.1:{stack.api_port}/v1/messages/replay",
+        json={"since": since},
+        headers={"Authorization": f"Bearer {BENCH_ADMIN_KEY}"},
+    ) as resp:
+        resp.raise_for_status()
+        return len((await resp.json())["queued"])
+
+
+def _report(r: ChaosResult) -> str:
+    rec = ", ".join(f"{s:.1f}" for s in r.recovery_s) or "-"
+    lines = [
+        f"chaos {r.scenario}" + (f" (appendfsync {r.fsync})" if r.fsync else "") + f": {r.seconds:.0f} s",
+        *(f"  fault: {f}" for f in r.faults),
+        f"  events posted / accepted:      {r.events} / {r.accepted_events} ({r.post_retries} batch posts retried)",
+        f"  planned messages:              {r.planned}",
+        f"  sent exactly once:             {r.sent_once}",
+        f"  sent twice:                    {r.doubled}",
+        f"  missing:                       {r.missing} {r.missing_by_status or ''}",
+        f"  accepted events lost:          {r.lost_events}",
+        f"  in doubt (unknown):            {r.in_doubt}",
+        f"  dead letters replayed:         {r.replayed}",
+        f"  recovery after each fault (s): {rec}",
+        f"  drained after the last (s):    {r.drained_s:.1f}",
+        f"  message statuses:              {r.statuses}",
+        f"  verdict:                       {'ok' if r.ok() else 'FAILED'}",
+    ]
+    return "\n".join(lines)
+
+
+def run_chaos_cli(args: argparse.Namespace) -> int:
+    results = []
+    for scenario in SCENARIOS if args.scenario == "all" else (args.scenario,):
+        fsyncs = ("always", "everysec") if scenario == "redis-restart" and not args.fsync else (args.fsync or "always",)
+        for fsync in fsyncs:
+            r = asyncio.run(run_chaos(scenario, args.events, args.workers, fsync))
+            print(_report(r), flush=True)
+            results.append(r.to_dict())
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0 if all(r["ok"] for r in results) else 1

@@ -1,0 +1,57 @@
+"""Chaos runs (marked ``chaos``; ``make chaos`` and CI run them): a fixed set of events posted to
+real `hub api` and `hub worker` processes while workers, Redis, the API or the providers fail,
+then the provider fakes' ledgers checked against what should have been sent (hub.chaos).
+
+A short version: CHAOS_EVENTS (default 150) events per run; `hub chaos all --events 1000`
+is the long one whose figures are in docs/reliability.md."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hub.chaos import ChaosResult, run_chaos
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+EVENTS = int(os.environ.get("CHAOS_EVENTS", "150"))
+
+
+def assert_exactly_once(r: ChaosResult) -> None:
+    assert r.accepted_events == r.events, r
+    assert r.doubled == 0, f"{r.doubled} messages sent twice"
+    assert r.lost_events == 0, f"{r.lost_events} accepted events lost"
+    assert r.sent_once + r.missing == r.planned
+
+
+async def test_workers_killed_mid_run_send_nothing_twice_and_account_for_every_message() -> None:
+    r = await run_chaos("worker-kill", EVENTS)
+    assert_exactly_once(r)
+    # Only messages whose provider call a kill cut short may be missing, and each is "unknown".
+    assert set(r.missing_by_status) <= {"unknown"}, r.missing_by_status
+    assert r.in_doubt <= 2 * 20  # at most what two workers had in flight
+    assert len(r.faults) == 2 and len(r.recovery_s) == 2
+
+
+async def test_redis_killed_and_restarted_with_appendfsync_always_loses_nothing_accepted() -> None:
+    r = await run_chaos("redis-restart", EVENTS, fsync="always")
+    assert_exactly_once(r)
+    assert r.missing == 0, r.missing_by_status
+    assert r.in_doubt == 0, "a send's outcome was lost with Redis"
+    assert r.recovery_s and max(r.recovery_s) < 15
+
+
+async def test_providers_failing_for_a_while_end_in_every_message_sent_once_after_replay() -> None:
+    r = await run_chaos("providers", EVENTS)
+    assert_exactly_once(r)
+    assert r.missing == 0, r.missing_by_status
+    assert r.replayed > 0, "the long Twilio outage should have dead-lettered some SMS"
+    assert r.statuses == {"accepted": r.planned}
+
+
+async def test_api_killed_during_batch_posts_then_retried_produces_each_message_once() -> None:
+    r = await run_chaos("api-kill", EVENTS)
+    assert_exactly_once(r)
+    assert r.missing == 0
+    assert r.post_retries > 0, "no batch post was cut off by the kill"
