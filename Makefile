@@ -41,7 +41,11 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
 	$(BIN)/hub bench $(BENCH_ARGS)
 
 # The short chaos runs (tests/test_chaos.py); `hub chaos all --events 1000` is the long one.

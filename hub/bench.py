@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -59,8 +60,17 @@ async def _serve_sandbox(port: int, smtp_port: int, fault_timeout: float = 30.0)
         return web.json_response(Counter(e.channel for e in sandbox.ledger))
 
     async def dump(request: web.Request) -> web.Response:
+        # digest: what the message said, so two different messages to one address are told apart.
         return web.json_response(
-            [{"channel": e.channel, "to": e.to, "received_at": e.to_dict()["received_at"]} for e in sandbox.ledger]
+            [
+                {
+                    "channel": e.channel,
+                    "to": e.to,
+                    "received_at": e.to_dict()["received_at"],
+                    "digest": hashlib.sha1(f"{e.subject}|{e.text}|{e.push_body}".encode()).hexdigest()[:16],
+                }
+                for e in sandbox.ledger
+            ]
         )
 
     app.router.add_get("/bench/count", count)
@@ -75,12 +85,25 @@ async def _serve_sandbox(port: int, smtp_port: int, fault_timeout: float = 30.0)
 
 
 async def _serve_echo(port: int) -> None:
+    """The HTTP ceiling's trivial handler, and a webhook receiver that notes what arrives when."""
+    received: list[tuple[float, str]] = []
+
     async def ok(request: web.Request) -> web.Response:
         await request.read()
         return web.json_response({"status": "accepted"}, status=202)
 
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        received.append((time.time(), str(body.get("type", "?"))))
+        return web.Response(status=204)
+
+    async def hooks(request: web.Request) -> web.Response:
+        return web.json_response(received)
+
     app = web.Application()
     app.router.add_post("/", ok)
+    app.router.add_post("/hook", hook)
+    app.router.add_get("/hook", hooks)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -488,6 +511,56 @@ async def _redis_info(url: str) -> dict[str, Any]:
     try:
         info: dict[str, Any] = await r.info("memory")
         return info
+    finally:
+        await r.aclose()
+
+
+async def memory_breakdown(url: str, sample: int = 200) -> dict[str, float]:
+    """Average bytes Redis holds (``MEMORY USAGE``) per customer, delivery, logged message and
+    accepted event, each with the keys that belong to it (see hub.keys), from a sample of each."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(url, decode_responses=True)
+
+    async def usage(*names: str) -> int:
+        total = 0
+        for name in names:
+            total += int(await r.memory_usage(name, samples=0) or 0)
+        return total
+
+    async def average(pattern: str, related: Any) -> float:
+        sizes = []
+        async for key in r.scan_iter(pattern, count=1000):
+            if key.count(":") != pattern.count(":"):
+                continue  # hub:msg:{id}:history under hub:msg:*
+            sizes.append(await usage(key, *(await related(key))))
+            if len(sizes) >= sample:
+                break
+        return statistics.fmean(sizes) if sizes else 0.0
+
+    async def of_customer(key: str) -> list[str]:
+        cid = key.split(":", 2)[2]
+        windows = [k async for k in r.scan_iter(f"hub:rl:{cid}:*")]
+        return [f"hub:links:customer:{cid}", f"hub:msgs:customer:{cid}", *windows]
+
+    async def of_delivery(key: str) -> list[str]:
+        did = key.split(":", 2)[2]
+        return [f"hub:timeline:{did}", f"hub:msgs:delivery:{did}"]
+
+    async def of_message(key: str) -> list[str]:
+        provider_id = await r.hget(key, "provider_id")
+        return [f"{key}:history", *([f"hub:provider:{provider_id}"] if provider_id else [])]
+
+    async def nothing(key: str) -> list[str]:
+        return []
+
+    try:
+        return {
+            "customer": await average("hub:customer:*", of_customer),
+            "delivery": await average("hub:delivery:*", of_delivery),
+            "message": await average("hub:msg:*", of_message),
+            "event": await average("hub:event:*:*", nothing),
+        }
     finally:
         await r.aclose()
 

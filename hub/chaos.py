@@ -12,8 +12,9 @@ Scenarios (faults are placed by progress: the share of planned messages the fake
 
 ``worker-kill``    kill -9 one worker at 20 % (a new one starts a second later), then every
                    worker at 55 % (all restarted a second later)
-``redis-restart``  kill -9 Redis at 35 % and start it again a second later on the same port and
-                   AOF file; ``--fsync always`` or ``everysec`` (what each may lose: docs/reliability.md)
+``redis-restart``  kill -9 Redis at 30 % and at 65 %, each time started again a second later on
+                   the same port and AOF file, while events are posted at a steady pace;
+                   ``--fsync always`` or ``everysec`` (what each may lose: docs/reliability.md)
 ``providers``      SMTP refusing connections, Twilio answering 500 (long enough for some SMS
                    to be dead-lettered), then 429 with Retry-After, then timing out, FCM
                    answering 503, each for a few seconds, then healed, while events are posted
@@ -210,7 +211,7 @@ async def _message_statuses(redis: Redis) -> dict[tuple[str, str], str]:
     async for key in redis.scan_iter("hub:msg:*", count=1000):
         if key.endswith(":history"):
             continue
-        channel, to, status = await redis.hmget(key, ["channel", "to", "status"])  # type: ignore[misc]
+        channel, to, status = await redis.hmget(key, ["channel", "to", "status"])
         if channel and to:
             out[(channel, to)] = status or "?"
     return out
@@ -292,13 +293,17 @@ async def _worker_kill(run: _Run) -> None:
     run.ended()
 
 
+REDIS_SPAN = 16.0  # seconds the events of a redis-restart run are posted over
+
+
 async def _redis_restart(run: _Run) -> None:
-    await run.at(0.35)
-    run.redis.kill()
-    run.note(f"kill -9 of Redis (appendfsync {run.result.fsync})")
-    await asyncio.sleep(1.0)
-    run.redis.start()
-    run.ended()
+    for share in (0.30, 0.65):
+        await run.at(share)
+        run.redis.kill()
+        run.note(f"kill -9 of Redis (appendfsync {run.result.fsync})")
+        await asyncio.sleep(1.0)
+        run.redis.start()
+        run.ended()
 
 
 PROVIDER_FAULTS: tuple[tuple[str, str, float], ...] = (
@@ -381,7 +386,8 @@ async def run_chaos(scenario: str, events: int = 400, workers: int = 2, fsync: s
             run = _Run(stack, redis_server, http, progress, poster, all_planned, result)
             deadline = time.monotonic() + 120 + events / 5
             inject = asyncio.get_running_loop().create_task(INJECTORS[scenario](run))
-            await poster.run(deadline, progress, rate=events / PROVIDERS_SPAN if scenario == "providers" else 0.0)
+            span = {"providers": PROVIDERS_SPAN, "redis-restart": REDIS_SPAN}.get(scenario)
+            await poster.run(deadline, progress, rate=events / span if span else 0.0)
             await inject
             ids = sorted(poster.accepted)
             while not await _settled_safely(redis, ids):

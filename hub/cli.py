@@ -221,6 +221,24 @@ def _worker(settings: Settings) -> None:
             _wait_for_redis(str(settings.redis_url))
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from . import bench, bench_mix, bench_peak, bench_peer, bench_scale, bench_webhooks
+
+    if args.scenario == "peak":
+        return bench_peak.run_peak_bench(args)
+    if args.scenario == "mix":
+        return bench_mix.run_mix_bench(args)
+    if args.scenario == "relay":
+        return bench.run_relay_bench(args)
+    if args.scenario == "scale":
+        return bench_scale.run_scale_bench(args)
+    if args.scenario == "webhooks":
+        return bench_webhooks.run_webhooks_bench(args)
+    if args.scenario == "email-peer":
+        return bench_peer.run_peer_bench(args)
+    return bench.run_bench(args)
+
+
 def _wait_for_redis(url: str, *, first: float = 0.2, most: float = 5.0) -> None:
     from redis import Redis
 
@@ -371,15 +389,18 @@ def main(argv: list[str] | None = None) -> int:
         "scenario",
         nargs="?",
         default="events",
-        choices=["events", "mix", "relay"],
-        help="events: the message pipeline (default); mix: with quiet hours, collapsing, retries and"
-        " pacing at work; relay: masked-number routing",
+        choices=["burst", "events", "peak", "mix", "relay", "webhooks", "email-peer", "scale"],
+        help="burst (or events): N events as fast as accepted (default); peak: a compressed delivery"
+        " day for --events customers; mix: the delivery policy at work; relay: masked-number routing;"
+        " webhooks: many inbound replies; email-peer: the same e-mails through Apprise and the hub;"
+        " scale: burst with 1 to --workers worker processes, with a plot",
     )
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
     bench.add_argument("--rate", type=float, default=0.0, help="pace posts at this many events/s (0: flat out)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
+    bench.add_argument("--plot", help="scale: where to write the PNG (default docs/benchmarks-scaling.png)")
     chaos = sub.add_parser("chaos", help="post a fixed set of events while injecting faults; check the ledgers")
     chaos.add_argument("scenario", choices=["all", "worker-kill", "redis-restart", "providers", "api-kill"])
     chaos.add_argument("--events", type=int, default=400)
@@ -448,12 +469,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_chaos_cli(args)
         elif args.command == "bench":
-            from .bench import run_bench, run_relay_bench
-            from .bench_mix import run_mix_bench
-
-            if args.scenario == "mix":
-                return run_mix_bench(args)
-            return run_relay_bench(args) if args.scenario == "relay" else run_bench(args)
+            return _bench(args)
     except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -258,8 +259,14 @@ class Dispatcher:
         # provider call nothing touches Redis, so an outage there cannot strand a claimed
         # message that was never sent.
         await self._render(send)
-        claim = await self.store.claim(
-            rec, hourly_limit=limit, clock_ms=int(now * 1000), allowed=PENDING if not fresh else FRESH
+        # Asked again through a short Redis outage: with its token, a claim whose answer was lost
+        # is still this handler's (without, the message would be left "sending", then "unknown").
+        token = secrets.token_hex(8)
+        claim = await _outlasting(
+            lambda: self.store.claim(
+                rec, hourly_limit=limit, clock_ms=int(now * 1000), allowed=PENDING if not fresh else FRESH, token=token
+            ),
+            patience=self.settings.worker.job_timeout / 4,
         )
         if claim.startswith("limited:"):
             reason = f"more than {limit} {spec.channel} messages to this customer in an hour"

@@ -191,15 +191,20 @@ return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]),
 # With a per-customer limit (ARGV[8] > 0) a "sending" claim also takes a slot in the customer's
 # hourly window; when the window is full it returns "limited:<ms when a slot frees>".
 # A "sending" claim stamps ``claimed_ms`` (wall clock): a later handler that finds the message
-# still sending can tell a live send from one a dead worker left behind.
+# still sending can tell a live send from one a dead worker left behind. It also stores the
+# handler's claim token (ARGV[13]): the same handler asking again (its first call's answer was
+# lost with a Redis connection) is told "claimed", anyone else sees "sending".
 # KEYS: message, history, by-delivery index, by-customer index, the five status indexes (dead,
 #   unknown, deferred, transient, replaying), the customer's rate window for the channel.
 # ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
 #   detail (why; may be empty), statuses allowing the change, hourly limit (0: none), window (ms),
 #   due (ms, for deferred; may be empty), policy clock (ms), job payload for a waiting message
-#   (JSON; may be empty).
+#   (JSON; may be empty), claim token (may be empty).
 CLAIM_MESSAGE = """
 local st = redis.call('HGET', KEYS[1], 'status')
+if st == 'sending' and ARGV[13] ~= '' and redis.call('HGET', KEYS[1], 'claim') == ARGV[13] then
+  return 'claimed'
+end
 if st and not string.find(ARGV[7], ',' .. st .. ',', 1, true) then return st end
 local fields = cjson.decode(ARGV[4])
 local limit = tonumber(ARGV[8])
@@ -227,7 +232,7 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
 if ARGV[5] == 'sending' then
   redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2])
+  redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2], 'claim', ARGV[13])
 end
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[10]) else redis.call('HDEL', KEYS[1], 'due_at') end
 if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[12]) end

@@ -218,10 +218,12 @@ class HubStore:
         clock_ms: int | None = None,
         allowed: str = PENDING,
         job: str = "",
+        token: str = "",
     ) -> str:
         """Move a message to ``status`` (see keys.CLAIM_MESSAGE): ``"claimed"`` if done (for
         "sending": the caller may send now), ``"limited:<ms>"`` when the customer's hourly
-        limit for the channel is reached, else the message's current status."""
+        limit for the channel is reached, else the message's current status. ``token``: the
+        handler's own; asking again with it after a lost answer is safe."""
         result = await self._claim(
             keys=[
                 keys.message(record.id),
@@ -244,6 +246,7 @@ class HubStore:
                 "" if due_ms is None else str(due_ms),
                 _now_ms() if clock_ms is None else clock_ms,
                 job,
+                token,
             ],
         )
         return str(result)
@@ -404,8 +407,8 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
 
 
 def _decode_message(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
-    # job: the payload a retry, sweep or replay needs; claimed_ms: the sending lease. Internal.
-    out: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("job", "claimed_ms")}
+    # job: the payload a retry, sweep or replay needs; claimed_ms, claim: the sending lease and its holder. Internal.
+    out: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("job", "claimed_ms", "claim")}
     out.setdefault("to", "")  # removed by an erasure
     out["via_fallback"] = raw.get("via_fallback") == "1"
     if raw.get("due_at"):

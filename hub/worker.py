@@ -29,6 +29,7 @@ from arq.worker import Worker, func
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from . import keys
 from .config import Settings
@@ -122,16 +123,46 @@ async def _heartbeat(redis: Any, name: str) -> None:
         await asyncio.sleep(HEARTBEAT_EVERY)
 
 
+# Redis gone: redis-py raises WatchError, not ConnectionError, when the connection breaks
+# while keys are watched (arq watches a job's in-progress key before it starts it).
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, WatchError, ConnectionError)
+
+
 class HubWorker(Worker):
     """arq's worker, riding out a Redis outage: a poll that cannot reach Redis is logged and tried
     again a moment later, instead of stopping the worker with its jobs in flight. Jobs that were
     running finish, writing their outcomes once Redis is back (see dispatch._outlasting)."""
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # arq takes a job slot (its semaphore and counter) before it asks Redis whether the job is
+        # free, and keeps it if Redis fails right then: give the slot back, or every outage would
+        # leave the worker with fewer slots until it takes no jobs at all.
+        for job_id in job_ids:
+            try:
+                await super().start_jobs([job_id])
+            except _UNREACHABLE:
+                task = self.tasks.get(job_id.decode())  # a retried job's last run may still be there
+                if task is None or task.done():
+                    self.job_counter -= 1
+                    self.sem.release()
+                raise
+
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
-        except (RedisConnectionError, RedisTimeoutError, ConnectionError) as e:
-            log.warning("Redis unreachable (%s); polling again in 0.5 s", e)
+        except _UNREACHABLE as e:
+            running = sum(not t.done() for t in self.tasks.values())
+            log.warning(
+                "Redis unreachable (%s); polling again in 0.5 s (jobs: %d counted, %d running)",
+                e,
+                self.job_counter,
+                running,
+            )
+            await asyncio.sleep(0.5)
+        except Exception:
+            # Whatever else a poll meets (a job's own error surfacing here, say), the worker
+            # must go on taking jobs: a poll loop that ends leaves the process alive but idle.
+            log.exception("worker poll failed; polling again in 0.5 s")
             await asyncio.sleep(0.5)
 
 
@@ -209,22 +240,34 @@ async def run_workers(workers: list[Worker]) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
+    signalled = asyncio.Event()
+
     def stop() -> None:
         if not stopping.is_set():
             stopping.set()
             for w in workers:
                 w.handle_sig_wait_for_completion(signal.SIGTERM)
 
+    def on_signal() -> None:
+        signalled.set()
+        stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(sig, on_signal)
+    runs = [asyncio.ensure_future(w.async_run()) for w in workers]
     try:
-        results = await asyncio.gather(*(w.async_run() for w in workers), return_exceptions=True)
+        # One worker ending by itself ends them all, so the caller starts afresh (or the process
+        # exits): never a process that lives on with one of its workers gone.
+        await asyncio.wait(runs, return_when=asyncio.FIRST_COMPLETED)
+        stop()
+        await asyncio.gather(*runs, return_exceptions=True)
     finally:
         for w in workers:
             await w.close()
-    failures = [r for r in results if isinstance(r, BaseException)]
-    if failures and not stopping.is_set():
-        raise failures[0]  # e.g. Redis went away: the caller waits for it and starts again
+    if signalled.is_set():
+        return
+    failures = [r.exception() for r in runs if not r.cancelled() and r.exception() is not None]
+    raise failures[0] if failures else RuntimeError("a worker stopped by itself")
 
 
 def create_worker(
