@@ -464,6 +464,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
 
         cpu = {"api": used(api), "workers": used(*worker_procs), "sandbox": used(sandbox_proc)}
         info = await _redis_info(redis.url)
+        result["memory"] = await memory_breakdown(redis.url)
 
         index_of = {}
         for i, e in enumerate(events):
@@ -589,6 +590,8 @@ def _report(r: dict[str, Any]) -> str:
         f"{'CPU s / 1,000 events: sandbox':<34}{r['cpu_s_per_1000_events']['sandbox']:>12.2f}",
         f"{'Redis peak memory':<34}{r['redis_used_memory_peak_mb']:>10.1f}MB",
         f"{'Redis bytes per event (all state)':<34}{r['redis_bytes_per_event']:>12.0f}",
+        f"{'  per customer / delivery':<34}{r['memory']['customer']:>12.0f} / {r['memory']['delivery']:.0f}",
+        f"{'  per logged message / event id':<34}{r['memory']['message']:>12.0f} / {r['memory']['event']:.0f}",
         f"{'Redis round trips /s (ceiling)':<34}{r['redis_round_trips_per_s']:>12.0f}",
         f"{'messages sent / expected / doubled':<34}{r['messages']:>6} / {r['expected_messages']} / {r['duplicates']}",
     ]

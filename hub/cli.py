@@ -221,7 +221,18 @@ def _worker(settings: Settings) -> None:
             _wait_for_redis(str(settings.redis_url))
 
 
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM as Ctrl-C, so a bench or chaos run stopped by a timeout still stops the processes
+    it started (its ``finally`` blocks run)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _bench(args: argparse.Namespace) -> int:
+    _interrupt_on_sigterm()
     from . import bench, bench_mix, bench_peak, bench_peer, bench_scale, bench_webhooks
 
     if args.scenario == "peak":
@@ -467,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "chaos":
             from .chaos import run_chaos_cli
 
+            _interrupt_on_sigterm()
             return run_chaos_cli(args)
         elif args.command == "bench":
             return _bench(args)
