@@ -7,7 +7,7 @@ ARGS   ?= --demo
 BENCH_ARGS ?= --events 2000 --workers 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt typecheck bench chaos clean browser
+.PHONY: run test lint fmt typecheck bench bench-smoke chaos clean browser
 
 # Browser tests drive Debian's chromium through chromedriver. Installed here when missing and
 # possible (root with apt); without them the browser tests skip and say why.
@@ -47,6 +47,10 @@ $(VENV)/.bench: $(STAMP)
 
 bench: $(VENV)/.bench
 	$(BIN)/hub bench $(BENCH_ARGS)
+
+# Every bench scenario, small, checking itself (tests/test_bench.py): keeps them working.
+bench-smoke: $(VENV)/.bench
+	$(BIN)/pytest -m bench $(PYTEST_ARGS)
 
 # The short chaos runs (tests/test_chaos.py); `hub chaos all --events 1000` is the long one.
 chaos: $(STAMP)

@@ -1,0 +1,53 @@
+"""Every `hub bench` scenario, small (marked ``bench``: not in the default run; ``make bench-smoke``
+and CI run them so the benchmarks keep working). Each run checks itself: the exit code is 0 only
+when every expected message arrived once; the JSON it writes carries its ceilings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub.cli import main
+
+pytestmark = pytest.mark.bench
+
+
+def bench(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    out = tmp_path / "result.json"
+    assert main(["bench", *args, "--json", str(out)]) == 0
+    result: dict = json.loads(out.read_text())  # type: ignore[type-arg]
+    return result
+
+
+def test_burst_reports_its_figures_beside_same_run_ceilings(tmp_path: Path) -> None:
+    r = bench(tmp_path, "burst", "--events", "200")
+    assert r["messages"] == r["expected_messages"] == 500 and r["duplicates"] == 0
+    assert r["http_ceiling_per_s"] > 0 and r["arq_noop_jobs_per_s"] > 0 and r["redis_round_trips_per_s"] > 0
+    assert r["ratio_sent_vs_arq_noop"] > 0 and r["latency_s"]["p50"] <= r["latency_s"]["p99"]
+    assert r["memory"]["customer"] > 0 and r["memory"]["message"] > 0
+
+
+def test_peak_day_accounts_for_every_message(tmp_path: Path) -> None:
+    r = bench(tmp_path, "peak", "--events", "100")
+    st = r["statuses"]
+    assert r["doubled"] == 0 and st["accepted"] == r["messages_sent"]
+    assert st.get("deferred", 0) > 0 and st.get("superseded", 0) > 0 and st.get("failed", 0) > 0
+
+
+def test_relay_routing_beside_a_bare_redis_get(tmp_path: Path) -> None:
+    r = bench(tmp_path, "relay", "--events", "100")
+    assert r["sessions_opened"] > 0 and r["route_ms"]["p50"] > 0 and r["redis_get_ms"]["p50"] > 0
+
+
+def test_a_crowd_of_replies_is_answered_and_sent_upstream(tmp_path: Path) -> None:
+    r = bench(tmp_path, "webhooks", "--events", "100")
+    assert r["answers_by_status"] == {"200": 100} and r["upstream_webhooks"] >= r["upstream_expected"]
+
+
+def test_the_same_emails_through_apprise_and_the_hub(tmp_path: Path) -> None:
+    pytest.importorskip("apprise", reason="the bench extra (pip install '.[bench]')")
+    r = bench(tmp_path, "email-peer", "--events", "40")
+    assert r["hub"]["delivered"] == r["apprise"][r["apprise_best"]]["delivered"] == 40
+    assert r["ratio_emails_per_s"] > 0
