@@ -49,7 +49,7 @@ from .bench import (
     memory_breakdown,
     start_stack,
 )
-from .bench_mix import pick_zones
+from .bench_mix import _count_status, pick_zones
 from .redis_server import EmbeddedRedis
 
 __all__ = ["peak_customers", "run_peak_bench"]
@@ -122,14 +122,6 @@ async def _states_done(redis: Redis, ids: list[str]) -> bool:
             pipe.hget(f"hub:event:default:{event_id}", "state")
         states = await pipe.execute()
     return all(s == "done" for s in states) and not await redis.zcard("hub:msgs:status:transient")
-
-
-async def _statuses(redis: Redis) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    async for key in redis.scan_iter("hub:msg:*", count=1000):
-        if key.count(":") == 2:
-            counts[await redis.hget(key, "status") or "?"] += 1
-    return counts
 
 
 async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
@@ -216,7 +208,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"bench peak: {wave}: {len(events)} events, {len(ledger) - before} messages", flush=True)
             ledger = await _dump(http, stack.sandbox_port)
         cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
-        statuses = await _statuses(redis)
+        statuses = await _count_status(redis_server.url)
         info = await _redis_info(redis_server.url)
         memory = await memory_breakdown(redis_server.url)
         keys = Counter((e["channel"], e["to"], e["digest"]) for e in ledger)

@@ -235,18 +235,16 @@ def _bench(args: argparse.Namespace) -> int:
     _interrupt_on_sigterm()
     from . import bench, bench_mix, bench_peak, bench_peer, bench_scale, bench_webhooks
 
-    if args.scenario == "peak":
-        return bench_peak.run_peak_bench(args)
-    if args.scenario == "mix":
-        return bench_mix.run_mix_bench(args)
-    if args.scenario == "relay":
-        return bench.run_relay_bench(args)
-    if args.scenario == "scale":
-        return bench_scale.run_scale_bench(args)
-    if args.scenario == "webhooks":
-        return bench_webhooks.run_webhooks_bench(args)
-    if args.scenario == "email-peer":
-        return bench_peer.run_peer_bench(args)
+    scenarios = {
+        "peak": bench_peak.run_peak_bench,
+        "mix": bench_mix.run_mix_bench,
+        "relay": bench.run_relay_bench,
+        "scale": bench_scale.run_scale_bench,
+        "webhooks": bench_webhooks.run_webhooks_bench,
+        "email-peer": bench_peer.run_peer_bench,
+    }
+    if args.scenario in scenarios:
+        return scenarios[args.scenario](args)
     return bench.run_bench(args)
 
 
