@@ -79,7 +79,7 @@ async def _outlasting(call: Callable[[], Awaitable[T]], *, patience: float = 10.
         except (RedisConnectionError, RedisTimeoutError):
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("Redis unreachable while recording a send; trying again in %.2f s", delay)
+            log.warning("Redis unreachable while claiming or recording a send; trying again in %.2f s", delay)
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 
@@ -179,6 +179,7 @@ class Dispatcher:
         self.relay = Relay(redis, settings)
         self.enqueue = enqueue
         self.clock = clock
+        self._pending: set[asyncio.Task[Any]] = set()  # writes outliving their job (_background)
 
     # -- context ------------------------------------------------------------------------------
     def context(
@@ -262,12 +263,20 @@ class Dispatcher:
         # Asked again through a short Redis outage: with its token, a claim whose answer was lost
         # is still this handler's (without, the message would be left "sending", then "unknown").
         token = secrets.token_hex(8)
-        claim = await _outlasting(
-            lambda: self.store.claim(
-                rec, hourly_limit=limit, clock_ms=int(now * 1000), allowed=PENDING if not fresh else FRESH, token=token
-            ),
-            patience=self.settings.worker.job_timeout / 4,
-        )
+        allowed = PENDING if not fresh else FRESH
+        try:
+            claim = await _outlasting(
+                lambda: self.store.claim(
+                    rec, hourly_limit=limit, clock_ms=int(now * 1000), allowed=allowed, token=token
+                ),
+                patience=self.settings.worker.job_timeout / 4,
+            )
+        except BaseException:
+            # Redis outlasted the patience, or the job was cancelled: the claim may have landed
+            # with its answer lost. Nothing was sent, so give it back once Redis answers; left
+            # alone it would stay "sending" and end "unknown" without ever being sent.
+            self._release_later(rec, token)
+            raise
         if claim.startswith("limited:"):
             reason = f"more than {limit} {spec.channel} messages to this customer in an hour"
             return await self._defer(send, rec, spec, int(claim.split(":", 1)[1]) / 1000, reason)
@@ -278,6 +287,84 @@ class Dispatcher:
         if claim != "claimed":
             return claim
         return await self._send(send, spec, rec)
+
+    async def _write_outcome(
+        self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult, status: str, extra: dict[str, str]
+    ) -> tuple[str, int | None]:
+        """Record a provider call's outcome (through Redis outages as long as the sending lease);
+        returns the status recorded and, for a retry, when it is due."""
+        patience = self.settings.worker.job_timeout + 5
+        due_ms = None
+        error = result.reason
+        if status == "transient":
+            # Decided before anything is recorded, while this handler still holds the claim: a
+            # retry (with its job payload, for the sweeper) or the dead letter, in one write.
+            fields = await _outlasting(lambda: self.store.message_fields(rec.id), patience=patience)
+            attempts = int(fields.get("attempts", "1"))
+            extra["job"] = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+            if attempts >= self.settings.worker.max_tries:
+                status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
+            else:
+                due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
+        at = now_iso()
+
+        async def write() -> None:
+            # Once only: a write whose answer was lost has landed when the record carries its time.
+            current = await self.redis.hmget(keys.message(rec.id), ["status", "updated_at"])
+            if current != [status, at]:
+                await self.store.record(
+                    rec.id,
+                    status,
+                    provider_id=result.provider_id,
+                    error=error,
+                    error_code=result.error_code,
+                    extra=extra or None,
+                    due_ms=due_ms,
+                    at=at,
+                )
+
+        await _outlasting(write, patience=patience)
+        return status, due_ms
+
+    async def _durably(self, work: Awaitable[T], *, inline: float) -> T:
+        """Run ``work`` in a task of its own and wait up to ``inline`` seconds for it; past that
+        (or if this job is cancelled) it goes on in the background and this raises."""
+        task = self._background(work)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), inline)
+        except TimeoutError as e:
+            raise RedisConnectionError("Redis unreachable; the write goes on in the background") from e
+
+    def _background(self, work: Awaitable[T]) -> asyncio.Task[T]:
+        task: asyncio.Task[T] = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a background write failed: %r", task.exception())
+
+    def _release_later(self, rec: MessageRecord, token: str) -> None:
+        self._background(self._release(rec, token))
+
+    async def _release(self, rec: MessageRecord, token: str) -> None:
+        """Give back a claim that never reached the provider, trying through a Redis outage for
+        as long as the sending lease (after it, another handler would mark the message unknown)."""
+        detail = "claim given back: Redis failed before the provider call; sent by the next try"
+        try:
+            if await _outlasting(
+                lambda: self.store.release(rec, token, detail), patience=self.settings.worker.job_timeout + 5
+            ):
+                log.info("message %s claim given back", rec.channel, extra={"message_id": rec.id})
+        except (RedisConnectionError, RedisTimeoutError) as e:
+            log.warning("could not give back a claim (%s); it ends unknown", e, extra={"message_id": rec.id})
+
+    async def settle(self) -> None:
+        """Wait for the writes outliving their jobs: claims given back, outcomes recorded."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def resolve_in_doubt(self, rec: MessageRecord) -> str:
         """A message found ``sending``: another handler is sending it now, or one that died left it
@@ -387,28 +474,12 @@ class Dispatcher:
         if rec.channel == "sms":
             info = count_segments(outbound.text)
             extra = {"segments": str(info.segments), "encoding": info.encoding}
-        due_ms = None
-        error = result.reason
-        if status == "transient":
-            # Decided before anything is recorded, while this handler still holds the claim: a
-            # retry (with its job payload, for the sweeper) or the dead letter, in one write.
-            attempts = int((await _outlasting(lambda: self.store.message_fields(rec.id))).get("attempts", "1"))
-            extra["job"] = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
-            if attempts >= self.settings.worker.max_tries:
-                status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
-            else:
-                due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
-        await _outlasting(
-            lambda: self.store.record(
-                rec.id,
-                status,
-                provider_id=result.provider_id,
-                error=error,
-                error_code=result.error_code,
-                extra=extra or None,
-                due_ms=due_ms,
-            ),
-            patience=self.settings.worker.job_timeout / 2,
+        # The outcome is in hand and only Redis can lose it now: written by a task of its own that
+        # outlives this job (a Redis outage longer than the job, the job's cancellation) for as
+        # long as the sending lease, so the message ends with its real status, not "unknown".
+        status, due_ms = await self._durably(
+            self._write_outcome(send, spec, rec, result, status, extra),
+            inline=self.settings.worker.job_timeout / 2,
         )
         log.info(
             "message %s %s to %s",

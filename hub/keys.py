@@ -48,6 +48,7 @@ __all__ = [
     "COLLAPSE",
     "INDEXED_STATUSES",
     "PACE",
+    "RELEASE_CLAIM",
     "REPLAY_MESSAGE",
     "auth_failures",
     "collapse",
@@ -193,7 +194,8 @@ return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]),
 # A "sending" claim stamps ``claimed_ms`` (wall clock): a later handler that finds the message
 # still sending can tell a live send from one a dead worker left behind. It also stores the
 # handler's claim token (ARGV[13]): the same handler asking again (its first call's answer was
-# lost with a Redis connection) is told "claimed", anyone else sees "sending".
+# lost with a Redis connection) is told "claimed", anyone else sees "sending". The status it
+# replaced is kept as ``prior`` for RELEASE_CLAIM.
 # KEYS: message, history, by-delivery index, by-customer index, the five status indexes (dead,
 #   unknown, deferred, transient, replaying), the customer's rate window for the channel.
 # ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
@@ -232,7 +234,7 @@ end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
 if ARGV[5] == 'sending' then
   redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2], 'claim', ARGV[13])
+  redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2], 'claim', ARGV[13], 'prior', st or '')
 end
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[10]) else redis.call('HDEL', KEYS[1], 'due_at') end
 if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[12]) end
@@ -244,6 +246,32 @@ redis.call('EXPIRE', KEYS[2], ARGV[3])
 for i = 5, 9 do redis.call('ZREM', KEYS[i], fields['id']) end
 if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[10] ~= '' and ARGV[10] or ARGV[2], fields['id']) end
 return 'claimed'
+"""
+
+# Give back a "sending" claim whose handler never called the provider (Redis failed while it
+# claimed, or its job was cancelled then): only the claim's own token may, and only while the
+# message is still "sending" under it. The message returns to the status it had before the claim
+# (and to that status's index, due now, so the sweeper finds it if its job is gone), or to
+# "released" when it was new; either lets the next handler claim it. Returns 1 if released.
+# KEYS: message, history, the five status indexes (dead, unknown, deferred, transient,
+#   replaying), the customer's rate window for the channel.
+# ARGV: token, now (ISO), now (ms), detail, then the five status names in KEYS order.
+RELEASE_CLAIM = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'sending' or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then
+  return 0
+end
+local prior = redis.call('HGET', KEYS[1], 'prior') or ''
+local id = redis.call('HGET', KEYS[1], 'id')
+redis.call('HDEL', KEYS[1], 'claim', 'claimed_ms', 'prior')
+redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+if prior == '' then prior = 'released' end
+redis.call('HSET', KEYS[1], 'status', prior, 'updated_at', ARGV[2])
+for i = 3, 7 do
+  if ARGV[i + 2] == prior then redis.call('ZADD', KEYS[i], ARGV[3], id) end
+end
+if id then redis.call('ZREM', KEYS[8], id) end
+redis.call('RPUSH', KEYS[2], cjson.encode({status = prior, at = ARGV[2], detail = ARGV[4]}))
+return 1
 """
 
 # Replay a dead-lettered message: only a message still "dead" changes (to "replaying", with its

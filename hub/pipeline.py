@@ -17,6 +17,7 @@ Messages due now are sent concurrently inside the event's job; a message that mu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -85,6 +86,8 @@ class Runtime(Dispatcher):
     for one event; sending each message is hub.dispatch's part."""
 
     async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.settle(), 5.0)  # claims being given back, if Redis answers
         await asyncio.gather(*(c.close() for c in self.channels.values()), return_exceptions=True)
 
     async def process(self, source: str, event: dict[str, Any], job_try: int = 1) -> Outcome:

@@ -25,8 +25,9 @@ HOUR_MS = 3_600_000
 # Statuses from which a message may still change: it waits (deferred), failed transiently and
 # will retry, or is being replayed. A missing record may always be created. The event's own job
 # takes only new or deferred messages (FRESH): a transient one belongs to its retry job.
-PENDING = ",transient,deferred,replaying,"
-FRESH = ",deferred,"
+# "released": a claim given back before any provider call (RELEASE_CLAIM), claimable by anyone.
+PENDING = ",transient,deferred,replaying,released,"
+FRESH = ",deferred,released,"
 
 
 def job_id_of(source: str, event_id: str) -> str:
@@ -111,6 +112,7 @@ class HubStore:
         self._claim = redis.register_script(keys.CLAIM_MESSAGE)
         self._forward = redis.register_script(keys.STATUS_FORWARD)
         self._replay = redis.register_script(keys.REPLAY_MESSAGE)
+        self._release = redis.register_script(keys.RELEASE_CLAIM)
         self._pace = redis.register_script(keys.PACE)
         self._collapse = redis.register_script(keys.COLLAPSE)
 
@@ -251,6 +253,20 @@ class HubStore:
         )
         return str(result)
 
+    async def release(self, record: MessageRecord, token: str, detail: str) -> bool:
+        """Give back a claim made with ``token`` whose provider call never happened (see
+        keys.RELEASE_CLAIM); False when the message is no longer sending under that token."""
+        found = await self._release(
+            keys=[
+                keys.message(record.id),
+                keys.message_history(record.id),
+                *(keys.messages_by_status(s) for s in keys.INDEXED_STATUSES),
+                keys.rate_window(record.customer_id, record.channel),
+            ],
+            args=[token, now_iso(), _now_ms(), detail, *keys.INDEXED_STATUSES],
+        )
+        return bool(found)
+
     async def replay(self, message_id: str) -> bool:
         """Mark a dead message for replay; False when it is not dead (already replayed, sent...)."""
         found = await self._replay(
@@ -311,10 +327,12 @@ class HubStore:
         error_code: str | None = None,
         extra: dict[str, str] | None = None,
         due_ms: int | None = None,
+        at: str | None = None,
     ) -> None:
         """Record an outcome. ``due_ms`` (transient: when the retry is due) indexes the message
-        for the sweeper; give the retry's job payload in ``extra["job"]``."""
-        at = now_iso()
+        for the sweeper; give the retry's job payload in ``extra["job"]``. ``at``: its time
+        (default now), which a caller checks to write it once through lost answers."""
+        at = at or now_iso()
         fields = {"status": status, "updated_at": at, **(extra or {})}
         if provider_id:
             fields["provider_id"] = provider_id
@@ -407,8 +425,9 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
 
 
 def _decode_message(raw: dict[str, str], history: list[str]) -> dict[str, Any]:
-    # job: the payload a retry, sweep or replay needs; claimed_ms, claim: the sending lease and its holder. Internal.
-    out: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("job", "claimed_ms", "claim")}
+    # job: the payload a retry, sweep or replay needs; claimed_ms, claim, prior: the sending lease,
+    # its holder and the status it replaced. Internal.
+    out: dict[str, Any] = {k: v for k, v in raw.items() if k not in ("job", "claimed_ms", "claim", "prior")}
     out.setdefault("to", "")  # removed by an erasure
     out["via_fallback"] = raw.get("via_fallback") == "1"
     if raw.get("due_at"):

@@ -1,0 +1,205 @@
+"""Redis failing at the worst moment for exactly-once: between a message's claim landing and its
+answer reaching the worker. A real TCP proxy sits between the worker's runtime and the real
+redis-server and cuts every connection right after the claim script has been sent, then refuses
+connections for a while (an outage longer than the claim's patience)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+from arq.connections import RedisSettings, create_pool
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from hub import keys
+from hub.pipeline import Runtime, build_channels
+from hub.redis_server import free_port
+from hub.schema import parse_event
+from hub.worker import job_deserializer, job_serializer
+from tests.conftest import Hub
+from tests.events import make_event
+
+CLAIM_SHA = hashlib.sha1(keys.CLAIM_MESSAGE.encode()).hexdigest().encode()
+
+
+class CuttingProxy:
+    """Forwards bytes between clients and Redis; once armed, the first request carrying
+    ``trigger`` is forwarded but no answer is after it: every connection is cut and new ones
+    are refused for ``outage`` seconds."""
+
+    def __init__(self, target_host: str, target_port: int, outage: float, trigger: bytes) -> None:
+        self.target = (target_host, target_port)
+        self.outage = outage
+        self.trigger = trigger
+        self.armed = False
+        self.cutting = False
+        self.cuts = 0
+        self.down_until = 0.0
+        self.port = free_port()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+
+    def _down(self) -> bool:
+        return asyncio.get_running_loop().time() < self.down_until
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._down():
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, watch: bool) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while chunk := await src.read(65536):
+                    if self.cutting and not watch:
+                        continue  # Redis's answers are lost
+                    hit = watch and self.armed and self.trigger in chunk
+                    if hit:
+                        self.armed, self.cutting = False, True
+                    dst.write(chunk)
+                    await dst.drain()
+                    if hit:
+                        self.cuts += 1
+                        await asyncio.sleep(0.05)  # Redis runs the script; its answer is dropped
+                        self.down_until = asyncio.get_running_loop().time() + self.outage
+                        for w in list(self._writers):
+                            w.transport.abort()
+                        self.cutting = False
+                        return
+
+        try:
+            await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
+        finally:
+            for w in (writer, up_writer):
+                self._writers.discard(w)
+                w.close()
+
+
+@contextlib.asynccontextmanager
+async def runtime_through(hub: Hub, proxy: CuttingProxy) -> AsyncIterator[Runtime]:
+    url = str(hub.settings.redis_url)
+    pool = await create_pool(
+        RedisSettings.from_dsn(url),
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        default_queue_name=hub.settings.worker.queue_name,
+    )
+    r = aioredis.Redis(host="127.0.0.1", port=proxy.port, decode_responses=True)
+    runtime = Runtime(hub.settings, r, build_channels(hub.settings), enqueue=pool.enqueue_job, clock=hub.clock)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+        await r.aclose()
+        await pool.aclose()
+
+
+def queued_event() -> dict[str, Any]:
+    """An event as the API puts it on the queue (validated, normalized)."""
+    return parse_event(make_event("arriving_soon", data={"minutes": 10}), "DE").to_job()
+
+
+@contextlib.asynccontextmanager
+async def cutting_proxy(hub: Hub, trigger: bytes, outage: float) -> AsyncIterator[CuttingProxy]:
+    target = urlsplit(str(hub.settings.redis_url))
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url))
+    try:  # scripts loaded, so the trigger is the real call and not a NOSCRIPT first try
+        for script in (keys.CLAIM_MESSAGE, keys.RELEASE_CLAIM):
+            await r.script_load(script)
+    finally:
+        await r.aclose()
+    proxy = CuttingProxy(target.hostname or "127.0.0.1", target.port or 6379, outage, trigger)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
+
+
+async def statuses_of(hub: Hub) -> dict[str, list[str]]:
+    listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    return {m["channel"]: [h["status"] for h in m["history"]] for m in listed["messages"]}
+
+
+@pytest.mark.settings(**{"worker.job_timeout": 2})  # the claim's patience: 0.5 s
+async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_the_next_try(hub: Hub) -> None:
+    event = queued_event()
+    async with cutting_proxy(hub, CLAIM_SHA, outage=1.5) as proxy, runtime_through(hub, proxy) as runtime:
+        proxy.armed = True
+        with pytest.raises(RedisConnectionError):
+            await runtime.process("default", event)
+        assert proxy.cuts == 1
+        await asyncio.wait_for(runtime.settle(), 10)  # given back once Redis answers again
+        cut = [ch for ch, steps in (await statuses_of(hub)).items() if steps == ["sending", "released"]]
+        assert len(cut) == 1, await statuses_of(hub)  # claimed (the claim landed), given back
+        assert [m["channel"] for m in hub.messages()] == []  # and not sent
+        outcome = await runtime.process("default", event)  # the job's next try
+    assert set(outcome.messages.values()) == {"accepted"}
+    assert sorted(m["channel"] for m in hub.messages()) == ["push", "sms"]  # arriving_soon's channels, once
+    statuses = await statuses_of(hub)
+    assert statuses[cut[0]] == ["sending", "released", "sending", "accepted"]
+    listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    assert all(m["attempts"] == 1 for m in listed["messages"]), listed  # the given-back try is not counted
+
+
+@pytest.mark.settings(**{"worker.job_timeout": 2})  # inline patience for an outcome: 1 s
+async def test_an_outcome_redis_could_not_take_during_the_job_is_recorded_after_it_once(hub: Hub) -> None:
+    event = queued_event()
+    accepted = b'{"status": "accepted"'  # the history entry in the outcome's write
+    async with cutting_proxy(hub, accepted, outage=2.5) as proxy, runtime_through(hub, proxy) as runtime:
+        proxy.armed = True
+        with pytest.raises(RedisConnectionError):
+            await runtime.process("default", event)
+        assert proxy.cuts == 1
+        await asyncio.wait_for(runtime.settle(), 15)  # the outcome's own task outlived the job
+        sent = {m["channel"] for m in hub.messages()}
+        statuses = await statuses_of(hub)
+        assert {ch for ch, steps in statuses.items() if steps[-1] == "accepted"} == sent
+        assert all(steps == ["sending", "accepted"] for steps in statuses.values()), statuses  # written once
+        outcome = await runtime.process("default", event)  # the job's next try sends only what was left
+    assert set(outcome.messages.values()) == {"accepted"}
+    assert sorted(m["channel"] for m in hub.messages()) == ["push", "sms"]  # arriving_soon's channels, once
+
+
+async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sending(hub: Hub) -> None:
+    await hub.post_event(make_event("order_confirmed"))
+    await hub.run_worker()
+    listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    mail = next(m for m in listed["messages"] if m["channel"] == "email")
+    from hub.store import FRESH, HubStore, MessageRecord
+
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    try:
+        store = HubStore(r, hub.settings)
+        record = MessageRecord.from_fields(mail)
+        assert not await store.release(record, "t1", "x")  # accepted: not sending, nothing changes
+        await r.hset(f"hub:msg:{record.id}", mapping={"status": "transient"})
+        assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
+        assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"  # same handler asks again
+        assert await store.claim(record, token="t2", allowed=",transient,") == "sending"
+        assert not await store.release(record, "t2", "not mine")
+        assert await store.release(record, "t1", "given back")
+        fields = await r.hgetall(f"hub:msg:{record.id}")
+        assert fields["status"] == "transient"  # back to what it was, in its index for the sweeper
+        assert "claim" not in fields and "prior" not in fields
+        assert await r.zscore("hub:msgs:status:transient", record.id) is not None
+        assert not await store.release(record, "t1", "twice")
+        assert await store.claim(record, token="t3", allowed=FRESH) == "transient"  # an event's own job may not
+    finally:
+        await r.aclose()
