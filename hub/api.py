@@ -42,6 +42,8 @@ from channels import TwilioSms
 from preferences import Contact, CustomerStore, Preferences, check_phone
 
 from . import keys
+from .adapters import AdapterDeps, add_adapter_routes
+from .apikeys import KeyRing
 from .config import ApiKey, Settings, TwilioSettings, hash_key
 from .conversation import Conversations, feedback_summary
 from .dispatch import replay_messages
@@ -72,6 +74,7 @@ CONVERSATIONS = web.AppKey("conversations", Conversations)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 RELAY = web.AppKey("relay", Relay)
 SMS = web.AppKey("sms", TwilioSms)
+KEYRING = web.AppKey("keyring", KeyRing)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")  # the same rule as ids in events
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -134,7 +137,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def authenticate(request: web.Request, scope: str) -> ApiKey:
+async def authenticate(request: web.Request, scope: str) -> ApiKey:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -144,6 +147,8 @@ def authenticate(request: web.Request, scope: str) -> ApiKey:
     for key in request.app[SETTINGS].all_keys():
         if hmac.compare_digest(key.sha256, digest):
             match = key
+    if match is None:
+        match = await request.app[KEYRING].find(digest)
     if match is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key")
     if scope not in match.scopes:
@@ -217,7 +222,7 @@ async def _accept(app: web.Application, source: str, events: list[Event]) -> lis
 
 
 async def post_event(request: web.Request) -> web.Response:
-    key = authenticate(request, "events")
+    key = await authenticate(request, "events")
     payload = await read_json(request)
     try:
         event = parse_event(payload, request.app[SETTINGS].default_region)
@@ -232,7 +237,7 @@ async def post_event(request: web.Request) -> web.Response:
 
 
 async def post_batch(request: web.Request) -> web.Response:
-    key = authenticate(request, "events")
+    key = await authenticate(request, "events")
     settings = request.app[SETTINGS]
     payload = await read_json(request)
     items = payload.get("events") if isinstance(payload, dict) else payload
@@ -302,7 +307,7 @@ async def post_batch(request: web.Request) -> web.Response:
 
 # -- customers -------------------------------------------------------------------------------
 async def put_customer(request: web.Request) -> web.Response:
-    key = authenticate(request, "events")
+    key = await authenticate(request, "events")
     customer_id = path_id(request)
     payload = await read_json(request)
     if not isinstance(payload, dict):
@@ -319,7 +324,7 @@ async def put_customer(request: web.Request) -> web.Response:
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    key = authenticate(request, "read")
+    key = await authenticate(request, "read")
     record = await request.app[CUSTOMERS].get(path_id(request))
     if record is None:
         raise ApiError(404, "not_found", "no such customer")
@@ -327,7 +332,7 @@ async def get_customer(request: web.Request) -> web.Response:
 
 
 async def patch_preferences(request: web.Request) -> web.Response:
-    key = authenticate(request, "events")
+    key = await authenticate(request, "events")
     customer_id = path_id(request)
     payload = await read_json(request)
     try:
@@ -343,7 +348,7 @@ async def patch_preferences(request: web.Request) -> web.Response:
 
 
 async def delete_customer(request: web.Request) -> web.Response:
-    authenticate(request, "events")
+    await authenticate(request, "events")
     customer_id = path_id(request)
     # Close the customer's relay sessions first: nothing may route to an erased number.
     relay, redis = request.app[RELAY], request.app[REDIS]
@@ -359,7 +364,7 @@ async def delete_customer(request: web.Request) -> web.Response:
 
 # -- deliveries and messages -----------------------------------------------------------------
 async def get_delivery(request: web.Request) -> web.Response:
-    key = authenticate(request, "read")
+    key = await authenticate(request, "read")
     delivery_id = path_id(request)
     store = request.app[STORE]
     delivery = await store.get_delivery(delivery_id)
@@ -379,7 +384,7 @@ def _message_view(message: dict[str, Any], unmask: bool) -> dict[str, Any]:
 
 
 async def list_messages(request: web.Request) -> web.Response:
-    key = authenticate(request, "read")
+    key = await authenticate(request, "read")
     delivery_id = request.query.get("delivery_id")
     customer_id = request.query.get("customer_id")
     status = request.query.get("status")
@@ -428,7 +433,7 @@ def _since_ms(raw: str | None) -> int:
 
 async def replay_dead_messages(request: web.Request) -> web.Response:
     """Send dead-lettered messages again, by id or all since a time (admin)."""
-    authenticate(request, "admin")
+    await authenticate(request, "admin")
     try:
         asked = ReplayRequest.model_validate(await read_json(request))
     except ValidationError as e:
@@ -459,7 +464,7 @@ async def push_receipt(request: web.Request) -> web.Response:
 
 
 async def get_message(request: web.Request) -> web.Response:
-    key = authenticate(request, "read")
+    key = await authenticate(request, "read")
     message = await request.app[STORE].get_message(path_id(request))
     if message is None:
         raise ApiError(404, "not_found", "no such message")
@@ -496,7 +501,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
 
 # -- masked-number relay ----------------------------------------------------------------------
 async def open_relay(request: web.Request) -> web.Response:
-    key = authenticate(request, "events")
+    key = await authenticate(request, "events")
     delivery_id = path_id(request)
     payload: Any = {}
     if request.can_read_body:
@@ -540,7 +545,7 @@ async def open_relay(request: web.Request) -> web.Response:
 
 
 async def get_relay(request: web.Request) -> web.Response:
-    key = authenticate(request, "read")
+    key = await authenticate(request, "read")
     relay = request.app[RELAY]
     session = await relay.for_delivery(path_id(request))
     if session is None:
@@ -551,7 +556,7 @@ async def get_relay(request: web.Request) -> web.Response:
 
 
 async def close_relay(request: web.Request) -> web.Response:
-    authenticate(request, "events")
+    await authenticate(request, "events")
     relay = request.app[RELAY]
     session = await relay.for_delivery(path_id(request))
     if session is None or session.get("status") != "open":
@@ -562,7 +567,7 @@ async def close_relay(request: web.Request) -> web.Response:
 
 # -- feedback and webhook deliveries ----------------------------------------------------------
 async def get_feedback(request: web.Request) -> web.Response:
-    authenticate(request, "read")
+    await authenticate(request, "read")
     driver_id = request.query.get("driver_id", "")
     if not _ID.match(driver_id):
         raise ApiError(400, "missing_filter", "give driver_id", {"driver_id": "required"})
@@ -570,7 +575,7 @@ async def get_feedback(request: web.Request) -> web.Response:
 
 
 async def list_webhook_deliveries(request: web.Request) -> web.Response:
-    authenticate(request, "read")
+    await authenticate(request, "read")
     status = request.query.get("status")
     if status and status not in ("pending", "retrying", "delivered", "dead"):
         raise ApiError(
@@ -635,6 +640,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
         )
         app[WEBHOOKS] = app[CONVERSATIONS].webhooks
         app[RELAY] = Relay(redis, settings)
+        app[KEYRING] = KeyRing(redis)
         tw = settings.twilio
         app[SMS] = TwilioSms(
             account_sid=tw.account_sid,
@@ -676,6 +682,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_delete("/v1/deliveries/{id}/relay", close_relay)
     add_twilio_routes(app, SETTINGS, STORE, CONVERSATIONS, RELAY, SMS)
     add_track_routes(app, TrackDeps(SETTINGS, STORE, CUSTOMERS, LINKS, CONVERSATIONS, RELAY))
+    add_adapter_routes(app, AdapterDeps(accept=_accept))
     if extra_setup is not None:
         extra_setup(app)
     return app

@@ -348,6 +348,25 @@ class SandboxSettings(_Model):
     """Push tokens the sandbox's FCM answers UNREGISTERED (also any starting with 'unregistered')."""
 
 
+class OpsSettings(_Model):
+    metrics: bool = True
+    """Serve Prometheus metrics at /metrics (API) and on ``worker_metrics_port`` (workers)."""
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    """Port each `hub worker` serves /metrics on (0: none; one port per process)."""
+    ready_heartbeat_seconds: float = Field(30.0, gt=0)
+    """/readyz fails when no worker has heartbeated for this long."""
+    ready_max_queue_age_seconds: float = Field(120.0, gt=0)
+    """/readyz fails when the oldest due job has waited longer than this."""
+    shutdown_grace_seconds: float = Field(25.0, ge=0)
+    """On SIGTERM, how long in-flight requests and jobs may take to finish before the rest are
+    left to be re-queued."""
+
+
+class AdapterSettings(_Model):
+    """Upstream adapters (docs/integrations.md); mapping tables are filled in by the adapter
+    work."""
+
+
 class Settings(_Model):
     redis_url: str | None = None
     """Redis URL, e.g. redis://10.0.0.5:6379/0. `hub dev` starts a private Redis when unset."""
@@ -371,6 +390,10 @@ class Settings(_Model):
     """Where `hub dev` keeps its Redis data and generated secret."""
     log_level: str = "INFO"
     """Logging level."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """json: one JSON object per line (ids and masked contacts as fields); console: readable
+    lines; auto: console when stderr is a terminal, else json."""
+    ops: OpsSettings = OpsSettings()
     api: ApiSettings = ApiSettings()
     sender: SenderSettings = SenderSettings()
     twilio: TwilioSettings = TwilioSettings()
@@ -385,6 +408,7 @@ class Settings(_Model):
     relay: RelaySettings = RelaySettings()
     policy: PolicySettings = PolicySettings()
     tracking: TrackingSettings = TrackingSettings()
+    adapters: AdapterSettings = AdapterSettings()
     channels: dict[str, tuple[Channel, ...]] = {
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),
