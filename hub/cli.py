@@ -27,6 +27,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from .config import ConfigError, Settings, load_settings
+from .data_cli import add_data_commands, run_data_command
 from .logs import setup_logging
 
 __all__ = ["main"]
@@ -443,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     call.add_argument("--from", dest="from_", required=True, help="caller's phone number, E.164")
     call.add_argument("--to", required=True, help="the number called (a proxy number)")
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
+    add_data_commands(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -452,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     try:
+        handled = run_data_command(settings, args)
+        if handled is not None:
+            return handled
         if args.command == "dev":
             asyncio.run(_dev(args, settings))
         elif args.command == "api":
