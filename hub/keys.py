@@ -593,3 +593,16 @@ end
 redis.call('HSET', key, 'expires_at', tonumber(ARGV[1]) + ttl)
 return redis.call('HGETALL', key)
 """
+
+
+# -- API keys created at run time (hub.apikeys) --------------------------------------------------
+
+
+def api_key(digest: str) -> str:
+    """``hub:apikey:{sha256}`` hash: id, source, scopes (space-separated), created_at, revoked_at. No TTL."""
+    return f"hub:apikey:{digest}"
+
+
+def api_key_index() -> str:
+    """``hub:apikeys`` hash: key id -> SHA-256 digest, for listing and revoking by id. No TTL."""
+    return "hub:apikeys"
