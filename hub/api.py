@@ -682,7 +682,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_delete("/v1/deliveries/{id}/relay", close_relay)
     add_twilio_routes(app, SETTINGS, STORE, CONVERSATIONS, RELAY, SMS)
     add_track_routes(app, TrackDeps(SETTINGS, STORE, CUSTOMERS, LINKS, CONVERSATIONS, RELAY))
-    add_adapter_routes(app, AdapterDeps(accept=_accept))
+    add_adapter_routes(app, AdapterDeps(_accept, SETTINGS, CONVERSATIONS, CUSTOMERS))
     if extra_setup is not None:
         extra_setup(app)
     return app

@@ -1,0 +1,423 @@
+"""Vendor payloads -> hub events: pure functions, no I/O (the routes are in ``hub.adapters``).
+
+Each mapper takes a decoded webhook body and its settings and returns one outcome:
+
+- ``Mapped(payload)``: an event in the public schema (still to be validated by ``parse_event``),
+- ``OptOut(phone, ...)``: the recipient asked the vendor to stop SMS (Onfleet),
+- ``Skipped(reason)``: nothing for the hub (an unmapped status, a payload without a delivery id).
+
+Event ids are derived from the payload only, so a vendor's retry of the same webhook maps to the
+same event id and the hub's idempotency makes it a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .config import MILESTONES, AfterShipSettings, GenericMapping, OnfleetSettings
+
+__all__ = [
+    "Mapped",
+    "OptOut",
+    "Outcome",
+    "Skipped",
+    "json_pointer",
+    "map_aftership",
+    "map_generic",
+    "map_onfleet",
+]
+
+_ID_CHARS = re.compile(r"[^A-Za-z0-9_.:@/+-]")
+
+
+@dataclass(frozen=True)
+class Mapped:
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OptOut:
+    phone: str
+    key: str  # deterministic, for the contact.opted_out webhook's id
+
+
+@dataclass(frozen=True)
+class Skipped:
+    reason: str
+    delivery_id: str | None = None
+
+
+Outcome = Mapped | OptOut | Skipped
+
+
+# -- shared helpers --------------------------------------------------------------------------
+def _safe_id(value: Any, limit: int = 128) -> str | None:
+    """A vendor value as an id of the event schema (unusual characters become '-'); None if empty."""
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    text = _ID_CHARS.sub("-", str(value).strip())
+    text = text.lstrip("_.:@/+-")
+    return text[:limit] or None
+
+
+def _event_id(*parts: Any) -> str:
+    """An event id from its parts; long ones end in a digest of the whole so they stay unique."""
+    raw = ":".join(str(p) for p in parts if p not in (None, ""))
+    text = _ID_CHARS.sub("-", raw)
+    if len(text) <= 128:
+        return text
+    return text[:95] + ":" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _time(value: Any) -> str | None:
+    """An RFC 3339 time from epoch seconds or milliseconds, or an RFC 3339/ISO string as given."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC).isoformat()
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if re.fullmatch(r"\d{9,13}(\.\d+)?", text):
+            return _time(float(text))
+        return text
+    return None
+
+
+def _has_offset(value: Any) -> bool:
+    """A date-time string with its UTC offset (AfterShip gives some times without one)."""
+    return isinstance(value, str) and bool(re.fullmatch(r"\d{4}-\d\d-\d\dT.*(Z|z|[+-]\d\d:?\d\d)", value.strip()))
+
+
+def _text(value: Any, limit: int = 300) -> str | None:
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    text = " ".join(str(value).split())
+    return text[:limit] or None
+
+
+def customer_id_for(source: str, phone: str | None, email: str | None, fallback: str) -> str:
+    """A stable customer id when the vendor has none: a digest of the contact (no personal data
+    in the id), else one tied to the delivery."""
+    contact = (phone or "").replace(" ", "") or (email or "").strip().lower()
+    if contact:
+        return f"{source}-{hashlib.sha256(contact.encode()).hexdigest()[:20]}"
+    return f"{source}-delivery-{fallback}"[:128]
+
+
+def _prune(value: Any) -> Any:
+    """Drop None values and empty objects (the schema treats absent and null alike)."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v is not None and v != {}}
+    return value
+
+
+# -- Onfleet ---------------------------------------------------------------------------------
+# Triggers that fire more than once per task: the id carries the webhook's time (a retry sends
+# the same body, so the same time). The others happen once per task.
+_ONFLEET_REPEATING = frozenset({"tasketa", "taskarrival", "taskdelayed"})
+_ONFLEET_DONE = 3  # task state: completed
+
+
+def _onfleet_phone(data: dict[str, Any]) -> str | None:
+    recipient = data.get("recipient")
+    if isinstance(recipient, dict) and recipient.get("phone"):
+        return str(recipient["phone"])
+    task = data.get("task")
+    if isinstance(task, dict):
+        for r in task.get("recipients") or []:
+            if isinstance(r, dict) and r.get("phone"):
+                return str(r["phone"])
+    return None
+
+
+def map_onfleet(body: Any, settings: OnfleetSettings) -> Outcome:
+    """An Onfleet task webhook (``triggerName``, ``taskId``, ``time``, ``data.task``...)."""
+    if not isinstance(body, dict):
+        return Skipped("the body is not a JSON object")
+    trigger = str(body.get("triggerName") or "")
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    if trigger.lower() == "smsrecipientoptout":
+        phone = _onfleet_phone(data) or _text(body.get("phone"), 40)
+        if not phone:
+            return Skipped("SMSRecipientOptOut without a recipient phone")
+        return OptOut(phone, _event_id("onfleet", "optout", body.get("time"), phone))
+    key = trigger.lower()
+    if key not in settings.triggers:
+        return Skipped(f"trigger {trigger or '(none)'!r} is not mapped")
+    milestone = settings.triggers[key]
+    if milestone is None:
+        return Skipped(f"trigger {trigger!r} is mapped to nothing")
+    task = data.get("task") if isinstance(data.get("task"), dict) else {}
+    assert isinstance(task, dict)
+    task_id = _safe_id(body.get("taskId") or task.get("id"))
+    delivery_id = task_id
+    if settings.delivery_id_metadata:
+        for entry in task.get("metadata") or []:
+            if isinstance(entry, dict) and entry.get("name") == settings.delivery_id_metadata:
+                delivery_id = _safe_id(entry.get("value"))
+    if not delivery_id or not task_id:
+        return Skipped("no task id (delivery id) in the payload")
+    completion = task.get("completionDetails") if isinstance(task.get("completionDetails"), dict) else {}
+    assert isinstance(completion, dict)
+    occurred = _time(body.get("time")) or _time(completion.get("time")) or _time(task.get("timeLastModified"))
+    event_data: dict[str, Any] = {}
+    stamp: Any = body.get("time") if key in _ONFLEET_REPEATING else None
+
+    if key == "taskcompleted" and completion.get("success") is False:
+        milestone = settings.triggers.get("taskfailed") or "delivery_failed"
+    if milestone == "delivered":
+        photos = list(completion.get("photoUploadIds") or [])
+        if completion.get("photoUploadId"):
+            photos.insert(0, completion["photoUploadId"])
+        photo = _safe_id(photos[0]) if photos else None
+        signed = bool(completion.get("signatureUploadId"))
+        event_data["pod"] = {
+            "photo_url": settings.photo_url.replace("{id}", photo) if photo else None,
+            "signature": _text(completion.get("signatureText"), 200) or (True if signed else None),
+            "recipient": _text(completion.get("signatureText"), 200),
+            "place": _text(completion.get("notes"), 200),
+        }
+    elif milestone == "delivery_failed":
+        reason = completion.get("failureReason")
+        notes = completion.get("failureNotes") or completion.get("notes")
+        text = str(reason).replace("_", " ").lower() if reason else None
+        event_data["reason"] = _text(": ".join(t for t in (text, _text(notes)) if t))
+    elif milestone == "exception":
+        event_data["kind"] = "delay" if key == "taskdelayed" else None
+        delay = body.get("delay")
+        if isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0:
+            event_data["minutes"] = min(round(delay / 60), 24 * 60)
+    if milestone == "arriving_soon":
+        seconds = body.get("etaSeconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+            event_data["minutes"] = min(round(seconds / 60), 24 * 60)
+
+    eta = None
+    arrival = task.get("estimatedArrivalTime")
+    if isinstance(arrival, int | float) and not isinstance(arrival, bool):
+        finish = task.get("estimatedCompletionTime")
+        finish = finish if isinstance(finish, int | float) and finish >= arrival else arrival
+        eta = {"start": _time(arrival), "end": _time(finish)}
+    elif task.get("completeAfter") and task.get("completeBefore"):
+        eta = {"start": _time(task["completeAfter"]), "end": _time(task["completeBefore"])}
+    if milestone == "eta_changed":
+        if task.get("state") == _ONFLEET_DONE or not isinstance(arrival, int | float):
+            return Skipped(f"{trigger} without a new ETA", delivery_id)
+        stamp = f"eta{int(arrival) // 60000}"  # an update that keeps the ETA is a duplicate
+
+    recipients = [r for r in task.get("recipients") or [] if isinstance(r, dict)]
+    recipient = recipients[0] if recipients else {}
+    phone = _text(recipient.get("phone"), 40)
+    worker = data.get("worker") if isinstance(data.get("worker"), dict) else None
+    driver = None
+    worker_id = _safe_id((worker or {}).get("id") or body.get("workerId") or task.get("worker"))
+    if worker_id:
+        driver = {"id": worker_id, "name": _text((worker or {}).get("name"), 200)}
+    destination = task.get("destination") if isinstance(task.get("destination"), dict) else {}
+    address = (destination or {}).get("address") if isinstance((destination or {}).get("address"), dict) else {}
+    payload = {
+        "event_id": _event_id("onfleet", task_id, key, stamp),
+        "type": milestone,
+        "occurred_at": occurred,
+        "delivery": {
+            "id": delivery_id,
+            "tracking_code": _text(task.get("shortId"), 64),
+            "merchant": settings.merchant,
+            "address": _text((address or {}).get("unparsed")),
+            "eta": eta,
+        },
+        "customer": {
+            "id": _safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id),
+            "name": _text(recipient.get("name"), 200),
+            "phone": phone,
+        },
+        "driver": driver,
+        "data": event_data,
+    }
+    return Mapped(_prune(payload))
+
+
+# -- AfterShip -------------------------------------------------------------------------------
+def _first_text(values: Any) -> str | None:
+    if isinstance(values, list):
+        for value in values:
+            text = _text(value, 254)
+            if text:
+                return text
+    return None
+
+
+def map_aftership(body: Any, settings: AfterShipSettings) -> Outcome:
+    """An AfterShip tracking webhook (``event``, ``event_id``, ``ts``, ``msg`` = the tracking)."""
+    if not isinstance(body, dict):
+        return Skipped("the body is not a JSON object")
+    msg = body.get("msg")
+    if not isinstance(msg, dict):
+        return Skipped("no msg (tracking) in the payload")
+    tag = str(msg.get("tag") or "")
+    subtag = str(msg.get("subtag") or "")
+    if subtag.lower() in settings.subtags:
+        milestone = settings.subtags[subtag.lower()]
+    elif tag.lower() in settings.tags:
+        milestone = settings.tags[tag.lower()]
+    else:
+        return Skipped(f"tag {tag or '(none)'!r} is not mapped")
+    tracking = _safe_id(msg.get("tracking_number"))
+    delivery_id = {
+        "tracking_number": tracking,
+        "order_id": _safe_id(msg.get("order_id")) or tracking,
+        "id": _safe_id(msg.get("id")),
+    }[settings.delivery_id]
+    if milestone is None:
+        return Skipped(f"tag {subtag or tag!r} is mapped to nothing", delivery_id)
+    if not delivery_id:
+        return Skipped("no tracking number (delivery id) in the payload")
+
+    checkpoints = [c for c in msg.get("checkpoints") or [] if isinstance(c, dict)]
+    last = checkpoints[-1] if checkpoints else {}
+    checkpoint_time = last.get("checkpoint_time")
+    occurred = (
+        (checkpoint_time if _has_offset(checkpoint_time) else None)
+        or _time(body.get("ts"))
+        or (msg.get("updated_at") if _has_offset(msg.get("updated_at")) else None)
+    )
+    stamp = last.get("checkpoint_time") or body.get("event_id") or body.get("ts")
+
+    customers = [c for c in msg.get("customers") or [] if isinstance(c, dict)]
+    person = customers[0] if customers else {}
+    phone = _text(person.get("phone_number"), 40) or _first_text(msg.get("smses"))
+    email = _text(person.get("email"), 254) or _first_text(msg.get("emails"))
+    name = _text(person.get("name"), 200) or _text(msg.get("customer_name"), 200)
+    language = _text(person.get("language") or msg.get("language"), 20)
+
+    event_data: dict[str, Any] = {}
+    reason = _text(msg.get("subtag_message")) or _text(last.get("message"))
+    if milestone in ("exception", "delivery_failed", "returned"):
+        event_data["reason"] = reason
+    if milestone == "exception":
+        event_data["kind"] = settings.exception_kinds.get(subtag.lower())
+    if milestone == "delivered":
+        event_data["pod"] = {"recipient": _text(msg.get("signed_by"), 200), "place": _text(last.get("location"), 200)}
+    if milestone == "ready_for_pickup":
+        location = _text(last.get("location"), 200) or _text(msg.get("pickup_location"), 200)
+        if location:
+            event_data["pickup"] = {"name": location, "hours": _text(msg.get("pickup_note"), 200)}
+
+    eta = None
+    expected = msg.get("expected_delivery")
+    if _has_offset(expected):
+        eta = {"start": expected, "end": expected}
+    payload = {
+        "event_id": _event_id("aftership", msg.get("id") or tracking, (subtag or tag).lower(), stamp),
+        "type": milestone,
+        "occurred_at": occurred,
+        "delivery": {
+            "id": delivery_id,
+            "tracking_code": _text(msg.get("tracking_number"), 64),
+            "merchant": _text(msg.get("title"), 120) if msg.get("title") != msg.get("tracking_number") else None,
+            "eta": eta,
+        },
+        "customer": {
+            "id": customer_id_for("aftership", phone, email, delivery_id),
+            "name": name,
+            "phone": phone,
+            "email": email,
+            "locale": language,
+        },
+        "data": event_data,
+    }
+    return Mapped(_prune(payload))
+
+
+# -- generic JSON webhooks -------------------------------------------------------------------
+_MISSING = object()
+
+
+def json_pointer(document: Any, pointer: str) -> Any:
+    """Resolve an RFC 6901 JSON pointer; ``_MISSING`` when any step does not exist."""
+    if pointer == "":
+        return document
+    node = document
+    for raw in pointer.split("/")[1:]:
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            if token not in node:
+                return _MISSING
+            node = node[token]
+        elif isinstance(node, list):
+            if not re.fullmatch(r"0|[1-9][0-9]*", token) or int(token) >= len(node):
+                return _MISSING
+            node = node[int(token)]
+        else:
+            return _MISSING
+    return node
+
+
+def map_generic(name: str, body: Any, mapping: GenericMapping) -> Outcome:
+    """Any JSON webhook, through the mapping's JSON pointers and status table."""
+    values: dict[str, Any] = {}
+    for field, pointer in mapping.fields.items():
+        value = json_pointer(body, pointer)
+        if value is not _MISSING and value is not None:
+            values[field] = value
+    status = _text(values.get("type"), 100)
+    if status is None:
+        return Skipped("no status at the type pointer")
+    milestone: str | None
+    if status.lower() in mapping.statuses:
+        milestone = mapping.statuses[status.lower()]
+    elif status in MILESTONES:
+        milestone = status
+    else:
+        return Skipped(f"status {status!r} is not mapped")
+    delivery_id = _safe_id(values.get("delivery.id"))
+    if milestone is None:
+        return Skipped(f"status {status!r} is mapped to nothing", delivery_id)
+    if not delivery_id:
+        return Skipped("no delivery id at the delivery.id pointer")
+    source = f"generic-{name}"
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    event_id = _safe_id(values.get("event_id"), 100)
+    payload: dict[str, Any] = {
+        "event_id": _event_id(source, event_id or hashlib.sha256(canonical.encode()).hexdigest()[:32]),
+        "type": milestone,
+        "occurred_at": _time(values.get("occurred_at")) or _time(json_pointer(body, "/time")),
+    }
+    for name_, value in values.items():
+        if name_ in ("event_id", "type", "occurred_at"):
+            continue
+        if name_ in ("delivery.eta.start", "delivery.eta.end"):
+            value = _time(value)
+        elif name_ == "data.minutes":
+            value = value if isinstance(value, int) and not isinstance(value, bool) else None
+        elif name_ == "data.pod.signature" and isinstance(value, bool):
+            pass
+        else:
+            value = _text(value, 300)
+        node = payload
+        parts = name_.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    payload["delivery"]["id"] = delivery_id
+    customer = payload.setdefault("customer", {})
+    if not _safe_id(customer.get("id")):
+        customer["id"] = customer_id_for(source, customer.get("phone"), customer.get("email"), delivery_id)
+    else:
+        customer["id"] = _safe_id(customer["id"])
+    if "driver" in payload and not payload["driver"].get("id"):
+        del payload["driver"]
+    if payload.get("occurred_at") is None:
+        payload.pop("occurred_at")
+    return Mapped(_prune(payload))
