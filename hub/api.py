@@ -17,10 +17,12 @@ Routes (see docs/api.md and ``/openapi.json``):
     POST   /webhooks/twilio/status         message status callbacks (Twilio-signed)
     GET|POST /u/{token}                    e-mail unsubscribe (one-click, RFC 8058)
     GET    /healthz, /readyz, /openapi.json
+    GET    /metrics                        Prometheus text exposition (when ops.metrics)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -41,7 +43,7 @@ from redis.exceptions import RedisError
 from channels import TwilioSms
 from preferences import Contact, CustomerStore, Preferences, check_phone
 
-from . import keys
+from . import keys, metrics
 from .adapters import AdapterDeps, add_adapter_routes
 from .apikeys import KeyRing
 from .config import ApiKey, Settings, TwilioSettings, hash_key
@@ -75,6 +77,7 @@ WEBHOOKS = web.AppKey("webhooks", Webhooks)
 RELAY = web.AppKey("relay", Relay)
 SMS = web.AppKey("sms", TwilioSms)
 KEYRING = web.AppKey("keyring", KeyRing)
+STOPPING = web.AppKey("stopping", asyncio.Event)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")  # the same rule as ids in events
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -218,7 +221,21 @@ async def _accept(app: web.Application, source: str, events: list[Event]) -> lis
         for e in events
     ]
     states = await app[STORE].accept_events(items, received_at)
-    return ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]
+    answers = ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]
+    for event, answer in zip(events, answers, strict=True):
+        labels = (metrics.event_type(event.type), source)
+        if answer == "accepted":
+            metrics.EVENTS_ACCEPTED.labels(*labels).inc()
+        elif answer == "duplicate":
+            metrics.EVENTS_DUPLICATE.labels(*labels).inc()
+        else:
+            metrics.EVENTS_REJECTED.labels(*labels, "conflict").inc()
+    return answers
+
+
+def _count_invalid(source: str, payload: Any) -> None:
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    metrics.EVENTS_REJECTED.labels(metrics.event_type(kind), source, "invalid").inc()
 
 
 async def post_event(request: web.Request) -> web.Response:
@@ -227,6 +244,7 @@ async def post_event(request: web.Request) -> web.Response:
     try:
         event = parse_event(payload, request.app[SETTINGS].default_region)
     except EventInvalid as e:
+        _count_invalid(key.source, payload)
         raise ApiError(422, "validation_failed", "the event is invalid", e.fields) from e
     [status] = await _accept(request.app, key.source, [event])
     if status == "conflict":
@@ -256,6 +274,7 @@ async def post_batch(request: web.Request) -> web.Response:
         try:
             event = parse_event(item, settings.default_region)
         except EventInvalid as e:
+            _count_invalid(key.source, item)
             event_id = item.get("event_id") if isinstance(item, dict) else None
             results.append(
                 {
@@ -268,6 +287,7 @@ async def post_batch(request: web.Request) -> web.Response:
             continue
         if event.event_id in seen:
             if seen[event.event_id] != event.digest():
+                metrics.EVENTS_REJECTED.labels(metrics.event_type(event.type), key.source, "conflict").inc()
                 results.append(
                     {
                         "index": index,
@@ -280,6 +300,7 @@ async def post_batch(request: web.Request) -> web.Response:
                     }
                 )
             else:
+                metrics.EVENTS_DUPLICATE.labels(metrics.event_type(event.type), key.source).inc()
                 results.append({"index": index, "event_id": event.event_id, "status": "duplicate"})
             continue
         seen[event.event_id] = event.digest()
@@ -591,18 +612,78 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    problems = []
+_REDIS_PATIENCE = 2.0  # seconds a readiness or metrics check waits for Redis before calling it unreachable
+
+
+async def _queue_stats(redis: Redis, queue: str, now_ms: int) -> metrics.QueueStats:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(queue, "-inf", now_ms)
+        pipe.zcard(queue)
+        pipe.zrangebyscore(queue, "-inf", now_ms, start=0, num=1, withscores=True)
+        due, total, oldest = await pipe.execute()
+    # A job's score is when it became due (enqueued, or its deferral ended), so the oldest due
+    # job's age is how long the queue has kept it waiting (or, while it runs, how long it runs).
+    age = max(0.0, (now_ms - float(oldest[0][1])) / 1000) if oldest else 0.0
+    return metrics.QueueStats(int(due), int(total) - int(due), age)
+
+
+async def health(app: web.Application) -> tuple[list[str], metrics.ScrapeTime]:
+    """Readiness problems (none: ready) and the scrape-time gauges, from one look at Redis."""
+    settings = app[SETTINGS]
+    ops = settings.ops
+    problems: list[str] = []
+    if app[STOPPING].is_set():
+        problems.append("shutting down")
+    queues: dict[str, metrics.QueueStats] = {}
+    workers, heartbeat_age, redis_up = 0, None, True
+    now = time.time()
     try:
-        await request.app[REDIS].ping()
-        newest = await request.app[REDIS].zrange(keys.WORKER_HEARTBEAT, -1, -1, withscores=True)
-        if not newest or time.time() - float(newest[0][1]) > 30:
-            problems.append("no worker heartbeat in the last 30 s")
-    except RedisError:
+        async with asyncio.timeout(_REDIS_PATIENCE):
+            redis = app[REDIS]
+            await redis.ping()
+            beats = await redis.zrangebyscore(keys.WORKER_HEARTBEAT, "-inf", "+inf", withscores=True)
+            now_ms = int(now * 1000)
+            queues["events"] = await _queue_stats(redis, settings.worker.queue_name, now_ms)
+            queues["webhooks"] = await _queue_stats(redis, settings.webhooks.queue_name, now_ms)
+    except (RedisError, OSError, TimeoutError):
+        redis_up = False
         problems.append("redis unreachable")
+    else:
+        # The webhook worker beats under "webhooks:..."; readiness is about the event workers.
+        ages = [now - float(score) for name, score in beats if not str(name).startswith("webhooks:")]
+        workers = sum(age <= ops.ready_heartbeat_seconds for age in ages)
+        heartbeat_age = max(0.0, min(ages)) if ages else None
+        if workers == 0:
+            problems.append(f"no worker heartbeat in the last {ops.ready_heartbeat_seconds:g} s")
+        oldest = queues["events"].oldest_age
+        if oldest > ops.ready_max_queue_age_seconds:
+            problems.append(
+                f"the event queue's oldest due job has waited {oldest:.0f} s"
+                f" (limit {ops.ready_max_queue_age_seconds:g} s)"
+            )
+    gauges = metrics.ScrapeTime(
+        redis_up=redis_up, queues=queues, workers=workers, heartbeat_age=heartbeat_age, ready=not problems
+    )
+    return problems, gauges
+
+
+async def readyz(request: web.Request) -> web.Response:
+    problems, gauges = await health(request.app)
+    checks = {
+        "redis": "ok" if gauges.redis_up else "unreachable",
+        "workers": gauges.workers,
+        "queue_oldest_age_seconds": round(gauges.queues["events"].oldest_age, 3) if gauges.redis_up else None,
+    }
     if problems:
-        return json_response({"status": "unavailable", "problems": problems}, status=503)
-    return json_response({"status": "ready"})
+        return json_response({"status": "unavailable", "problems": problems, "checks": checks}, status=503)
+    return json_response({"status": "ready", "checks": checks})
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus text exposition: this process's counters and the gauges read from Redis now."""
+    _, gauges = await health(request.app)
+    body = metrics.exposition([gauges])
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -629,6 +710,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     )
     app[SETTINGS] = settings
     app[LINKS] = Links(settings.secret_key, settings.public_url)
+    app[STOPPING] = asyncio.Event()
 
     async def connect(app: web.Application) -> None:
         redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
@@ -656,7 +738,13 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
         await app[SMS].close()
         await app[REDIS].aclose()
 
+    async def stopping(app: web.Application) -> None:
+        # aiohttp runs this once the listener is closed, before in-flight requests are awaited:
+        # a readiness probe on a kept-alive connection sees 503 from here on.
+        app[STOPPING].set()
+
     app.on_startup.append(connect)
+    app.on_shutdown.append(stopping)
     app.on_cleanup.append(disconnect)
     r = app.router
     r.add_post("/v1/events", post_event)
@@ -674,6 +762,8 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     r.add_post("/u/{token}", unsubscribe)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
+    if settings.ops.metrics:
+        r.add_get("/metrics", metrics_endpoint)
     r.add_get("/openapi.json", openapi)
     r.add_get("/v1/feedback", get_feedback)
     r.add_get("/v1/webhooks/deliveries", list_webhook_deliveries)

@@ -174,14 +174,14 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
         worker.handle_sig_wait_for_completion(signal.SIGTERM)
         webhook_worker.handle_sig_wait_for_completion(signal.SIGTERM)
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(worker_task, settings.worker.completion_wait + 5)
+            await asyncio.wait_for(worker_task, settings.ops.shutdown_grace_seconds + 5)
         await worker.close()
         await webhook_worker.close()
         await runner.cleanup()
         await sandbox.close()
         for child in children:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(settings.worker.completion_wait + 5)
+                child.wait(settings.ops.shutdown_grace_seconds + 5)
         if embedded:
             embedded.stop()
 
@@ -190,17 +190,27 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
 def _api(settings: Settings, args: argparse.Namespace) -> None:
     from .api import create_app
 
+    host, port = args.host or settings.api.host, args.port or settings.api.port
+    # On SIGTERM/SIGINT aiohttp stops listening, gives in-flight requests the grace period to
+    # finish, then closes what is left (/readyz answers 503 "shutting down" meanwhile).
     web.run_app(
         create_app(settings),
-        host=args.host or settings.api.host,
-        port=args.port or settings.api.port,
+        host=host,
+        port=port,
         access_log=None,
-        print=lambda *_: log.info("API listening"),
+        shutdown_timeout=settings.ops.shutdown_grace_seconds,
+        print=lambda *_: log.info("API listening on %s:%d", host, port),
     )
 
 
 def _worker(settings: Settings) -> None:
+    from .metrics import serve_worker_metrics
     from .worker import create_webhook_worker, create_worker, run_workers
+
+    if settings.ops.metrics and settings.ops.worker_metrics_port:
+        # A daemon thread: it serves across the restarts below and ends with the process.
+        serve_worker_metrics(settings.ops.worker_metrics_port)
+        log.info("worker metrics on port %d", settings.ops.worker_metrics_port)
 
     async def both() -> None:
         await run_workers(
@@ -452,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     try:
         handled = run_data_command(settings, args)
         if handled is not None:

@@ -43,7 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from channels import Channel, Outbound, SendResult, count_segments
 from preferences import CustomerRecord, CustomerStore
 
-from . import keys
+from . import keys, metrics
 from .config import QuietWindow, Settings
 from .context import Formatter, build_context
 from .links import Links
@@ -286,6 +286,7 @@ class Dispatcher:
             await self.fall_back(send, rec, "", note=False)  # finish a fallback a crash may have cut short
         if claim != "claimed":
             return claim
+        metrics.MESSAGES.labels(rec.channel, "sending").inc()
         return await self._send(send, spec, rec)
 
     async def _write_outcome(
@@ -380,6 +381,7 @@ class Dispatcher:
             # process killed), and nothing else would look at this message again.
             raise SendInProgress(rec.id, (lease_ms - held_ms) / 1000 + 1)
         await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
+        metrics.MESSAGES.labels(rec.channel, "unknown").inc()
         await self._status_webhook(rec, "unknown", None)
         return "unknown"
 
@@ -411,6 +413,7 @@ class Dispatcher:
         claim = await self.store.claim(rec, status, detail)
         if claim != "claimed":
             return claim
+        metrics.MESSAGES.labels(rec.channel, status).inc()
         log.info("message %s %s: %s", rec.channel, status, detail, extra={**send.ids, "message_id": rec.id})
         if status == "expired":
             await self._status_webhook(rec, status, None)
@@ -425,6 +428,7 @@ class Dispatcher:
         claim = await self.store.claim(rec, "deferred", reason, due_ms=due_ms, job=job)
         if claim != "claimed":
             return claim
+        metrics.MESSAGES.labels(rec.channel, "deferred").inc()
         # A crash before this leaves a deferred message without a job: the sweeper finds it.
         await self.schedule("deferred", send, spec, due_ms)
         log.info(
@@ -462,13 +466,16 @@ class Dispatcher:
         rendered = await self._render(send)
         if rendered is None:
             await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
+            metrics.MESSAGES.labels(rec.channel, "failed").inc()
             return "failed"
         outbound = self._outbound(rec, rendered, send.link)
+        started = time.perf_counter()
         try:
             result = await self.channels[rec.channel].send(outbound)
         except Exception as e:  # an adapter bug must not lose the message: retry it
             log.exception("channel %s raised", rec.channel, extra={**send.ids, "message_id": rec.id})
             result = SendResult.transient(f"adapter error: {type(e).__name__}")
+        metrics.PROVIDER_SECONDS.labels(rec.channel, result.outcome).observe(time.perf_counter() - started)
         status = _STATUS[result.outcome]
         extra: dict[str, str] = {}
         if rec.channel == "sms":
@@ -481,6 +488,11 @@ class Dispatcher:
             self._write_outcome(send, spec, rec, result, status, extra),
             inline=self.settings.worker.job_timeout / 2,
         )
+        metrics.MESSAGES.labels(rec.channel, status).inc()
+        if status == "transient":
+            metrics.MESSAGE_RETRIES.labels(rec.channel).inc()
+        elif status == "dead":
+            metrics.DEAD_LETTERS.labels("message").inc()
         log.info(
             "message %s %s to %s",
             rec.channel,
@@ -707,7 +719,8 @@ class Dispatcher:
         if waiting and await self._push_confirmed(source, event):
             if status == "deferred":
                 record = MessageRecord.from_fields(fields)
-                await self.store.claim(record, "skipped", "the push was confirmed meanwhile")
+                if await self.store.claim(record, "skipped", "the push was confirmed meanwhile") == "claimed":
+                    metrics.MESSAGES.labels(record.channel, "skipped").inc()
             log.info("push confirmed in time; no SMS", extra={"message_id": spec.fallback_of})
             return "confirmed"
         if kind == "escalate":

@@ -28,6 +28,7 @@ from channels import Channel, FcmPush, SmtpEmail, TwilioSms
 from preferences import CustomerRecord
 from preferences.store import encode_contact
 
+from . import metrics
 from .config import Settings
 from .dispatch import Dispatcher, Spec, message_id
 from .planner import plan
@@ -124,7 +125,8 @@ class Runtime(Dispatcher):
         send = self.context(source, event, customer, delivery, stopped, driver_contact)
         for skip in decided.skipped:
             rec = self.record_for(send, Spec(skip.channel, ""))
-            await self.store.claim(rec, status="skipped", detail=skip.reason)
+            if await self.store.claim(rec, status="skipped", detail=skip.reason) == "claimed":
+                metrics.MESSAGES.labels(rec.channel, "skipped").inc()
             outcome.messages[rec.id] = "skipped"
         specs = [Spec(p.channel, p.address, p.via_fallback) for p in decided.send]
         send.used |= {s.channel for s in specs}

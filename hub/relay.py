@@ -23,7 +23,7 @@ from typing import Any, Literal
 import phonenumbers
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, metrics
 from .config import Settings
 from .masking import mask_phone
 from .webhooks import Webhooks
@@ -133,6 +133,7 @@ class Relay:
         session = await self.get(str(result[1]))
         assert session is not None
         if outcome == "open":
+            metrics.RELAY_SESSIONS_OPENED.inc()
             await self.webhooks.emit("relay.session.opened", self.public_view(session), key=f"{session['id']}:opened")
         return session, outcome == "open"
 
@@ -153,6 +154,7 @@ class Relay:
             await self._close(keys=[keys.relay_session(sid)], args=[datetime.now(UTC).isoformat(), self.log_ttl])
         )
         if closed:
+            metrics.RELAY_SESSIONS_CLOSED.inc()
             session = await self.get(sid)
             if session is not None:
                 await self.webhooks.emit(

@@ -22,6 +22,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels import Outbound, TwilioSms
 
+from . import metrics
 from .config import Settings
 from .masking import mask_phone
 from .relay import Relay
@@ -51,6 +52,7 @@ async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.R
     route = await relay.route(caller, proxy)
     if route is None:
         log.info("call from %s to proxy %s refused (no live session)", mask_phone(caller), proxy)
+        metrics.RELAY_CALLS.labels("refused").inc()
         return _xml(refusal(settings))
     response = VoiceResponse()
     dial = response.dial(
@@ -61,6 +63,7 @@ async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.R
         method="POST",
     )
     dial.number(route.other_real)
+    metrics.RELAY_CALLS.labels("connecting").inc()
     other = "customer" if route.role == "driver" else "driver"
     await relay.record(
         route.session["id"],
@@ -75,6 +78,9 @@ async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.R
 
 async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role: str) -> web.Response:
     if session_id:
+        dialled = form.get("DialCallStatus", "unknown")
+        # Twilio's dial results are a fixed set; anything else (a new value) is counted as other.
+        metrics.RELAY_CALLS.labels(dialled if dialled in metrics.RELAY_DIAL_RESULTS else "other").inc()
         other = "customer" if role == "driver" else "driver"
         await relay.record(
             session_id,
@@ -96,6 +102,7 @@ async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.R
     route = await relay.route(sender, proxy)
     if route is None:
         log.info("text from %s to proxy %s refused (no live session)", mask_phone(sender), proxy)
+        metrics.RELAY_TEXTS.labels("refused").inc()
         answer.message("This number only connects a delivery's driver and customer; this conversation has ended.")
         return _xml(str(answer))
     sid = route.session["id"]
@@ -105,15 +112,18 @@ async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.R
     if keyword in START_WORDS:
         await relay.resume_forwarding(sid, route.role)
         await relay.record(sid, direction, "sms", "resumed")
+        metrics.RELAY_TEXTS.labels("resumed").inc()
         answer.message("Texts from this delivery will be forwarded to you again.")
         return _xml(str(answer))
     if keyword in STOP_WORDS:
         await relay.stop_forwarding(sid, route.role)
         await relay.record(sid, direction, "sms", "stopped")
+        metrics.RELAY_TEXTS.labels("stopped").inc()
         answer.message("You will get no more texts forwarded from this delivery. Reply START to undo.")
         return _xml(str(answer))
     if route.session.get(f"stopped_{other}") == "1":
         await relay.record(sid, direction, "sms", "not_forwarded")
+        metrics.RELAY_TEXTS.labels("not_forwarded").inc()
         answer.message("This person has asked not to receive texts; please call instead.")
         return _xml(str(answer))
     media = tuple(form[f"MediaUrl{i}"] for i in range(int(form.get("NumMedia", "0") or 0)) if f"MediaUrl{i}" in form)
@@ -127,11 +137,13 @@ async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.R
             media_urls=media,
         )
     )
+    forwarded = "forwarded" if result.outcome == "accepted" else "failed"
+    metrics.RELAY_TEXTS.labels(forwarded).inc()
     await relay.record(
         sid,
         direction,
         "sms",
-        "forwarded" if result.outcome == "accepted" else "failed",
+        forwarded,
         media=len(media),
         key=form.get("MessageSid") or None,
     )

@@ -28,7 +28,7 @@ from arq.constants import job_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, metrics
 from .config import Settings, WebhookSubscription
 from .signing import signature_header
 
@@ -102,6 +102,7 @@ class Webhooks:
                 )
                 ids.append(delivery_id)
             await pipe.execute()
+        metrics.WEBHOOKS_EMITTED.labels(event_type).inc(len(ids))
         return ids
 
     async def list(self, *, status: str | None, event_type: str | None, limit: int) -> list[dict[str, Any]]:
@@ -134,6 +135,7 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     except Retry:
         raise
     except Exception as e:  # Redis briefly unreachable, a bug: never leave the delivery stuck
+        metrics.JOB_RETRIES.labels(DELIVER_JOB).inc()
         log.exception("webhook delivery failed unexpectedly; retrying", extra={"message_id": delivery_id})
         raise Retry(defer=_backoff(ctx["settings"], max(1, ctx.get("job_try", 1)))) from e
 
@@ -154,6 +156,7 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         return "dead"
     body = row["body"].encode()
     error = None
+    started = time.perf_counter()
     try:
         async with http.post(
             sub.url,
@@ -169,6 +172,7 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
             allow_redirects=False,
         ) as resp:
             await resp.read()
+            metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
             if 200 <= resp.status < 300:
                 await redis.hset(
                     key,
@@ -180,9 +184,11 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
                     },
                 )
                 await redis.hdel(key, "last_error")
+                metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
                 return "delivered"
             error = f"HTTP {resp.status}"
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
         error = f"{type(e).__name__}: {e}"[:300]
     if attempts >= settings.webhooks.max_attempts:
         await _dead(redis, key, delivery_id, attempts, error)
@@ -190,6 +196,7 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     await redis.hset(
         key, mapping={"status": "retrying", "attempts": str(attempts), "last_error": error, "updated_at": now}
     )
+    metrics.WEBHOOK_DELIVERIES.labels("retry").inc()
     raise Retry(defer=_backoff(settings, attempts))
 
 
@@ -208,6 +215,8 @@ async def _dead(redis: Redis, key: str, delivery_id: str, attempts: int, error: 
         )
         pipe.zadd(keys.WEBHOOK_DEAD, {delivery_id: int(time.time() * 1000)})
         await pipe.execute()
+    metrics.WEBHOOK_DELIVERIES.labels("dead").inc()
+    metrics.DEAD_LETTERS.labels("webhook").inc()
     log.warning("webhook dead-lettered after %d attempts: %s", attempts, error, extra={"message_id": delivery_id})
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from . import keys
+from . import keys, metrics
 from .config import Settings
 from .dispatch import SEND_JOB, SendInProgress
 from .pipeline import Runtime, build_channels
@@ -77,6 +78,7 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
         raise Retry(defer=e.retry_in) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
+        metrics.JOB_RETRIES.labels(JOB_NAME).inc()
         log.exception(
             "event failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id"), "source": source}
         )
@@ -98,6 +100,7 @@ async def send_message(
         raise Retry(defer=e.retry_in) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
+        metrics.JOB_RETRIES.labels(SEND_JOB).inc()
         log.exception("message job failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id")})
         raise Retry(defer=delay) from e
 
@@ -119,8 +122,16 @@ async def _stop_heartbeat(ctx: dict[str, Any]) -> None:
 async def _heartbeat(redis: Any, name: str) -> None:
     while True:
         with contextlib.suppress(Exception):
-            await redis.zadd(keys.WORKER_HEARTBEAT, {name: time.time()})
+            now = time.time()
+            await redis.zadd(keys.WORKER_HEARTBEAT, {name: now})
+            # Workers killed without a goodbye leave their last beat; a day later it goes.
+            await redis.zremrangebyscore(keys.WORKER_HEARTBEAT, "-inf", now - 86_400)
         await asyncio.sleep(HEARTBEAT_EVERY)
+
+
+def _grace(settings: Settings) -> int:
+    """arq's completion wait on SIGTERM (whole seconds): ``ops.shutdown_grace_seconds``."""
+    return math.ceil(settings.ops.shutdown_grace_seconds)
 
 
 # Redis gone: redis-py raises WatchError, not ConnectionError, when the connection breaks
@@ -195,7 +206,7 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
-        job_completion_wait=int(settings.worker.completion_wait),
+        job_completion_wait=_grace(settings),
         max_jobs=cfg.concurrency,
         job_timeout=cfg.timeout + 30,
         keep_result=0,
@@ -249,6 +260,10 @@ async def run_workers(workers: list[Worker]) -> None:
                 w.handle_sig_wait_for_completion(signal.SIGTERM)
 
     def on_signal() -> None:
+        if not signalled.is_set():
+            running = sum(not t.done() for w in workers for t in w.tasks.values())
+            grace = max(w._job_completion_wait for w in workers)
+            log.info("stopping: no new jobs; %d running get up to %d s to finish", running, grace)
         signalled.set()
         stop()
 
@@ -317,7 +332,10 @@ def create_worker(
         on_startup=on_startup,
         on_shutdown=on_shutdown,
         handle_signals=handle_signals,
-        job_completion_wait=int(wcfg.completion_wait),
+        # On SIGTERM: no new jobs; running ones get the grace period, then are cancelled, and
+        # arq puts a cancelled job back in the queue at once (its in-progress key is deleted),
+        # for any worker to run again. The message log's claims keep a re-run from sending twice.
+        job_completion_wait=_grace(settings),
         max_jobs=wcfg.max_jobs,
         # arq's own limit stays above the hub's (which cancels cleanly and retries); it also sets
         # how long a killed worker's jobs wait before another worker takes them (+10 s).
