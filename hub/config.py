@@ -454,11 +454,13 @@ class AfterShipSettings(_Model):
     Unset: POST /webhooks/aftership answers 404."""
     tags: dict[str, Milestone | None] = AFTERSHIP_TAGS
     """AfterShip delivery status (tag) -> milestone (null: acknowledged and ignored); merged over
-    the defaults, compared without case."""
+    the defaults (docs/integrations.md), compared without case."""
     subtags: dict[str, Milestone | None] = AFTERSHIP_SUBTAGS
-    """Sub-status (e.g. Exception_011, returned to sender) -> milestone, before the tag's entry."""
+    """Sub-status (e.g. Exception_011, returned to sender) -> milestone, before the tag's entry
+    (defaults: docs/integrations.md)."""
     exception_kinds: dict[str, str | None] = AFTERSHIP_EXCEPTION_KINDS
-    """Sub-status -> the `exception` event's data.kind (delay, damage, address)."""
+    """Sub-status -> the `exception` event's data.kind: delay, damage, address (defaults:
+    docs/integrations.md)."""
     delivery_id: Literal["tracking_number", "order_id", "id"] = "tracking_number"
     """Which tracking field is the hub's delivery id (order_id falls back to the tracking number)."""
 

@@ -169,6 +169,18 @@ class RelayRequest(BaseModel):
     customer_phone: str | None = Field(None, description="default: the delivery's customer's phone")
 
 
+class AdapterAnswer(BaseModel):
+    status: Literal["accepted", "duplicate", "conflict", "ignored", "opted_out"] = Field(
+        description="accepted, duplicate or conflict: queued like POST /v1/events; ignored: nothing for the hub"
+        " (logged); opted_out: the recipient's phone no longer gets SMS"
+    )
+    event_id: str | None = Field(None, description="the event's id, derived from the vendor's payload")
+    type: str | None = Field(None, description="the milestone the webhook was mapped onto")
+    reason: str | None = Field(None, description="why it was ignored")
+    fields: dict[str, str] | None = Field(None, description="what made the mapped event invalid")
+    channel: str | None = None
+
+
 class DeliveryView(BaseModel):
     id: str
     customer_id: str | None = None
@@ -200,6 +212,7 @@ _MODELS: list[type[BaseModel]] = [
     ReplayRequest,
     ReplayResult,
     PushReceipt,
+    AdapterAnswer,
 ]
 
 
@@ -384,6 +397,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         },
     }
     paths.update(_two_way_paths(id_param, reveal))
+    paths.update(_adapter_paths())
     _common_errors(paths)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -421,6 +435,69 @@ def _common_errors(paths: dict[str, Any]) -> None:
                 extra += [400, 415]
             for code in extra:
                 op["responses"].setdefault(str(code), _errors(code)[str(code)])
+
+
+def _adapter_paths() -> dict[str, Any]:
+    """Vendors' webhooks (docs/integrations.md) and the metrics endpoint."""
+    text = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    any_json = {"required": True, "content": {"application/json": {"schema": {}}}}
+    answers = {
+        "200": _json("AdapterAnswer", "acknowledged: ignored (unmapped status, no delivery id) or an opt-out"),
+        "202": _json("AdapterAnswer", "mapped and queued (accepted, or a retry: duplicate or conflict)"),
+        "401": _json("Error", "signature header missing or wrong"),
+        "404": _json("Error", "adapter not configured (no secret) or no such mapping"),
+        "413": _json("Error", "body too large"),
+    }
+    return {
+        "/webhooks/onfleet": {
+            "get": {
+                "summary": "Onfleet's validation handshake: answers the check value as text",
+                "operationId": "onfleetValidation",
+                "security": [],
+                "parameters": [{"name": "check", "in": "query", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the check value", **text},
+                    "400": _json("Error", "no check value"),
+                    "404": _json("Error", "adapter not configured"),
+                },
+            },
+            "post": {
+                "summary": "Onfleet task webhooks (X-Onfleet-Signature: hex HMAC-SHA512 of the body)",
+                "operationId": "onfleetWebhook",
+                "security": [],
+                "requestBody": any_json,
+                "responses": dict(answers),
+            },
+        },
+        "/webhooks/aftership": {
+            "post": {
+                "summary": "AfterShip tracking webhooks (aftership-hmac-sha256: base64 HMAC-SHA256 of the body)",
+                "operationId": "aftershipWebhook",
+                "security": [],
+                "requestBody": any_json,
+                "responses": dict(answers),
+            }
+        },
+        "/webhooks/generic/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {
+                "summary": "Any JSON webhook, mapped by the named mapping in adapters.generic",
+                "operationId": "genericWebhook",
+                "security": [],
+                "requestBody": any_json,
+                "responses": dict(answers),
+            },
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "operationId": "metrics",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {"200": {"description": "metrics", **text}},
+            }
+        },
+    }
 
 
 def _two_way_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any]:
