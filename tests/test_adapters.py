@@ -412,3 +412,22 @@ async def test_invalid_contact_fields_are_dropped_not_fatal(hub: Hub) -> None:
     assert answer["status"] == "accepted"
     await hub.run_worker()
     assert hub.messages(channel="email", to=EMAIL) and hub.messages(channel="sms") == []
+
+
+def test_environment_overrides_one_entry_of_a_table() -> None:
+    from pathlib import Path
+
+    from hub.config import load_settings
+
+    root = Path(__file__).resolve().parents[1]
+    s = load_settings(
+        root / "config.yaml",
+        environ={
+            "HUB_ADAPTERS__AFTERSHIP__TAGS__EXPIRED": "exception",
+            "HUB_ADAPTERS__ONFLEET__TRIGGERS": "{taskArrival: null}",
+        },
+    )
+    assert s.adapters.aftership.tags["expired"] == "exception"
+    assert s.adapters.aftership.tags["delivered"] == "delivered"
+    assert s.adapters.onfleet.triggers["taskarrival"] is None
+    assert s.adapters.onfleet.triggers["taskcompleted"] == "delivered"
