@@ -128,6 +128,31 @@ async def test_provider_failures_count_retries_and_dead_letters(hub: Hub) -> Non
     assert delta("hub_webhook_deliveries_total", outcome="delivered") >= 1
 
 
+@pytest.mark.settings(**{"relay.pool": ["+4915700000100", "+4915700000101"]})
+async def test_relay_sessions_calls_and_texts_are_counted(hub: Hub) -> None:
+    before = await scrape(hub)
+    driver, customer = "+4915700000001", "+4915112345678"
+    resp = await hub.request(
+        "POST", "/v1/deliveries/D-relay-1/relay", json={"driver_phone": driver, "customer_phone": customer}
+    )
+    assert resp.status == 201, await resp.text()
+    proxy = (await resp.json())["participants"]["customer"]["proxy_number"]
+    for caller in (customer, "+4917000000009"):  # the customer is connected, a stranger refused
+        await hub.http.post(hub.sandbox_url + "/voice/inbound", json={"from": caller, "to": proxy})
+    await hub.http.post(hub.sandbox_url + "/sms/inbound", json={"from": "+4917000000009", "to": proxy, "body": "hi"})
+    assert (await hub.request("DELETE", "/v1/deliveries/D-relay-1/relay")).status == 204
+    after = await scrape(hub)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("hub_relay_sessions_opened_total") == 1
+    assert delta("hub_relay_sessions_closed_total") == 1
+    assert delta("hub_relay_calls_total", outcome="connecting") == 1
+    assert delta("hub_relay_calls_total", outcome="refused") == 1
+    assert delta("hub_relay_texts_total", outcome="refused") == 1
+
+
 @pytest.mark.settings(**{"ops.metrics": False})
 async def test_metrics_endpoint_can_be_turned_off(hub: Hub) -> None:
     assert (await hub.request("GET", "/metrics", key=None)).status == 404
