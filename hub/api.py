@@ -480,7 +480,8 @@ async def push_receipt(request: web.Request) -> web.Response:
     message = await store.message_fields(receipt.message_id)
     if not message or message.get("channel") != "push":
         raise ApiError(404, "not_found", "no such push message")
-    await store.status_forward(receipt.message_id, "delivered", STATUS_RANK["delivered"], "")
+    if await store.status_forward(receipt.message_id, "delivered", STATUS_RANK["delivered"], ""):
+        metrics.MESSAGES.labels("push", "delivered").inc()
     return web.Response(status=204)
 
 

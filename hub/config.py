@@ -146,8 +146,6 @@ class WorkerSettings(_Model):
     """First retry delay in seconds; it doubles with every try (with jitter)."""
     retry_max_delay: float = Field(900.0, ge=0)
     """Longest delay between two tries (seconds), unless the provider's Retry-After asks for more."""
-    completion_wait: float = Field(20.0, ge=0)
-    """Seconds in-flight events get to finish on SIGTERM before they are cancelled (and re-run)."""
 
 
 class RetentionSettings(_Model):

@@ -359,6 +359,7 @@ class Dispatcher:
                 lambda: self.store.release(rec, token, detail), patience=self.settings.worker.job_timeout + 5
             ):
                 log.info("message %s claim given back", rec.channel, extra={"message_id": rec.id})
+                metrics.MESSAGES.labels(rec.channel, "released").inc()
         except (RedisConnectionError, RedisTimeoutError) as e:
             log.warning("could not give back a claim (%s); it ends unknown", e, extra={"message_id": rec.id})
 

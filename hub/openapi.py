@@ -88,8 +88,8 @@ class MessageView(BaseModel):
     template: str
     locale: str
     status: str = Field(
-        description="deferred | sending | accepted | sent | delivered | undelivered | failed | transient | dead"
-        " | replaying | unknown | superseded | expired | skipped"
+        description="deferred | sending | released | accepted | sent | delivered | undelivered | failed | transient"
+        " | dead | replaying | unknown | superseded | expired | skipped"
     )
     provider_id: str | None = None
     error: str | None = None
@@ -389,7 +389,8 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
-                "summary": "Redis reachable and a worker heartbeat in the last 30 s",
+                "summary": "Redis reachable, a recent worker heartbeat (ops.ready_heartbeat_seconds) and the oldest due"
+                " job younger than ops.ready_max_queue_age_seconds",
                 "operationId": "readyz",
                 "security": [],
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},

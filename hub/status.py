@@ -13,7 +13,7 @@ from typing import Any
 from channels.sms import INVALID_NUMBER_ERRORS
 from preferences import CustomerStore
 
-from . import keys
+from . import keys, metrics
 from .store import HubStore, now_iso
 from .webhooks import Webhooks
 
@@ -47,6 +47,7 @@ async def apply_status(
     message = await store.get_message(message_id)
     if message is None:
         return False
+    metrics.MESSAGES.labels(message.get("channel") or "sms", status).inc()  # delivery reports, read receipts
     if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
         await customers.mark_invalid(message["customer_id"], "sms", f"twilio error {error_code}", message["to"])
     await webhooks.emit(

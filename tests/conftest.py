@@ -67,7 +67,7 @@ def make_settings(redis_url: str, api_port: int, sandbox_port: int, smtp_port: i
         "smtp.port": smtp_port,
         "worker.retry_base_delay": 0.05,
         "worker.job_timeout": 10,
-        "worker.completion_wait": 5,
+        "ops.shutdown_grace_seconds": 5,
         "webhooks.retry_base_delay": 0.05,
         "webhooks.retry_max_delay": 0.2,
     }
