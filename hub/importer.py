@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,7 +35,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed (types-tqdm)
 
-from preferences import Contact, CustomerStore, Preferences
+from preferences import Contact, CustomerStore, Preferences, normalize_locale
 from preferences.store import encode_contact
 
 from . import keys
@@ -233,6 +234,17 @@ def _reason(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(f"{prefix}{name}: {message}" for name, message in validation_fields(error).items())
 
 
+_known_locale = lru_cache(maxsize=512)(normalize_locale)  # a file repeats a handful of locales
+
+
+def _unknown_locale(value: Any, name: str) -> list[str]:
+    """The API takes an unknown locale as none (the default applies); an import names it, since a
+    file is checked before it is loaded and a typo there would silently change every message."""
+    if isinstance(value, str) and value.strip() and _known_locale(value.strip()) is None:
+        return [f"{name}: unknown locale {value.strip()!r}"]
+    return []
+
+
 def _validate(record: Any, region: str) -> _Row:
     """One customer object (the JSON lines shape) checked with the API's own models."""
     if not isinstance(record, dict):
@@ -249,18 +261,17 @@ def _validate(record: Any, region: str) -> _Row:
     contact: dict[str, Any] = {}
     try:
         contact = Contact.model_validate(data, context={"region": region}).model_dump(exclude_none=True)
-        if isinstance(data.get("locale"), str) and data["locale"].strip() and "locale" not in contact:
-            reasons.append(f"locale: unknown locale {data['locale']!r}")
     except ValidationError as e:
         reasons.append(_reason(e))
+    reasons += _unknown_locale(data.get("locale"), "locale")
     prefs: dict[str, Any] = {}
     if raw_prefs is not None:
         try:
             prefs = Preferences.model_validate(raw_prefs).model_dump(exclude_unset=True, mode="json")
-            if isinstance(raw_prefs.get("locale"), str) and raw_prefs["locale"].strip() and not prefs.get("locale"):
-                reasons.append(f"preferences.locale: unknown locale {raw_prefs['locale']!r}")
         except ValidationError as e:
             reasons.append(_reason(e, "preferences."))
+        if isinstance(raw_prefs, dict):
+            reasons += _unknown_locale(raw_prefs.get("locale"), "preferences.locale")
     if reasons:
         raise _Rejected("; ".join(reasons))
     return _Row(customer_id, encode_contact(contact), {f"pref:{k}": json.dumps(v) for k, v in prefs.items()})
