@@ -112,6 +112,14 @@ async def test_csv_import_validates_rows_and_lists_rejects(
     # The masked view of the API stays masked for imported customers too.
     assert (await (await hub.request("GET", "/v1/customers/C-1")).json())["phone"] != "+4915112345678"
 
+    # A corrected rejects file imports as it is (its line and reason columns are ignored).
+    rejects_file = tmp_path / "customers.csv.rejected.csv"
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(rejects_file.read_text(encoding="utf-8").replace(",12345,", ",+4915112345699,"), encoding="utf-8")
+    assert await cli(["customers", "import", str(fixed), "--no-progress"]) == 1
+    assert "read 5, created 1, updated 0, unchanged 0, rejected 4" in capsys.readouterr().out
+    assert (await customer(hub, "C-3"))["phone"] == "+4915112345699"
+
 
 async def test_importing_twice_changes_nothing(
     hub_env: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]
