@@ -7,7 +7,7 @@ ARGS   ?= --demo
 BENCH_ARGS ?= --events 2000 --workers 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt typecheck bench bench-smoke chaos clean browser
+.PHONY: run test lint fmt typecheck bench bench-smoke chaos large clean browser
 
 # Browser tests drive Debian's chromium through chromedriver. Installed here when missing and
 # possible (root with apt); without them the browser tests skip and say why.
@@ -55,6 +55,10 @@ bench-smoke: $(VENV)/.bench
 # The short chaos runs (tests/test_chaos.py); `hub chaos all --events 1000` is the long one.
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
+
+# Data-volume runs (a 100,000-row customer import with bounded memory), in CI.
+large: $(STAMP)
+	$(BIN)/pytest -m large $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -98,7 +98,7 @@ class KeyRing:
 
     async def find(self, digest: str) -> ApiKey | None:
         """The live (not revoked) key whose SHA-256 hex digest is ``digest``, or None."""
-        raw: dict[str, str] = await self.redis.hgetall(keys.api_key(digest))  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+        raw: dict[str, str] = await self.redis.hgetall(keys.api_key(digest))
         if not raw or raw.get("revoked_at") or not raw.get("source"):
             return None
         return ApiKey(source=raw["source"], sha256=digest, scopes=tuple(raw.get("scopes", "").split()))
@@ -137,7 +137,7 @@ class KeyRing:
 
     async def list_keys(self) -> list[StoredKey]:
         """Every stored key, revoked ones too, oldest first."""
-        index: dict[str, str] = await self.redis.hgetall(keys.api_key_index())  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+        index: dict[str, str] = await self.redis.hgetall(keys.api_key_index())
         async with self.redis.pipeline(transaction=False) as pipe:
             for digest in index.values():
                 pipe.hgetall(keys.api_key(digest))
@@ -158,7 +158,7 @@ class KeyRing:
 
     async def revoke(self, key_id: str) -> bool:
         """Revoke at once (the next request with it gets 401). False if it was revoked already."""
-        result = await self.redis.eval(_REVOKE, 1, keys.api_key_index(), key_id, _now())  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+        result = await self.redis.eval(_REVOKE, 1, keys.api_key_index(), key_id, _now())
         if int(result) == 0:
             raise UnknownKeyId(f"no API key with id {key_id!r} (see `hub keys list`)")
         return int(result) == 1

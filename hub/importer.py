@@ -2,7 +2,7 @@
 
 Import streams the file: rows are validated one by one with the models the API uses
 (``preferences.Contact``, ``preferences.Preferences``, the event schema's id rule) and written in
-batches, one Redis pipeline per batch. Each row is one run of ``_UPSERT`` (below), which compares
+batches, one Redis pipeline per batch. Each row is one run of ``keys.IMPORT_CUSTOMER``, which compares
 the row with what is stored and writes only when something differs, so a second run of the same
 file rewrites nothing and counts every row as unchanged. Memory stays flat whatever the file's
 size: a batch, the counters and one open rejects file.
@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs installed (types-tqdm)
+from tqdm import tqdm
 
 from preferences import Contact, CustomerStore, Preferences, normalize_locale
 from preferences.store import encode_contact
@@ -75,49 +75,6 @@ CSV_COLUMNS = (
 _REJECT_COLUMNS = ("line", "reason")
 _LIST_SEPARATOR = "|"
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-
-# Upsert one customer from an import row, comparing first: nothing is written when the stored
-# contact equals the row's and every preference the row names is already stored as given.
-# Contact fields the row lacks are removed (PUT semantics); a changed phone or e-mail drops its
-# "invalid" mark; an erasure tombstone is lifted; the phone index points at the customer.
-# Returns 0 unchanged, 1 created, 2 updated.
-# KEYS: customer, phone index (only when the row has a phone).
-# ARGV: contact fields (JSON object of strings), preference fields ("pref:<name>" -> JSON text,
-# as a JSON object), now (ISO), customer id.
-_UPSERT = """
-local names = {'name', 'phone', 'email', 'push_tokens', 'locale', 'timezone'}
-local contact = cjson.decode(ARGV[1])
-local prefs = cjson.decode(ARGV[2])
-local existed = redis.call('EXISTS', KEYS[1]) == 1
-local have = redis.call('HMGET', KEYS[1], 'erased', unpack(names))
-local changed = (not existed) or have[1] == '1'
-local missing = {}
-for i, n in ipairs(names) do
-  local want = contact[n]
-  if want == nil then
-    if have[i + 1] then changed = true; table.insert(missing, n) end
-  elseif want ~= have[i + 1] then
-    changed = true
-  end
-end
-if not changed then
-  for k, v in pairs(prefs) do
-    if redis.call('HGET', KEYS[1], k) ~= v then changed = true; break end
-  end
-end
-if not changed then return 0 end
-if #missing > 0 then redis.call('HDEL', KEYS[1], unpack(missing)) end
-if contact['phone'] ~= have[3] then redis.call('HDEL', KEYS[1], 'phone_invalid') end
-if contact['email'] ~= have[4] then redis.call('HDEL', KEYS[1], 'email_invalid') end
-redis.call('HDEL', KEYS[1], 'erased')
-local args = {'updated_at', ARGV[3], 'contact_at', ARGV[3]}
-for k, v in pairs(contact) do table.insert(args, k); table.insert(args, v) end
-for k, v in pairs(prefs) do table.insert(args, k); table.insert(args, v) end
-redis.call('HSET', KEYS[1], unpack(args))
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4]) end
-if existed then return 2 end
-return 1
-"""
 
 
 class ImportFileError(ValueError):
@@ -339,7 +296,7 @@ class _Writer:
     def __init__(self, redis: Redis, summary: ImportSummary) -> None:
         self.redis = redis
         self.summary = summary
-        self.script = redis.register_script(_UPSERT)
+        self.script = redis.register_script(keys.IMPORT_CUSTOMER)
         self.batch: list[_Row] = []
 
     async def flush(self) -> None:
@@ -456,17 +413,17 @@ async def export_customer(redis: Redis, settings: Settings, customer_id: str) ->
     sms_stop: dict[str, str] | None = None
     open_prompt: Any = None
     if record.phone:
-        sms_stop = await redis.hgetall(keys.sms_optout(record.phone)) or None  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+        sms_stop = await redis.hgetall(keys.sms_optout(record.phone)) or None
         sender = settings.twilio.from_number or ""
         raw_prompt = await redis.get(keys.conversation(record.phone, sender)) if sender else None
         open_prompt = json.loads(raw_prompt) if raw_prompt else None
     deliveries = []
-    for delivery_id in sorted(await redis.smembers(keys.deliveries_of(customer_id))):  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+    for delivery_id in sorted(await redis.smembers(keys.deliveries_of(customer_id))):
         delivery = await store.get_delivery(delivery_id)
         if delivery is None:
             continue
         delivery["timeline"] = await store.timeline(delivery_id)
-        delivery["feedback"] = await redis.hgetall(keys.feedback(delivery_id)) or None  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+        delivery["feedback"] = await redis.hgetall(keys.feedback(delivery_id)) or None
         deliveries.append(delivery)
     count = int(await redis.zcard(keys.messages_by_customer(customer_id)))
     messages = await store.list_messages(delivery_id=None, customer_id=customer_id, limit=count) if count else []

@@ -46,10 +46,13 @@ __all__ = [
     "APPLY_EVENT",
     "CLAIM_MESSAGE",
     "COLLAPSE",
+    "IMPORT_CUSTOMER",
     "INDEXED_STATUSES",
     "PACE",
     "RELEASE_CLAIM",
     "REPLAY_MESSAGE",
+    "api_key",
+    "api_key_index",
     "auth_failures",
     "collapse",
     "customer",
@@ -594,6 +597,49 @@ redis.call('HSET', key, 'expires_at', tonumber(ARGV[1]) + ttl)
 return redis.call('HGETALL', key)
 """
 
+
+# Upsert one customer from an import row (hub.importer), comparing first: nothing is written when the stored
+# contact equals the row's and every preference the row names is already stored as given.
+# Contact fields the row lacks are removed (PUT semantics); a changed phone or e-mail drops its
+# "invalid" mark; an erasure tombstone is lifted; the phone index points at the customer.
+# Returns 0 unchanged, 1 created, 2 updated.
+# KEYS: customer, phone index (only when the row has a phone).
+# ARGV: contact fields (JSON object of strings), preference fields ("pref:<name>" -> JSON text,
+# as a JSON object), now (ISO), customer id.
+IMPORT_CUSTOMER = """
+local names = {'name', 'phone', 'email', 'push_tokens', 'locale', 'timezone'}
+local contact = cjson.decode(ARGV[1])
+local prefs = cjson.decode(ARGV[2])
+local existed = redis.call('EXISTS', KEYS[1]) == 1
+local have = redis.call('HMGET', KEYS[1], 'erased', unpack(names))
+local changed = (not existed) or have[1] == '1'
+local missing = {}
+for i, n in ipairs(names) do
+  local want = contact[n]
+  if want == nil then
+    if have[i + 1] then changed = true; table.insert(missing, n) end
+  elseif want ~= have[i + 1] then
+    changed = true
+  end
+end
+if not changed then
+  for k, v in pairs(prefs) do
+    if redis.call('HGET', KEYS[1], k) ~= v then changed = true; break end
+  end
+end
+if not changed then return 0 end
+if #missing > 0 then redis.call('HDEL', KEYS[1], unpack(missing)) end
+if contact['phone'] ~= have[3] then redis.call('HDEL', KEYS[1], 'phone_invalid') end
+if contact['email'] ~= have[4] then redis.call('HDEL', KEYS[1], 'email_invalid') end
+redis.call('HDEL', KEYS[1], 'erased')
+local args = {'updated_at', ARGV[3], 'contact_at', ARGV[3]}
+for k, v in pairs(contact) do table.insert(args, k); table.insert(args, v) end
+for k, v in pairs(prefs) do table.insert(args, k); table.insert(args, v) end
+redis.call('HSET', KEYS[1], unpack(args))
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4]) end
+if existed then return 2 end
+return 1
+"""
 
 # -- API keys created at run time (hub.apikeys) --------------------------------------------------
 

@@ -266,9 +266,9 @@ class RssPeak:
 
 
 # About a minute on two cores (validation with phonenumbers and email-validator is most of it),
-# so it is kept out of the default run with the `bench` marker; run it with `pytest -m slow`.
+# so it is kept out of the default run with the `large` marker: `make large` (CI runs it).
 @pytest.mark.slow
-@pytest.mark.bench
+@pytest.mark.large
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc")
 def test_a_large_file_imports_in_bounded_memory(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
