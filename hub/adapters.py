@@ -182,7 +182,7 @@ async def _opt_out(request: web.Request, deps: AdapterDeps, source: str, outcome
         return _ignored(source, "opt-out for a phone number that is not valid")
     conversations = app[deps.conversations]
     # The hub's own STOP handling records the opt-out; one record, honoured before every send.
-    await conversations._opt_out(phone, "STOP", source)
+    await conversations.opt_out(phone, "STOP", source)
     customer = await app[deps.customers].by_phone(phone)
     if customer is not None:
         await conversations.webhooks.emit(

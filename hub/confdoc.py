@@ -26,10 +26,12 @@ Settings are read once at start-up: the defaults below, then `config.yaml` (or t
 `__` between levels. Values are taken as strings and converted to the setting's type
 (`HUB_WORKER__MAX_JOBS=50`, `HUB_SMTP__START_TLS=true`); lists and mappings are written as
 YAML/JSON (`HUB_API__KEYS='[{source: shop, sha256: …}]'`); an empty value means unset.
+`HUB_<PATH>_FILE` reads the value from a file instead, for container and systemd secrets
+(`HUB_TWILIO__AUTH_TOKEN_FILE=/run/secrets/twilio_token`; a trailing newline is dropped).
 A wrong value stops the process at start-up with an error that names the key.
 
 Secrets (`api_key`, `admin_api_key`, `secret_key`, `twilio.auth_token`, `smtp.password`, the
-FCM credentials file) belong in the environment or in files readable only by the service,
+adapters' `secret`s, the FCM credentials file) belong in the environment or in files readable only by the service,
 never in `config.yaml` or the repository.
 
 | key | environment variable | type | default | what it does |

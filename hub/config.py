@@ -6,6 +6,8 @@ the setting at that path, with ``__`` between levels: ``HUB_REDIS_URL`` sets ``r
 ``HUB_TWILIO__AUTH_TOKEN`` sets ``twilio.auth_token``. Values are strings converted to the
 setting's type (``HUB_WORKER__MAX_JOBS=50``, ``HUB_SMTP__START_TLS=true``); lists and mappings are
 written as YAML/JSON (``HUB_FALLBACK='[sms, email]'``); an empty value means unset.
+``HUB_<PATH>_FILE`` reads the value from that file instead (container and systemd secrets:
+``HUB_TWILIO__AUTH_TOKEN_FILE=/run/secrets/twilio_token``), its trailing newline dropped.
 
 A missing or wrong value fails at start-up with ``ConfigError`` naming the key.
 """
@@ -661,10 +663,31 @@ def load_settings(
         if not name.startswith("HUB_") or name == "HUB_CONFIG":
             continue
         parts = name[4:].lower().split("__")
+        if name.endswith("_FILE") and not _is_setting(parts):
+            parts[-1] = parts[-1].removesuffix("_file")
+            raw = _read_secret_file(name, raw)
         _set_path(data, parts, _env_value(name, raw), name)
     for key, value in overrides.items():
         _set_path(data, key.split("."), value, key)
     return _validate(data)
+
+
+def _is_setting(parts: list[str]) -> bool:
+    """Whether ``parts`` names a field of the settings model (``fcm.credentials_file`` is one)."""
+    model: Any = Settings
+    for part in parts:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return False
+        model = fields[part].annotation
+    return True
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text().removesuffix("\n").removesuffix("\r")
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {path}: {e.strerror}") from e
 
 
 def _env_value(name: str, raw: str) -> Any:

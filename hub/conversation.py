@@ -67,7 +67,7 @@ class Conversations:
         terminal = await self.redis.hget(keys.delivery(delivery_id), "terminal")
         return bool(terminal != "1")
 
-    async def _opt_out(self, phone: str, keyword: str, sender: str) -> None:
+    async def opt_out(self, phone: str, keyword: str, sender: str) -> None:
         """Record STOP for a phone: when, which keyword, to which sender (kept through erasure)."""
         await self.redis.hset(
             keys.sms_optout(phone), mapping={"at": self._now(), "keyword": keyword.upper(), "sender": sender}
@@ -92,7 +92,7 @@ class Conversations:
         if customer is None:
             if reply.kind == "stop" and prompt is not None:
                 # We have texted this number: its STOP is honoured even if no customer owns it now.
-                await self._opt_out(from_, reply.text, sender)
+                await self.opt_out(from_, reply.text, sender)
                 return Answer(self._say(prompt.get("locale"), "stop_confirm"), "stop")
             log.info("SMS from an unknown number %s", mask_phone(from_))
             return Answer(self._say(None, "unknown_number"), "unknown_number")
@@ -125,7 +125,7 @@ class Conversations:
         sid: str,
     ) -> Answer:
         if reply.kind == "stop":
-            await self._opt_out(phone, reply.text, sender)
+            await self.opt_out(phone, reply.text, sender)
             await self.webhooks.emit(
                 "contact.opted_out",
                 {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()},

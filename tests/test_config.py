@@ -61,3 +61,17 @@ def test_environment_values_are_taken_literally_except_collections() -> None:
     assert s.admin_api_key == "null&1"
     assert s.fallback == ("sms", "email")
     assert s.smtp.start_tls is True
+
+
+def test_secrets_can_come_from_files_named_by_file_variables(tmp_path: Path) -> None:
+    token = tmp_path / "twilio_token"
+    token.write_text("from-a-file #1\n")
+    creds = tmp_path / "fcm.json"
+    settings = load_settings(
+        ROOT / "config.yaml",
+        environ={"HUB_TWILIO__AUTH_TOKEN_FILE": str(token), "HUB_FCM__CREDENTIALS_FILE": str(creds)},
+    )
+    assert settings.twilio.auth_token == "from-a-file #1"
+    assert settings.fcm.credentials_file == str(creds)  # a setting whose own name ends in _file
+    with pytest.raises(ConfigError, match="HUB_SMTP__PASSWORD_FILE: cannot read"):
+        load_settings(ROOT / "config.yaml", environ={"HUB_SMTP__PASSWORD_FILE": str(tmp_path / "missing")})
