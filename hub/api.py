@@ -16,7 +16,7 @@ Routes (see docs/api.md and ``/openapi.json``):
     POST   /webhooks/twilio/sms            inbound SMS (Twilio-signed), answered with TwiML
     POST   /webhooks/twilio/status         message status callbacks (Twilio-signed)
     GET|POST /u/{token}                    e-mail unsubscribe (one-click, RFC 8058)
-    GET    /healthz, /readyz, /openapi.json
+    GET    /healthz, /readyz, /openapi.json, /docs (the same, as a page)
     GET    /metrics                        Prometheus text exposition (when ops.metrics)
 """
 
@@ -45,6 +45,7 @@ from preferences import Contact, CustomerStore, Preferences, check_phone
 
 from . import keys, metrics
 from .adapters import AdapterDeps, add_adapter_routes
+from .apidocs import add_docs_route
 from .apikeys import KeyRing
 from .config import ApiKey, Settings, TwilioSettings, hash_key
 from .conversation import Conversations, feedback_summary
@@ -766,6 +767,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     if settings.ops.metrics:
         r.add_get("/metrics", metrics_endpoint)
     r.add_get("/openapi.json", openapi)
+    add_docs_route(app)
     r.add_get("/v1/feedback", get_feedback)
     r.add_get("/v1/webhooks/deliveries", list_webhook_deliveries)
     r.add_post("/v1/deliveries/{id}/relay", open_relay)

@@ -399,6 +399,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     }
     paths.update(_two_way_paths(id_param, reveal))
     paths.update(_adapter_paths())
+    paths.update(_page_paths())
     _common_errors(paths)
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -436,6 +437,111 @@ def _common_errors(paths: dict[str, Any]) -> None:
                 extra += [400, 415]
             for code in extra:
                 op["responses"].setdefault(str(code), _errors(code)[str(code)])
+
+
+def _page_paths() -> dict[str, Any]:
+    """The customer's pages (docs/self-service.md): HTML for browsers, reached by signed links."""
+    html = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+    refused = {
+        "403": {"description": "the link was tampered with", **html},
+        "404": {"description": "no such page", **html},
+        "410": {"description": "the link expired or was revoked (the customer was erased)", **html},
+    }
+    live_error = {
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
+    }
+    page = {"tags": ["customer pages"], "security": []}
+    form = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    return {
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {"200": {"description": "the OpenAPI document", "content": {"application/json": {}}}},
+            }
+        },
+        "/t/{token}": {
+            "parameters": [token],
+            "get": {
+                **page,
+                "summary": "The customer's tracking page: timeline, ETA, driver, proof of delivery, forms",
+                "operationId": "trackingPage",
+                "responses": {"200": {"description": "the page", **html}, **refused},
+            },
+        },
+        "/t/{token}/live": {
+            "parameters": [token],
+            "get": {
+                **page,
+                "summary": "The live part of the tracking page, for refreshing it without a reload",
+                "operationId": "trackingLive",
+                "responses": {
+                    "200": {
+                        "description": "the part's version and HTML",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"version": {"type": "string"}, "html": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "403": {"description": "the link was tampered with", **live_error},
+                    "404": {"description": "no such page", **live_error},
+                    "410": {"description": "the link expired or was revoked", **live_error},
+                },
+            },
+        },
+        "/t/{token}/{action}": {
+            "parameters": [
+                token,
+                {
+                    "name": "action",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"enum": ["reschedule", "instructions", "feedback", "preferences"]},
+                },
+            ],
+            "post": {
+                **page,
+                "summary": "A form of the tracking page (CSRF-protected); back to the page on success",
+                "operationId": "trackingAction",
+                "requestBody": form,
+                "responses": {
+                    "303": {"description": "done; the page again"},
+                    **refused,
+                    "404": {
+                        "description": "no such page, or no such action (the API's JSON error)",
+                        "content": {**html["content"], **_errors(404)["404"]["content"]},
+                    },
+                    "403": {"description": "the link was tampered with, or the form's CSRF token is wrong", **html},
+                    "422": {"description": "the form's values are invalid; the page with the errors", **html},
+                },
+            },
+        },
+        "/u/{token}": {
+            "parameters": [token],
+            "get": {
+                **page,
+                "summary": "One-click e-mail unsubscribe: the confirmation page",
+                "operationId": "unsubscribePage",
+                "responses": {"200": {"description": "the page", **html}, "404": {"description": "bad link", **html}},
+            },
+            "post": {
+                **page,
+                "summary": "One-click e-mail unsubscribe (RFC 8058)",
+                "operationId": "unsubscribe",
+                "responses": {
+                    "200": {"description": "unsubscribed", **html},
+                    "404": {"description": "bad link", **html},
+                },
+            },
+        },
+    }
 
 
 def _adapter_paths() -> dict[str, Any]:
@@ -488,6 +594,17 @@ def _adapter_paths() -> dict[str, Any]:
                 "requestBody": any_json,
                 "responses": dict(answers),
             },
+        },
+        "/docs": {
+            "get": {
+                "summary": "This document as a browsable page (HTML, no script)",
+                "operationId": "apiDocs",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
+                },
+            }
         },
         "/metrics": {
             "get": {

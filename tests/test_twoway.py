@@ -263,7 +263,8 @@ async def test_status_callbacks_move_the_message_to_delivered(hub: Hub) -> None:
     assert sms is not None and [h["status"] for h in sms["history"]] == ["sending", "accepted", "sent", "delivered"]
     await hub.run_worker()
     statuses = [w["data"]["status"] for w in hub.receiver.of_type("message.status") if w["data"]["channel"] == "sms"]
-    assert statuses == ["accepted", "sent", "delivered"]
+    # One webhook per step; the worker's "accepted" and the callbacks' steps race (docs/webhooks.md: no ordering).
+    assert sorted(statuses) == ["accepted", "delivered", "sent"]
 
 
 @pytest.mark.sandbox(status_callbacks=True, callback_delay=0.01, failing_numbers={PHONE: 30005})
