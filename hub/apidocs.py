@@ -23,7 +23,7 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 _CSS = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#1b1f24;background:#fafafa}
 header{background:#14324a;color:#fff;padding:1rem 1.5rem}header a{color:#cfe3ff}
-main{display:grid;grid-template-columns:16rem 1fr;gap:1.5rem;padding:1.5rem;max-width:80rem}
+main{display:grid;grid-template-columns:16rem minmax(0,1fr);gap:1.5rem;padding:1.5rem;max-width:80rem}
 nav{position:sticky;top:1rem;align-self:start;font-size:14px}nav a{display:block;color:#14324a}
 section.op{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:.75rem 1rem;margin:0 0 1rem}
 .m{display:inline-block;min-width:4.2rem;font-weight:700;text-transform:uppercase;font-size:13px}
@@ -44,6 +44,17 @@ def _group(path: str, op: dict[str, Any]) -> str:
     return segments[0] if segments else "root"
 
 
+# Upstream systems' daily operations first; pages, vendors' webhooks and operations last.
+_FIRST = ("events", "customers", "deliveries", "messages", "feedback", "webhooks", "push")
+_LAST = ("customer pages", "operations")
+
+
+def _group_order(group: str) -> tuple[int, str]:
+    if group in _FIRST:
+        return (0, f"{_FIRST.index(group):02d}")
+    return (2, f"{_LAST.index(group):02d}") if group in _LAST else (1, group)
+
+
 def _anchor(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text).strip("-").lower()
 
@@ -55,6 +66,9 @@ def _schema_html(schema: dict[str, Any] | None) -> str:
     if isinstance(ref, str):
         name = ref.rsplit("/", 1)[-1]
         return f'<a href="#schema-{_anchor(name)}"><code>{escape(name)}</code></a>'
+    compact = json.dumps(schema, ensure_ascii=False)
+    if len(compact) <= 60:
+        return f"<code>{escape(compact)}</code>"
     return f"<pre>{escape(json.dumps(schema, indent=2, ensure_ascii=False))}</pre>"
 
 
@@ -119,7 +133,7 @@ def render_docs(document: dict[str, Any]) -> str:
     title = escape(str(info.get("title", "API")))
     nav = ['<nav><p><a href="/openapi.json">openapi.json</a></p>']
     sections = []
-    for group in sorted(groups):
+    for group in sorted(groups, key=_group_order):
         nav.append(f'<p><b><a href="#group-{_anchor(group)}">{escape(group)}</a></b>')
         nav.extend(f'<a href="#{a}">{escape(label)}</a>' for a, label in toc[group])
         nav.append("</p>")
@@ -138,7 +152,7 @@ def render_docs(document: dict[str, Any]) -> str:
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title} reference</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{title} {escape(str(info.get('version', '')))}</h1>"
+        f"<header><h1>{title}: API reference (version {escape(str(info.get('version', '')))})</h1>"
         f"<p>{escape(str(info.get('description', '')))}</p>"
         '<p>The same document as JSON: <a href="/openapi.json">/openapi.json</a></p></header>'
         f"<main>{''.join(nav)}<div>{''.join(sections)}</div></main></body></html>"

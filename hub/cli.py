@@ -149,6 +149,8 @@ async def _dev(args: argparse.Namespace, settings: Settings) -> None:
     {origin}/sandbox           (JSON: curl -s {origin}/sandbox/messages)
   Post the next milestone of any delivery, play the demo, see the message log:
     {origin}/sandbox/console
+  API reference, metrics, readiness:
+    {origin}/docs   {origin}/metrics   {origin}/readyz
   Text the hub as a customer (e.g. reply 2 to a reschedule offer, or STOP):
     .venv/bin/hub sandbox sms --url {origin} --from +34612345678 --body 2
   Stop with Ctrl-C.
