@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -20,13 +21,17 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
+from arq.connections import RedisSettings, create_pool
 
 from hub.api import create_app
+from hub.cli import main as cli_main
 from hub.config import Settings, load_settings
+from hub.pipeline import Runtime, build_channels
 from hub.redis_server import EmbeddedRedis, free_port
 from hub.sandbox import Sandbox
-from hub.worker import create_webhook_worker, create_worker, drain
+from hub.worker import create_webhook_worker, create_worker, drain, job_deserializer, job_serializer
 
 API_KEY = "test-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -224,3 +229,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "settings(**overrides): settings overrides for the hub fixture")
     config.addinivalue_line("markers", "sandbox(**options): options for the hub fixture's Sandbox")
     logging.getLogger("arq").setLevel(logging.WARNING)
+
+
+async def cli(argv: list[str]) -> int:
+    """``hub ...`` as a user runs it. The CLI starts its own event loop: run it in a thread, off
+    the test's loop."""
+    return await asyncio.to_thread(cli_main, argv)
+
+
+@pytest.fixture
+def hub_env(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Hub:
+    """The hub fixture, with the environment the CLI reads pointed at it."""
+    monkeypatch.setenv("HUB_REDIS_URL", str(hub.settings.redis_url))
+    monkeypatch.setenv("HUB_SECRET_KEY", "test-secret")
+    return hub
+
+
+@contextlib.asynccontextmanager
+async def a_runtime(hub: Hub, *, port: int | None = None) -> AsyncIterator[Runtime]:
+    """The worker's runtime, outside a worker (for the sweeper, the sending lease, a single
+    event); ``port``: reach Redis through that local port instead (a fault-injecting proxy)."""
+    url = str(hub.settings.redis_url)
+    pool = await create_pool(
+        RedisSettings.from_dsn(url),
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+        default_queue_name=hub.settings.worker.queue_name,
+    )
+    if port is None:
+        r = aioredis.Redis.from_url(url, decode_responses=True)
+    else:
+        r = aioredis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+    runtime = Runtime(hub.settings, r, build_channels(hub.settings), enqueue=pool.enqueue_job, clock=hub.clock)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+        await r.aclose()
+        await pool.aclose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 _counter = itertools.count(1)
@@ -46,3 +47,21 @@ def make_event(type_: str = "out_for_delivery", **changes: Any) -> dict[str, Any
 
 _DELETE = object()
 DELETE = _DELETE
+
+
+def due_now(n: int, tag: str, phone_base: int) -> list[dict[str, Any]]:
+    """``n`` ``arriving_soon`` events happening now (SMS and push each), every one for its own
+    delivery and customer: ``{tag}-{i}`` event ids, ``D-{tag}-{i}``, ``C-{tag}-{i}``."""
+    now = datetime.now(UTC)
+    return [
+        make_event(
+            "arriving_soon",
+            occurred_at=now.isoformat(),
+            delivery__eta={"start": now.isoformat(), "end": (now + timedelta(hours=2)).isoformat()},
+            event_id=f"{tag}-{i}",
+            delivery__id=f"D-{tag}-{i}",
+            data={"minutes": 10},
+            customer={"id": f"C-{tag}-{i}", "phone": f"+49151{phone_base + i}", "push_tokens": [f"tok-{tag}-{i}"]},
+        )
+        for i in range(n)
+    ]

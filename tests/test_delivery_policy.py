@@ -4,23 +4,18 @@ escalation, retries, dead letters and replay."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from arq.connections import RedisSettings, create_pool
 
 from hub.cli import main as cli_main
 from hub.dispatch import SendInProgress
-from hub.pipeline import Runtime, build_channels
 from hub.store import MessageRecord
-from hub.worker import job_deserializer, job_serializer
-from tests.conftest import ADMIN_KEY, Hub
+from tests.conftest import ADMIN_KEY, Hub, a_runtime
 from tests.events import make_event
 
 NO_SPREAD = {"policy.quiet_spread_minutes": 0}
@@ -385,26 +380,6 @@ async def test_a_429_is_retried_no_sooner_than_its_retry_after(hub: Hub, provide
     assert [h["status"] for h in message["history"]] == ["sending", "transient", "sending", "accepted"]
     failed, retried = (datetime.fromisoformat(h["at"]) for h in message["history"][1:3])
     assert (retried - failed).total_seconds() >= 0.95  # Retry-After, not the 50 ms back-off
-
-
-@contextlib.asynccontextmanager
-async def a_runtime(hub: Hub) -> AsyncIterator[Runtime]:
-    """The worker's runtime, outside a worker: for the sweeper and the sending lease."""
-    url = str(hub.settings.redis_url)
-    pool = await create_pool(
-        RedisSettings.from_dsn(url),
-        job_serializer=job_serializer,
-        job_deserializer=job_deserializer,
-        default_queue_name=hub.settings.worker.queue_name,
-    )
-    r = aioredis.Redis.from_url(url, decode_responses=True)
-    runtime = Runtime(hub.settings, r, build_channels(hub.settings), enqueue=pool.enqueue_job, clock=hub.clock)
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
-        await r.aclose()
-        await pool.aclose()
 
 
 @pytest.mark.settings(**NO_SPREAD)

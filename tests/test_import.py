@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import os
@@ -16,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from hub.cli import main
-from tests.conftest import ADMIN_KEY, Hub
+from tests.conftest import ADMIN_KEY, Hub, cli
 from tests.events import make_event
 
 CSV_TEXT = """\
@@ -47,18 +46,6 @@ JSONL_ROWS: list[dict[str, Any] | str] = [
     "{this is not json",
     {"id": "J-5", "name": "Extra", "shoe_size": 43},
 ]
-
-
-async def cli(argv: list[str]) -> int:
-    """The CLI starts its own event loop: run it in a thread, off the test's loop."""
-    return await asyncio.to_thread(main, argv)
-
-
-@pytest.fixture
-def hub_env(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Hub:
-    monkeypatch.setenv("HUB_REDIS_URL", str(hub.settings.redis_url))
-    monkeypatch.setenv("HUB_SECRET_KEY", "test-secret")
-    return hub
 
 
 def rejects_of(path: Path) -> list[dict[str, str]]:

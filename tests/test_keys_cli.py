@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 import redis.asyncio as aioredis
 
-from hub.cli import main
 from hub.config import hash_key
-from tests.conftest import Hub
+from tests.conftest import Hub, cli
 from tests.events import make_event
-
-
-async def cli(argv: list[str]) -> int:
-    """The CLI starts its own event loop: run it in a thread, off the test's loop."""
-    return await asyncio.to_thread(main, argv)
-
-
-@pytest.fixture
-def hub_env(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Hub:
-    monkeypatch.setenv("HUB_REDIS_URL", str(hub.settings.redis_url))
-    monkeypatch.setenv("HUB_SECRET_KEY", "test-secret")
-    return hub
 
 
 async def create_key(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -28,7 +28,7 @@ from hub.api import create_app
 from hub.logs import IdFormatter, JsonFormatter, resolve_format
 from hub.redis_server import free_port
 from tests.conftest import API_KEY, ROOT, Hub, make_settings
-from tests.events import make_event
+from tests.events import due_now, make_event
 from tests.test_restart import all_done, statuses, wait_for, worker_env
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -345,19 +345,7 @@ async def test_worker_sigterm_lets_in_flight_sends_finish_and_a_restart_sends_ea
     them finish (a 504, so each message is scheduled for a retry), exits within the grace period;
     the next worker sends everything, each message exactly once, none in doubt."""
     n = 12
-    now = datetime.now(UTC)
-    events = [
-        make_event(
-            "arriving_soon",
-            occurred_at=now.isoformat(),
-            delivery__eta={"start": now.isoformat(), "end": (now + timedelta(hours=2)).isoformat()},
-            event_id=f"term-{i}",
-            delivery__id=f"D-term-{i}",
-            data={"minutes": 10},
-            customer={"id": f"C-term-{i}", "phone": f"+49151{20000000 + i}", "push_tokens": [f"tok-term-{i}"]},
-        )
-        for i in range(n)
-    ]
+    events = due_now(n, "term", 20000000)
     assert (await hub.request("POST", "/v1/events/batch", json=events)).status == 202
     hub.sandbox.faults.set("twilio", "timeout")
     metrics_port = free_port()

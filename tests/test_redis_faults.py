@@ -14,15 +14,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
-from arq.connections import RedisSettings, create_pool
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hub import keys
-from hub.pipeline import Runtime, build_channels
 from hub.redis_server import free_port
 from hub.schema import parse_event
-from hub.worker import job_deserializer, job_serializer
-from tests.conftest import Hub
+from tests.conftest import Hub, a_runtime
 from tests.events import make_event
 
 CLAIM_SHA = hashlib.sha1(keys.CLAIM_MESSAGE.encode()).hexdigest().encode()
@@ -91,25 +88,6 @@ class CuttingProxy:
                 w.close()
 
 
-@contextlib.asynccontextmanager
-async def runtime_through(hub: Hub, proxy: CuttingProxy) -> AsyncIterator[Runtime]:
-    url = str(hub.settings.redis_url)
-    pool = await create_pool(
-        RedisSettings.from_dsn(url),
-        job_serializer=job_serializer,
-        job_deserializer=job_deserializer,
-        default_queue_name=hub.settings.worker.queue_name,
-    )
-    r = aioredis.Redis(host="127.0.0.1", port=proxy.port, decode_responses=True)
-    runtime = Runtime(hub.settings, r, build_channels(hub.settings), enqueue=pool.enqueue_job, clock=hub.clock)
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
-        await r.aclose()
-        await pool.aclose()
-
-
 def queued_event() -> dict[str, Any]:
     """An event as the API puts it on the queue (validated, normalized)."""
     return parse_event(make_event("arriving_soon", data={"minutes": 10}), "DE").to_job()
@@ -140,7 +118,7 @@ async def statuses_of(hub: Hub) -> dict[str, list[str]]:
 @pytest.mark.settings(**{"worker.job_timeout": 2})  # the claim's patience: 0.5 s
 async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_the_next_try(hub: Hub) -> None:
     event = queued_event()
-    async with cutting_proxy(hub, CLAIM_SHA, outage=1.5) as proxy, runtime_through(hub, proxy) as runtime:
+    async with cutting_proxy(hub, CLAIM_SHA, outage=1.5) as proxy, a_runtime(hub, port=proxy.port) as runtime:
         proxy.armed = True
         with pytest.raises(RedisConnectionError):
             await runtime.process("default", event)
@@ -163,7 +141,7 @@ async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_th
 async def test_an_outcome_redis_could_not_take_during_the_job_is_recorded_after_it_once(hub: Hub) -> None:
     event = queued_event()
     accepted = b'{"status": "accepted"'  # the history entry in the outcome's write
-    async with cutting_proxy(hub, accepted, outage=2.5) as proxy, runtime_through(hub, proxy) as runtime:
+    async with cutting_proxy(hub, accepted, outage=2.5) as proxy, a_runtime(hub, port=proxy.port) as runtime:
         proxy.armed = True
         with pytest.raises(RedisConnectionError):
             await runtime.process("default", event)

@@ -10,14 +10,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import Hub
-from tests.events import make_event
+from tests.events import due_now
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = 120
@@ -53,19 +52,7 @@ def start_worker(hub: Hub, **extra: str) -> subprocess.Popen[bytes]:
 
 
 async def post_events(hub: Hub) -> list[str]:
-    now = datetime.now(UTC)
-    events = [
-        make_event(
-            "arriving_soon",
-            occurred_at=now.isoformat(),
-            delivery__eta={"start": now.isoformat(), "end": (now + timedelta(hours=2)).isoformat()},
-            event_id=f"restart-{i}",
-            delivery__id=f"D-{i}",
-            data={"minutes": 10},
-            customer={"id": f"C-{i}", "phone": f"+49151{10000000 + i}", "push_tokens": [f"tok-{i}"]},
-        )
-        for i in range(EVENTS)
-    ]
+    events = due_now(EVENTS, "restart", 10000000)
     resp = await hub.request("POST", "/v1/events/batch", json=events)
     assert resp.status == 202
     return [e["event_id"] for e in events]
