@@ -71,6 +71,26 @@ def _autoescape(name: str | None) -> bool:
     return bool(name and name.endswith(".html.j2"))
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process, shared by every Renderer: a worker
+    (or a test) that builds a new Renderer does not compile the same templates again. Keyed by
+    jinja2 on the template's name and source, so an edited template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED = _CompiledTemplates()
+
+
 class Renderer:
     """Renders a milestone's message variants for a locale. One instance per process."""
 
@@ -85,6 +105,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
             auto_reload=False,
+            bytecode_cache=COMPILED,
         )
         self.locales = sorted(p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_"))
 
