@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -32,6 +34,13 @@ from hub.pipeline import Runtime, build_channels
 from hub.redis_server import EmbeddedRedis, free_port
 from hub.sandbox import Sandbox
 from hub.worker import create_webhook_worker, create_worker, drain, job_deserializer, job_serializer
+
+# Every provider the tests talk to is a loopback fake over plain HTTP, so no test needs a CA
+# bundle; yet httpx (under firebase-admin) parses one for each client it builds, three per push
+# channel, about 0.1 s each. An empty CA directory (read lazily, by httpx's own SSL_CERT_DIR
+# setting) saves that; TLS to a real host would fail to verify, as it should in tests.
+os.environ.pop("SSL_CERT_FILE", None)
+os.environ["SSL_CERT_DIR"] = tempfile.mkdtemp(prefix="hub-tests-no-ca-")
 
 API_KEY = "test-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
