@@ -308,11 +308,13 @@ class Dispatcher:
             else:
                 due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
         at = now_iso()
+        tries = 0
 
         async def write() -> None:
+            nonlocal tries
+            tries += 1
             # Once only: a write whose answer was lost has landed when the record carries its time.
-            current = await self.redis.hmget(keys.message(rec.id), ["status", "updated_at"])
-            if current != [status, at]:
+            if tries == 1 or await self.redis.hmget(keys.message(rec.id), ["status", "updated_at"]) != [status, at]:
                 await self.store.record(
                     rec.id,
                     status,
