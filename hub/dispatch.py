@@ -275,7 +275,7 @@ class Dispatcher:
             # Redis outlasted the patience, or the job was cancelled: the claim may have landed
             # with its answer lost. Nothing was sent, so give it back once Redis answers; left
             # alone it would stay "sending" and end "unknown" without ever being sent.
-            self._release_later(rec, token)
+            self._release_later(send, spec, rec, token)
             raise
         if claim.startswith("limited:"):
             reason = f"more than {limit} {spec.channel} messages to this customer in an hour"
@@ -287,13 +287,21 @@ class Dispatcher:
         if claim != "claimed":
             return claim
         metrics.MESSAGES.labels(rec.channel, "sending").inc()
-        return await self._send(send, spec, rec)
+        return await self._send(send, spec, rec, token)
 
     async def _write_outcome(
-        self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult, status: str, extra: dict[str, str]
-    ) -> tuple[str, int | None]:
-        """Record a provider call's outcome (through Redis outages as long as the sending lease);
-        returns the status recorded and, for a retry, when it is due."""
+        self,
+        send: Send,
+        spec: Spec,
+        rec: MessageRecord,
+        result: SendResult,
+        status: str,
+        extra: dict[str, str],
+        token: str,
+    ) -> tuple[str, int | None, bool]:
+        """Record a provider call's outcome under the handler's claim, through Redis outages as
+        long as the sending lease. Returns the status, for a retry when it is due, and whether it
+        was recorded (False: the claim is no longer this handler's; the status found instead)."""
         patience = self.settings.worker.job_timeout + 5
         due_ms = None
         error = result.reason
@@ -308,26 +316,30 @@ class Dispatcher:
             else:
                 due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
         at = now_iso()
-        tries = 0
-
-        async def write() -> None:
-            nonlocal tries
-            tries += 1
-            # Once only: a write whose answer was lost has landed when the record carries its time.
-            if tries == 1 or await self.redis.hmget(keys.message(rec.id), ["status", "updated_at"]) != [status, at]:
-                await self.store.record(
-                    rec.id,
-                    status,
-                    provider_id=result.provider_id,
-                    error=error,
-                    error_code=result.error_code,
-                    extra=extra or None,
-                    due_ms=due_ms,
-                    at=at,
-                )
-
-        await _outlasting(write, patience=patience)
-        return status, due_ms
+        found = await _outlasting(
+            lambda: self.store.settle(
+                rec.id,
+                token,
+                status,
+                at=at,
+                provider_id=result.provider_id,
+                error=error,
+                error_code=result.error_code,
+                extra=extra or None,
+                due_ms=due_ms,
+            ),
+            patience=patience,
+        )
+        if found != "done":
+            log.warning(
+                "message %s outcome %s not recorded: the message is %s now (its claim ended)",
+                rec.channel,
+                status,
+                found,
+                extra={**send.ids, "message_id": rec.id},
+            )
+            return found, None, False
+        return status, due_ms, True
 
     async def _durably(self, work: Awaitable[T], *, inline: float) -> T:
         """Run ``work`` in a task of its own and wait up to ``inline`` seconds for it; past that
@@ -349,19 +361,22 @@ class Dispatcher:
         if not task.cancelled() and task.exception() is not None:
             log.warning("a background write failed: %r", task.exception())
 
-    def _release_later(self, rec: MessageRecord, token: str) -> None:
-        self._background(self._release(rec, token))
+    def _release_later(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> None:
+        self._background(self._release(send, spec, rec, token))
 
-    async def _release(self, rec: MessageRecord, token: str) -> None:
+    async def _release(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> None:
         """Give back a claim that never reached the provider, trying through a Redis outage for
-        as long as the sending lease (after it, another handler would mark the message unknown)."""
-        detail = "claim given back: Redis failed before the provider call; sent by the next try"
+        as long as the sending lease (after it, another handler would mark the message unknown),
+        and queue the message's own job to send it (the sweeper's backup: it is indexed as due)."""
+        detail = "claim given back: Redis failed before the provider call; a retry sends it"
+        job = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+        patience = self.settings.worker.job_timeout + 5
+        now_ms = int(self.clock() * 1000)
         try:
-            if await _outlasting(
-                lambda: self.store.release(rec, token, detail), patience=self.settings.worker.job_timeout + 5
-            ):
+            if await _outlasting(lambda: self.store.release(rec, token, detail, job, now_ms), patience=patience):
                 log.info("message %s claim given back", rec.channel, extra={"message_id": rec.id})
                 metrics.MESSAGES.labels(rec.channel, "released").inc()
+                await _outlasting(lambda: self.schedule("retry", send, spec, now_ms, ":released"), patience=patience)
         except (RedisConnectionError, RedisTimeoutError) as e:
             log.warning("could not give back a claim (%s); it ends unknown", e, extra={"message_id": rec.id})
 
@@ -465,7 +480,7 @@ class Dispatcher:
         return self.settings.fcm.project_id
 
     # -- sending ------------------------------------------------------------------------------
-    async def _send(self, send: Send, spec: Spec, rec: MessageRecord) -> str:
+    async def _send(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> str:
         rendered = await self._render(send)
         if rendered is None:
             await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
@@ -484,13 +499,36 @@ class Dispatcher:
         if rec.channel == "sms":
             info = count_segments(outbound.text)
             extra = {"segments": str(info.segments), "encoding": info.encoding}
-        # The outcome is in hand and only Redis can lose it now: written by a task of its own that
-        # outlives this job (a Redis outage longer than the job, the job's cancellation) for as
-        # long as the sending lease, so the message ends with its real status, not "unknown".
+        # The outcome is in hand and only Redis can lose it now. It is recorded, with what follows
+        # from it (parked callbacks, the reply prompt, the status webhook, a retired contact), by
+        # a task of its own that outlives this job (a Redis outage longer than the job, the job's
+        # cancellation) for as long as the sending lease: the message ends with its real status,
+        # not "unknown", and upstream hears of it.
         status, due_ms = await self._durably(
-            self._write_outcome(send, spec, rec, result, status, extra),
+            self._conclude(send, spec, rec, result, status, extra, token),
             inline=self.settings.worker.job_timeout / 2,
         )
+        if status == "failed":
+            # Not in the durable part (it sends on other channels); a re-run finishes it.
+            await self.fall_back(send, rec, f"{rec.channel} failed permanently")
+        elif status == "transient" and due_ms is not None:
+            await self.schedule("retry", send, spec, due_ms)  # lost in a crash here: the sweeper finds it
+        return status
+
+    async def _conclude(
+        self,
+        send: Send,
+        spec: Spec,
+        rec: MessageRecord,
+        result: SendResult,
+        status: str,
+        extra: dict[str, str],
+        token: str,
+    ) -> tuple[str, int | None]:
+        """Record a provider call's outcome and do what follows from it at once (see ``_send``)."""
+        status, due_ms, recorded = await self._write_outcome(send, spec, rec, result, status, extra, token)
+        if not recorded:
+            return status, None
         metrics.MESSAGES.labels(rec.channel, status).inc()
         if status == "transient":
             metrics.MESSAGE_RETRIES.labels(rec.channel).inc()
@@ -512,27 +550,21 @@ class Dispatcher:
                     await self._open_prompt(rec.to, prompt)
             await self._status_webhook(rec, status, result)
             await self._maybe_escalate(send, spec, rec)
-            return status
-        if status == "failed":
+        elif status == "failed":
             await self._status_webhook(rec, status, result)
-            await self._permanent(send, spec, rec, result)
-            return status
-        if status == "dead":
+            await self._retire_contact(rec, result)
+        elif status == "dead":
             await self._status_webhook(rec, "dead", None)
-            return status
-        assert due_ms is not None
-        await self.schedule("retry", send, spec, due_ms)  # lost in a crash here: the sweeper finds it
-        return status
+        return status, due_ms
 
-    async def _permanent(self, send: Send, spec: Spec, rec: MessageRecord, result: SendResult) -> None:
-        """Retire a dead contact, then carry the message over to the next channel."""
+    async def _retire_contact(self, rec: MessageRecord, result: SendResult) -> None:
+        """A contact the provider says is dead is not tried again (the next channel is)."""
         if result.contact_invalid:
             reason = f"{result.error_code or ''} {result.reason or ''}".strip()
             if rec.channel == "push":
                 await self.customers.remove_push_token(rec.customer_id, rec.to)
             else:
                 await self.customers.mark_invalid(rec.customer_id, rec.channel, reason, rec.to)
-        await self.fall_back(send, rec, f"{rec.channel} failed permanently")
 
     async def fall_back(self, send: Send, rec: MessageRecord, why: str, *, note: bool = True) -> None:
         """Send the same news on the next channel. Idempotent (message ids are deterministic),

@@ -51,6 +51,7 @@ __all__ = [
     "PACE",
     "RELEASE_CLAIM",
     "REPLAY_MESSAGE",
+    "SETTLE_MESSAGE",
     "api_key",
     "api_key_index",
     "auth_failures",
@@ -253,12 +254,12 @@ return 'claimed'
 
 # Give back a "sending" claim whose handler never called the provider (Redis failed while it
 # claimed, or its job was cancelled then): only the claim's own token may, and only while the
-# message is still "sending" under it. The message returns to the status it had before the claim
-# (and to that status's index, due now, so the sweeper finds it if its job is gone), or to
-# "released" when it was new; either lets the next handler claim it. Returns 1 if released.
+# message is still "sending" under it. The message returns to the status it had before the claim,
+# or becomes "transient" (with the given job payload, due now) when it was new, and is indexed
+# under that status, due now, so the sweeper finds it if no job runs it. Returns 1 if released.
 # KEYS: message, history, the five status indexes (dead, unknown, deferred, transient,
 #   replaying), the customer's rate window for the channel.
-# ARGV: token, now (ISO), now (ms), detail, then the five status names in KEYS order.
+# ARGV: token, now (ISO), due (ms, policy clock), detail, the five status names in KEYS order, job payload.
 RELEASE_CLAIM = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'sending' or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then
   return 0
@@ -267,7 +268,10 @@ local prior = redis.call('HGET', KEYS[1], 'prior') or ''
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('HDEL', KEYS[1], 'claim', 'claimed_ms', 'prior')
 redis.call('HINCRBY', KEYS[1], 'attempts', -1)
-if prior == '' then prior = 'released' end
+if prior == '' then
+  prior = 'transient'
+  redis.call('HSET', KEYS[1], 'job', ARGV[10], 'due_at', ARGV[3])
+end
 redis.call('HSET', KEYS[1], 'status', prior, 'updated_at', ARGV[2])
 for i = 3, 7 do
   if ARGV[i + 2] == prior then redis.call('ZADD', KEYS[i], ARGV[3], id) end
@@ -275,6 +279,29 @@ end
 if id then redis.call('ZREM', KEYS[8], id) end
 redis.call('RPUSH', KEYS[2], cjson.encode({status = prior, at = ARGV[2], detail = ARGV[4]}))
 return 1
+"""
+
+# Record the outcome of a provider call, only while the message is still "sending" under the
+# caller's claim token; the same write asked again after a lost answer finds its own time on the
+# record and is told "done". Anything else (the claim given up at its lease, a later status from
+# a callback) is left as it is and its status returned.
+# KEYS: message, history, the target status's index, the provider-id key.
+# ARGV: token, status, at (ISO), fields (JSON object of strings), history entry (JSON), index score
+#   ('' when the status is not indexed), fields to clear (JSON list), message id, ttl seconds.
+SETTLE_MESSAGE = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if st ~= 'sending' or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[1] then
+  if st == ARGV[2] and redis.call('HGET', KEYS[1], 'updated_at') == ARGV[3] then return 'done' end
+  return st or 'gone'
+end
+local drop = cjson.decode(ARGV[7])
+if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
+local fields = cjson.decode(ARGV[4])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('RPUSH', KEYS[2], ARGV[5])
+if ARGV[6] ~= '' then redis.call('ZADD', KEYS[3], ARGV[6], ARGV[8]) end
+if fields['provider_id'] then redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9]) end
+return 'done'
 """
 
 # Replay a dead-lettered message: only a message still "dead" changes (to "replaying", with its

@@ -88,8 +88,8 @@ class MessageView(BaseModel):
     template: str
     locale: str
     status: str = Field(
-        description="deferred | sending | released | accepted | sent | delivered | undelivered | failed | transient"
-        " | dead | replaying | unknown | superseded | expired | skipped"
+        description="deferred | sending | accepted | sent | delivered | undelivered | failed | transient | dead"
+        " | replaying | unknown | superseded | expired | skipped"
     )
     provider_id: str | None = None
     error: str | None = None

@@ -25,9 +25,55 @@ HOUR_MS = 3_600_000
 # Statuses from which a message may still change: it waits (deferred), failed transiently and
 # will retry, or is being replayed. A missing record may always be created. The event's own job
 # takes only new or deferred messages (FRESH): a transient one belongs to its retry job.
-# "released": a claim given back before any provider call (RELEASE_CLAIM), claimable by anyone.
-PENDING = ",transient,deferred,replaying,released,"
-FRESH = ",deferred,released,"
+PENDING = ",transient,deferred,replaying,"
+FRESH = ",deferred,"
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One outcome write: the record's fields, its history entry, the status index score ('' when
+    the status is not indexed) and the fields it clears."""
+
+    fields: dict[str, str]
+    entry: str
+    score: str
+    drop: list[str]
+
+    @classmethod
+    def of(
+        cls,
+        message_id: str,
+        status: str,
+        provider_id: str | None,
+        error: str | None,
+        error_code: str | None,
+        extra: dict[str, str] | None,
+        due_ms: int | None,
+        at: str,
+    ) -> _Outcome:
+        fields = {"status": status, "updated_at": at, **(extra or {})}
+        if provider_id:
+            fields["provider_id"] = provider_id
+        if error is not None:
+            fields["error"] = mask_numbers(error)
+        if error_code is not None:
+            fields["error_code"] = error_code
+        if due_ms is not None:
+            fields["due_at"] = str(due_ms)
+        entry: dict[str, Any] = {"status": status, "at": at}
+        if error:
+            entry["detail"] = mask_numbers(error)
+        score = ""
+        if status in keys.INDEXED_STATUSES:
+            score = str(_now_ms() if due_ms is None else due_ms)
+        drop = (
+            ["error", "error_code", "job"]
+            if status == "accepted"
+            else ["job"]
+            if status in ("failed", "unknown")
+            else []
+        )
+        return cls(fields, json.dumps(entry), score, drop)
 
 
 def job_id_of(source: str, event_id: str) -> str:
@@ -113,6 +159,7 @@ class HubStore:
         self._forward = redis.register_script(keys.STATUS_FORWARD)
         self._replay = redis.register_script(keys.REPLAY_MESSAGE)
         self._release = redis.register_script(keys.RELEASE_CLAIM)
+        self._settle = redis.register_script(keys.SETTLE_MESSAGE)
         self._pace = redis.register_script(keys.PACE)
         self._collapse = redis.register_script(keys.COLLAPSE)
 
@@ -253,9 +300,11 @@ class HubStore:
         )
         return str(result)
 
-    async def release(self, record: MessageRecord, token: str, detail: str) -> bool:
+    async def release(self, record: MessageRecord, token: str, detail: str, job: str, due_ms: int) -> bool:
         """Give back a claim made with ``token`` whose provider call never happened (see
-        keys.RELEASE_CLAIM); False when the message is no longer sending under that token."""
+        keys.RELEASE_CLAIM; ``job``: the payload a retry of a new message needs, ``due_ms``: when it
+        is due, on the policy clock); False when the
+        message is no longer sending under that token."""
         found = await self._release(
             keys=[
                 keys.message(record.id),
@@ -263,7 +312,7 @@ class HubStore:
                 *(keys.messages_by_status(s) for s in keys.INDEXED_STATUSES),
                 keys.rate_window(record.customer_id, record.channel),
             ],
-            args=[token, now_iso(), _now_ms(), detail, *keys.INDEXED_STATUSES],
+            args=[token, now_iso(), due_ms, detail, *keys.INDEXED_STATUSES, job],
         )
         return bool(found)
 
@@ -327,38 +376,60 @@ class HubStore:
         error_code: str | None = None,
         extra: dict[str, str] | None = None,
         due_ms: int | None = None,
-        at: str | None = None,
     ) -> None:
         """Record an outcome. ``due_ms`` (transient: when the retry is due) indexes the message
-        for the sweeper; give the retry's job payload in ``extra["job"]``. ``at``: its time
-        (default now), which a caller checks to write it once through lost answers."""
-        at = at or now_iso()
-        fields = {"status": status, "updated_at": at, **(extra or {})}
-        if provider_id:
-            fields["provider_id"] = provider_id
-        if error is not None:
-            fields["error"] = mask_numbers(error)
-        if error_code is not None:
-            fields["error_code"] = error_code
-        entry: dict[str, Any] = {"status": status, "at": at}
-        if error:
-            entry["detail"] = mask_numbers(error)
+        for the sweeper; give the retry's job payload in ``extra["job"]``."""
+        w = _Outcome.of(message_id, status, provider_id, error, error_code, extra, due_ms, now_iso())
         async with self.redis.pipeline(transaction=True) as pipe:
             # Leaving an indexed status always goes through CLAIM_MESSAGE or REPLAY_MESSAGE,
             # which drop the index entry; here only entering one (dead, unknown) is indexed.
-            if status in keys.INDEXED_STATUSES:
-                pipe.zadd(keys.messages_by_status(status), {message_id: _now_ms() if due_ms is None else due_ms})
-            if due_ms is not None:
-                fields["due_at"] = str(due_ms)
-            if status == "accepted":
-                pipe.hdel(keys.message(message_id), "error", "error_code", "job")
-            elif status in ("failed", "unknown"):
-                pipe.hdel(keys.message(message_id), "job")
-            pipe.hset(keys.message(message_id), mapping=fields)
-            pipe.rpush(keys.message_history(message_id), json.dumps(entry))
+            if w.score:
+                pipe.zadd(keys.messages_by_status(status), {message_id: int(w.score)})
+            if w.drop:
+                pipe.hdel(keys.message(message_id), *w.drop)
+            pipe.hset(keys.message(message_id), mapping=w.fields)
+            pipe.rpush(keys.message_history(message_id), w.entry)
             if provider_id:
                 pipe.set(keys.provider(provider_id), message_id, ex=self.log_ttl)
             await pipe.execute()
+
+    async def settle(
+        self,
+        message_id: str,
+        token: str,
+        status: str,
+        *,
+        at: str,
+        provider_id: str | None = None,
+        error: str | None = None,
+        error_code: str | None = None,
+        extra: dict[str, str] | None = None,
+        due_ms: int | None = None,
+    ) -> str:
+        """Record the outcome of a provider call made under the claim ``token`` (see
+        keys.SETTLE_MESSAGE): ``"done"`` when written now or by an earlier call with the same
+        ``at``, else the status found, untouched (the claim is no longer this handler's)."""
+        w = _Outcome.of(message_id, status, provider_id, error, error_code, extra, due_ms, at)
+        result = await self._settle(
+            keys=[
+                keys.message(message_id),
+                keys.message_history(message_id),
+                keys.messages_by_status(status),
+                keys.provider(provider_id or "-"),
+            ],
+            args=[
+                token,
+                status,
+                at,
+                json.dumps(w.fields),
+                w.entry,
+                w.score,
+                json.dumps(w.drop),
+                message_id,
+                self.log_ttl,
+            ],
+        )
+        return str(result)
 
     async def note(self, message_id: str, detail: str) -> None:
         """Add a line to a message's history without changing its status."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from hub import keys
 from hub.redis_server import free_port
 from hub.schema import parse_event
+from hub.store import FRESH, HubStore, MessageRecord
 from tests.conftest import Hub, a_runtime
 from tests.events import make_event
 
@@ -116,7 +118,7 @@ async def statuses_of(hub: Hub) -> dict[str, list[str]]:
 
 
 @pytest.mark.settings(**{"worker.job_timeout": 2})  # the claim's patience: 0.5 s
-async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_the_next_try(hub: Hub) -> None:
+async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_its_retry(hub: Hub) -> None:
     event = queued_event()
     async with cutting_proxy(hub, CLAIM_SHA, outage=1.5) as proxy, a_runtime(hub, port=proxy.port) as runtime:
         proxy.armed = True
@@ -124,15 +126,17 @@ async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_th
             await runtime.process("default", event)
         assert proxy.cuts == 1
         await asyncio.wait_for(runtime.settle(), 10)  # given back once Redis answers again
-        # The claim cut (and any other whose answer the cut lost): landed, then given back.
-        cut = [ch for ch, steps in (await statuses_of(hub)).items() if steps == ["sending", "released"]]
+        # The claim cut (and any other whose answer the cut lost): landed, then given back as a
+        # retry due now, with a job of its own.
+        cut = [ch for ch, steps in (await statuses_of(hub)).items() if steps == ["sending", "transient"]]
         assert cut, await statuses_of(hub)
         assert [m["channel"] for m in hub.messages()] == []  # and not sent
-        outcome = await runtime.process("default", event)  # the job's next try
-    assert set(outcome.messages.values()) == {"accepted"}
+        outcome = await runtime.process("default", event)  # the event job's next try leaves them to it
+    assert {outcome.messages[m] for m in outcome.messages} <= {"accepted", "transient"}
+    await hub.run_worker()  # the given-back messages' own jobs
     assert sorted(m["channel"] for m in hub.messages()) == ["push", "sms"]  # arriving_soon's channels, once
     statuses = await statuses_of(hub)
-    assert all(statuses[ch] == ["sending", "released", "sending", "accepted"] for ch in cut), statuses
+    assert all(statuses[ch] == ["sending", "transient", "sending", "accepted"] for ch in cut), statuses
     listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
     assert all(m["attempts"] == 1 for m in listed["messages"]), listed  # the given-back try is not counted
 
@@ -140,7 +144,7 @@ async def test_a_claim_whose_answer_redis_lost_is_given_back_and_sent_once_by_th
 @pytest.mark.settings(**{"worker.job_timeout": 2})  # inline patience for an outcome: 1 s
 async def test_an_outcome_redis_could_not_take_during_the_job_is_recorded_after_it_once(hub: Hub) -> None:
     event = queued_event()
-    accepted = b'{"status": "accepted"'  # the history entry in the outcome's write
+    accepted = b'"status": "accepted"'  # the history entry in the outcome's write
     async with cutting_proxy(hub, accepted, outage=2.5) as proxy, a_runtime(hub, port=proxy.port) as runtime:
         proxy.armed = True
         with pytest.raises(RedisConnectionError):
@@ -154,6 +158,37 @@ async def test_an_outcome_redis_could_not_take_during_the_job_is_recorded_after_
         outcome = await runtime.process("default", event)  # the job's next try sends only what was left
     assert set(outcome.messages.values()) == {"accepted"}
     assert sorted(m["channel"] for m in hub.messages()) == ["push", "sms"]  # arriving_soon's channels, once
+    await hub.run_worker()
+    # What follows an outcome happened too, once: upstream heard of every message.
+    told = sorted(w["data"]["channel"] for w in hub.receiver.of_type("message.status"))
+    assert told == ["push", "sms"]
+
+
+async def test_an_outcome_is_recorded_only_under_its_own_claim(hub: Hub) -> None:
+    await hub.post_event(make_event("order_confirmed"))
+    await hub.run_worker()
+    listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    mail = next(m for m in listed["messages"] if m["channel"] == "email")
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    try:
+        store = HubStore(r, hub.settings)
+        record = MessageRecord.from_fields(mail)
+        key = f"hub:msg:{record.id}"
+        await r.hset(key, mapping={"status": "transient"})
+        assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
+        assert await store.settle(record.id, "t2", "accepted", at="2026-01-01T00:00:00.000+00:00") == "sending"
+        at = "2026-01-01T00:00:01.000+00:00"
+        before = await r.llen(f"{key}:history")
+        assert await store.settle(record.id, "t1", "accepted", at=at, provider_id="p-1") == "done"
+        assert await store.settle(record.id, "t1", "accepted", at=at, provider_id="p-1") == "done"  # asked again
+        added = [json.loads(h)["status"] for h in await r.lrange(f"{key}:history", before, -1)]
+        assert added == ["accepted"]  # written once
+        await r.hset(key, mapping={"status": "delivered", "updated_at": "2026-01-01T00:00:02.000+00:00"})
+        # A write whose answer was lost, asked again after a callback moved the message on: untouched.
+        assert await store.settle(record.id, "t1", "accepted", at=at, provider_id="p-1") == "delivered"
+        assert await r.hget(key, "status") == "delivered"
+    finally:
+        await r.aclose()
 
 
 async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sending(hub: Hub) -> None:
@@ -161,24 +196,29 @@ async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sendin
     await hub.run_worker()
     listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
     mail = next(m for m in listed["messages"] if m["channel"] == "email")
-    from hub.store import FRESH, HubStore, MessageRecord
-
     r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
     try:
         store = HubStore(r, hub.settings)
         record = MessageRecord.from_fields(mail)
-        assert not await store.release(record, "t1", "x")  # accepted: not sending, nothing changes
+        assert not await store.release(record, "t1", "x", "{}", 1)  # accepted: not sending, nothing changes
         await r.hset(f"hub:msg:{record.id}", mapping={"status": "transient"})
         assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
         assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"  # same handler asks again
         assert await store.claim(record, token="t2", allowed=",transient,") == "sending"
-        assert not await store.release(record, "t2", "not mine")
-        assert await store.release(record, "t1", "given back")
+        assert not await store.release(record, "t2", "not mine", "{}", 1)
+        assert await store.release(record, "t1", "given back", "{}", 1)
         fields = await r.hgetall(f"hub:msg:{record.id}")
         assert fields["status"] == "transient"  # back to what it was, in its index for the sweeper
         assert "claim" not in fields and "prior" not in fields
         assert await r.zscore("hub:msgs:status:transient", record.id) is not None
-        assert not await store.release(record, "t1", "twice")
+        assert not await store.release(record, "t1", "twice", "{}", 1)
         assert await store.claim(record, token="t3", allowed=FRESH) == "transient"  # an event's own job may not
+        # A new message given back becomes a retry due now, with the job payload the sweeper needs.
+        fresh = MessageRecord.from_fields({**mail, "id": "m_fresh"})
+        assert await store.claim(fresh, token="t4", allowed=FRESH) == "claimed"
+        assert await store.release(fresh, "t4", "given back", '{"job": 1}', 1)
+        fields = await r.hgetall("hub:msg:m_fresh")
+        assert (fields["status"], fields["job"], fields["attempts"]) == ("transient", '{"job": 1}', "0")
+        assert await r.zscore("hub:msgs:status:transient", "m_fresh") is not None
     finally:
         await r.aclose()
