@@ -36,7 +36,7 @@ from aiohttp import web
 
 from preferences import CustomerStore, check_phone
 
-from .adapters_map import OptOut, Outcome, Skipped, map_aftership, map_generic, map_onfleet
+from .adapters_map import IdKey, OptOut, Outcome, Skipped, map_aftership, map_generic, map_onfleet
 from .config import GenericMapping, Settings
 from .conversation import Conversations
 from .errors import ApiError
@@ -96,10 +96,15 @@ def _disabled(name: str, setting: str) -> ApiError:
     return ApiError(404, "adapter_disabled", f"the {name} adapter is not configured: set {setting}")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _decode(raw: bytes) -> Any:
+    """The body as JSON, or None; NaN and Infinity (which Python's parser would take) are refused."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
 
 
@@ -213,7 +218,7 @@ def add_adapter_routes(app: web.Application, deps: AdapterDeps) -> None:
         raw = await request.read()
         key = _secret_bytes(config.secret, "hex", "onfleet")
         _verify(request.headers.get("X-Onfleet-Signature"), sign(key, raw, "sha512"), case_insensitive=True)
-        return await _deliver(request, deps, "onfleet", map_onfleet(_decode(raw), config))
+        return await _deliver(request, deps, "onfleet", map_onfleet(_decode(raw), config, _ids(request)))
 
     async def aftership(request: web.Request) -> web.Response:
         config = request.app[deps.settings].adapters.aftership
@@ -221,7 +226,7 @@ def add_adapter_routes(app: web.Application, deps: AdapterDeps) -> None:
             raise _disabled("aftership", "HUB_ADAPTERS__AFTERSHIP__SECRET")
         raw = await request.read()
         _verify(request.headers.get("aftership-hmac-sha256"), sign(config.secret.encode(), raw, "sha256", "base64"))
-        return await _deliver(request, deps, "aftership", map_aftership(_decode(raw), config))
+        return await _deliver(request, deps, "aftership", map_aftership(_decode(raw), config, _ids(request)))
 
     async def generic(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -241,7 +246,11 @@ def add_adapter_routes(app: web.Application, deps: AdapterDeps) -> None:
         body = _decode(raw)
         if body is None:
             return _ignored(f"generic:{name}", "the body is not JSON")
-        return await _deliver(request, deps, f"generic:{name}", map_generic(name, body, mapping))
+        return await _deliver(request, deps, f"generic:{name}", map_generic(name, body, mapping, _ids(request)))
+
+    def _ids(request: web.Request) -> IdKey:
+        settings = request.app[deps.settings]
+        return IdKey((settings.secret_key or "").encode(), settings.default_region)
 
     r = app.router
     r.add_get("/webhooks/onfleet", onfleet_check)

@@ -13,15 +13,19 @@ same event id and the hub's idempotency makes it a duplicate.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from preferences import check_phone
+
 from .config import MILESTONES, AfterShipSettings, GenericMapping, OnfleetSettings
 
 __all__ = [
+    "IdKey",
     "Mapped",
     "OptOut",
     "Outcome",
@@ -104,13 +108,30 @@ def _text(value: Any, limit: int = 300) -> str | None:
     return text[:limit] or None
 
 
-def customer_id_for(source: str, phone: str | None, email: str | None, fallback: str) -> str:
-    """A stable customer id when the vendor has none: a digest of the contact (no personal data
-    in the id), else one tied to the delivery."""
-    contact = (phone or "").replace(" ", "") or (email or "").strip().lower()
+def customer_id_for(source: str, phone: str | None, email: str | None, fallback: str, ids: IdKey) -> str:
+    """A stable customer id when the vendor has none: a keyed digest (HMAC with the hub's
+    ``secret_key``) of the contact, the phone number in E.164 when it parses, so the id reveals
+    nothing and cannot be reversed by trying every number; else one tied to the delivery."""
+    contact = ""
+    if phone and phone.strip():
+        try:
+            contact = check_phone(phone, ids.region)
+        except ValueError:
+            contact = "".join(c for c in phone if c.isdigit() or c == "+")
+    if not contact:
+        contact = (email or "").strip().lower()
     if contact:
-        return f"{source}-{hashlib.sha256(contact.encode()).hexdigest()[:20]}"
+        return f"{source}-{hmac.new(ids.key, contact.encode(), hashlib.sha256).hexdigest()[:24]}"
     return f"{source}-delivery-{fallback}"[:128]
+
+
+@dataclass(frozen=True)
+class IdKey:
+    """What derived customer ids need: the key of their digest and the region phone numbers
+    without a country code are read in."""
+
+    key: bytes
+    region: str
 
 
 def _prune(value: Any) -> Any:
@@ -140,7 +161,7 @@ def _onfleet_phone(data: dict[str, Any]) -> str | None:
     return None
 
 
-def map_onfleet(body: Any, settings: OnfleetSettings) -> Outcome:
+def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
     """An Onfleet task webhook (``triggerName``, ``taskId``, ``time``, ``data.task``...)."""
     if not isinstance(body, dict):
         return Skipped("the body is not a JSON object")
@@ -238,7 +259,7 @@ def map_onfleet(body: Any, settings: OnfleetSettings) -> Outcome:
             "eta": eta,
         },
         "customer": {
-            "id": _safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id),
+            "id": _safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id, ids),
             "name": _text(recipient.get("name"), 200),
             "phone": phone,
         },
@@ -258,7 +279,7 @@ def _first_text(values: Any) -> str | None:
     return None
 
 
-def map_aftership(body: Any, settings: AfterShipSettings) -> Outcome:
+def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome:
     """An AfterShip tracking webhook (``event``, ``event_id``, ``ts``, ``msg`` = the tracking)."""
     if not isinstance(body, dict):
         return Skipped("the body is not a JSON object")
@@ -329,7 +350,7 @@ def map_aftership(body: Any, settings: AfterShipSettings) -> Outcome:
             "eta": eta,
         },
         "customer": {
-            "id": customer_id_for("aftership", phone, email, delivery_id),
+            "id": customer_id_for("aftership", phone, email, delivery_id, ids),
             "name": name,
             "phone": phone,
             "email": email,
@@ -364,7 +385,7 @@ def json_pointer(document: Any, pointer: str) -> Any:
     return node
 
 
-def map_generic(name: str, body: Any, mapping: GenericMapping) -> Outcome:
+def map_generic(name: str, body: Any, mapping: GenericMapping, ids: IdKey) -> Outcome:
     """Any JSON webhook, through the mapping's JSON pointers and status table."""
     values: dict[str, Any] = {}
     for field, pointer in mapping.fields.items():
@@ -413,7 +434,7 @@ def map_generic(name: str, body: Any, mapping: GenericMapping) -> Outcome:
     payload["delivery"]["id"] = delivery_id
     customer = payload.setdefault("customer", {})
     if not _safe_id(customer.get("id")):
-        customer["id"] = customer_id_for(source, customer.get("phone"), customer.get("email"), delivery_id)
+        customer["id"] = customer_id_for(source, customer.get("phone"), customer.get("email"), delivery_id, ids)
     else:
         customer["id"] = _safe_id(customer["id"])
     if "driver" in payload and not payload["driver"].get("id"):

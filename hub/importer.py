@@ -414,9 +414,14 @@ async def export_customer(redis: Redis, settings: Settings, customer_id: str) ->
     open_prompt: Any = None
     if record.phone:
         sms_stop = await redis.hgetall(keys.sms_optout(record.phone)) or None
-        sender = settings.twilio.from_number or ""
-        raw_prompt = await redis.get(keys.conversation(record.phone, sender)) if sender else None
-        open_prompt = json.loads(raw_prompt) if raw_prompt else None
+        # Where the dispatcher keeps it: under the messaging service when one is set, else the number.
+        for sender in dict.fromkeys(
+            s for s in (settings.twilio.messaging_service_sid, settings.twilio.from_number) if s
+        ):
+            raw_prompt = await redis.get(keys.conversation(record.phone, sender))
+            if raw_prompt:
+                open_prompt = json.loads(raw_prompt)
+                break
     deliveries = []
     for delivery_id in sorted(await redis.smembers(keys.deliveries_of(customer_id))):
         delivery = await store.get_delivery(delivery_id)

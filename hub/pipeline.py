@@ -87,8 +87,15 @@ class Runtime(Dispatcher):
     for one event; sending each message is hub.dispatch's part."""
 
     async def close(self) -> None:
+        # Claims being given back and outcomes being written (with their follow-ups) outlive
+        # their jobs; let them finish within the shutdown grace, and say which did not.
+        grace = max(5.0, self.settings.ops.shutdown_grace_seconds)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.settle(), 5.0)  # claims being given back, if Redis answers
+            await asyncio.wait_for(asyncio.shield(self.settle()), grace)
+        for task in list(self._pending):
+            if not task.done():
+                log.warning("shutting down with a write still waiting for Redis; its message may end unknown: %r", task)
+                task.cancel()
         await asyncio.gather(*(c.close() for c in self.channels.values()), return_exceptions=True)
 
     async def process(self, source: str, event: dict[str, Any], job_try: int = 1) -> Outcome:

@@ -276,6 +276,10 @@ async def test_unknown_triggers_and_tags_are_acknowledged_and_send_nothing(hub: 
     no_task["data"]["task"].pop("id")
     resp = await post_onfleet(hub, no_task)
     assert resp.status == 200 and "no task id" in (await resp.json())["reason"]
+    # A signed body with a number JSON does not have (Python's parser would take it): not a 500.
+    delayed = onfleet_body("taskDelayed", 12, onfleet_task(), delay=float("inf"))
+    resp = await post_onfleet(hub, delayed)
+    assert resp.status == 200 and (await resp.json())["status"] == "ignored"
     for tag, subtag in (("Pending", "Pending_001"), ("Expired", "Expired_001"), ("Teleported", "")):
         resp = await post_aftership(hub, aftership_body(tag, subtag))
         assert resp.status == 200 and (await resp.json())["status"] == "ignored"
@@ -431,3 +435,16 @@ def test_environment_overrides_one_entry_of_a_table() -> None:
     assert s.adapters.aftership.tags["delivered"] == "delivered"
     assert s.adapters.onfleet.triggers["taskarrival"] is None
     assert s.adapters.onfleet.triggers["taskcompleted"] == "delivered"
+
+
+def test_derived_customer_ids_are_keyed_and_the_same_however_the_number_is_written() -> None:
+    from hub.adapters_map import IdKey, customer_id_for
+
+    ids = IdKey(b"hub-secret", "DE")
+    national = customer_id_for("aftership", "0151 12345678", None, "D-1", ids)
+    assert national == customer_id_for("aftership", "+49 151 12345678", None, "D-1", ids)
+    assert hashlib.sha256(b"+4915112345678").hexdigest()[:20] not in national  # not an unkeyed digest
+    assert national != customer_id_for("aftership", "+4915112345678", None, "D-1", IdKey(b"other", "DE"))
+    assert customer_id_for("aftership", None, " Ana@Example.com", "D-1", ids) == customer_id_for(
+        "aftership", None, "ana@example.com", "D-1", ids
+    )
