@@ -164,15 +164,22 @@ async def test_an_outcome_redis_could_not_take_during_the_job_is_recorded_after_
     assert told == ["push", "sms"]
 
 
-async def test_an_outcome_is_recorded_only_under_its_own_claim(hub: Hub) -> None:
+@contextlib.asynccontextmanager
+async def a_sent_email(hub: Hub) -> AsyncIterator[tuple[HubStore, MessageRecord, dict[str, Any], aioredis.Redis]]:
+    """An e-mail sent for an ``order_confirmed`` event: the store, its record, its view, a client."""
     await hub.post_event(make_event("order_confirmed"))
     await hub.run_worker()
     listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
     mail = next(m for m in listed["messages"] if m["channel"] == "email")
     r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
     try:
-        store = HubStore(r, hub.settings)
-        record = MessageRecord.from_fields(mail)
+        yield HubStore(r, hub.settings), MessageRecord.from_fields(mail), mail, r
+    finally:
+        await r.aclose()
+
+
+async def test_an_outcome_is_recorded_only_under_its_own_claim(hub: Hub) -> None:
+    async with a_sent_email(hub) as (store, record, _, r):
         key = f"hub:msg:{record.id}"
         await r.hset(key, mapping={"status": "transient"})
         assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
@@ -187,19 +194,10 @@ async def test_an_outcome_is_recorded_only_under_its_own_claim(hub: Hub) -> None
         # A write whose answer was lost, asked again after a callback moved the message on: untouched.
         assert await store.settle(record.id, "t1", "accepted", at=at, provider_id="p-1") == "delivered"
         assert await r.hget(key, "status") == "delivered"
-    finally:
-        await r.aclose()
 
 
 async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sending(hub: Hub) -> None:
-    await hub.post_event(make_event("order_confirmed"))
-    await hub.run_worker()
-    listed = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
-    mail = next(m for m in listed["messages"] if m["channel"] == "email")
-    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
-    try:
-        store = HubStore(r, hub.settings)
-        record = MessageRecord.from_fields(mail)
+    async with a_sent_email(hub) as (store, record, mail, r):
         assert not await store.release(record, "t1", "x", "{}", 1)  # accepted: not sending, nothing changes
         await r.hset(f"hub:msg:{record.id}", mapping={"status": "transient"})
         assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
@@ -220,5 +218,3 @@ async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sendin
         fields = await r.hgetall("hub:msg:m_fresh")
         assert (fields["status"], fields["job"], fields["attempts"]) == ("transient", '{"job": 1}', "0")
         assert await r.zscore("hub:msgs:status:transient", "m_fresh") is not None
-    finally:
-        await r.aclose()
