@@ -39,16 +39,6 @@ SCOPES = ("events", "read", "admin")
 DEFAULT_SCOPES = ("events", "read")
 KEY_PREFIX = "hub_"
 
-# Revoke by id: marks the key's record once. Returns 0 (unknown id), 1 (revoked now), 2 (already).
-# KEYS: the id index. ARGV: key id, now (ISO).
-_REVOKE = """
-local digest = redis.call('HGET', KEYS[1], ARGV[1])
-if not digest then return 0 end
-local record = 'hub:apikey:' .. digest
-if redis.call('HSETNX', record, 'revoked_at', ARGV[2]) == 0 then return 2 end
-return 1
-"""
-
 
 class InvalidKeySpec(ValueError):
     """The source name or a scope is not acceptable."""
@@ -158,7 +148,7 @@ class KeyRing:
 
     async def revoke(self, key_id: str) -> bool:
         """Revoke at once (the next request with it gets 401). False if it was revoked already."""
-        result = await self.redis.eval(_REVOKE, 1, keys.api_key_index(), key_id, _now())
+        result = await self.redis.eval(keys.REVOKE_API_KEY, 1, keys.api_key_index(), key_id, _now())
         if int(result) == 0:
             raise UnknownKeyId(f"no API key with id {key_id!r} (see `hub keys list`)")
         return int(result) == 1

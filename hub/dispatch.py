@@ -84,6 +84,11 @@ async def _outlasting(call: Callable[[], Awaitable[T]], *, patience: float = 10.
             delay = min(1.0, delay * 2)
 
 
+def _job_payload(send: Send, spec: Spec) -> str:
+    """What a message's own job (a retry, a sweep, a replay) needs to run it again: kept on its record."""
+    return json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+
+
 class SendInProgress(Exception):
     """A message is ``sending`` under another handler's lease; its job should run again in
     ``retry_in`` seconds, when the send has settled or the lease has run out."""
@@ -289,58 +294,6 @@ class Dispatcher:
         metrics.MESSAGES.labels(rec.channel, "sending").inc()
         return await self._send(send, spec, rec, token)
 
-    async def _write_outcome(
-        self,
-        send: Send,
-        spec: Spec,
-        rec: MessageRecord,
-        result: SendResult,
-        status: str,
-        extra: dict[str, str],
-        token: str,
-    ) -> tuple[str, int | None, bool]:
-        """Record a provider call's outcome under the handler's claim, through Redis outages as
-        long as the sending lease. Returns the status, for a retry when it is due, and whether it
-        was recorded (False: the claim is no longer this handler's; the status found instead)."""
-        patience = self.settings.worker.job_timeout + 5
-        due_ms = None
-        error = result.reason
-        if status == "transient":
-            # Decided before anything is recorded, while this handler still holds the claim: a
-            # retry (with its job payload, for the sweeper) or the dead letter, in one write.
-            fields = await _outlasting(lambda: self.store.message_fields(rec.id), patience=patience)
-            attempts = int(fields.get("attempts", "1"))
-            extra["job"] = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
-            if attempts >= self.settings.worker.max_tries:
-                status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
-            else:
-                due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
-        at = now_iso()
-        found = await _outlasting(
-            lambda: self.store.settle(
-                rec.id,
-                token,
-                status,
-                at=at,
-                provider_id=result.provider_id,
-                error=error,
-                error_code=result.error_code,
-                extra=extra or None,
-                due_ms=due_ms,
-            ),
-            patience=patience,
-        )
-        if found != "done":
-            log.warning(
-                "message %s outcome %s not recorded: the message is %s now (its claim ended)",
-                rec.channel,
-                status,
-                found,
-                extra={**send.ids, "message_id": rec.id},
-            )
-            return found, None, False
-        return status, due_ms, True
-
     async def _durably(self, work: Awaitable[T], *, inline: float) -> T:
         """Run ``work`` in a task of its own and wait up to ``inline`` seconds for it; past that
         (or if this job is cancelled) it goes on in the background and this raises."""
@@ -369,7 +322,7 @@ class Dispatcher:
         as long as the sending lease (after it, another handler would mark the message unknown),
         and queue the message's own job to send it (the sweeper's backup: it is indexed as due)."""
         detail = "claim given back: Redis failed before the provider call; a retry sends it"
-        job = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+        job = _job_payload(send, spec)
         patience = self.settings.worker.job_timeout + 5
         now_ms = int(self.clock() * 1000)
         try:
@@ -442,7 +395,7 @@ class Dispatcher:
             detail = f"{reason}, but it expires at {_iso(send.expires)}"
             return await self._drop(send, rec, "expired", detail)
         due_ms = int(due * 1000)
-        job = json.dumps({"source": send.source, "event": send.event, "spec": asdict(spec)})
+        job = _job_payload(send, spec)
         claim = await self.store.claim(rec, "deferred", reason, due_ms=due_ms, job=job)
         if claim != "claimed":
             return claim
@@ -525,10 +478,47 @@ class Dispatcher:
         extra: dict[str, str],
         token: str,
     ) -> tuple[str, int | None]:
-        """Record a provider call's outcome and do what follows from it at once (see ``_send``)."""
-        status, due_ms, recorded = await self._write_outcome(send, spec, rec, result, status, extra, token)
-        if not recorded:
-            return status, None
+        """Record a provider call's outcome under the handler's claim, through Redis outages as long
+        as the sending lease, and do what follows from it at once (see ``_send``). Returns the
+        status and, for a retry, when it is due; when the claim is no longer this handler's, the
+        status found instead, and nothing follows."""
+        patience = self.settings.worker.job_timeout + 5
+        due_ms = None
+        error = result.reason
+        if status == "transient":
+            # Decided before anything is recorded, while this handler still holds the claim: a
+            # retry (with its job payload, for the sweeper) or the dead letter, in one write.
+            fields = await _outlasting(lambda: self.store.message_fields(rec.id), patience=patience)
+            attempts = int(fields.get("attempts", "1"))
+            extra["job"] = _job_payload(send, spec)
+            if attempts >= self.settings.worker.max_tries:
+                status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
+            else:
+                due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
+        at = now_iso()
+        found = await _outlasting(
+            lambda: self.store.settle(
+                rec.id,
+                token,
+                status,
+                at=at,
+                provider_id=result.provider_id,
+                error=error,
+                error_code=result.error_code,
+                extra=extra or None,
+                due_ms=due_ms,
+            ),
+            patience=patience,
+        )
+        if found != "done":
+            log.warning(
+                "message %s outcome %s not recorded: the message is %s now (its claim ended)",
+                rec.channel,
+                status,
+                found,
+                extra={**send.ids, "message_id": rec.id},
+            )
+            return found, None
         metrics.MESSAGES.labels(rec.channel, status).inc()
         if status == "transient":
             metrics.MESSAGE_RETRIES.labels(rec.channel).inc()

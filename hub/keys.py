@@ -51,6 +51,7 @@ __all__ = [
     "PACE",
     "RELEASE_CLAIM",
     "REPLAY_MESSAGE",
+    "REVOKE_API_KEY",
     "SETTLE_MESSAGE",
     "api_key",
     "api_key_index",
@@ -679,3 +680,15 @@ def api_key(digest: str) -> str:
 def api_key_index() -> str:
     """``hub:apikeys`` hash: key id -> SHA-256 digest, for listing and revoking by id. No TTL."""
     return "hub:apikeys"
+
+
+# Revoke an API key by id (hub.apikeys): marks the key's record once.
+# Returns 0 (unknown id), 1 (revoked now), 2 (revoked already).
+# KEYS: the id index. ARGV: key id, now (ISO).
+REVOKE_API_KEY = """
+local digest = redis.call('HGET', KEYS[1], ARGV[1])
+if not digest then return 0 end
+local record = 'hub:apikey:' .. digest
+if redis.call('HSETNX', record, 'revoked_at', ARGV[2]) == 0 then return 2 end
+return 1
+"""

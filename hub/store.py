@@ -29,6 +29,11 @@ PENDING = ",transient,deferred,replaying,"
 FRESH = ",deferred,"
 
 
+# Fields an outcome clears: a sent message keeps no error or retry payload; a failed or unknown
+# one no retry payload.
+_CLEARS = {"accepted": ("error", "error_code", "job"), "failed": ("job",), "unknown": ("job",)}
+
+
 @dataclass(frozen=True)
 class _Outcome:
     """One outcome write: the record's fields, its history entry, the status index score ('' when
@@ -66,14 +71,7 @@ class _Outcome:
         score = ""
         if status in keys.INDEXED_STATUSES:
             score = str(_now_ms() if due_ms is None else due_ms)
-        drop = (
-            ["error", "error_code", "job"]
-            if status == "accepted"
-            else ["job"]
-            if status in ("failed", "unknown")
-            else []
-        )
-        return cls(fields, json.dumps(entry), score, drop)
+        return cls(fields, json.dumps(entry), score, list(_CLEARS.get(status, ())))
 
 
 def job_id_of(source: str, event_id: str) -> str:
@@ -302,9 +300,9 @@ class HubStore:
 
     async def release(self, record: MessageRecord, token: str, detail: str, job: str, due_ms: int) -> bool:
         """Give back a claim made with ``token`` whose provider call never happened (see
-        keys.RELEASE_CLAIM; ``job``: the payload a retry of a new message needs, ``due_ms``: when it
-        is due, on the policy clock); False when the
-        message is no longer sending under that token."""
+        keys.RELEASE_CLAIM; ``job``: the payload a retry of a new message needs, ``due_ms``: when
+        it is due, on the policy clock). False when the message is no longer sending under that
+        token."""
         found = await self._release(
             keys=[
                 keys.message(record.id),
