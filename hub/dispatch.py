@@ -243,7 +243,8 @@ class Dispatcher:
         if send.expires is not None and now >= send.expires:
             return await self._drop(send, rec, "expired", f"its time to live ended at {_iso(send.expires)}")
         if not fresh:
-            newer = await self.store.newer_events(rec.delivery_id, occurred_ms_of(send.event["occurred_at"]))
+            occurred = occurred_ms_of(send.event["occurred_at"])
+            newer = await self.store.newer_events(rec.delivery_id, occurred, int(send.event.get("seq") or 0))
             replaced = obsoleted_by(send.milestone, newer, cfg)
             if replaced:
                 return await self._drop(send, rec, "superseded", f"a newer {replaced} event arrived while it waited")

@@ -2,13 +2,15 @@
 
 Every key the hub writes is built here. Shapes and lifetimes:
 
-- ``hub:event:{source}:{event_id}``  hash: digest, state (queued|done), received_at.
+- ``hub:event:{source}:{event_id}``  hash: digest, state (queued|done), received_at, seq (arrival
+  number, from ``hub:arrivals``).
   Idempotency record of an accepted event; TTL retention.idempotency_days.
 - ``hub:customer:{id}``              hash: name, phone, email, push_tokens (JSON), locale, timezone,
   one ``pref:<name>`` field (JSON) per preference, erased ("1" after erasure), updated_at.
   No TTL (erased on request).
 - ``hub:delivery:{id}``              hash: customer_id, tracking_code, merchant, address, eta (JSON),
-  driver (JSON), status, last_ms, terminal, updated_at. TTL retention.timeline_days, renewed.
+  driver (JSON), status, last_ms and last_seq (the newest event applied), terminal, updated_at.
+  TTL retention.timeline_days, renewed.
 - ``hub:timeline:{delivery_id}``     sorted set, score occurred_at (ms), member an event summary
   (JSON). Same TTL as the delivery.
 - ``hub:msg:{message_id}``           hash: the message log record (see pipeline). TTL message_log_days.
@@ -32,6 +34,8 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:links:customer:{id}``        set of the customer's link ids (for erasure). Same TTL.
 - ``hub:authfail:{address}``        string: requests with a wrong API key from a client address in
   the current minute. TTL 60 s from the first.
+- ``hub:arrivals``                   counter: the last arrival number given to an accepted event.
+  No TTL.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
 - arq's keys: the queue (``worker.queue_name``, sorted set of job ids by due time),
   ``arq:job:{job_id}`` (serialized job), ``arq:in-progress:{job_id}``, ``arq:retry:{job_id}``.
@@ -44,6 +48,7 @@ from __future__ import annotations
 __all__ = [
     "ACCEPT_EVENT",
     "APPLY_EVENT",
+    "ARRIVALS",
     "CLAIM_MESSAGE",
     "COLLAPSE",
     "IMPORT_CUSTOMER",
@@ -74,6 +79,7 @@ __all__ = [
 ]
 
 WORKER_HEARTBEAT = "hub:workers:heartbeat"
+ARRIVALS = "hub:arrivals"
 
 
 def event(source: str, event_id: str) -> str:
@@ -149,13 +155,16 @@ def collapse(delivery_id: str, milestone: str) -> str:
 # lift an erasure), always add the event to the timeline, and update the delivery's fields only
 # when the event is current (not older than the newest applied event, and not a non-terminal
 # milestone after a terminal one). Returns {current (1|0), customer hash, delivery hash}.
-# KEYS: delivery, timeline, customer. ARGV: type, occurred_ms, is_terminal (0|1), timeline
+# KEYS: delivery, timeline, customer, the event's idempotency record (its arrival number, ``seq``).
+# ARGV: type, occurred_ms, is_terminal (0|1), timeline
 # member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
 # fields (JSON object of strings, may be empty), lift erasure (0|1), when the hub received the
 # event (ISO, UTC; may be empty). The 4th result says whether the customer's phone has texted
-# STOP (``hub:sms_optout:{phone}``), so planning needs no further round trip.
+# STOP (``hub:sms_optout:{phone}``), so planning needs no further round trip; the 5th is the
+# event's arrival number.
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
+local seq = tonumber(redis.call('HGET', KEYS[4], 'seq') or '0')
 -- Contact data is applied in the order the hub received it: a retried or late event does not
 -- overwrite a contact that a later event or a PUT already changed.
 local contact_at = redis.call('HGET', KEYS[3], 'contact_at')
@@ -172,13 +181,18 @@ end
 if ARGV[9] == '1' and next(contact) ~= nil then redis.call('HDEL', KEYS[3], 'erased') end
 local last_ms = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '-1')
 local terminal = redis.call('HGET', KEYS[1], 'terminal') == '1'
+local last_seq = tonumber(redis.call('HGET', KEYS[1], 'last_seq') or '0')
 local ms = tonumber(ARGV[2])
 local current = 1
-if ms < last_ms then current = 0 end
+-- Newest by (occurred_at, arrival): of events with one timestamp the later arrival wins, so
+-- "the newest" is always one event (the same event applied again stays current).
+if ms < last_ms or (ms == last_ms and seq < last_seq) then current = 0 end
 if terminal and ARGV[3] ~= '1' then current = 0 end
-redis.call('ZADD', KEYS[2], ms, ARGV[4])
+-- The member carries the arrival number, so equal timestamps stay ordered in the timeline too.
+redis.call('ZADD', KEYS[2], ms, string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}')
 if current == 1 then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'last_ms', ARGV[2], 'terminal', ARGV[3], 'updated_at', ARGV[7])
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'last_ms', ARGV[2], 'last_seq', string.format('%d', seq),
+    'terminal', ARGV[3], 'updated_at', ARGV[7])
   local fields = cjson.decode(ARGV[5])
   for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
 end
@@ -187,7 +201,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 local phone = redis.call('HGET', KEYS[3], 'phone')
 local stopped = 0
 if phone and redis.call('EXISTS', 'hub:sms_optout:' .. phone) == 1 then stopped = 1 end
-return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped}
+return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped, seq}
 """
 
 # Move a message to a new status if its current one allows it, creating the record on first
@@ -350,13 +364,16 @@ return ARGV[1]
 # first sighting, "conflict" when the event_id was used before with a different payload, else
 # the stored state (queued | done). A "queued" event whose job is gone (its tries ran out) is
 # queued again; a job that exists or has a result is left alone, as arq itself would.
-# KEYS: event, arq job key, arq queue, arq result key.
+# A new event takes the next arrival number (``seq``), the tie-break between events of one
+# delivery with equal ``occurred_at``.
+# KEYS: event, arq job key, arq queue, arq result key, the arrival counter.
 # ARGV: digest, received_at (ISO), ttl seconds, job payload, score (ms), job expiry (ms), job id.
 ACCEPT_EVENT = """
 local digest = redis.call('HGET', KEYS[1], 'digest')
 local state
 if not digest then
-  redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'state', 'queued', 'received_at', ARGV[2])
+  redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'state', 'queued', 'received_at', ARGV[2],
+    'seq', redis.call('INCR', KEYS[5]))
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   state = 'new'
 elseif digest ~= ARGV[1] then

@@ -104,7 +104,9 @@ class Runtime(Dispatcher):
         delivery_id, customer_id = delivery_in["id"], customer_in["id"]
         ids = {"event_id": event_id, "delivery_id": delivery_id, "source": source}
 
-        current, customer_raw, stored_delivery, sms_stopped = await self.store.apply_event(
+        current, customer_raw, stored_delivery, sms_stopped, seq = await self.store.apply_event(
+            source=source,
+            event_id=event_id,
             delivery_id=delivery_id,
             customer_id=customer_id,
             milestone=milestone,
@@ -115,6 +117,9 @@ class Runtime(Dispatcher):
             contact=encode_contact(customer_in),
             received_at=event.get("received_at") or "",
         )
+        # Carried in the jobs of messages that wait: what is newer than this event is judged by
+        # (occurred_at, arrival), as here.
+        event["seq"] = seq
         if not current:
             log.info("stale event, nothing sent", extra=ids)
             if job_try > 1:  # a first try that died mid-send may have left messages in doubt

@@ -177,6 +177,7 @@ class HubStore:
                         job_key_prefix + job_id,
                         self.queue,
                         result_key_prefix + job_id,
+                        keys.ARRIVALS,
                     ],
                     args=[digest, received_at, self.idem_ttl, payload, now_ms, self.idem_ttl * 1000, job_id],
                     client=pipe,
@@ -194,6 +195,8 @@ class HubStore:
     async def apply_event(
         self,
         *,
+        source: str,
+        event_id: str,
         delivery_id: str,
         customer_id: str,
         milestone: str,
@@ -203,13 +206,18 @@ class HubStore:
         fields: dict[str, str],
         contact: dict[str, str],
         received_at: str = "",
-    ) -> tuple[bool, dict[str, str], dict[str, Any] | None, bool]:
+    ) -> tuple[bool, dict[str, str], dict[str, Any] | None, bool, int]:
         """Apply an event (see keys.APPLY_EVENT); returns (current, customer hash, delivery,
-        whether the customer's phone has opted out of SMS)."""
+        whether the customer's phone has opted out of SMS, the event's arrival number)."""
         lift = any(k in contact for k in ("phone", "email", "push_tokens"))
         async with self.redis.pipeline(transaction=False) as pipe:
             await self._apply(
-                keys=[keys.delivery(delivery_id), keys.timeline(delivery_id), keys.customer(customer_id)],
+                keys=[
+                    keys.delivery(delivery_id),
+                    keys.timeline(delivery_id),
+                    keys.customer(customer_id),
+                    keys.event(source, event_id),
+                ],
                 args=[
                     milestone,
                     occurred_ms,
@@ -229,9 +237,9 @@ class HubStore:
             pipe.sadd(keys.deliveries_of(customer_id), delivery_id)
             pipe.expire(keys.deliveries_of(customer_id), self.timeline_ttl)
             results = await pipe.execute()
-        current, customer_flat, delivery_flat, sms_stopped = results[0]
+        current, customer_flat, delivery_flat, sms_stopped, seq = results[0]
         delivery = _decode_delivery(delivery_id, _pairs(delivery_flat))
-        return bool(int(current)), _pairs(customer_flat), delivery, bool(int(sms_stopped))
+        return bool(int(current)), _pairs(customer_flat), delivery, bool(int(sms_stopped)), int(seq)
 
     async def ensure_link(self, link_id: str, delivery_id: str, customer_id: str, ttl: int) -> None:
         """Record (or renew) a tracking link; see hub.links."""
@@ -251,7 +259,11 @@ class HubStore:
         return _decode_delivery(delivery_id, await self.redis.hgetall(keys.delivery(delivery_id)))
 
     async def timeline(self, delivery_id: str) -> list[dict[str, Any]]:
-        return [json.loads(m) for m in await self.redis.zrange(keys.timeline(delivery_id), 0, -1)]
+        found = await self.redis.zrange(keys.timeline(delivery_id), 0, -1, withscores=True)
+        scored = [(score, json.loads(member)) for member, score in found]
+        scored.sort(key=lambda pair: (pair[0], int(pair[1].get("seq", 0))))
+        # seq: internal, the arrival order (the list's order among events with equal times).
+        return [{k: v for k, v in entry.items() if k != "seq"} for _, entry in scored]
 
     # -- message log ----------------------------------------------------------------------
     async def claim(
@@ -340,10 +352,16 @@ class HubStore:
         found = await self._collapse(keys=[keys.collapse(delivery_id, milestone)], args=[end_ms, max(1, length_ms)])
         return int(found)
 
-    async def newer_events(self, delivery_id: str, occurred_ms: int) -> list[str]:
-        """Milestones of the delivery's events that occurred after ``occurred_ms``."""
-        members = await self.redis.zrangebyscore(keys.timeline(delivery_id), f"({occurred_ms}", "+inf")
-        return [json.loads(m).get("type", "") for m in members]
+    async def newer_events(self, delivery_id: str, occurred_ms: int, seq: int = 0) -> list[str]:
+        """Milestones of the delivery's events newer than (``occurred_ms``, arrival ``seq``): those
+        that occurred later, and those with the same time that arrived later."""
+        found = await self.redis.zrangebyscore(keys.timeline(delivery_id), occurred_ms, "+inf", withscores=True)
+        newer = []
+        for member, score in found:
+            entry = json.loads(member)
+            if score > occurred_ms or int(entry.get("seq", 0)) > seq:
+                newer.append(entry.get("type", ""))
+        return newer
 
     async def message_fields(self, message_id: str) -> dict[str, str]:
         raw: dict[str, str] = await self.redis.hgetall(keys.message(message_id))
@@ -488,7 +506,7 @@ def _decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | 
             out[name] = json.loads(value)
         elif name == "terminal":
             out[name] = value == "1"
-        elif name != "last_ms":
+        elif name not in ("last_ms", "last_seq"):
             out[name] = value
     return out
 

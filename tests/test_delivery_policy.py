@@ -450,3 +450,29 @@ async def test_a_push_confirmed_on_one_of_two_devices_sends_no_sms(hub: Hub) -> 
     await hub.fast_forward(11 * 60)
     await hub.run_worker()
     assert hub.messages(channel="sms") == []
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one-by-one", "batch"])
+async def test_a_burst_of_eta_updates_with_equal_timestamps_sends_only_the_newest(hub: Hub, batch: bool) -> None:
+    """Second-resolution clocks and batch posts give many events one ``occurred_at``: the order of
+    arrival breaks the tie, so "the newest" is always one event and one SMS goes out."""
+    prefs = {"channels": {"eta_changed": ["sms"]}}
+    await hub.request("PUT", "/v1/customers/C-77", json={"phone": "+4915112345678"})
+    await hub.request("PATCH", "/v1/customers/C-77/preferences", json=prefs)
+    events = []
+    for i in range(10):
+        eta = {"start": f"2026-11-24T10:{i:02d}:00+01:00", "end": f"2026-11-24T11:{i:02d}:00+01:00"}
+        events.append(make_event("eta_changed", occurred_at="2026-11-24T08:29:00+01:00", delivery__eta=eta))
+    if batch:
+        assert (await hub.request("POST", "/v1/events/batch", json=events)).status == 202
+    else:
+        for event in events:
+            assert (await hub.post_event(event)).status == 202
+    await hub.run_worker()
+    await hub.fast_forward(121)
+    await hub.run_worker()
+    sent = hub.messages()
+    assert len(sent) == 1, [m["text"] for m in sent]
+    assert "11:09" in (sent[0]["text"] or "")  # the last to arrive
+    delivery = await (await hub.request("GET", "/v1/deliveries/D-1001", key=ADMIN_KEY)).json()
+    assert delivery["eta"]["end"].startswith("2026-11-24T11:09")
