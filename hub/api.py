@@ -50,6 +50,7 @@ from .apikeys import KeyRing
 from .config import ApiKey, Settings, TwilioSettings, hash_key
 from .conversation import Conversations, feedback_summary
 from .dispatch import replay_messages
+from .erasure import erase_customer
 from .errors import ApiError, error_response
 from .links import Links
 from .masking import mask, mask_phone
@@ -372,15 +373,7 @@ async def patch_preferences(request: web.Request) -> web.Response:
 async def delete_customer(request: web.Request) -> web.Response:
     await authenticate(request, "events")
     customer_id = path_id(request)
-    # Close the customer's relay sessions first: nothing may route to an erased number.
-    relay, redis = request.app[RELAY], request.app[REDIS]
-    for delivery_id in await redis.smembers(keys.deliveries_of(customer_id)):
-        session = await relay.for_delivery(delivery_id)
-        if session is not None and session.get("customer"):
-            await relay.close(session["id"], reason="customer erased")
-            await redis.delete(keys.relay_sticky(session["customer"]))
-            await redis.hdel(keys.relay_session(session["id"]), "customer")
-    await request.app[CUSTOMERS].erase(customer_id)
+    await erase_customer(request.app[REDIS], request.app[SETTINGS], request.app[RELAY], customer_id)
     return web.Response(status=204)
 
 

@@ -41,6 +41,7 @@ class Conversations:
     def __init__(self, redis: Redis, settings: Settings, renderer: Renderer, customers: CustomerStore) -> None:
         self.redis = redis
         self.settings = settings
+        self.optout_pepper = keys.optout_pepper(settings.secret_key)
         self.renderer = renderer
         self.customers = customers
         self.webhooks = Webhooks(redis, settings)
@@ -70,7 +71,8 @@ class Conversations:
     async def opt_out(self, phone: str, keyword: str, sender: str) -> None:
         """Record STOP for a phone: when, which keyword, to which sender (kept through erasure)."""
         await self.redis.hset(
-            keys.sms_optout(phone), mapping={"at": self._now(), "keyword": keyword.upper(), "sender": sender}
+            keys.sms_optout(self.optout_pepper, phone),
+            mapping={"at": self._now(), "keyword": keyword.upper(), "sender": sender},
         )
 
     @staticmethod
@@ -133,7 +135,7 @@ class Conversations:
             )
             return Answer(self._say(locale, "stop_confirm"), "stop")
         if reply.kind == "start":
-            await self.redis.delete(keys.sms_optout(phone))
+            await self.redis.delete(keys.sms_optout(self.optout_pepper, phone))
             await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"}, key=sid)
             return Answer(self._say(locale, "start_confirm"), "start")
         if reply.kind == "help":

@@ -767,7 +767,7 @@ class Dispatcher:
         if customer is None:
             return "gone"
         stopped: frozenset[str] = frozenset()
-        if customer.phone and await self.redis.exists(keys.sms_optout(customer.phone)):
+        if customer.phone and await self.redis.exists(keys.sms_optout(self.store.optout_pepper, customer.phone)):
             stopped = frozenset({customer.phone})
         session = await self.relay.for_delivery(delivery["id"]) if self.relay.cfg.pool else None
         contact = session["customer_proxy"] if session and session.get("status") == "open" else None

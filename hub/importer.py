@@ -413,7 +413,7 @@ async def export_customer(redis: Redis, settings: Settings, customer_id: str) ->
     sms_stop: dict[str, str] | None = None
     open_prompt: Any = None
     if record.phone:
-        sms_stop = await redis.hgetall(keys.sms_optout(record.phone)) or None
+        sms_stop = await redis.hgetall(keys.sms_optout(store.optout_pepper, record.phone)) or None
         # Where the dispatcher keeps it: under the messaging service when one is set, else the number.
         for sender in dict.fromkeys(
             s for s in (settings.twilio.messaging_service_sid, settings.twilio.from_number) if s

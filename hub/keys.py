@@ -45,6 +45,9 @@ Every key the hub writes is built here. Shapes and lifetimes:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 __all__ = [
     "ACCEPT_EVENT",
     "APPLY_EVENT",
@@ -159,8 +162,8 @@ def collapse(delivery_id: str, milestone: str) -> str:
 # ARGV: type, occurred_ms, is_terminal (0|1), timeline
 # member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
 # fields (JSON object of strings, may be empty), lift erasure (0|1), when the hub received the
-# event (ISO, UTC; may be empty). The 4th result says whether the customer's phone has texted
-# STOP (``hub:sms_optout:{phone}``), so planning needs no further round trip; the 5th is the
+# event (ISO, UTC; may be empty), the opt-out pepper (``optout_pepper``). The 4th result says
+# whether the customer's phone has texted STOP (``sms_optout``), so planning needs no further round trip; the 5th is the
 # event's arrival number.
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
@@ -200,7 +203,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 local phone = redis.call('HGET', KEYS[3], 'phone')
 local stopped = 0
-if phone and redis.call('EXISTS', 'hub:sms_optout:' .. phone) == 1 then stopped = 1 end
+if phone and redis.call('EXISTS', 'hub:sms_optout:' .. redis.sha1hex(ARGV[11] .. phone)) == 1 then stopped = 1 end
 return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped, seq}
 """
 
@@ -391,8 +394,9 @@ return state
 
 # -- two-way: conversations, opt-outs, feedback, outbound webhooks -----------------------------
 # - ``hub:phone:{e164}``               string: customer id last seen with this phone. No TTL.
-# - ``hub:sms_optout:{e164}``          hash: at, keyword, sender. Set by STOP, removed by START.
-#   No TTL: an opt-out lasts until the customer opts back in.
+# - ``hub:sms_optout:{ref}``           hash: at, keyword, sender. Set by STOP, removed by START.
+#   No TTL: an opt-out lasts until the customer opts back in, through erasure (a suppression
+#   list). ``ref`` is a keyed hash of the E.164 number (see ``sms_optout``), never the number.
 # - ``hub:conv:{e164}:{sender}``       string (JSON): the open prompt for replies from this phone
 #   to this sender number (prompt, delivery_id, customer_id, source, locale, timezone, slots,
 #   driver_id, expires_at). The latest prompt wins. TTL conversation.keep_days.
@@ -402,6 +406,8 @@ return state
 # - ``hub:fbday:{driver_id}``          hash: "<day>:count", "<day>:sum" per UTC day. No TTL.
 # - ``hub:wh:{id}``                    hash: one outbound webhook delivery (url, type, body, status,
 #   attempts, last_error, created_at, delivered_at). TTL retention.message_log_days.
+# - ``hub:wh:customer:{id}``          set: webhook delivery ids whose body names the customer (for
+#   erasure). Same TTL as the delivery records.
 # - ``hub:wh:index``                   sorted set: webhook delivery ids by creation time (ms);
 #   entries older than the delivery records' TTL are trimmed on every emit.
 # - ``hub:wh:dead``                    sorted set: dead-lettered webhook delivery ids by time (ms).
@@ -411,8 +417,15 @@ def phone(e164: str) -> str:
     return f"hub:phone:{e164}"
 
 
-def sms_optout(e164: str) -> str:
-    return f"hub:sms_optout:{e164}"
+def optout_pepper(secret_key: str | None) -> str:
+    """The key of the suppression list's hashed names, derived from ``secret_key``."""
+    return hmac.new((secret_key or "").encode(), b"sms-optout", hashlib.sha256).hexdigest()
+
+
+def sms_optout(pepper: str, e164: str) -> str:
+    # SHA-1 because Lua has it (redis.sha1hex in APPLY_EVENT), keyed by the pepper: the name
+    # reveals no number, and a list of numbers cannot be matched against it without the secret.
+    return f"hub:sms_optout:{hashlib.sha1((pepper + e164).encode()).hexdigest()}"
 
 
 def conversation(e164: str, sender: str) -> str:
@@ -444,6 +457,10 @@ def pending_status(provider_id: str) -> str:
 
 def webhook(delivery_id: str) -> str:
     return f"hub:wh:{delivery_id}"
+
+
+def webhooks_of(customer_id: str) -> str:
+    return f"hub:wh:customer:{customer_id}"
 
 
 WEBHOOK_INDEX = "hub:wh:index"

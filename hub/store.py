@@ -151,6 +151,7 @@ class HubStore:
         self.log_ttl = settings.retention.message_log_days * DAY
         self.timeline_ttl = settings.retention.timeline_days * DAY
         self.queue = settings.worker.queue_name
+        self.optout_pepper = keys.optout_pepper(settings.secret_key)
         self._accept = redis.register_script(keys.ACCEPT_EVENT)
         self._apply = redis.register_script(keys.APPLY_EVENT)
         self._claim = redis.register_script(keys.CLAIM_MESSAGE)
@@ -229,6 +230,7 @@ class HubStore:
                     json.dumps(contact),
                     "1" if lift else "0",
                     received_at,
+                    self.optout_pepper,
                 ],
                 client=pipe,
             )

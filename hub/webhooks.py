@@ -101,6 +101,9 @@ class Webhooks:
                     client=pipe,
                 )
                 ids.append(delivery_id)
+                if data.get("customer_id"):  # erasure scrubs the body (hub.erasure)
+                    pipe.sadd(keys.webhooks_of(str(data["customer_id"])), delivery_id)
+                    pipe.expire(keys.webhooks_of(str(data["customer_id"])), self.ttl)
             await pipe.execute()
         metrics.WEBHOOKS_EMITTED.labels(event_type).inc(len(ids))
         return ids

@@ -35,6 +35,7 @@ from redis.exceptions import WatchError
 from . import keys, metrics
 from .config import Settings
 from .dispatch import SEND_JOB, SendInProgress
+from .erasure import migrate_optout_keys
 from .pipeline import Runtime, build_channels
 from .relay import CLOSE_JOB, close_relay_job
 from .webhooks import DELIVER_JOB, deliver_webhook
@@ -304,6 +305,7 @@ def create_worker(
         # arq's own connection returns bytes; the stores work with str.
         redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
         ctx["hub_redis"] = redis
+        await migrate_optout_keys(redis, settings.secret_key)  # opt-outs of an older release
         ctx["runtime"] = Runtime(
             settings, redis, channels_factory(settings), enqueue=ctx["redis"].enqueue_job, clock=clock
         )

@@ -13,12 +13,20 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from hub import keys
 from tests.conftest import ADMIN_KEY, Hub
 
 ONFLEET_SECRET = "9f1c2b3a4d5e6f708192a3b4c5d6e7f8"  # Onfleet shows its webhook secret as hex
 AFTERSHIP_SECRET = "as-webhook-secret-0123456789"
 GENERIC_SECRET = "generic-secret-0123456789"
 PHONE = "+4915112345678"
+
+
+def optout_key(hub: Hub, phone: str = PHONE) -> str:
+    """The suppression-list key of a phone (a keyed hash: the name holds no number)."""
+    return keys.sms_optout(keys.optout_pepper(hub.settings.secret_key), phone)
+
+
 EMAIL = "ana@example.com"
 SENT_AT = datetime.fromisoformat("2026-11-24T08:20:00+01:00")  # just before the fixture's clock
 SENT_MS = int(SENT_AT.timestamp() * 1000)
@@ -299,7 +307,7 @@ async def test_sms_recipient_opt_out_stops_sms(hub: Hub) -> None:
     assert resp.status == 200 and (await resp.json())["status"] == "opted_out"
     r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
     try:
-        record = await r.hgetall(f"hub:sms_optout:{PHONE}")
+        record = await r.hgetall(optout_key(hub))
     finally:
         await r.aclose()
     assert record["sender"] == "onfleet"

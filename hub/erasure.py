@@ -1,0 +1,134 @@
+"""Erasing a customer: nothing personal is left in any key name or value.
+
+``erase_customer`` is the one place ``DELETE /v1/customers/{id}`` (and anything else that erases)
+goes through. Beyond what ``CustomerStore.erase`` scrubs (contacts, preferences, addresses in the
+message log, the deliveries' personal fields, tracking links) it removes what only the hub knows
+of:
+
+- relay sessions: closed, the customer's number taken out of them, their sticky proxy dropped;
+- open reply prompts (``hub:conv:{phone}:{sender}``: the number is in the key's name);
+- jobs of messages still waiting (quiet hours, retries): their payload holds the event, with the
+  customer's name and contacts; the messages become ``skipped`` and are never sent;
+- outbound webhook records (``hub:wh:{id}``) about the customer: their bodies keep the ids and
+  outcome fields, not what the customer wrote (reply texts, notes, comments).
+
+The SMS suppression list (``hub:sms_optout:{ref}``) stays: its name is a keyed hash, not the
+number, and a STOP must outlive the erasure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+
+from preferences import CustomerStore
+
+from . import keys
+from .config import Settings
+from .relay import Relay
+
+__all__ = ["WEBHOOK_KEPT_FIELDS", "erase_customer", "migrate_optout_keys"]
+
+log = logging.getLogger(__name__)
+
+# What a webhook body about an erased customer keeps: ids and outcomes, nothing they wrote.
+WEBHOOK_KEPT_FIELDS = frozenset(
+    {
+        "customer_id",
+        "delivery_id",
+        "message_id",
+        "event_id",
+        "channel",
+        "milestone",
+        "status",
+        "provider_id",
+        "error_code",
+        "at",
+        "understood_as",
+        "message_sid",
+        "slot_id",
+        "kind",
+        "rating",
+        "driver_id",
+        "via",
+    }
+)
+_WAITING = ("deferred", "transient", "replaying", "dead", "unknown")
+
+
+async def erase_customer(redis: Redis, settings: Settings, relay: Relay, customer_id: str) -> bool:
+    """Erase one customer everywhere; True if the hub knew them."""
+    customers = CustomerStore(redis)
+    record = await customers.get(customer_id)
+    phone = record.phone if record is not None else None
+    # Relay first: nothing may route to an erased number.
+    for delivery_id in await redis.smembers(keys.deliveries_of(customer_id)):
+        session = await relay.for_delivery(delivery_id)
+        if session is not None and session.get("customer"):
+            await relay.close(session["id"], reason="customer erased")
+            await redis.delete(keys.relay_sticky(session["customer"]))
+            await redis.hdel(keys.relay_session(session["id"]), "customer")
+    if phone:
+        async for name in redis.scan_iter(match=keys.conversation(phone, "*"), count=1000):
+            await redis.delete(name)
+    await _drop_waiting_jobs(redis, settings, customer_id)
+    await _scrub_webhooks(redis, customer_id)
+    return await customers.erase(customer_id)
+
+
+async def _drop_waiting_jobs(redis: Redis, settings: Settings, customer_id: str) -> None:
+    """Delete the queued jobs of the customer's waiting messages (their payload is the event) and
+    mark the messages ``skipped``; the sweeper, finding no job payload, leaves them alone."""
+    message_ids = await redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
+    queue = settings.worker.queue_name
+    for message_id in message_ids:
+        status = await redis.hget(keys.message(message_id), "status")
+        if status not in _WAITING:
+            continue
+        async for job_id, _ in redis.zscan_iter(queue, match=f"msg:{message_id}:*", count=1000):
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.delete(job_key_prefix + job_id)
+                pipe.zrem(queue, job_id)
+                await pipe.execute()
+        if status in ("deferred", "transient", "replaying"):
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.message(message_id), "status", "skipped")
+                pipe.hdel(keys.message(message_id), "due_at")
+                entry = {"status": "skipped", "detail": "the customer was erased"}
+                pipe.rpush(keys.message_history(message_id), json.dumps(entry))
+                for indexed in ("deferred", "transient", "replaying"):
+                    pipe.zrem(keys.messages_by_status(indexed), message_id)
+                await pipe.execute()
+
+
+async def _scrub_webhooks(redis: Redis, customer_id: str) -> None:
+    for webhook_id in await redis.smembers(keys.webhooks_of(customer_id)):
+        body = await redis.hget(keys.webhook(webhook_id), "body")
+        if not body:
+            continue
+        parsed = json.loads(body)
+        data = parsed.get("data") or {}
+        parsed["data"] = {k: v for k, v in data.items() if k in WEBHOOK_KEPT_FIELDS} | {"erased": True}
+        await redis.hset(keys.webhook(webhook_id), "body", json.dumps(parsed, separators=(",", ":")))
+    await redis.delete(keys.webhooks_of(customer_id))
+
+
+async def migrate_optout_keys(redis: Redis, secret_key: str | None) -> int:
+    """Rename SMS opt-outs stored under the plain number (before the keyed names) to their keyed
+    names; idempotent, run at start-up. Returns how many were moved."""
+    pepper = keys.optout_pepper(secret_key)
+    moved = 0
+    async for name in redis.scan_iter(match="hub:sms_optout:+*", count=1000):
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        phone = text.removeprefix("hub:sms_optout:")
+        target = keys.sms_optout(pepper, phone)
+        if await redis.renamenx(name, target):
+            moved += 1
+        else:
+            await redis.delete(name)  # already recorded under the keyed name
+    if moved:
+        log.info("moved %d SMS opt-outs to keyed key names", moved)
+    return moved
