@@ -10,13 +10,41 @@ PYTEST_ARGS ?=
 .PHONY: run test lint fmt typecheck bench bench-smoke chaos large clean browser
 
 # Browser tests drive Debian's chromium through chromedriver. Installed here when missing and
-# possible (root with apt); without them the browser tests skip and say why.
+# possible (apt-get as root, or through passwordless sudo), then checked by running both. When
+# they are still missing or do not run this says so loudly, with apt-get's last lines; with
+# CI=true (or 1) it fails, since the browser tests then fail too; elsewhere they skip and say why.
+BROWSER_PACKAGES := chromium chromium-driver
+
 browser:
-	@command -v chromedriver >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
-	       || { apt-get update -q >/dev/null 2>&1 \
-	            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } \
-	  || echo "chromium/chromedriver not installed: browser tests will be skipped"; }
+	@works() { chromium --version >/dev/null 2>&1 && chromedriver --version >/dev/null 2>&1; }; \
+	works && exit 0; \
+	log=$$(mktemp); why=""; \
+	if ! command -v apt-get >/dev/null 2>&1; then why="no apt-get on this machine"; \
+	elif [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else why="not root and no passwordless sudo"; fi; \
+	if [ -z "$$why" ]; then \
+	  echo "browser: installing $(BROWSER_PACKAGES) with apt-get"; \
+	  { $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES) \
+	    || { $$sudo apt-get update -q \
+	         && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(BROWSER_PACKAGES); }; \
+	  } >"$$log" 2>&1 || why="apt-get failed"; \
+	  works && { rm -f "$$log"; echo "browser: $$(chromedriver --version 2>/dev/null | head -n 1)"; exit 0; }; \
+	  [ -n "$$why" ] || why="apt-get succeeded, but chromium and chromedriver still do not run"; \
+	fi; \
+	{ echo; echo "********************************************************************************"; \
+	  echo "browser: chromium/chromedriver are NOT installed: $$why."; \
+	  for b in chromium chromedriver; do \
+	    if command -v $$b >/dev/null 2>&1; then echo "  $$b: $$(command -v $$b): $$($$b --version 2>&1 | tail -n 1)"; \
+	    else echo "  $$b: not on PATH"; fi; done; \
+	  if [ -s "$$log" ]; then echo "  apt-get said (last lines):"; tail -n 15 "$$log" | sed 's/^/    /'; fi; \
+	  echo "  Install them (as root) with: apt-get install $(BROWSER_PACKAGES)"; \
+	  case "$${CI:-}" in [Tt][Rr][Uu][Ee]|1) echo "  CI is set: the browser tests would fail; stopping here.";; \
+	    *) echo "  Without them tests/test_browser.py is SKIPPED (with CI=true it fails).";; esac; \
+	  echo "********************************************************************************"; echo; \
+	} >&2; \
+	rm -f "$$log"; \
+	case "$${CI:-}" in [Tt][Rr][Uu][Ee]|1) exit 1;; esac
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -29,9 +29,15 @@ from tests.events import make_event
 from tests.test_track import SLOTS, link_in
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+MISSING = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
+# In CI (CI=true, as most CI services set it, or CI=1) a missing browser fails these tests: a skip
+# there would let the browser tests stop running unnoticed. Elsewhere they skip and say why.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver"),
+    pytest.mark.skipif(
+        bool(MISSING) and not IN_CI, reason="needs Debian's chromium and chromium-driver (`make browser`)"
+    ),
 ]
 SHOTS = os.environ.get("HUB_SCREENSHOTS")
 
@@ -115,6 +121,17 @@ class Browser:
     def close(self) -> None:
         self.driver.quit()
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _browser_installed() -> None:
+    """With CI set, a missing chromium or chromedriver is a failure, not a skip (see IN_CI)."""
+    if MISSING:
+        pytest.fail(
+            f"CI is set and {' and '.join(MISSING)} cannot be found on PATH: the browser tests must run in CI. "
+            "Install Debian's chromium and chromium-driver (`make browser` does, as root or with sudo).",
+            pytrace=False,
+        )
 
 
 @pytest.fixture
@@ -225,7 +242,9 @@ async def test_the_page_updates_itself_when_the_delivery_moves(hub: Hub, browser
     assert "Gleich da" not in await browser.text()
     await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T08:20:00+01:00", data={"minutes": 5}))
     await hub.run_worker()
-    await browser.wait_for("Gleich da", timeout=15)  # no reload: the page's own script fetched it
+    # No reload: the page's own script fetched it, within one poll (2 s); the limit is for a
+    # failure only, well above a poll on a loaded machine.
+    await browser.wait_for("Gleich da", timeout=30)
 
 
 async def test_the_sandbox_reply_box_drives_the_same_flow_as_an_sms(hub: Hub, browser: Browser) -> None:
