@@ -25,7 +25,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from aiohttp import web
 
 from preferences import CustomerStore, check_phone
 
+from . import jsonbody
 from .adapters_map import IdKey, OptOut, Outcome, Skipped, map_aftership, map_generic, map_onfleet
 from .config import GenericMapping, Settings
 from .conversation import Conversations
@@ -96,15 +96,12 @@ def _disabled(name: str, setting: str) -> ApiError:
     return ApiError(404, "adapter_disabled", f"the {name} adapter is not configured: set {setting}")
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _decode(raw: bytes) -> Any:
-    """The body as JSON, or None; NaN and Infinity (which Python's parser would take) are refused."""
+    """The body as JSON, or None when ``hub.jsonbody`` refuses it (NaN, Infinity, numbers past
+    its limits, nesting too deep, not UTF-8)."""
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return jsonbody.loads(raw)
+    except jsonbody.InvalidJson:
         return None
 
 

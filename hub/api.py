@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 from channels import TwilioSms
 from preferences import Contact, CustomerStore, Preferences, check_phone
 
-from . import keys, metrics
+from . import jsonbody, keys, metrics
 from .adapters import AdapterDeps, add_adapter_routes
 from .apidocs import add_docs_route
 from .apikeys import KeyRing
@@ -165,13 +165,10 @@ async def read_json(request: web.Request) -> Any:
     ctype = request.headers.get("Content-Type", "")
     if ctype.split(";")[0].strip().lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    raw = await request.read()
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {e}") from e
-    except RecursionError as e:
-        raise ApiError(400, "invalid_json", "the body's JSON is nested too deeply") from e
+        return jsonbody.loads(await request.read())
+    except jsonbody.InvalidJson as e:
+        raise ApiError(400, "invalid_json", str(e)) from e
 
 
 def path_id(request: web.Request, name: str = "id") -> str:
