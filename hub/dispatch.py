@@ -591,11 +591,10 @@ class Dispatcher:
     async def _render(self, send: Send) -> Rendered | None:
         if send.rendered is not None or send.render_error is not None:
             return send.rendered
-        link_id = self.links.link_id(send.delivery["id"], send.customer.id)
-        send.link = self.links.tracking_url(link_id)
-        await self.store.ensure_link(
-            link_id, send.delivery["id"], send.customer.id, self.settings.tracking.link_days * 86_400
-        )
+        delivery_id, customer_id, ttl = send.delivery["id"], send.customer.id, self.settings.tracking.link_days * 86_400
+        candidates = self.links.link_ids(delivery_id, customer_id)
+        link_id = await self.store.ensure_link(candidates, delivery_id, customer_id, ttl)
+        send.link = self.links.tracking_url(link_id) if link_id else ""
         try:
             context = build_context(
                 event=send.event,

@@ -30,7 +30,8 @@ Every key the hub writes is built here. Shapes and lifetimes:
 - ``hub:collapse:{delivery}:{type}`` string: end (ms) of the open collapsing window for a
   delivery's milestone. Expires with the window.
 - ``hub:link:{link_id}``            hash: delivery_id, customer_id, created_at of a tracking link
-  (hub.links). TTL tracking.link_days, renewed by every message carrying it; deleted on erasure.
+  (hub.links). Written once, by ENSURE_LINK, never for another delivery or customer. TTL
+  tracking.link_days, renewed by every message carrying it; deleted on erasure.
 - ``hub:links:customer:{id}``        set of the customer's link ids (for erasure). Same TTL.
 - ``hub:authfail:{address}``        string: requests with a wrong API key from a client address in
   the current minute. TTL 60 s from the first.
@@ -54,6 +55,7 @@ __all__ = [
     "ARRIVALS",
     "CLAIM_MESSAGE",
     "COLLAPSE",
+    "ENSURE_LINK",
     "IMPORT_CUSTOMER",
     "INDEXED_STATUSES",
     "PACE",
@@ -148,6 +150,35 @@ def link(link_id: str) -> str:
 
 def links_of(customer_id: str) -> str:
     return f"hub:links:customer:{customer_id}"
+
+
+# Take or renew the tracking link of a delivery for a customer (hub.links, HubStore.ensure_link):
+# the first candidate id already theirs is renewed; failing that the first free one is taken. A
+# candidate held by another delivery or customer is never touched. Returns the id, or false when
+# every candidate belongs to someone else.
+# KEYS: hub:link:{id} per candidate (in order), then hub:links:customer:{id}.
+# ARGV: delivery_id, customer_id, ttl (s), created_at, then the candidate ids (in KEYS' order).
+ENSURE_LINK = """
+local n = #KEYS - 1
+local chosen, free = nil, nil
+for i = 1, n do
+  local owner = redis.call('HMGET', KEYS[i], 'delivery_id', 'customer_id')
+  if owner[1] == ARGV[1] and owner[2] == ARGV[2] then
+    chosen = i
+    break
+  end
+  if not free and redis.call('EXISTS', KEYS[i]) == 0 then free = i end
+end
+if not chosen then
+  if not free then return false end
+  chosen = free
+  redis.call('HSET', KEYS[chosen], 'delivery_id', ARGV[1], 'customer_id', ARGV[2], 'created_at', ARGV[4])
+end
+redis.call('EXPIRE', KEYS[chosen], ARGV[3])
+redis.call('SADD', KEYS[n + 1], ARGV[4 + chosen])
+redis.call('EXPIRE', KEYS[n + 1], ARGV[3])
+return ARGV[4 + chosen]
+"""
 
 
 def collapse(delivery_id: str, milestone: str) -> str:

@@ -6,7 +6,7 @@ Errors: none of its own; Redis errors propagate (the API answers 503, arq retrie
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -161,6 +161,7 @@ class HubStore:
         self._settle = redis.register_script(keys.SETTLE_MESSAGE)
         self._pace = redis.register_script(keys.PACE)
         self._collapse = redis.register_script(keys.COLLAPSE)
+        self._ensure_link = redis.register_script(keys.ENSURE_LINK)
 
     # -- events ---------------------------------------------------------------------------
     async def accept_events(self, items: list[tuple[str, str, str, bytes]], received_at: str) -> list[str]:
@@ -243,19 +244,26 @@ class HubStore:
         delivery = _decode_delivery(delivery_id, _pairs(delivery_flat))
         return bool(int(current)), _pairs(customer_flat), delivery, bool(int(sms_stopped)), int(seq)
 
-    async def ensure_link(self, link_id: str, delivery_id: str, customer_id: str, ttl: int) -> None:
-        """Record (or renew) a tracking link; see hub.links."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.link(link_id), mapping={"delivery_id": delivery_id, "customer_id": customer_id})
-            pipe.hsetnx(keys.link(link_id), "created_at", now_iso())
-            pipe.expire(keys.link(link_id), ttl)
-            pipe.sadd(keys.links_of(customer_id), link_id)
-            pipe.expire(keys.links_of(customer_id), ttl)
-            await pipe.execute()
+    async def ensure_link(self, candidates: Sequence[str], delivery_id: str, customer_id: str, ttl: int) -> str | None:
+        """Record (or renew) the tracking link of a delivery for a customer; see hub.links.
+
+        ``candidates`` are the link's possible ids in order (``Links.link_ids``): the first that
+        is already this delivery's and customer's is renewed, else the first free one is taken;
+        one held by another link is never overwritten (keys.ENSURE_LINK). Returns the link id,
+        or None when every candidate belongs to another link."""
+        found = await self._ensure_link(
+            keys=[*(keys.link(c) for c in candidates), keys.links_of(customer_id)],
+            args=[delivery_id, customer_id, ttl, now_iso(), *candidates],
+        )
+        if not found:
+            return None
+        return found.decode() if isinstance(found, bytes) else str(found)
 
     async def resolve_link(self, link_id: str) -> dict[str, str] | None:
+        """The link's record (delivery_id, customer_id, created_at); None for a missing or
+        incomplete one."""
         found: dict[str, str] = await self.redis.hgetall(keys.link(link_id))
-        return found or None
+        return found if found.get("delivery_id") and found.get("customer_id") else None
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         return _decode_delivery(delivery_id, await self.redis.hgetall(keys.delivery(delivery_id)))
