@@ -248,9 +248,8 @@ class Dispatcher:
             replaced = obsoleted_by(send.milestone, newer, cfg)
             if replaced:
                 return await self._drop(send, rec, "superseded", f"a newer {replaced} event arrived while it waited")
-            addresses, why = reachable(send.customer, spec.channel, send.stopped)
-            if why or spec.address not in addresses:
-                return await self._drop(send, rec, "skipped", why or "the customer's address changed while it waited")
+        # Erasure, opt-outs, STOP and a changed address are judged by the send gate, in the claim
+        # (keys.CLAIM_MESSAGE), atomically, on every path.
         due, reason = await self._hold(send, spec, rec, fresh, now)
         if due is not None:
             return await self._defer(send, rec, spec, due, reason)
@@ -283,6 +282,10 @@ class Dispatcher:
             # alone it would stay "sending" and end "unknown" without ever being sent.
             self._release_later(send, spec, rec, token)
             raise
+        if claim.startswith("gated:"):
+            metrics.MESSAGES.labels(rec.channel, "skipped").inc()
+            log.info("message %s skipped: %s", rec.channel, claim[6:], extra={**send.ids, "message_id": rec.id})
+            return "skipped"
         if claim.startswith("limited:"):
             reason = f"more than {limit} {spec.channel} messages to this customer in an hour"
             return await self._defer(send, rec, spec, int(claim.split(":", 1)[1]) / 1000, reason)

@@ -249,8 +249,11 @@ return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]),
 # handler's claim token (ARGV[13]): the same handler asking again (its first call's answer was
 # lost with a Redis connection) is told "claimed", anyone else sees "sending". The status it
 # replaced is kept as ``prior`` for RELEASE_CLAIM.
+# A "sending" claim passes the send gate first (erasure, opt-outs, STOP, a changed address): a
+# message it stops becomes "skipped" with the reason, and "gated:<reason>" is returned.
 # KEYS: message, history, by-delivery index, by-customer index, the five status indexes (dead,
-#   unknown, deferred, transient, replaying), the customer's rate window for the channel.
+#   unknown, deferred, transient, replaying), the customer's rate window for the channel, the
+#   customer, the SMS opt-out of the address (``sms_optout``; any key for other channels).
 # ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
 #   detail (why; may be empty), statuses allowing the change, hourly limit (0: none), window (ms),
 #   due (ms, for deferred; may be empty), policy clock (ms), job payload for a waiting message
@@ -262,6 +265,50 @@ if st == 'sending' and ARGV[13] ~= '' and redis.call('HGET', KEYS[1], 'claim') =
 end
 if st and not string.find(ARGV[7], ',' .. st .. ',', 1, true) then return st end
 local fields = cjson.decode(ARGV[4])
+if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
+  -- The send gate: whatever the path (first send, held, retried, escalated, fallback, replayed),
+  -- nothing goes to an erased customer, an opted-out channel, a number that texted STOP, or an
+  -- address that is no longer the customer's. Checked here, atomically with the claim.
+  local why = nil
+  local channel, to = fields['channel'], fields['to']
+  if redis.call('HGET', KEYS[11], 'erased') == '1' then
+    why = 'the customer was erased'
+  elseif channel == 'sms' and redis.call('EXISTS', KEYS[12]) == 1 then
+    why = 'the number texted STOP'
+  else
+    local opt = redis.call('HGET', KEYS[11], 'pref:opt_out')
+    if opt then
+      for _, c in ipairs(cjson.decode(opt)) do if c == channel then why = 'the customer opted out of ' .. c end end
+    end
+    if not why then
+      local current = false
+      if channel == 'push' then
+        local tokens = redis.call('HGET', KEYS[11], 'push_tokens')
+        if tokens then for _, t in ipairs(cjson.decode(tokens)) do if t == to then current = true end end end
+      else
+        current = redis.call('HGET', KEYS[11], channel == 'sms' and 'phone' or 'email') == to
+      end
+      if not current then why = "the address is no longer the customer's" end
+    end
+  end
+  if why then
+    if not st then
+      for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+      redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
+      redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
+      redis.call('ZADD', KEYS[4], ARGV[2], fields['id'])
+      redis.call('EXPIRE', KEYS[3], ARGV[3])
+      redis.call('EXPIRE', KEYS[4], ARGV[3])
+    end
+    redis.call('HSET', KEYS[1], 'status', 'skipped', 'updated_at', ARGV[1])
+    redis.call('HDEL', KEYS[1], 'due_at', 'job')
+    redis.call('RPUSH', KEYS[2], cjson.encode({status = 'skipped', at = ARGV[1], detail = why}))
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
+    for i = 5, 9 do redis.call('ZREM', KEYS[i], fields['id']) end
+    return 'gated:' .. why
+  end
+end
 local limit = tonumber(ARGV[8])
 if ARGV[5] == 'sending' and limit > 0 then
   local now = tonumber(ARGV[11])

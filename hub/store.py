@@ -291,7 +291,8 @@ class HubStore:
     ) -> str:
         """Move a message to ``status`` (see keys.CLAIM_MESSAGE): ``"claimed"`` if done (for
         "sending": the caller may send now), ``"limited:<ms>"`` when the customer's hourly
-        limit for the channel is reached, else the message's current status. ``token``: the
+        limit for the channel is reached, ``"gated:<reason>"`` when the send gate stopped it
+        (now "skipped"), else the message's current status. ``token``: the
         handler's own; asking again with it after a lost answer is safe."""
         result = await self._claim(
             keys=[
@@ -301,6 +302,8 @@ class HubStore:
                 keys.messages_by_customer(record.customer_id),
                 *(keys.messages_by_status(s) for s in keys.INDEXED_STATUSES),
                 keys.rate_window(record.customer_id, record.channel),
+                keys.customer(record.customer_id),
+                keys.sms_optout(self.optout_pepper, record.to),
             ],
             args=[
                 now_iso(),
