@@ -3,14 +3,31 @@ her non-urgent messages until they end, then they arrive."""
 
 from __future__ import annotations
 
-import time
+from datetime import datetime, tzinfo
+
+import pytest
 
 from hub.demo import run_demo
-from tests.conftest import ADMIN_KEY, API_KEY, Hub
+from tests.conftest import ADMIN_KEY, API_KEY, TEST_NOW, Hub
 
 
-async def test_the_demo_reaches_everyone_and_shows_quiet_hours_at_work(hub: Hub) -> None:
-    hub.now = time.time()  # the demo's route happened in the last 40 minutes of the wall clock
+class _DemoClock(datetime):
+    """``datetime`` for hub.demo, frozen at the policy clock's instant: the demo dates its route
+    (the last 40 minutes) and Yuki's quiet hours (until two minutes from now) by ``now()``."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+        return datetime.fromtimestamp(TEST_NOW, tz)
+
+
+async def test_the_demo_reaches_everyone_and_shows_quiet_hours_at_work(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo as it runs at 08:30 in Berlin (16:30 in Tokyo), whatever the wall clock says: the
+    # policy clock and the demo's own clock are one fixed instant, so no minute or midnight
+    # boundary crossed during the run can change what is quiet or expired.
+    monkeypatch.setattr("hub.demo.datetime", _DemoClock)
+    assert hub.now == TEST_NOW
     accepted = await run_demo(hub.base, API_KEY, pause=0)
     assert accepted == 20
     await hub.run_worker()
