@@ -101,6 +101,28 @@ class _Notice(Exception):
         self.status, self.which, self.lang = status, which, lang
 
 
+def _proof_of_delivery(value: Any) -> dict[str, Any] | None:
+    """What the page shows of a stored proof of delivery, whatever parts it has (every one is
+    optional, and timeline entries outlive the code that wrote them): texts as stripped strings,
+    the signature as a flag (a string names a signature image), the photo only as an http(s)
+    link. None when nothing is left to show."""
+    if not isinstance(value, dict):
+        return None
+
+    def text(name: str) -> str | None:
+        v = value.get(name)
+        return v.strip() or None if isinstance(v, str) else None
+
+    photo = text("photo_url")
+    pod = {
+        "recipient": text("recipient"),
+        "place": text("place"),
+        "signature": value.get("signature") is True or text("signature") is not None,
+        "photo_url": photo if photo and photo.lower().startswith(("https://", "http://")) else None,
+    }
+    return pod if any(pod.values()) else None
+
+
 def _load_strings(templates_dir: str) -> dict[str, dict[str, Any]]:
     raw: dict[str, dict[str, Any]] = yaml.safe_load((Path(templates_dir) / "_track" / "strings.yaml").read_text())
     english = raw["en"]
@@ -165,7 +187,10 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
             session = await request.app[deps.relay].for_delivery(d["id"])
             if session and session.get("status") == "open":
                 contact = session.get("customer_proxy")
-        pod = next((e.get("pod") for e in reversed(timeline) if e.get("type") == "delivered" and e.get("pod")), None)
+        pod = next(
+            (p for e in reversed(timeline) if e.get("type") == "delivered" and (p := _proof_of_delivery(e.get("pod")))),
+            None,
+        )
         steps = [
             {
                 "type": e.get("type", ""),

@@ -3,6 +3,8 @@ every way a token can be wrong."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -270,3 +272,76 @@ async def test_while_the_relay_is_open_the_page_offers_the_driver_on_the_proxy_n
     async with browser() as s:
         _, page = await get_page(s, url)
     assert "tel:" not in page  # delivered: no more calls
+
+
+# -- proof of delivery: every part of it, and odd stored ones ---------------------------------------
+POD = {"recipient": "Ana", "place": "front door", "signature": True, "photo_url": "https://pod.example/1.jpg"}
+POD_SHOWN = {
+    "recipient": "Angenommen von Ana",
+    "place": "Abgelegt: front door",
+    "signature": "Bei Zustellung unterschrieben",
+    "photo_url": "https://pod.example/1.jpg",
+}
+POD_PARTS = [dict(c) for n in range(len(POD) + 1) for c in itertools.combinations(POD.items(), n)]
+POD_ODD = [{"signature": False}, {"signature": "signature-0042.png"}, {"recipient": "", "place": " "}]
+
+
+async def delivered_with(hub: Hub, pod: dict[str, Any] | None) -> str:
+    url = await tracked(hub)
+    await hub.post_event(
+        make_event("delivered", occurred_at="2026-11-24T11:00:00+01:00", data={"pod": pod} if pod is not None else {})
+    )
+    await hub.run_worker()
+    return url
+
+
+async def assert_page_and_forms_answer(url: str) -> str:
+    """The page, its live part and every form answer without a server error; returns the page."""
+    async with browser() as s:
+        status, page = await get_page(s, url)
+        assert status == 200, page
+        async with s.get(url + "/live") as resp:
+            assert resp.status == 200
+        forms = {
+            "feedback": {"rating": "9"},
+            "instructions": {"kind": "note", "note": "x"},
+            "reschedule": {"slot": "s1"},
+            "preferences": {"progress": "sms", "problems": "sms", "done": "sms"},
+        }
+        for action, form in forms.items():
+            resp = await s.post(f"{url}/{action}", data={**form, "csrf": csrf_of(page)}, allow_redirects=False)
+            assert resp.status < 500, (action, await resp.text())
+    return page
+
+
+@pytest.mark.parametrize("pod", POD_PARTS + POD_ODD, ids=lambda p: "+".join(f"{k}={v!r}" for k, v in p.items()))
+async def test_any_part_of_a_proof_of_delivery_renders_and_the_forms_still_answer(
+    hub: Hub, pod: dict[str, Any]
+) -> None:
+    url = await delivered_with(hub, pod)
+    page = await assert_page_and_forms_answer(url)
+    assert "Zugestellt" in page
+    given = {name: bool(str(pod.get(name) or "").strip()) for name in POD}  # a signature image's name: signed
+    for name, shown in POD_SHOWN.items():
+        assert (shown in page) == given[name], name
+    assert ('class="pod"' in page) == any(given.values())  # nothing to show: no empty section
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["signed", ["Ana"], {"recipient": 42, "place": None}, {"photo_url": "javascript:alert(1)"}, {"photo_url": 7}],
+    ids=["text", "list", "odd-types", "script-url", "number-url"],
+)
+async def test_an_odd_stored_proof_of_delivery_renders_and_never_links_a_script(hub: Hub, stored: Any) -> None:
+    """Timeline entries outlive the code that wrote them: the page reads them defensively."""
+    import redis.asyncio as aioredis
+
+    url = await delivered_with(hub, None)
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    try:
+        entry = {"event_id": "evt-odd", "type": "delivered", "occurred_at": "2026-11-24T11:05:00+01:00", "pod": stored}
+        await r.zadd("hub:timeline:D-1001", {json.dumps(entry): 1_795_514_700_000})
+    finally:
+        await r.aclose()
+    page = await assert_page_and_forms_answer(url)
+    assert "javascript:" not in page
