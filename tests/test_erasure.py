@@ -24,8 +24,9 @@ async def everything_in(redis: aioredis.Redis) -> list[tuple[str, str]]:
     """(key name, value as text) for every key in Redis, whatever its type."""
     found: list[tuple[str, str]] = []
     async for raw_name in redis.scan_iter(count=1000):
-        name = raw_name.decode("utf-8", "replace")
-        kind = (await redis.type(raw_name)).decode()
+        name = raw_name if isinstance(raw_name, str) else raw_name.decode("utf-8", "replace")
+        kind = await redis.type(raw_name)
+        kind = kind if isinstance(kind, str) else kind.decode()
         value: Any
         if kind == "string":
             value = await redis.get(raw_name)
