@@ -9,14 +9,16 @@ See ``hub.sandbox.core`` for the routes.
 from __future__ import annotations
 
 from .core import Sandbox
-from .faults import MODES, PROVIDERS, FaultMode, Faults, FaultSetting, Provider
+from .faults import ACCEPTING, LOST_ANSWER, MODES, PROVIDERS, FaultMode, Faults, FaultSetting, Provider
 from .fcm_fake import FcmFake
 from .ledger import CHANNELS, Channel, Ledger, LedgerEntry
 from .smtp_sink import SmtpSink
 from .twilio_fake import TwilioFake
 
 __all__ = [
+    "ACCEPTING",
     "CHANNELS",
+    "LOST_ANSWER",
     "MODES",
     "PROVIDERS",
     "Channel",

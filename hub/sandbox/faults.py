@@ -15,8 +15,20 @@ Providers: ``"twilio"``, ``"fcm"``, ``"smtp"``. Modes:
 ``"refuse"``   HTTP 503; SMTP ``421`` greeting on a new connection (``421`` reply to MAIL on an
                open one), after which the server closes the connection
 
-A request failed by a fault is not recorded in the ledger. For SMTP a fault is consumed per
-MAIL transaction, except ``"refuse"``, which is also consumed by a new connection.
+Lost answers, for creating a message (Twilio Messages create, FCM send, SMTP DATA):
+
+``"accept-stall"``  the message is accepted and recorded, then the answer is held for
+                    ``timeout_seconds`` (released like ``"timeout"``) before it is sent: a
+                    client with a shorter timeout never sees it
+``"accept-drop"``   the message is accepted and recorded, then the connection is closed
+                    without an answer
+``"drop"``          the connection is closed without an answer and nothing is recorded (SMTP:
+                    after the message data, instead of the final reply)
+
+A request failed by any other mode is not recorded in the ledger. For SMTP a fault is consumed
+per MAIL transaction, except ``"refuse"``, which is also consumed by a new connection, and the
+three lost-answer modes, which are consumed at the end of DATA. Reads (Twilio's fetch and list)
+consume every mode but the two ``accept-`` ones.
 """
 
 from __future__ import annotations
@@ -28,14 +40,17 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-__all__ = ["MODES", "PROVIDERS", "FaultMode", "FaultSetting", "Faults", "Provider"]
+__all__ = ["ACCEPTING", "LOST_ANSWER", "MODES", "PROVIDERS", "FaultMode", "FaultSetting", "Faults", "Provider"]
 
 logger = logging.getLogger(__name__)
 
 Provider = Literal["twilio", "fcm", "smtp"]
-FaultMode = Literal["500", "503", "429", "timeout", "refuse"]
+FaultMode = Literal["500", "503", "429", "timeout", "refuse", "accept-stall", "accept-drop", "drop"]
 PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 MODES: tuple[FaultMode, ...] = get_args(FaultMode)
+# The modes that lose the answer to a request that created a message (see the module docstring).
+ACCEPTING: tuple[FaultMode, ...] = ("accept-stall", "accept-drop")
+LOST_ANSWER: tuple[FaultMode, ...] = (*ACCEPTING, "drop")
 
 
 @dataclass
@@ -125,7 +140,8 @@ class Faults:
         return result
 
     async def stall(self) -> None:
-        """Hold a request for ``timeout_seconds``; return early on ``release()`` or ``close()``."""
+        """Hold a request (or its answer) for ``timeout_seconds``; return early on ``release()``
+        or ``close()``."""
         if self._closed:
             return
         event = self._release
@@ -133,7 +149,8 @@ class Faults:
             await asyncio.wait_for(event.wait(), self.timeout_seconds)
 
     def release(self) -> None:
-        """Let every request currently held by a ``"timeout"`` fault go."""
+        """Let every request (or answer) currently held by a ``"timeout"`` or ``"accept-stall"``
+        fault go."""
         event, self._release = self._release, asyncio.Event()
         event.set()
 

@@ -11,7 +11,8 @@
   addresses here.
 * A token/fid listed as unregistered, or starting with ``"unregistered"``: 404 NOT_FOUND with the
   ``UNREGISTERED`` FcmError detail (firebase-admin raises ``messaging.UnregisteredError``).
-* Success: 200 ``{"name": "projects/{project}/messages/<id>"}``, recorded in the ledger.
+* Success: 200 ``{"name": "projects/{project}/messages/<id>"}``, recorded in the ledger (under
+  an ``accept-`` fault, recorded and then the answer held or the connection closed).
   ``validate_only`` answers like FCM's dry run (``.../messages/fake_message_id``) and is not
   recorded.
 
@@ -31,8 +32,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ._lost import drop_connection, lose_answer
 from ._util import mask_address
-from .faults import Faults
+from .faults import ACCEPTING, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 
 __all__ = ["FCM_ERROR_TYPE", "FcmFake", "fcm_error"]
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _TARGETS = ("token", "fid", "topic", "condition")
+# Faults consumed before a message is looked at; the ``accept-`` ones only once it is accepted.
+_EARLY_FAULTS = tuple(m for m in MODES if m not in ACCEPTING)
 _DEVICE_TARGETS = ("token", "fid")
 
 
@@ -85,10 +89,12 @@ class FcmFake:
     def is_unregistered(self, token: str) -> bool:
         return token in self.unregistered_tokens or token.startswith("unregistered")
 
-    async def _fault(self) -> web.Response | None:
-        mode = self._faults.take("fcm")
+    async def _fault(self, request: web.Request) -> web.Response | None:
+        mode = self._faults.take("fcm", _EARLY_FAULTS)
         if mode is None:
             return None
+        if mode == "drop":
+            return drop_connection(request)
         if mode == "500":
             return fcm_error(500, "INTERNAL", "Internal error encountered.", error_code="INTERNAL")
         if mode == "429":
@@ -105,7 +111,7 @@ class FcmFake:
         return fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.", error_code="UNAVAILABLE")
 
     async def handle_send(self, request: web.Request) -> web.Response:
-        failed = await self._fault()
+        failed = await self._fault(request)
         if failed is not None:
             return failed
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
@@ -192,4 +198,6 @@ class FcmFake:
             )
         )
         logger.info("fcm: accepted %s to %s", message_id, mask_address(to))
-        return web.json_response({"name": name})
+        answer = web.json_response({"name": name})
+        lost = self._faults.take("fcm", ACCEPTING)
+        return answer if lost is None else await lose_answer(request, lost, self._faults, answer)

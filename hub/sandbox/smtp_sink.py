@@ -7,7 +7,10 @@ hub configured with SMTP credentials works unchanged; STARTTLS is not offered.
 
 Each accepted message is parsed with the ``email.policy.default`` policy and recorded once
 per envelope recipient (``RCPT TO``), with the ``text/plain`` and ``text/html`` bodies, Subject,
-header From, Message-ID and List-Unsubscribe(-Post). The server answers ``250 OK``.
+header From, Message-ID and List-Unsubscribe(-Post). The server answers ``250 OK``; under a
+lost-answer fault (consumed at the end of DATA) it records the message and then holds that
+answer (``accept-stall``) or closes the connection without it (``accept-drop``), or closes the
+connection without recording anything (``drop``).
 
 aiosmtpd logs envelope addresses in full at INFO on the ``mail.log`` logger; starting the sink
 sets that logger to WARNING unless its level was configured.
@@ -26,7 +29,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from ._util import mask_address
-from .faults import Faults
+from .faults import LOST_ANSWER, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 
 __all__ = ["SmtpSink"]
@@ -34,6 +37,8 @@ __all__ = ["SmtpSink"]
 logger = logging.getLogger(__name__)
 
 _IDENT = "hub-sandbox ESMTP"
+# Faults consumed at MAIL; the lost-answer ones are consumed at the end of DATA.
+_MAIL_FAULTS = tuple(m for m in MODES if m not in LOST_ANSWER)
 # Headers copied into ``meta["headers"]`` besides every ``X-*`` header.
 _HEADERS_OF_INTEREST = (
     "Reply-To",
@@ -105,7 +110,15 @@ class _Handler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        self._sink._record(raw, envelope, session)
+        lost = self._sink._faults.take("smtp", LOST_ANSWER)
+        if lost != "drop":
+            self._sink._record(raw, envelope, session)
+        if lost == "accept-stall":
+            await self._sink._faults.stall()
+        elif lost is not None:  # the connection closes with no answer to the message
+            transport = server.transport
+            if transport is not None:
+                transport.abort()
         return "250 OK"
 
 
@@ -161,7 +174,7 @@ class SmtpSink:
         return protocol
 
     async def _fault(self, server: Any) -> str | None:
-        mode = self._faults.take("smtp")
+        mode = self._faults.take("smtp", _MAIL_FAULTS)
         if mode is None:
             return None
         if mode == "refuse":

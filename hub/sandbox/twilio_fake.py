@@ -11,6 +11,16 @@ Mounted under ``{prefix}/twilio``, so that twilio-python works unchanged once it
     missing body, 21603 missing sender, 21604 missing ``To``, 21617 body too long).
 ``GET {prefix}/twilio/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json``
     Fetch a message with its latest status (20404 when unknown).
+``GET {prefix}/twilio/2010-04-01/Accounts/{AccountSid}/Messages.json``
+    List the messages created through the API, newest first, as Twilio pages them
+    (``messages``, ``page``, ``page_size``, ``start``, ``end``, ``uri``, ``first_page_uri``,
+    ``next_page_uri``, ``previous_page_uri``). Filters: ``To``, ``From`` (exact), and
+    ``DateSent``, ``DateSent<``, ``DateSent>`` (on or before / on or after; a ``YYYY-MM-DD``
+    date compares sent dates, a ``YYYY-MM-DDTHH:MM:SSZ`` time compares sent times, as
+    twilio-python's ``date_sent_before`` / ``date_sent_after`` send them). A message not yet
+    sent has no sent date and no ``DateSent`` filter matches it. Paging: ``PageSize`` (default
+    50, at most 1000), ``Page``, ``PageToken`` (``PA``/``PB`` and a message SID, as in the
+    page URIs).
 
 When the sandbox sends status callbacks, a background task moves every accepted message to
 ``sent`` and then ``delivered`` (``callback_delay`` seconds apart) and, if the message had a
@@ -33,16 +43,20 @@ import logging
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from ._lost import drop_connection, lose_answer
 from ._outbound import Outbound
 from ._util import mask_address, new_sid, rfc2822, sms_segments, utcnow
-from .faults import Faults
+from .faults import ACCEPTING, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 
 __all__ = ["API_VERSION", "SANDBOX_POOL_NUMBER", "TwilioFake"]
@@ -54,6 +68,11 @@ INBOUND_WEBHOOK_PATH = "/webhooks/twilio/sms"
 # Sender used when a message names only a Messaging Service (Twilio's "valid" test number).
 SANDBOX_POOL_NUMBER = "+15005550006"
 MAX_BODY_CHARS = 1600
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+# Faults a request that creates nothing consumes: all but those that accept a message first.
+_READ_FAULTS = tuple(m for m in MODES if m not in ACCEPTING)
+_DATE_FILTERS = ("DateSent", "DateSent<", "DateSent>")
 
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _CHANNEL_PREFIX = re.compile(r"^(whatsapp|messenger|rcs):")
@@ -126,6 +145,7 @@ class TwilioFake:
     def add_routes(self, app: web.Application, prefix: str) -> None:
         base = f"{prefix}/twilio/{API_VERSION}/Accounts/{{account_sid}}"
         app.router.add_post(f"{base}/Messages.json", self.handle_create)
+        app.router.add_get(f"{base}/Messages.json", self.handle_list)
         app.router.add_get(f"{base}/Messages/{{sid}}.json", self.handle_fetch)
         app.router.add_post(f"{prefix}/sms/inbound", self.handle_inbound)
         app.router.add_post(f"{prefix}/voice/inbound", self.handle_call)
@@ -212,10 +232,12 @@ class TwilioFake:
             return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
         return None
 
-    async def _fault(self) -> web.Response | None:
-        mode = self._faults.take("twilio")
+    async def _fault(self, request: web.Request, modes: Collection[str] = _READ_FAULTS) -> web.Response | None:
+        mode = self._faults.take("twilio", modes)
         if mode is None:
             return None
+        if mode == "drop":
+            return drop_connection(request)
         if mode == "500":
             return twilio_error(500, 20500, "An internal server error has occurred")
         if mode == "429":
@@ -226,7 +248,7 @@ class TwilioFake:
         return twilio_error(503, 20503, "Service unavailable")
 
     async def handle_create(self, request: web.Request) -> web.Response:
-        failed = await self._fault()
+        failed = await self._fault(request)
         if failed is None:
             failed = self._check_auth(request)
         if failed is not None:
@@ -300,10 +322,63 @@ class TwilioFake:
         logger.info("twilio: accepted %s to %s", sid, mask_address(to))
         if self.status_callbacks:
             self._outbound.spawn(self._progress(sid, callback_url), name=f"twilio-status-{sid}")
-        return web.json_response(resource, status=201, headers=self._response_headers())
+        answer = web.json_response(resource, status=201, headers=self._response_headers())
+        lost = self._faults.take("twilio", ACCEPTING)
+        return answer if lost is None else await lose_answer(request, lost, self._faults, answer)
+
+    async def handle_list(self, request: web.Request) -> web.Response:
+        failed = await self._fault(request)
+        if failed is None:
+            failed = self._check_auth(request)
+        if failed is not None:
+            return failed
+        query = request.query
+        try:
+            size = int(query.get("PageSize", DEFAULT_PAGE_SIZE))
+            page = int(query.get("Page", 0))
+            dates = {name: _date_filter(query[name]) for name in _DATE_FILTERS if name in query}
+        except ValueError as e:
+            return twilio_error(400, 20001, f"Invalid parameter: {e}")
+        if not 1 <= size <= MAX_PAGE_SIZE or page < 0:
+            return twilio_error(400, 20001, f"PageSize must be 1 to {MAX_PAGE_SIZE} and Page not negative")
+        found = [
+            m
+            for m in reversed(self._messages.values())
+            if query.get("To") in (None, m["to"])
+            and query.get("From") in (None, m["from"])
+            and all(_sent_matches(m["date_sent"], name, wanted) for name, wanted in dates.items())
+        ]
+        start = page * size
+        token = query.get("PageToken", "")
+        sids = [m["sid"] for m in found]
+        if token[2:] in sids:
+            at = sids.index(token[2:])
+            start = at + 1 if token.startswith("PA") else max(0, at - size)
+        chunk = found[start : start + size]
+        filters = [(k, v) for k, v in query.items() if k in ("To", "From", *_DATE_FILTERS)]
+
+        def page_uri(number: int, page_token: str | None = None) -> str:
+            params = [*filters, ("PageSize", str(size)), ("Page", str(number))]
+            if page_token:
+                params.append(("PageToken", page_token))
+            return f"{self._resource_uri()}?{urlencode(params)}"
+
+        more = start + size < len(found)
+        body = {
+            "messages": chunk,
+            "page": page,
+            "page_size": size,
+            "start": start,
+            "end": start + max(len(chunk) - 1, 0),
+            "uri": page_uri(page, token or None),
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1, "PA" + chunk[-1]["sid"]) if chunk and more else None,
+            "previous_page_uri": page_uri(page - 1, "PB" + chunk[0]["sid"]) if chunk and start > 0 else None,
+        }
+        return web.json_response(body, headers=self._response_headers())
 
     async def handle_fetch(self, request: web.Request) -> web.Response:
-        failed = await self._fault()
+        failed = await self._fault(request)
         if failed is None:
             failed = self._check_auth(request)
         if failed is not None:
@@ -478,6 +553,29 @@ class TwilioFake:
                 )
             )
         return replies
+
+
+def _date_filter(value: str) -> date | datetime:
+    """A ``DateSent`` filter's value: a date, or a UTC time as twilio-python writes it."""
+    if "T" in value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return date.fromisoformat(value)
+
+
+def _sent_matches(date_sent: str | None, name: str, wanted: date | datetime) -> bool:
+    """Whether a message sent at ``date_sent`` (RFC 2822, or ``None``: not sent yet) passes the
+    ``DateSent`` filter ``name`` (``DateSent``, ``DateSent<``, ``DateSent>``)."""
+    if date_sent is None:
+        return False
+    sent = parsedate_to_datetime(date_sent).astimezone(UTC)
+    if isinstance(wanted, datetime):
+        if name == "DateSent":
+            return sent.date() == wanted.date()
+        return sent <= wanted if name == "DateSent<" else sent >= wanted
+    day = sent.date()
+    if name == "DateSent":
+        return day == wanted
+    return day <= wanted if name == "DateSent<" else day >= wanted
 
 
 def _country(number: str) -> str:
