@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Channel, Outbound, SendResult
+from .base import Channel, InDoubtPolicy, Outbound, SendResult
 from .email import SmtpEmail, build_email
 from .push import FcmPush
 from .segments import SegmentInfo, count_segments
@@ -11,6 +11,7 @@ from .sms import TwilioSms
 __all__ = [
     "Channel",
     "FcmPush",
+    "InDoubtPolicy",
     "Outbound",
     "SegmentInfo",
     "SendResult",

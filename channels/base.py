@@ -7,17 +7,33 @@ and return a ``SendResult``. Outcomes are values, not exceptions:
 - ``transient``: try again later (timeouts, 429, 5xx, refused connections; ``retry_after``
   when the provider said how long to wait);
 - ``permanent``: retrying cannot help (invalid number, unregistered token, hard bounce);
-  ``contact_invalid`` says the contact itself is bad and should be marked.
+  ``contact_invalid`` says the contact itself is bad and should be marked;
+- ``in_doubt``: the request may have reached the provider, but its answer was lost (a timeout
+  or a dropped connection after the request was sent). Sending again could deliver the message
+  twice. Failures where the provider surely has nothing (a refused connection, an error answer)
+  are ``transient``, never ``in_doubt``.
+
+What the hub does with an ``in_doubt`` send is the channel's ``in_doubt`` policy
+(``InDoubtPolicy``): ``RECONCILE`` asks the provider (``Channel.reconcile``) before sending
+again; ``UNKNOWN`` records the message ``unknown`` and never sends it again.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-__all__ = ["Channel", "Outbound", "SendResult"]
+__all__ = ["Channel", "InDoubtPolicy", "Outbound", "SendResult"]
 
-Outcome = Literal["accepted", "transient", "permanent"]
+Outcome = Literal["accepted", "transient", "permanent", "in_doubt"]
+
+
+class InDoubtPolicy(enum.Enum):
+    """What the hub does with a send whose answer was lost (see the module docstring)."""
+
+    RECONCILE = "reconcile"  # look the message up at the provider; send again only if it is not there
+    UNKNOWN = "unknown"  # no reliable lookup: record ``unknown``, never send again
 
 
 @dataclass(frozen=True)
@@ -57,10 +73,22 @@ class SendResult:
     def permanent(cls, reason: str, *, code: str | None = None, contact_invalid: bool = False) -> SendResult:
         return cls("permanent", reason=reason, error_code=code, contact_invalid=contact_invalid)
 
+    @classmethod
+    def in_doubt(cls, reason: str, *, code: str | None = None) -> SendResult:
+        return cls("in_doubt", reason=reason, error_code=code)
+
 
 class Channel(Protocol):
     name: str
+    in_doubt: InDoubtPolicy
 
     async def send(self, message: Outbound) -> SendResult: ...
+
+    async def reconcile(self, message: Outbound, since: float) -> SendResult:
+        """After an ``in_doubt`` send of ``message``: ``accepted`` (with the provider's id) when
+        the provider has it, ``transient`` when it surely has not (safe to send again),
+        ``in_doubt`` when it cannot tell. ``since``: no copy of the message was made before this
+        time (Unix seconds). Only channels whose policy is ``RECONCILE`` are asked."""
+        ...
 
     async def close(self) -> None: ...

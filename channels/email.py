@@ -2,6 +2,12 @@
 
 ``SmtpEmail`` keeps a small pool of open SMTP connections (created lazily, reused across
 messages, replaced when the server drops them).
+
+A connection lost or timed out once the message's DATA has begun is ``in_doubt``: the server may
+have taken the message before its answer was lost. It is not tried again on a new connection,
+and since SMTP offers no way to ask a server whether it has a message, the policy is
+``UNKNOWN``. Lost before DATA (a pooled connection the server had closed, a refused
+connection): nothing was handed over, and the message is tried once more on a new connection.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from email.mime.text import MIMEText
 from typing import Any
 
 import aiosmtplib
+from aiosmtplib.typing import Default
 
-from .base import Outbound, SendResult
+from .base import InDoubtPolicy, Outbound, SendResult
 
 __all__ = ["SmtpEmail", "build_email"]
 
@@ -49,8 +56,22 @@ def build_email(message: Outbound, sender: str, domain: str) -> Message:
     return msg
 
 
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting when a message's DATA command began: a connection lost or
+    timed out after that may have left the message with the server."""
+
+    data_started = False
+
+    async def data(
+        self, message: str | bytes, /, *, timeout: float | Default | None = Default.token
+    ) -> aiosmtplib.SMTPResponse:
+        self.data_started = True
+        return await super().data(message, timeout=timeout)
+
+
 class SmtpEmail:
     name = "email"
+    in_doubt = InDoubtPolicy.UNKNOWN
 
     def __init__(
         self,
@@ -80,16 +101,16 @@ class SmtpEmail:
         _, address = email.utils.parseaddr(sender)
         self._envelope_from = address or sender
         self._domain = address.rpartition("@")[2] or "localhost"
-        self._pool: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._pool: asyncio.Queue[_Client] = asyncio.Queue()
         self._slots = asyncio.Semaphore(pool_size)
-        self._all: set[aiosmtplib.SMTP] = set()
+        self._all: set[_Client] = set()
 
-    async def _acquire(self) -> aiosmtplib.SMTP:
+    async def _acquire(self) -> _Client:
         await self._slots.acquire()
         try:
             client = self._pool.get_nowait()
         except asyncio.QueueEmpty:
-            client = aiosmtplib.SMTP(**self._options)
+            client = _Client(**self._options)
             self._all.add(client)
         if not client.is_connected:
             try:
@@ -99,14 +120,14 @@ class SmtpEmail:
                 raise
         return client
 
-    def _release(self, client: aiosmtplib.SMTP, healthy: bool) -> None:
+    def _release(self, client: _Client, healthy: bool) -> None:
         if healthy:
             self._pool.put_nowait(client)
         else:
             self._discard(client)
         self._slots.release()
 
-    def _discard(self, client: aiosmtplib.SMTP) -> None:
+    def _discard(self, client: _Client) -> None:
         self._all.discard(client)
         if client.is_connected:
             client.close()
@@ -121,6 +142,7 @@ class SmtpEmail:
                 self._slots.release()
                 return SendResult.transient(f"smtp connect failed: {_describe(e)}")
             healthy = True
+            client.data_started = False
             try:
                 await client.send_message(msg, sender=self._envelope_from, recipients=[message.to])
                 return SendResult.accepted(provider_id)
@@ -132,16 +154,19 @@ class SmtpEmail:
                 healthy = e.code < 500 or e.code in _BAD_ADDRESS
                 await _reset(client)
                 return _by_code(e.code, e.message)
-            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as e:
+            except (aiosmtplib.SMTPException, OSError) as e:  # OSError: TimeoutError and resets too
                 healthy = False
-                if attempt == 2:
+                if client.data_started:
+                    return SendResult.in_doubt(f"smtp answer to DATA lost: {_describe(e)}")
+                if attempt == 2 or not isinstance(e, OSError):
                     return SendResult.transient(f"smtp connection lost: {_describe(e)}")
-            except (TimeoutError, aiosmtplib.SMTPException) as e:
-                healthy = False
-                return SendResult.transient(f"smtp error: {_describe(e)}")
             finally:
                 self._release(client, healthy)
         return SendResult.transient("smtp unavailable")  # pragma: no cover - loop always returns
+
+    async def reconcile(self, message: Outbound, since: float) -> SendResult:
+        """SMTP cannot be asked whether a server has a message: never sure."""
+        return SendResult.in_doubt("smtp offers no lookup")
 
     async def close(self) -> None:
         for client in list(self._all):
@@ -153,7 +178,7 @@ class SmtpEmail:
         self._all.clear()
 
 
-async def _reset(client: aiosmtplib.SMTP) -> None:
+async def _reset(client: _Client) -> None:
     try:
         await client.rset()
     except (TimeoutError, aiosmtplib.SMTPException, OSError):

@@ -8,6 +8,13 @@ update about the same delivery replaces the older one on the phone.
 ``base_url`` replaces ``https://fcm.googleapis.com`` (the sandbox serves the same API on
 loopback). Without ``credentials_file`` a fixed access token is used, which only the sandbox
 accepts.
+
+A send that got no HTTP answer after the request may have gone out (a read timeout, the
+connection closed or reset before the answer) is ``in_doubt``; one that never connected is
+``transient``. FCM has no way to ask whether it has a message, and a second push is not
+harmless: the Android ``collapse_key`` only collapses messages FCM still holds for an offline
+device, and a notification already shown is replaced only by one with the same
+``android.notification.tag``, which these pushes do not set. So the policy is ``UNKNOWN``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ import itertools
 from typing import Any
 
 import firebase_admin
+import httpx
 from firebase_admin import credentials, exceptions, messaging
 from google.oauth2.credentials import Credentials as TokenCredentials
 
-from .base import Outbound, SendResult
+from .base import InDoubtPolicy, Outbound, SendResult
 
 __all__ = ["FcmPush"]
 
@@ -37,6 +45,7 @@ class _StaticToken(credentials.Base):  # type: ignore[misc]  # firebase-admin sh
 
 class FcmPush:
     name = "push"
+    in_doubt = InDoubtPolicy.UNKNOWN
 
     def __init__(
         self,
@@ -83,6 +92,10 @@ class FcmPush:
             return SendResult.accepted(str(response.message_id))
         return _classify(response.exception)
 
+    async def reconcile(self, message: Outbound, since: float) -> SendResult:
+        """FCM cannot be asked whether it has a message: never sure."""
+        return SendResult.in_doubt("fcm offers no lookup")
+
     async def close(self) -> None:
         client: Any = self._service._async_client
         await client.aclose()
@@ -92,6 +105,8 @@ class FcmPush:
 
 def _classify(error: BaseException | None) -> SendResult:
     reason = f"fcm: {error}" if error else "fcm: unknown error"
+    if _answer_lost(error):
+        return SendResult.in_doubt(reason, code=type(error).__name__)
     if isinstance(error, messaging.UnregisteredError):
         return SendResult.permanent(reason, code="UNREGISTERED", contact_invalid=True)
     if isinstance(error, messaging.SenderIdMismatchError):
@@ -116,6 +131,16 @@ def _classify(error: BaseException | None) -> SendResult:
         token_problem = "token" in str(error).lower()
         return SendResult.permanent(reason, code="INVALID_ARGUMENT", contact_invalid=token_problem)
     return SendResult.permanent(reason, code=type(error).__name__ if error else None)
+
+
+def _answer_lost(error: BaseException | None) -> bool:
+    """No HTTP answer, and the request may have been sent: anything but failing to connect."""
+    if not isinstance(error, exceptions.FirebaseError) or error.http_response is not None:
+        return False
+    cause = error.cause
+    if isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return False  # no connection: FCM cannot have it
+    return isinstance(cause, httpx.TransportError)
 
 
 def _retry_after(error: BaseException) -> float | None:

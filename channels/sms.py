@@ -3,6 +3,16 @@
 ``TwilioSms`` is created once per worker; it reuses one aiohttp session. ``base_url`` replaces
 ``https://api.twilio.com`` (the sandbox serves the same API on loopback); in production it is
 left at Twilio's own origin.
+
+A create whose answer is lost (a timeout or a dropped connection once the request was out) is
+``in_doubt``: Twilio may have made the message. ``reconcile`` then looks for it in Twilio's
+message list (``GET .../Messages.json?To=...&From=...``): the hub's own message is an
+outbound-api message to the number, from the hub's sender, created no earlier than the send,
+with the same body (compared on its letters and digits, so Twilio's Smart Encoding of quotes
+and dashes does not hide it). Found: accepted with its SID. The whole list read and no such
+message: Twilio has none, and sending again is safe. Anything else (the list unreadable, longer
+than ``RECONCILE_PAGES`` pages): still in doubt. No ``DateSent`` filter is used, because a
+message Twilio has queued but not yet sent has no sent date and such a filter would hide it.
 """
 
 from __future__ import annotations
@@ -10,23 +20,29 @@ from __future__ import annotations
 import base64
 import contextvars
 import logging
+import unicodedata
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from .base import Outbound, SendResult
+from .base import InDoubtPolicy, Outbound, SendResult
 
-__all__ = ["PERMANENT_SMS_ERRORS", "TwilioSms"]
+__all__ = ["PERMANENT_SMS_ERRORS", "RECONCILE_PAGES", "RECONCILE_PAGE_SIZE", "TwilioSms"]
 
 TWILIO_ORIGIN = "https://api.twilio.com"
 # Twilio error codes that retrying cannot fix; the first group means the number itself is bad.
 INVALID_NUMBER_ERRORS = {"21211", "21214", "21217", "21407", "21421", "21612", "21614", "30003", "30005", "30006"}
 PERMANENT_SMS_ERRORS = INVALID_NUMBER_ERRORS | {"21408", "21606", "21610", "30004", "30007", "21602", "21604"}
+# A reconciliation reads at most this many pages of the number's messages before giving up
+# (the message stays in doubt).
+RECONCILE_PAGES = 5
+RECONCILE_PAGE_SIZE = 200
 
 # Headers of the last response in this task: TwilioRestException carries no headers, and a 429's
 # Retry-After lives there. A context variable is per task, so concurrent sends do not mix.
@@ -78,6 +94,7 @@ class _OriginHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio 
 
 class TwilioSms:
     name = "sms"
+    in_doubt = InDoubtPolicy.RECONCILE
 
     def __init__(
         self,
@@ -115,9 +132,46 @@ class TwilioSms:
             created = await self._client.messages.create_async(**kwargs)
         except TwilioRestException as e:
             return _classify(e, _last_headers.get())
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+            # No connection was made: Twilio cannot have the request.
             return SendResult.transient(f"twilio unreachable: {type(e).__name__}")
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            # The request was on its way and no answer came (a timeout, a reset, a connection
+            # closed without an answer): Twilio may have created the message.
+            return SendResult.in_doubt(f"twilio answer lost: {type(e).__name__}")
         return SendResult.accepted(str(created.sid))
+
+    async def reconcile(self, message: Outbound, since: float) -> SendResult:
+        """Whether Twilio has ``message`` from an earlier ``send`` (see the module docstring)."""
+        sender = message.sender or (None if self._service else self._from)
+        query: dict[str, Any] = {"to": message.to, "page_size": RECONCILE_PAGE_SIZE}
+        if sender:
+            query["from_"] = sender
+        try:
+            page = await self._client.messages.page_async(**query)
+            for _ in range(RECONCILE_PAGES):
+                for listed in page:
+                    if self._is_copy(listed, message, sender, since):
+                        return SendResult.accepted(str(listed.sid))
+                page = await page.next_page_async()
+                if page is None:
+                    return SendResult.transient("twilio has no such message")
+        except (TwilioException, TimeoutError, aiohttp.ClientError, OSError) as e:
+            # An error answer (a page that failed: TwilioException) or none at all.
+            return SendResult.in_doubt(f"twilio lookup failed: {type(e).__name__}")
+        pages = RECONCILE_PAGES * RECONCILE_PAGE_SIZE
+        return SendResult.in_doubt(f"more than {pages} messages to this number at twilio; cannot tell")
+
+    def _is_copy(self, listed: Any, message: Outbound, sender: str | None, since: float) -> bool:
+        """Whether a Message resource from Twilio's list is ``message``, sent by this hub."""
+        created = listed.date_created
+        return bool(
+            listed.direction == "outbound-api"
+            and listed.to == message.to
+            and (listed.from_ == sender if sender else listed.messaging_service_sid == self._service)
+            and (created is None or created.timestamp() >= since)
+            and (listed.body == message.text or _skeleton(listed.body or "") == _skeleton(message.text))
+        )
 
     async def close(self) -> None:
         await self._http.close()
@@ -138,3 +192,9 @@ def _classify(error: TwilioRestException, headers: Mapping[str, str]) -> SendRes
                 retry_after = None
         return SendResult.transient(reason, code=code, retry_after=retry_after)
     return SendResult.permanent(reason, code=code)
+
+
+def _skeleton(text: str) -> str:
+    """The letters and digits of ``text``, accents and case dropped: what Twilio's Smart Encoding
+    (quotes, dashes, ellipses, spaces replaced by GSM-7 ones) leaves unchanged."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if c.isalnum()).casefold()

@@ -30,7 +30,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -40,7 +40,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from channels import Channel, Outbound, SendResult, count_segments
+from channels import Channel, InDoubtPolicy, Outbound, SendResult, count_segments
 from preferences import CustomerRecord, CustomerStore
 
 from . import keys, metrics
@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 
 SEND_JOB = "send_message"
 _STATUS = {"accepted": "accepted", "transient": "transient", "permanent": "failed"}
+# Spec.reason of a message's retry after a send whose answer was lost: it asks the provider
+# before sending again (see _reconcile).
+IN_DOUBT = "in_doubt"
+# Clock difference allowed between the hub and a provider when matching its record of a send.
+RECONCILE_SKEW = 300.0
 Enqueue = Callable[..., Awaitable[Any]]
 T = TypeVar("T")
 
@@ -444,18 +449,39 @@ class Dispatcher:
             metrics.MESSAGES.labels(rec.channel, "failed").inc()
             return "failed"
         outbound = self._outbound(rec, rendered, send.link)
-        started = time.perf_counter()
-        try:
-            result = await self.channels[rec.channel].send(outbound)
-        except Exception as e:  # an adapter bug must not lose the message: retry it
-            log.exception("channel %s raised", rec.channel, extra={**send.ids, "message_id": rec.id})
-            result = SendResult.transient(f"adapter error: {type(e).__name__}")
-        metrics.PROVIDER_SECONDS.labels(rec.channel, result.outcome).observe(time.perf_counter() - started)
-        status = _STATUS[result.outcome]
+        channel = self.channels[rec.channel]
         extra: dict[str, str] = {}
         if rec.channel == "sms":
             info = count_segments(outbound.text)
             extra = {"segments": str(info.segments), "encoding": info.encoding}
+        if spec.reason == IN_DOUBT:
+            # An earlier try's answer was lost: the provider may have the message already.
+            found = await self._reconcile(send, spec, rec, token, outbound)
+            if found is not None:
+                return await self._settled(send, spec, rec, token, found, extra)
+            spec = replace(spec, reason="")  # it has not: from here on, a plain retry
+        started = time.perf_counter()
+        sent_ms = int(time.time() * 1000)
+        try:
+            result = await channel.send(outbound)
+        except Exception as e:  # an adapter bug must not lose the message: retry it
+            log.exception("channel %s raised", rec.channel, extra={**send.ids, "message_id": rec.id})
+            result = SendResult.transient(f"adapter error: {type(e).__name__}")
+        metrics.PROVIDER_SECONDS.labels(rec.channel, result.outcome).observe(time.perf_counter() - started)
+        if result.outcome == "in_doubt":
+            metrics.MESSAGES.labels(rec.channel, "in_doubt").inc()
+            extra["doubt_ms"] = str(sent_ms)  # the provider made no copy before this
+        return await self._settled(send, spec, rec, token, result, extra)
+
+    async def _settled(
+        self, send: Send, spec: Spec, rec: MessageRecord, token: str, result: SendResult, extra: dict[str, str]
+    ) -> str:
+        """Record a provider call's outcome and act on it; returns the message's status."""
+        status = _STATUS.get(result.outcome, "in_doubt")
+        if status == "in_doubt" and self.channels[rec.channel].in_doubt is not InDoubtPolicy.RECONCILE:
+            status = "unknown"  # no lookup on this channel: never sent again
+        elif status == "in_doubt":
+            spec = replace(spec, reason=IN_DOUBT)  # its retry asks the provider before sending
         # The outcome is in hand and only Redis can lose it now. It is recorded, with what follows
         # from it (parked callbacks, the reply prompt, the status webhook, a retired contact), by
         # a task of its own that outlives this job (a Redis outage longer than the job, the job's
@@ -472,6 +498,52 @@ class Dispatcher:
             await self.schedule("retry", send, spec, due_ms)  # lost in a crash here: the sweeper finds it
         return status
 
+    async def _reconcile(
+        self, send: Send, spec: Spec, rec: MessageRecord, token: str, outbound: Outbound
+    ) -> SendResult | None:
+        """Ask the provider whether it has the message a try whose answer was lost may have left
+        there: ``accepted`` (it has: record it, send nothing) or ``in_doubt`` (it cannot tell:
+        ask again later), or ``None``: it has not, send it."""
+        fields = await self._before_provider(send, spec, rec, token, lambda: self.store.message_fields(rec.id))
+        since = int(fields.get("doubt_ms") or 0) / 1000 - RECONCILE_SKEW
+        try:
+            found = await self.channels[rec.channel].reconcile(outbound, since)
+        except Exception as e:  # an adapter bug: still in doubt, never a blind resend
+            log.exception("channel %s reconcile raised", rec.channel, extra={**send.ids, "message_id": rec.id})
+            found = SendResult.in_doubt(f"lookup error: {type(e).__name__}")
+        log.info(
+            "message %s in doubt, looked up: %s",
+            rec.channel,
+            found.outcome,
+            extra={**send.ids, "message_id": rec.id},
+        )
+        if found.outcome == "accepted":
+            metrics.MESSAGES.labels(rec.channel, "reconciled").inc()
+            return found
+        if found.outcome != "transient":
+            return SendResult.in_doubt(found.reason or "lookup failed", code=found.error_code)
+        note = f"the provider has no such message ({found.reason}); sending it again"
+        await self._before_provider(send, spec, rec, token, lambda: self.store.note(rec.id, note))
+        return None
+
+    async def _before_provider(
+        self, send: Send, spec: Spec, rec: MessageRecord, token: str, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        """A Redis call between the claim and the provider call, asked again through a short
+        outage; if Redis stays away (or the job is cancelled), the claim is given back, as
+        ``deliver`` does when its claim fails, and a retry with the same ``spec`` follows."""
+        try:
+            return await _outlasting(call, patience=self.settings.worker.job_timeout / 4)
+        except BaseException:
+            self._release_later(send, spec, rec, token)
+            raise
+
+    def _reconcile_after(self, channel: str) -> float:
+        """Seconds before the provider is asked about a send whose answer was lost: as long as
+        the client waited, so a request the provider was still working on has ended."""
+        timeouts = {"sms": self.settings.twilio.timeout, "email": self.settings.smtp.timeout}
+        return float(timeouts.get(channel, self.settings.fcm.timeout))
+
     async def _conclude(
         self,
         send: Send,
@@ -483,65 +555,88 @@ class Dispatcher:
         token: str,
     ) -> tuple[str, int | None]:
         """Record a provider call's outcome under the handler's claim, through Redis outages as long
-        as the sending lease, and do what follows from it at once (see ``_send``). Returns the
+        as the sending lease, and do what follows from it at once (see ``_settled``). Returns the
         status and, for a retry, when it is due; when the claim is no longer this handler's, the
-        status found instead, and nothing follows."""
+        status found instead, and nothing follows.
+
+        ``status`` ``in_doubt`` (the answer lost, the channel reconciles) is recorded as a retry
+        (``transient``, with ``spec`` asking the provider first) logged ``in_doubt`` in the
+        history, or ``unknown`` after ``worker.max_tries``; ``unknown`` is never sent again."""
         patience = self.settings.worker.job_timeout + 5
         due_ms = None
         error = result.reason
-        if status == "transient":
+        logged: tuple[str, str] | None = None  # a history entry other than the status's own
+        if status in ("transient", "in_doubt"):
             # Decided before anything is recorded, while this handler still holds the claim: a
             # retry (with its job payload, for the sweeper) or the dead letter, in one write.
             fields = await _outlasting(lambda: self.store.message_fields(rec.id), patience=patience)
             attempts = int(fields.get("attempts", "1"))
             extra["job"] = _job_payload(send, spec)
-            if attempts >= self.settings.worker.max_tries:
+            if status == "in_doubt":
+                extra["doubt_ms"] = fields.get("doubt_ms") or extra.get("doubt_ms", "0")  # the first
+            if status == "in_doubt" and attempts >= self.settings.worker.max_tries:
+                del extra["job"]
+                status, error = "unknown", f"still in doubt after {attempts} tries ({result.reason}); not sent again"
+            elif status == "in_doubt":
+                wait = max(self._backoff(attempts, None), self._reconcile_after(rec.channel))
+                due_ms = int((self.clock() + wait) * 1000)
+                status = "transient"
+                logged = ("in_doubt", f"{result.reason}; the provider may have it: asking it before sending again")
+            elif attempts >= self.settings.worker.max_tries:
                 status, error = "dead", f"gave up after {attempts} tries: {result.reason}"
             else:
                 due_ms = int((self.clock() + self._backoff(attempts, result.retry_after)) * 1000)
+        elif status == "unknown":
+            error = f"{result.reason}; the provider may have it and cannot be asked: not sent again"
+        elif status == "accepted" and spec.reason == IN_DOUBT:
+            logged = ("accepted", "found at the provider after its answer was lost; not sent again")
         at = now_iso()
-        found = await _outlasting(
-            lambda: self.store.settle(
-                rec.id,
-                token,
-                status,
-                at=at,
-                provider_id=result.provider_id,
-                error=error,
-                error_code=result.error_code,
-                extra=extra or None,
-                due_ms=due_ms,
-            ),
-            patience=patience,
-        )
+
+        def write() -> Awaitable[str]:
+            outcome: dict[str, Any] = {
+                "at": at,
+                "provider_id": result.provider_id,
+                "error": error,
+                "error_code": result.error_code,
+                "extra": extra or None,
+                "due_ms": due_ms,
+            }
+            if logged is None:
+                return self.store.settle(rec.id, token, status, **outcome)
+            return self.store.settle_logged(rec.id, token, status, logged=logged, **outcome)
+
+        found = await _outlasting(write, patience=patience)
+        label = logged[0] if logged else status
         if found != "done":
             log.warning(
                 "message %s outcome %s not recorded: the message is %s now (its claim ended)",
                 rec.channel,
-                status,
+                label,
                 found,
                 extra={**send.ids, "message_id": rec.id},
             )
             return found, None
-        metrics.MESSAGES.labels(rec.channel, status).inc()
-        if status == "transient":
+        if label != "in_doubt":  # counted once, when the provider call ended so (_send)
+            metrics.MESSAGES.labels(rec.channel, status).inc()
+        if label == "transient":
             metrics.MESSAGE_RETRIES.labels(rec.channel).inc()
         elif status == "dead":
             metrics.DEAD_LETTERS.labels("message").inc()
         log.info(
             "message %s %s to %s",
             rec.channel,
-            status,
+            label,
             mask(rec.channel, rec.to),
             extra={**send.ids, "message_id": rec.id},
         )
         if result.provider_id and rec.channel == "sms":
             await apply_parked(self.store, self.customers, self.webhooks, rec.id, result.provider_id)
+        if rec.channel == "sms" and (status == "accepted" or label == "in_doubt"):
+            # In doubt too: the customer may have the SMS, and a reply to it should be understood.
+            prompt = self._prompt(send)
+            if prompt is not None:
+                await self._open_prompt(rec.to, prompt)
         if status == "accepted":
-            if rec.channel == "sms":
-                prompt = self._prompt(send)
-                if prompt is not None:
-                    await self._open_prompt(rec.to, prompt)
             await self._status_webhook(rec, status, result)
             await self._maybe_escalate(send, spec, rec)
         elif status == "failed":
@@ -549,6 +644,9 @@ class Dispatcher:
             await self._retire_contact(rec, result)
         elif status == "dead":
             await self._status_webhook(rec, "dead", None)
+        elif status == "unknown":
+            await self._status_webhook(rec, "unknown", result)
+            await self._maybe_escalate(send, spec, rec)  # a push: an SMS if the app does not confirm it
         return status, due_ms
 
     async def _retire_contact(self, rec: MessageRecord, result: SendResult) -> None:
