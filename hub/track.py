@@ -19,8 +19,8 @@ import hashlib
 import hmac
 import json
 import secrets
+import string
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -123,6 +123,21 @@ def _proof_of_delivery(value: Any) -> dict[str, Any] | None:
     return pod if any(pod.values()) else None
 
 
+def _answer_key(page: Page, action: str, previous: Any, answer: Any) -> str:
+    """The webhook key (the upstream delivery id, hub.webhooks) of a form's answer that changes
+    what was stored: derived from the answer and the record it replaces (which holds when that
+    was written), so a resubmit racing the first submit is the same webhook, while an answer
+    that changes back after another change is a new one."""
+    fact = json.dumps([action, previous, answer], sort_keys=True, default=str)
+    return f"web:{page.link_id}:{action}:{hashlib.sha256(fact.encode()).hexdigest()[:32]}"
+
+
+def _csrf_cookie(request: web.Request) -> str | None:
+    """This browser's CSRF cookie when it has the shape the page gives it (32 hex digits)."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return cookie if len(cookie) == 32 and all(c in string.hexdigits for c in cookie) else None
+
+
 def _load_strings(templates_dir: str) -> dict[str, dict[str, Any]]:
     raw: dict[str, dict[str, Any]] = yaml.safe_load((Path(templates_dir) / "_track" / "strings.yaml").read_text())
     english = raw["en"]
@@ -214,10 +229,8 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
 
     def csrf_for(request: web.Request) -> tuple[str, bool]:
         """The form token for this browser (an HMAC of its cookie); whether the cookie is new."""
-        cookie = request.cookies.get(CSRF_COOKIE)
-        fresh = not cookie or len(cookie) != 32
-        value = secrets.token_hex(16) if fresh else str(cookie)
-        return value, fresh
+        cookie = _csrf_cookie(request)
+        return (cookie, False) if cookie else (secrets.token_hex(16), True)
 
     def form_token(cookie: str, page: Page) -> str:
         return hmac.new(csrf_key, f"{cookie}\x1f{page.link_id}".encode(), hashlib.sha256).hexdigest()
@@ -304,11 +317,19 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
             page = await resolve(request)
         except _Notice as e:
             return notice(e)
-        form = await request.post()
         t = page.strings
-        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if request.content_type != "application/x-www-form-urlencoded":
+            # The page's forms post nothing else; a multipart body would spool files to read.
+            return await render_page(request, page, errors=[t["error_form"]], status=415)
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):
+            # Not a form we can read: bytes that are not in its charset (UnicodeDecodeError), a
+            # charset nobody knows.
+            return await render_page(request, page, errors=[t["error_form"]], status=400)
+        cookie = _csrf_cookie(request)
         given = str(form.get("csrf", ""))
-        if not cookie or not hmac.compare_digest(given.encode(), form_token(cookie, page).encode()):
+        if not cookie or not hmac.compare_digest(given.encode("utf-8", "replace"), form_token(cookie, page).encode()):
             return await render_page(request, page, errors=[t["error_csrf"]], status=403)
         which = request.match_info["action"]
         handler = {"reschedule": reschedule, "instructions": instruct, "feedback": rate, "preferences": prefer}[which]
@@ -326,13 +347,16 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
         slot = offered.get(str(form.get("slot", "")))
         if slot is None:
             return [t["error_slot"] if offered else t["error_slot_closed"]]
+        previous = d.get("reschedule_requested")
+        if isinstance(previous, dict) and previous.get("slot_id") == slot["id"]:
+            return []  # already asked for (a resubmit, a reload): nothing new to tell upstream
         label = Formatter(page.lang, page.timezone).slot(slot["start"], slot["end"])
         await request.app[deps.conversations].reschedule(
             page.customer,
             {"delivery_id": d["id"]},
             {**slot, "label": label},
             page.lang,
-            f"web:{page.link_id}:{uuid.uuid4().hex}",
+            _answer_key(page, "reschedule", previous, slot["id"]),
             channel="web",
         )
         return []
@@ -351,20 +375,27 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
             errors.append(t["error_note_needed"])
         if errors:
             return errors
+        always = form.get("always") == "1"
+        answer = {"kind": kind, "note": note or None, "always": always}  # as Conversations.instruct stores it
+        previous = page.delivery.get("instructions")
+        if isinstance(previous, dict) and {k: previous.get(k) for k in answer} == answer:
+            return []  # the instructions given already (a resubmit, a reload)
         await request.app[deps.conversations].instruct(
             page.customer,
             {"delivery_id": page.delivery["id"]},
             kind,
             note,
-            form.get("always") == "1",
+            always,
             page.lang,
-            f"web:{page.link_id}:{uuid.uuid4().hex}",
+            _answer_key(page, "instructions", previous, answer),
             channel="web",
         )
         return []
 
     async def rate(request: web.Request, page: Page, form: Any) -> list[str]:
         t = page.strings
+        if page.delivery.get("status") != "delivered":
+            return [t["error_rating_early"]]  # as by SMS: the rating prompt comes with the delivery
         try:
             rating = int(str(form.get("rating", "")))
         except ValueError:
@@ -374,6 +405,11 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
             return [t["error_rating"]]
         if len(comment) > NOTE_MAX:
             return [t["error_note"].format(max=NOTE_MAX)]
+        # redis-py types every async command as Awaitable[T] | T (pyproject's "misc" overrides).
+        stored = request.app[deps.store].redis.hgetall(keys.feedback(page.delivery["id"]))
+        previous: dict[str, str] = await stored  # type: ignore[misc]
+        if previous.get("rating") == str(rating) and previous.get("comment", "") == comment:
+            return []  # this rating was given already (a resubmit, a reload)
         driver = page.delivery.get("driver") or {}
         await request.app[deps.conversations].rate(
             page.customer,
@@ -381,7 +417,7 @@ def add_track_routes(app: web.Application, deps: TrackDeps) -> None:
             rating,
             comment,
             page.lang,
-            f"web:{page.link_id}:{uuid.uuid4().hex}",
+            _answer_key(page, "feedback", previous, [rating, comment]),
             channel="web",
         )
         return []

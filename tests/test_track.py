@@ -3,16 +3,23 @@ every way a token can be wrong."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import http.client
 import itertools
 import json
 import re
+import urllib.parse
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from hub.track import CSRF_COOKIE
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
 
@@ -345,3 +352,230 @@ async def test_an_odd_stored_proof_of_delivery_renders_and_never_links_a_script(
         await r.aclose()
     page = await assert_page_and_forms_answer(url)
     assert "javascript:" not in page
+
+
+# -- forms: idempotent resubmits, ratings only after delivery -----------------------------------------
+async def test_resubmitting_the_same_answer_sends_no_second_webhook_a_changed_one_does(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        token = csrf_of(page)
+
+        async def post(action: str, **form: str) -> None:
+            resp = await s.post(f"{url}/{action}", data={**form, "csrf": token}, allow_redirects=False)
+            assert resp.status == 303, await resp.text()
+
+        for slot in ("s1", "s1", "s2", "s2", "s1"):
+            await post("reschedule", slot=slot)
+        for kind, note in (("note", "Hof"), ("note", "Hof"), ("note", "Garage"), ("note", "Hof"), ("note", "Hof")):
+            await post("instructions", kind=kind, note=note)
+        await post("instructions", kind="note", note="Hof", always="1")  # now also for the future: a change
+        same = {"kind": "safe_place", "note": "Garage"}
+        await asyncio.gather(post("instructions", **same), post("instructions", **same))  # a double click
+    await hub.run_worker()
+    # Counted, not ordered: webhooks created in the same millisecond may arrive in either order.
+    slots = collections.Counter(h["data"]["slot_id"] for h in hub.receiver.of_type("delivery.reschedule_requested"))
+    assert slots == {"s1": 2, "s2": 1}  # s1, s2, then s1 again: a change back is a change
+    sent = collections.Counter(
+        (h["data"]["kind"], h["data"]["note"], h["data"]["always"])
+        for h in hub.receiver.of_type("delivery.instructions_updated")
+    )
+    assert sent == {
+        ("note", "Hof", False): 2,
+        ("note", "Garage", False): 1,
+        ("note", "Hof", True): 1,
+        ("safe_place", "Garage", False): 1,
+    }
+
+
+async def test_a_rating_resubmitted_is_sent_once_and_a_new_rating_again(hub: Hub) -> None:
+    url = await delivered_with(hub, {"recipient": "Ana"})
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        for rating, comment in (("5", "Top"), ("5", "Top"), ("4", "Top"), ("4", "Top")):
+            resp = await s.post(
+                url + "/feedback",
+                data={"rating": rating, "comment": comment, "csrf": csrf_of(page)},
+                allow_redirects=False,
+            )
+            assert resp.status == 303
+    await hub.run_worker()
+    assert sorted(h["data"]["rating"] for h in hub.receiver.of_type("feedback.received")) == [4, 5]
+
+
+async def test_a_rating_before_delivery_is_refused_with_a_message(hub: Hub) -> None:
+    url = await tracked(hub)
+    async with browser() as s:
+        _, page = await get_page(s, url)
+        resp = await s.post(url + "/feedback", data={"rating": "5", "csrf": csrf_of(page)}, allow_redirects=False)
+        assert resp.status == 422
+        assert "sobald Ihr Paket zugestellt ist" in await resp.text()
+        _, after = await get_page(s, url)
+    assert "Vielen Dank für Ihre Bewertung" not in after
+    await hub.run_worker()
+    assert hub.receiver.of_type("feedback.received") == []
+
+
+# -- any input to /t/: an answer, never a server error ---------------------------------------------
+COOKIE = "0123456789abcdef" * 2  # a browser's CSRF cookie (32 characters), fixed for the test
+ODD_VALUES = [
+    "", " ", "0", "-1", "5", "1e3", "٣", "9" * 5000, "none", "25:00", "xx", "\x00", "x" * 600, "😀", "<script>",
+    "%FF", "null", "\ud800", "email", "sms", "fr", "s1",
+]  # fmt: skip
+ODD = st.one_of(st.sampled_from(ODD_VALUES), st.text(max_size=40))
+
+
+def mostly(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Three times in four one of the ``valid`` values, else an odd one."""
+    return st.one_of(valid, valid, valid, ODD)
+
+
+# Each form's own fields, with values from the valid ones and odd ones.
+FORMS: dict[str, dict[str, st.SearchStrategy[str]]] = {
+    "reschedule": {"slot": mostly(st.sampled_from(["s1", "s2", "s9"]))},
+    "instructions": {
+        "kind": mostly(st.sampled_from(["leave_at_door", "neighbour", "safe_place", "access_code", "note", "none"])),
+        "note": mostly(st.sampled_from(["Frau Vogel", "x" * 501, "x" * 200_000])),
+        "always": mostly(st.just("1")),
+    },
+    "feedback": {"rating": mostly(st.sampled_from(["1", "3", "5", "6"])), "comment": ODD},
+    "preferences": {
+        "progress": mostly(st.sampled_from(["sms", "email", "push"])),
+        "problems": mostly(st.sampled_from(["sms", "email", "push"])),
+        "done": mostly(st.sampled_from(["sms", "email", "push"])),
+        "opt_out": mostly(st.sampled_from(["sms", "email", "push"])),
+        "quiet_start": mostly(st.sampled_from(["22:00", "21:30"])),
+        "quiet_end": mostly(st.sampled_from(["06:30", "07:00"])),
+        "language": mostly(st.sampled_from(["en", "de", "es", "fr"])),
+    },
+}
+FORM_TYPES = [
+    "application/x-www-form-urlencoded",
+    "application/x-www-form-urlencoded; charset=utf-8",
+    "application/x-www-form-urlencoded; charset=latin-1",
+    "application/x-www-form-urlencoded; charset=utf-16",
+    "application/x-www-form-urlencoded; charset=no-such-charset",
+]
+OTHER_TYPES = ["multipart/form-data; boundary=b0undary", "multipart/form-data", "text/plain", "application/json", ""]
+ROUTES = ["", "/live", "/reschedule", "/instructions", "/feedback", "/preferences", "/unknown"]
+COOKIES = [
+    f"{CSRF_COOKIE}={COOKIE}",
+    "",
+    f"{CSRF_COOKIE}=short",
+    f"{CSRF_COOKIE}=%FF%FE",
+    f"{CSRF_COOKIE}={'é' * 16}",  # sent as Latin-1 bytes: not UTF-8
+    f"{CSRF_COOKIE}={'é' * 32}",
+    f"{CSRF_COOKIE}={'z' * 32}",
+]
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn, tokens: dict[str, str], csrfs: dict[str, str]) -> dict[str, Any]:
+    """Mostly a form post as this browser would send it, with odd values and odd extras; else
+    anything: odd tokens, routes, methods, content types, cookies and bodies."""
+    as_browser = draw(st.integers(0, 9)) < 6
+    if as_browser:
+        which = draw(st.sampled_from(sorted(tokens)))
+        token, csrf, method, cookie = tokens[which], csrfs[which], "POST", COOKIES[0]
+        action = draw(st.sampled_from(sorted(FORMS)))
+        route, content_type = f"/{action}", draw(st.sampled_from(FORM_TYPES[:3]))  # charsets that decode
+        fields = [
+            (name, value)
+            for name, values in FORMS[action].items()
+            for value in draw(
+                st.lists(values, max_size=3 if name in ("progress", "problems", "done", "opt_out") else 1)
+            )
+        ]
+        with_csrf = draw(st.integers(0, 9)) < 8
+    else:
+        which = draw(st.sampled_from([*sorted(tokens), "odd"]))
+        if which == "odd":
+            raw_token = draw(st.binary(max_size=24) | st.text(max_size=24).map(lambda t: t.encode()))
+            token, csrf = (
+                urllib.parse.quote_from_bytes(raw_token, safe="") or "x",
+                draw(st.sampled_from(sorted(csrfs.values()))),
+            )
+        else:
+            token, csrf = tokens[which], csrfs[which]
+        route, method = draw(st.sampled_from(ROUTES)), draw(st.sampled_from(["GET", "POST"]))
+        content_type, cookie = draw(st.sampled_from(FORM_TYPES + OTHER_TYPES)), draw(st.sampled_from(COOKIES))
+        fields, with_csrf = [], draw(st.booleans())
+    extra = st.tuples(st.text(max_size=8) | st.sampled_from(["csrf", "slot", "rating"]), ODD)
+    fields += draw(st.lists(extra, max_size=2 if as_browser else 4))
+    if with_csrf:
+        fields.insert(draw(st.integers(0, len(fields))), ("csrf", csrf))
+    tail = b""  # bytes after the form: not UTF-8, or past the size limit
+    if draw(st.integers(0, 9)) < (2 if as_browser else 6):
+        tail = draw(
+            st.binary(min_size=1, max_size=32) | st.sampled_from([b"&\xff\xfe=\x80", b"&x=" + b"y" * 1_100_000])
+        )
+    if content_type.startswith("multipart"):
+        body = b"".join(
+            f'--b0undary\r\nContent-Disposition: form-data; name="{n}"; filename="f"\r\n\r\n{v}\r\n'.encode(
+                "utf-8", "surrogatepass"
+            )
+            for n, v in fields
+        )
+        body += tail + b"--b0undary--\r\n"
+    else:
+        body = urllib.parse.urlencode(fields, encoding="utf-8", errors="surrogatepass").encode() + tail
+    headers = {"Content-Type": content_type} if content_type else {}
+    if cookie:
+        headers["Cookie"] = cookie
+    query = draw(st.sampled_from(["", "?done=feedback", "?done=%FF", "?done=" + "x" * 2000]))
+    return {
+        "method": method,
+        "route": route,
+        "path": f"/t/{token}{route}{query}",
+        "body": body if method == "POST" else None,
+        "headers": headers,
+    }
+
+
+async def test_no_input_to_the_tracking_routes_gets_a_server_error(hub: Hub) -> None:
+    """Random tokens, routes, form bodies (with and without this browser's CSRF token), charsets,
+    non-UTF-8 and oversized bodies, odd cookies: every answer is below 500."""
+    delivered = await delivered_with(hub, {"photo_url": "https://pod.example/2.jpg"})
+    second = make_event(
+        "out_for_delivery",
+        delivery__id="D-2002",
+        customer__id="C-88",
+        customer__phone="+4915112345699",
+        customer__email="bo@example.com",
+        customer__push_tokens=["fcm-token-2"],
+        data={"reschedule_slots": SLOTS},
+    )
+    await hub.post_event(second)
+    await hub.run_worker()
+    urls = {"delivered": delivered, "open": link_in(hub.messages(channel="sms", to="+4915112345699")[-1]["text"])}
+    tokens = {name: url.rsplit("/", 1)[1] for name, url in urls.items()}
+    csrfs = {}
+    async with aiohttp.ClientSession(cookies={CSRF_COOKIE: COOKIE}) as s:
+        for name, url in urls.items():
+            csrfs[name] = csrf_of((await get_page(s, url))[1])
+    port = int(hub.base.rsplit(":", 1)[1])
+    answers: collections.Counter[int] = collections.Counter()
+
+    @settings(
+        max_examples=300,
+        deadline=None,
+        derandomize=True,  # the same requests every run
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
+    @given(hostile_requests(tokens, csrfs))
+    def probe(request: dict[str, Any]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            connection.request(request["method"], request["path"], body=request["body"], headers=request["headers"])
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        assert response.status < 500, (request["method"], request["path"][:80], response.status, body[:300])
+        answers[response.status] += 1
+
+    await asyncio.to_thread(probe)  # the hub answers on this loop while the probe waits in a thread
+    # Not a vacuous run: forms were taken (303), refused for their values (422) and for their CSRF
+    # token (403), and bodies that are no form were refused (400, 413, 415).
+    assert {303, 403, 422, 400, 413, 415} <= set(answers), answers
