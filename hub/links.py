@@ -28,9 +28,9 @@ __all__ = ["LINK_CANDIDATES", "LINK_ID_LENGTH", "TOKEN_LENGTH", "Links"]
 LINK_ID_LENGTH = 6
 TAG_LENGTH = 6
 TOKEN_LENGTH = LINK_ID_LENGTH + TAG_LENGTH
-# Candidate ids per delivery and customer. The first is taken by another link about once in
-# 200,000 new links at 300,000 live ones; all eight, never in practice (ensure_link then
-# answers None and the message goes out without a link).
+# Candidate ids per delivery and customer. At 300,000 live links the first is taken by another
+# link about once in 190,000 new links; all eight, never in practice (ensure_link then answers
+# None and the message goes out without a link).
 LINK_CANDIDATES = 8
 _ALPHABET = string.digits + string.ascii_letters
 
