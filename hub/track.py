@@ -10,7 +10,10 @@ rate the delivery.
 Answers: 403 for a token that is malformed or fails its signature, 410 for an expired or revoked
 link (erased customer), each a small page in the customer's language where it is known. Forms
 carry a CSRF token that must match a SameSite=Strict cookie; inputs are validated with messages
-in the page's language; every change is a POST that redirects (303) back to the page.
+in the page's language; every change is a POST that redirects (303) back to the page. A form
+body that is not urlencoded answers 415, one that cannot be decoded 400. Sending an answer that
+is already stored (a reload, a double click) changes nothing and sends no webhook; a rating is
+taken only once the delivery is delivered (as by SMS).
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ def _proof_of_delivery(value: Any) -> dict[str, Any] | None:
 
     def text(name: str) -> str | None:
         v = value.get(name)
-        return v.strip() or None if isinstance(v, str) else None
+        return (v.strip() or None) if isinstance(v, str) else None
 
     photo = text("photo_url")
     pod = {
