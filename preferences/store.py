@@ -195,7 +195,12 @@ class CustomerStore:
         message_ids = await self.redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
         deliveries = await self.redis.smembers(keys.deliveries_of(customer_id))
         timelines = {d: await self.redis.zrange(keys.timeline(d), 0, -1, withscores=True) for d in deliveries}
-        links = await self.redis.smembers(keys.links_of(customer_id))
+        # Only the links still theirs: an id of theirs that expired may have gone to another customer.
+        links = [
+            link_id
+            for link_id in await self.redis.smembers(keys.links_of(customer_id))
+            if await self.redis.hget(keys.link(link_id), "customer_id") in (customer_id, None)
+        ]
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if phone and await self.redis.get(keys.phone(phone)) == customer_id:
