@@ -101,6 +101,12 @@ def _has_offset(value: Any) -> bool:
     return isinstance(value, str) and bool(re.fullmatch(r"\d{4}-\d\d-\d\dT.*(Z|z|[+-]\d\d:?\d\d)", value.strip()))
 
 
+def _list(value: Any) -> list[Any]:
+    """A vendor value that should be a list: itself when it is one, else empty (a number or an
+    object where a list belongs is read as no entries, never iterated)."""
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any, limit: int = 300) -> str | None:
     if value is None or isinstance(value, bool | dict | list):
         return None
@@ -155,7 +161,7 @@ def _onfleet_phone(data: dict[str, Any]) -> str | None:
         return str(recipient["phone"])
     task = data.get("task")
     if isinstance(task, dict):
-        for r in task.get("recipients") or []:
+        for r in _list(task.get("recipients")):
             if isinstance(r, dict) and r.get("phone"):
                 return str(r["phone"])
     return None
@@ -184,7 +190,7 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
     task_id = _safe_id(body.get("taskId") or task.get("id"))
     delivery_id = task_id
     if settings.delivery_id_metadata:
-        for entry in task.get("metadata") or []:
+        for entry in _list(task.get("metadata")):
             if isinstance(entry, dict) and entry.get("name") == settings.delivery_id_metadata:
                 delivery_id = _safe_id(entry.get("value"))
     if not delivery_id or not task_id:
@@ -198,7 +204,7 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
     if key == "taskcompleted" and completion.get("success") is False:
         milestone = settings.triggers.get("taskfailed") or "delivery_failed"
     if milestone == "delivered":
-        photos = list(completion.get("photoUploadIds") or [])
+        photos = list(_list(completion.get("photoUploadIds")))
         if completion.get("photoUploadId"):
             photos.insert(0, completion["photoUploadId"])
         photo = _safe_id(photos[0]) if photos else None
@@ -237,7 +243,7 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
             return Skipped(f"{trigger} without a new ETA", delivery_id)
         stamp = f"eta{int(arrival) // 60000}"  # an update that keeps the ETA is a duplicate
 
-    recipients = [r for r in task.get("recipients") or [] if isinstance(r, dict)]
+    recipients = [r for r in _list(task.get("recipients")) if isinstance(r, dict)]
     recipient = recipients[0] if recipients else {}
     phone = _text(recipient.get("phone"), 40)
     worker = data.get("worker") if isinstance(data.get("worker"), dict) else None
@@ -305,7 +311,7 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
     if not delivery_id:
         return Skipped("no tracking number (delivery id) in the payload")
 
-    checkpoints = [c for c in msg.get("checkpoints") or [] if isinstance(c, dict)]
+    checkpoints = [c for c in _list(msg.get("checkpoints")) if isinstance(c, dict)]
     last = checkpoints[-1] if checkpoints else {}
     checkpoint_time = last.get("checkpoint_time")
     occurred = (
@@ -315,7 +321,7 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
     )
     stamp = last.get("checkpoint_time") or body.get("event_id") or body.get("ts")
 
-    customers = [c for c in msg.get("customers") or [] if isinstance(c, dict)]
+    customers = [c for c in _list(msg.get("customers")) if isinstance(c, dict)]
     person = customers[0] if customers else {}
     phone = _text(person.get("phone_number"), 40) or _first_text(msg.get("smses"))
     email = _text(person.get("email"), 254) or _first_text(msg.get("emails"))

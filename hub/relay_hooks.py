@@ -33,8 +33,21 @@ __all__ = ["relay_sms", "voice", "voice_status"]
 log = logging.getLogger(__name__)
 
 
+MAX_MEDIA = 10  # Twilio passes on at most ten media per message
+MAX_CALL_SECONDS = 86_400  # a logged call duration is at most a day
+
+
 def _xml(body: str) -> web.Response:
     return web.Response(text=body, content_type="application/xml")
+
+
+def form_count(form: dict[str, str], name: str, most: int) -> int:
+    """A count Twilio sends as text (NumMedia, DialCallDuration): a whole number, at most ``most``;
+    anything else (a sign, a fraction, a word, nothing) counts as 0."""
+    raw = form.get(name, "").strip()
+    if not raw.isdecimal():
+        return 0
+    return most if len(raw) > len(str(most)) else min(int(raw), most)
 
 
 def refusal(settings: Settings) -> str:
@@ -77,7 +90,9 @@ async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.R
 
 
 async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role: str) -> web.Response:
-    if session_id:
+    # The action URL the hub gave the Dial names the session and the caller's role; anything else
+    # (a URL not made by the hub, a session since deleted) is answered and not logged.
+    if session_id and role in ("driver", "customer") and await relay.get(session_id) is not None:
         dialled = form.get("DialCallStatus", "unknown")
         # Twilio's dial results are a fixed set; anything else (a new value) is counted as other.
         metrics.RELAY_CALLS.labels(dialled if dialled in metrics.RELAY_DIAL_RESULTS else "other").inc()
@@ -87,7 +102,7 @@ async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role
             f"{role}->{other}",
             "call",
             form.get("DialCallStatus", "unknown"),
-            duration_s=int(form.get("DialCallDuration", "0") or 0),
+            duration_s=form_count(form, "DialCallDuration", MAX_CALL_SECONDS),
             call_sid=form.get("CallSid"),
             key=f"{form.get('CallSid')}:{form.get('DialCallStatus', 'unknown')}",
         )
@@ -126,7 +141,8 @@ async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.R
         metrics.RELAY_TEXTS.labels("not_forwarded").inc()
         answer.message("This person has asked not to receive texts; please call instead.")
         return _xml(str(answer))
-    media = tuple(form[f"MediaUrl{i}"] for i in range(int(form.get("NumMedia", "0") or 0)) if f"MediaUrl{i}" in form)
+    count = form_count(form, "NumMedia", MAX_MEDIA)
+    media = tuple(form[f"MediaUrl{i}"] for i in range(count) if form.get(f"MediaUrl{i}"))
     result = await sms.send(
         Outbound(
             f"relay-{form.get('MessageSid', '')}",

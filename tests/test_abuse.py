@@ -5,11 +5,24 @@ everyday keys."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import aiohttp
+import pytest
+from twilio.request_validator import RequestValidator
 
 from tests.conftest import ADMIN_KEY, API_KEY, Hub
 from tests.events import make_event
+from tests.test_adapters import (
+    AFTERSHIP_SECRET,
+    ONFLEET_SECRET,
+    SENT_MS,
+    aftership_body,
+    onfleet_body,
+    onfleet_task,
+    post_aftership,
+    post_onfleet,
+)
 
 # Every route that takes a JSON body, with a key that may call it (None: no key needed).
 JSON_ROUTES = [
@@ -65,3 +78,98 @@ async def test_the_400_says_what_is_wrong_with_the_body(hub: Hub) -> None:
     for body, words in expected.items():
         resp = await send_raw(hub, "POST", "/v1/events", API_KEY, body)
         assert resp.status == 400 and words in (await resp.json())["error"]["message"]
+
+
+# -- Twilio's webhooks: every field read defensively ----------------------------------------------
+DRIVER = "+4915700000001"
+CUSTOMER = "+4915112345678"
+POOL = ["+4915700000100", "+4915700000101"]
+
+
+async def post_signed(hub: Hub, path: str, form: dict[str, str]) -> aiohttp.ClientResponse:
+    url = hub.base + path
+    signature = RequestValidator(hub.settings.twilio.auth_token).compute_signature(url, form)
+    return await hub.http.post(url, data=form, headers={"X-Twilio-Signature": signature})
+
+
+async def relay_session(hub: Hub) -> dict[str, Any]:
+    await hub.post_event(make_event("out_for_delivery"))
+    await hub.run_worker()
+    resp = await hub.request("POST", "/v1/deliveries/D-1001/relay")
+    assert resp.status in (200, 201), await resp.text()
+    session: dict[str, Any] = await resp.json()
+    return session
+
+
+@pytest.mark.settings(**{"relay.pool": POOL})
+async def test_a_relayed_text_with_a_num_media_that_is_no_count_is_forwarded_without_media(hub: Hub) -> None:
+    session = await relay_session(hub)
+    proxy = session["participants"]["customer"]["proxy_number"]
+    for n, count in enumerate(["two", "1.0", "", " ", "-3", "\u0661"]):
+        form = {"MessageSid": f"SMnum{n}", "From": CUSTOMER, "To": proxy, "Body": "gate 4711", "NumMedia": count}
+        form["MediaUrl0"] = "https://media.example/gate.jpg"
+        resp = await post_signed(hub, "/webhooks/twilio/sms", form)
+        assert resp.status == 200, (count, await resp.text())
+    forwarded = hub.messages(channel="sms", to=DRIVER)
+    assert [len(m["meta"]["media_urls"]) for m in forwarded][-6:] == [0, 0, 0, 0, 0, 1]  # U+0661 is a digit one
+
+
+@pytest.mark.settings(**{"relay.pool": POOL})
+async def test_a_relayed_text_passes_on_at_most_twilios_ten_media(hub: Hub) -> None:
+    session = await relay_session(hub)
+    proxy = session["participants"]["customer"]["proxy_number"]
+    form = {"MessageSid": "SMmany", "From": CUSTOMER, "To": proxy, "Body": "photos", "NumMedia": "100000"}
+    form.update({f"MediaUrl{i}": f"https://media.example/{i}.jpg" for i in range(12)})
+    resp = await post_signed(hub, "/webhooks/twilio/sms", form)
+    assert resp.status == 200
+    [forwarded] = [m for m in hub.messages(channel="sms", to=DRIVER) if m["text"] == "photos"]
+    assert len(forwarded["meta"]["media_urls"]) == 10
+
+
+@pytest.mark.settings(**{"relay.pool": POOL})
+async def test_a_call_outcome_with_a_duration_that_is_no_count_is_logged_as_zero_or_a_day_at_most(hub: Hub) -> None:
+    session = await relay_session(hub)
+    path = f"/webhooks/twilio/voice/status?session={session['id']}&from=customer"
+    for n, duration in enumerate(["12.5", "abc", "", "-7", "9" * 5000]):
+        form = {"CallSid": f"CA{n}", "DialCallStatus": "completed", "DialCallDuration": duration}
+        resp = await post_signed(hub, path, form)
+        assert resp.status == 200, (duration[:10], await resp.text())
+    log = (await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json())["interactions"]
+    assert [entry["duration_s"] for entry in log if entry["kind"] == "call"] == [0, 0, 0, 0, 86_400]
+
+
+@pytest.mark.settings(**{"relay.pool": POOL})
+async def test_a_call_outcome_for_an_unknown_role_or_session_is_answered_and_not_logged(hub: Hub) -> None:
+    session = await relay_session(hub)
+    form = {"CallSid": "CA1", "DialCallStatus": "completed", "DialCallDuration": "5"}
+    for query in (f"session={session['id']}&from=mallory", "session=rs_nope&from=driver"):
+        resp = await post_signed(hub, f"/webhooks/twilio/voice/status?{query}", form)
+        assert resp.status == 200 and "<Hangup" in await resp.text()
+    log = (await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json())["interactions"]
+    assert [entry for entry in log if entry["kind"] == "call"] == []
+
+
+# -- vendor adapters: a list where an object was, a number where a list was ------------------------
+@pytest.mark.settings(
+    **{
+        "adapters.onfleet.secret": ONFLEET_SECRET,
+        "adapters.aftership.secret": AFTERSHIP_SECRET,
+        "adapters.onfleet.delivery_id_metadata": "orderRef",
+    }
+)
+async def test_signed_vendor_payloads_with_fields_of_the_wrong_type_are_acknowledged_not_crashed(hub: Hub) -> None:
+    done = {"success": True, "time": SENT_MS, "photoUploadIds": True, "photoUploadId": None}
+    onfleet = [
+        onfleet_body("taskStarted", 0, onfleet_task(recipients=5)),
+        onfleet_body("taskStarted", 0, onfleet_task(metadata=True)),
+        onfleet_body("taskCompleted", 3, onfleet_task(completionDetails=done)),
+        {"triggerName": "SMSRecipientOptOut", "data": {"task": {"recipients": 7}}},
+    ]
+    aftership = []
+    for field, value in (("checkpoints", 7), ("customers", True), ("checkpoints", [1, "x"])):
+        body = aftership_body("Delivered", "Delivered_001")
+        body["msg"][field] = value
+        aftership.append(body)
+    answers = [(await post_onfleet(hub, body)).status for body in onfleet]
+    answers += [(await post_aftership(hub, body)).status for body in aftership]
+    assert answers == [202, 202, 202, 200, 202, 202, 202]  # metadata unreadable: the task id; the opt-out: no phone
