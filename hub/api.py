@@ -23,8 +23,9 @@ Routes (see docs/api.md and ``/openapi.json``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -46,7 +47,7 @@ from preferences import Contact, CustomerStore, Preferences, check_phone
 from . import jsonbody, keys, metrics
 from .adapters import AdapterDeps, add_adapter_routes
 from .apidocs import add_docs_route
-from .apikeys import KeyRing
+from .apikeys import KEY_PREFIX, KeyRing
 from .config import ApiKey, Settings, TwilioSettings, hash_key
 from .conversation import Conversations, feedback_summary
 from .dispatch import replay_messages
@@ -69,6 +70,9 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 STORE = web.AppKey("store", HubStore)
@@ -79,6 +83,7 @@ WEBHOOKS = web.AppKey("webhooks", Webhooks)
 RELAY = web.AppKey("relay", Relay)
 SMS = web.AppKey("sms", TwilioSms)
 KEYRING = web.AppKey("keyring", KeyRing)
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", tuple[IPNetwork, ...])
 STOPPING = web.AppKey("stopping", asyncio.Event)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")  # the same rule as ids in events
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,41 +91,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # -- middleware ------------------------------------------------------------------------------
 @web.middleware
-async def auth_throttle_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count answers of 401 per client address in a one-minute window (Redis); an address over
-    ``api.auth_failures_per_minute`` gets 429 for every request until the window ends, whether
-    its next key is right or not (so the answer never tells a guessed key is valid)."""
-    redis = request.app.get(REDIS)
-    if redis is None or not request.path.startswith("/v1/"):
-        return await handler(request)
-    key = keys.auth_failures(request.remote or "unknown")
-    limit = request.app[SETTINGS].api.auth_failures_per_minute
-    try:
-        failures = int(await redis.get(key) or 0)
-    except RedisError:
-        failures = 0  # the store is down: the handler answers 503 anyway
-    if failures >= limit:
-        wait = max(1, int(await redis.ttl(key)))
-        return error_response(
-            429,
-            "too_many_failures",
-            f"too many requests with a wrong API key from this address; retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
-    response = await handler(request)
-    if response.status == 401:
-        with contextlib.suppress(RedisError):
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, 0, ex=60, nx=True)  # the window starts with the first failure
-                pipe.incr(key)
-                await pipe.execute()
-    return response
-
-
-@web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except TooManyFailures as e:
+        return error_response(e.status, e.code, e.message, headers={"Retry-After": str(e.retry_after)})
     except ApiError as e:
         return error_response(e.status, e.code, e.message, e.fields)
     except web.HTTPRequestEntityTooLarge:
@@ -141,13 +116,87 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(500, "internal_error", "internal error; it has been logged")
 
 
-# -- helpers ---------------------------------------------------------------------------------
+# -- authentication --------------------------------------------------------------------------
+class TooManyFailures(ApiError):
+    """A 429 for a client or a key over ``api.auth_failures_per_minute``, with its Retry-After."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(429, "too_many_failures", f"too many requests with a wrong API key; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _ip(text: str) -> IPAddress | None:
+    """An address as written in X-Forwarded-For (also ``1.2.3.4:port`` and ``[v6]:port``)."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the connection's, or, when that is a trusted proxy
+    (``api.trusted_proxies``), the nearest address in X-Forwarded-For that is not one; addresses a
+    client wrote into the header itself, left of those the proxies appended, are never read."""
+    peer = request.remote or "unknown"
+    proxies = request.app[TRUSTED_PROXIES]
+    address = _ip(peer)
+    if not proxies or address is None or not any(address in net for net in proxies):
+        return peer
+    hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+    for hop in reversed(hops):
+        seen = _ip(hop)
+        if seen is None:
+            break  # the proxy wrote no address: the client is unknown, the proxy counts
+        address = seen
+        if not any(address in net for net in proxies):
+            break
+    return str(address)
+
+
+def _credential_ref(token: str) -> str:
+    """What a presented key is counted under: a digest (never the key), after the key's public id
+    prefix for keys made by `hub keys create` (the prefix `hub keys list` shows)."""
+    digest = hashlib.sha256(b"auth-failure\x1f" + token.encode()).hexdigest()[:32]
+    prefix = token[:8] if token.startswith(KEY_PREFIX) and re.fullmatch(r"[A-Za-z0-9_-]{8}", token[:8]) else ""
+    return f"{prefix}:{digest}" if prefix else digest
+
+
+async def _refuse(request: web.Request, token: str, message: str) -> ApiError:
+    """Count a failed authentication per client address and per presented key, each in a one-minute
+    window; the 401, or a 429 once either is over ``api.auth_failures_per_minute``. Only failures
+    are counted and only they are refused, so no one's wrong keys ever stop a valid key."""
+    settings = request.app[SETTINGS]
+    counters = [keys.auth_failures(f"addr:{client_address(request)}")]
+    if token:
+        counters.append(keys.auth_failures(f"key:{_credential_ref(token)}"))
+    try:
+        async with request.app[REDIS].pipeline(transaction=True) as pipe:
+            for counter in counters:
+                pipe.set(counter, 0, ex=60, nx=True)  # the window starts with the first failure
+                pipe.incr(counter)
+                pipe.ttl(counter)
+            results = await pipe.execute()
+    except RedisError:
+        return ApiError(401, "unauthorized", message)  # nothing to count with; the answer stays right
+    limit = settings.api.auth_failures_per_minute
+    waits = [int(results[i + 2]) for i in range(0, len(results), 3) if int(results[i + 1]) > limit]
+    if waits:
+        return TooManyFailures(max(1, *waits))
+    return ApiError(401, "unauthorized", message)
+
+
 async def authenticate(request: web.Request, scope: str) -> ApiKey:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'")
-    digest = hash_key(token.strip())
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise await _refuse(request, "", "missing API key: send 'Authorization: Bearer <key>'")
+    digest = hash_key(token)
     match = None
     for key in request.app[SETTINGS].all_keys():
         if hmac.compare_digest(key.sha256, digest):
@@ -155,10 +204,13 @@ async def authenticate(request: web.Request, scope: str) -> ApiKey:
     if match is None:
         match = await request.app[KEYRING].find(digest)
     if match is None:
-        raise ApiError(401, "unauthorized", "unknown or revoked API key")
+        raise await _refuse(request, token, "unknown or revoked API key")
     if scope not in match.scopes:
         raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")
     return match
+
+
+# -- helpers ---------------------------------------------------------------------------------
 
 
 async def read_json(request: web.Request) -> Any:
@@ -697,10 +749,9 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
             "twilio.auth_token is the public sandbox default while twilio.base_url is Twilio's: "
             "set HUB_TWILIO__AUTH_TOKEN, or anyone could sign webhooks"
         )
-    app = web.Application(
-        middlewares=[auth_throttle_middleware, errors_middleware], client_max_size=settings.api.max_body_bytes
-    )
+    app = web.Application(middlewares=[errors_middleware], client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
+    app[TRUSTED_PROXIES] = tuple(ipaddress.ip_network(net) for net in settings.api.trusted_proxies)
     app[LINKS] = Links(settings.secret_key, settings.public_url)
     app[STOPPING] = asyncio.Event()
 

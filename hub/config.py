@@ -74,8 +74,22 @@ class ApiSettings(_Model):
     keys: tuple[ApiKey, ...] = ()
     """API keys as {source, sha256, scopes} entries."""
     auth_failures_per_minute: int = Field(20, ge=1)
-    """Requests with a wrong or missing API key one client address may make in a minute; past
-    that, every request from it gets 429 until the minute is over (guessing keys stays hopeless)."""
+    """Requests with a wrong or missing API key a client may make in a minute, counted per
+    presented key and per client address (see trusted_proxies); past that, those requests get 429
+    with Retry-After instead of 401 until the minute is over. A valid key is never refused."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDR ranges of your reverse proxies (e.g. ["10.0.0.0/8"]). Only from these is
+    X-Forwarded-For read for the client's address; from anyone else the connection's address counts."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        try:
+            return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in value)
+        except ValueError as e:
+            raise ValueError(f"not an address or CIDR range: {e}") from e
 
 
 class SenderSettings(_Model):

@@ -234,7 +234,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         413: "body or batch too large",
         415: "not JSON",
         422: "validation failed (fields name each problem)",
-        429: "too many requests with a wrong API key from this address (Retry-After says when to retry)",
+        429: "too many requests with this wrong API key, or with wrong keys from this client (Retry-After says"
+        " when to retry); a valid key is never refused",
         503: "store unavailable",
     }
     return {str(c): _json("Error", text[c]) for c in codes}
@@ -421,8 +422,8 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
 
 
 def _common_errors(paths: dict[str, Any]) -> None:
-    """Answers any operation can give, added to every one that can: 429 on the API when an address
-    sent too many wrong keys, 400 for a malformed path id, 503 when Redis is down, and 400/415
+    """Answers any operation can give, added to every one that can: 429 on the API for a wrong key
+    retried, or a client sending many, 400 for a malformed path id, 503 when Redis is down, and 400/415
     for a Twilio webhook whose body is not a readable form."""
     for path, item in paths.items():
         for method, op in item.items():

@@ -173,3 +173,61 @@ async def test_signed_vendor_payloads_with_fields_of_the_wrong_type_are_acknowle
     answers = [(await post_onfleet(hub, body)).status for body in onfleet]
     answers += [(await post_aftership(hub, body)).status for body in aftership]
     assert answers == [202, 202, 202, 200, 202, 202, 202]  # metadata unreadable: the task id; the opt-out: no phone
+
+
+# -- wrong API keys: throttled per presented key and per client, never a valid key -----------------
+THROTTLE = {"api.auth_failures_per_minute": 5}
+BEHIND_PROXY = {**THROTTLE, "api.trusted_proxies": ["127.0.0.0/8"]}
+
+
+async def as_client(hub: Hub, key: str | None, address: str | None = None) -> aiohttp.ClientResponse:
+    headers = {"X-Forwarded-For": address} if address else {}
+    return await hub.request("GET", "/v1/feedback?driver_id=DR-5", key=key, headers=headers)
+
+
+@pytest.mark.settings(**THROTTLE)
+async def test_others_wrong_keys_through_one_proxy_never_lock_out_a_valid_key(hub: Hub) -> None:
+    """No trusted proxy configured: every client shares the proxy's address (here 127.0.0.1)."""
+    answers = [(await as_client(hub, f"guess-{i}")).status for i in range(30)]
+    assert answers == [401] * 5 + [429] * 25
+    for key in (API_KEY, ADMIN_KEY):
+        assert (await as_client(hub, key)).status == 200
+    assert (await hub.post_event(make_event())).status == 202
+
+
+@pytest.mark.settings(**THROTTLE)
+async def test_a_wrong_key_retried_is_refused_with_retry_after(hub: Hub) -> None:
+    answers = [await as_client(hub, "revoked-key-0123456789") for _ in range(6)]
+    assert [a.status for a in answers] == [401] * 5 + [429]
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+    assert (await answers[-1].json())["error"]["code"] == "too_many_failures"
+
+
+@pytest.mark.settings(**BEHIND_PROXY)
+async def test_behind_a_trusted_proxy_one_guessing_client_does_not_throttle_the_others(hub: Hub) -> None:
+    guesser, neighbour = "203.0.113.7", "198.51.100.2"
+    answers = [(await as_client(hub, f"guess-{i}", guesser)).status for i in range(7)]
+    assert answers == [401] * 5 + [429] * 2
+    typo = await as_client(hub, "typo-key-0123456789", neighbour)
+    assert typo.status == 401  # its own first mistake, not the guesser's count
+    assert (await as_client(hub, API_KEY, guesser)).status == 200
+
+
+@pytest.mark.settings(**BEHIND_PROXY)
+async def test_forwarded_addresses_a_client_writes_itself_are_not_believed(hub: Hub) -> None:
+    """The proxy appends the address it saw; whatever the client put before it is ignored."""
+    answers = [(await as_client(hub, f"guess-{i}", f"192.0.2.{i}, 203.0.113.7")).status for i in range(6)]
+    assert answers == [401] * 5 + [429]
+
+
+@pytest.mark.settings(**THROTTLE)
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(hub: Hub) -> None:
+    answers = [(await as_client(hub, f"guess-{i}", f"192.0.2.{i}")).status for i in range(6)]
+    assert answers == [401] * 5 + [429]
+
+
+@pytest.mark.settings(**THROTTLE)
+async def test_requests_without_a_key_are_counted_per_client(hub: Hub) -> None:
+    answers = [(await as_client(hub, None)).status for _ in range(6)]
+    assert answers == [401] * 5 + [429]
+    assert (await as_client(hub, API_KEY)).status == 200
