@@ -561,7 +561,8 @@ class Dispatcher:
 
         ``status`` ``in_doubt`` (the answer lost, the channel reconciles) is recorded as a retry
         (``transient``, with ``spec`` asking the provider first) logged ``in_doubt`` in the
-        history, or ``unknown`` after ``worker.max_tries``; ``unknown`` is never sent again."""
+        history, or ``unknown`` once ``worker.max_tries`` tries (the send and the lookups) have
+        ended in doubt; ``unknown`` is never sent again."""
         patience = self.settings.worker.job_timeout + 5
         due_ms = None
         error = result.reason
@@ -574,9 +575,12 @@ class Dispatcher:
             extra["job"] = _job_payload(send, spec)
             if status == "in_doubt":
                 extra["doubt_ms"] = fields.get("doubt_ms") or extra.get("doubt_ms", "0")  # the first
-            if status == "in_doubt" and attempts >= self.settings.worker.max_tries:
+                # Its own count: transient failures before the doubt do not shorten the lookups.
+                doubts = int(fields.get("doubts") or 0) + 1
+                extra["doubts"] = str(doubts)
+            if status == "in_doubt" and doubts >= self.settings.worker.max_tries:
                 del extra["job"]
-                status, error = "unknown", f"still in doubt after {attempts} tries ({result.reason}); not sent again"
+                status, error = "unknown", f"still in doubt after {doubts} tries ({result.reason}); not sent again"
             elif status == "in_doubt":
                 wait = max(self._backoff(attempts, None), self._reconcile_after(rec.channel))
                 due_ms = int((self.clock() + wait) * 1000)

@@ -135,6 +135,24 @@ async def test_an_sms_twilio_cannot_be_asked_about_stays_in_doubt_then_ends_unkn
     assert told(hub)["sms"] == ["unknown"]
 
 
+@pytest.mark.settings(**{**SHORT, "worker.max_tries": 3, "worker.retry_base_delay": 5})
+async def test_an_sms_in_doubt_after_failed_tries_still_gets_its_lookups(hub: Hub) -> None:
+    """Transient failures before the doubt do not use up the lookups (found by the providers
+    chaos run: an SMS failing during a Twilio 500 outage, then in doubt, ended unknown unsent)."""
+    for mode in ("500", "500", "drop"):  # each try's retry is due seconds later: one try per run
+        hub.sandbox.faults.set("twilio", mode, count=1)
+        if mode == "500" and not hub.sandbox.faults.triggered("twilio"):
+            assert (await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))).status == 202
+        await hub.run_worker()
+        await hub.fast_forward(60)  # the retry is due (and the message not yet expired)
+    assert steps((await messages(hub))["sms"])[-2:] == ["sending", "in_doubt"]  # on the last try allowed
+    await hub.run_worker()
+    assert len(hub.messages(channel="sms")) == 1
+    sms = (await messages(hub))["sms"]
+    assert sms["status"] == "accepted"
+    assert steps(sms)[-4:] == ["in_doubt", "sending", "sending", "accepted"]  # looked up, none, sent
+
+
 @pytest.mark.settings(**SHORT)
 async def test_an_email_whose_connection_closed_during_data_unrecorded_ends_unknown_and_unsent(hub: Hub) -> None:
     """The price of ``unknown`` on a channel without a lookup: the sink took nothing, and the
@@ -145,6 +163,22 @@ async def test_an_email_whose_connection_closed_during_data_unrecorded_ends_unkn
     assert hub.messages(channel="email") == []
     assert (await messages(hub))["email"]["status"] == "unknown"
     assert told(hub) == {"email": ["unknown"]}
+
+
+@pytest.mark.settings(
+    **SHORT, **{"policy.escalate_after_minutes": 10, "policy.escalate_milestones": ["delivery_failed"]}
+)
+async def test_a_push_in_doubt_the_app_does_not_confirm_is_escalated_to_sms_once(hub: Hub) -> None:
+    await hub.request("PUT", "/v1/customers/C-77", json={"phone": PHONE, "push_tokens": ["fcm-token-1"]})
+    await hub.request("PATCH", "/v1/customers/C-77/preferences", json={"channels": {"delivery_failed": ["push"]}})
+    hub.sandbox.faults.set("fcm", "accept-drop", count=1)
+    assert (await hub.post_event(make_event("delivery_failed"))).status == 202
+    await hub.run_worker()
+    assert (await messages(hub))["push"]["status"] == "unknown"
+    await hub.fast_forward(11 * 60)
+    await everything_settled(hub)
+    assert len(hub.messages(channel="push")) == 1
+    assert len(hub.messages(channel="sms")) == 1  # the push may not have arrived: the SMS stands in
 
 
 @pytest.mark.settings(**SHORT)
