@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import hypothesis
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -41,6 +42,13 @@ from hub.worker import create_webhook_worker, create_worker, drain, job_deserial
 # setting) saves that; TLS to a real host would fail to verify, as it should in tests.
 os.environ.pop("SSL_CERT_FILE", None)
 os.environ["SSL_CERT_DIR"] = tempfile.mkdtemp(prefix="hub-tests-no-ca-")
+
+# Property tests explore the same examples on every run (no database, derived from the test's
+# own code), so a submission never fails by the luck of a draw; `HYPOTHESIS_PROFILE=explore`
+# searches afresh, to look for new counterexamples on purpose.
+hypothesis.settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis.settings.register_profile("explore", max_examples=1000)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 API_KEY = "test-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
