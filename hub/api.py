@@ -420,7 +420,7 @@ async def patch_preferences(request: web.Request) -> web.Response:
 
 
 async def delete_customer(request: web.Request) -> web.Response:
-    await authenticate(request, "events")
+    await authenticate(request, "erase")
     customer_id = path_id(request)
     await erase_customer(request.app[REDIS], request.app[SETTINGS], request.app[RELAY], customer_id)
     return web.Response(status=204)

@@ -34,8 +34,10 @@ from .config import ApiKey, hash_key
 
 __all__ = ["SCOPES", "CreatedKey", "InvalidKeySpec", "KeyRing", "StoredKey", "UnknownKeyId"]
 
-SCOPES = ("events", "read", "admin")
-"""events: post events, manage customers; read: the GET views; admin: unmasked views, replays."""
+SCOPES = ("events", "read", "erase", "admin")
+"""events: post events, manage customers; read: the GET views; erase: erase customers (``DELETE
+/v1/customers/{id}``, destructive and irreversible, so never part of an everyday key); admin:
+unmasked views, replays."""
 DEFAULT_SCOPES = ("events", "read")
 KEY_PREFIX = "hub_"
 

@@ -59,7 +59,8 @@ class ApiKey(_Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """Hex SHA-256 of the key; the key itself is never stored."""
     scopes: tuple[str, ...] = ("events", "read")
-    """events: post events and manage customers; read: GET views; admin: unmasked views."""
+    """events: post events and manage customers; read: GET views; erase: erase customers; admin:
+    unmasked views and replays."""
 
 
 class ApiSettings(_Model):
@@ -555,7 +556,7 @@ class Settings(_Model):
     api_key: str | None = None
     """A plain API key for source "default" (scopes events, read); secret, environment only."""
     admin_api_key: str | None = None
-    """A plain API key with every scope, including unmasked views; secret, environment only."""
+    """A plain API key with every scope (events, read, erase, admin); secret, environment only."""
     secret_key: str | None = None
     """Signs links in messages (unsubscribe). Required for `hub api` and `hub worker`."""
     public_url: str = "http://127.0.0.1:8080"
@@ -629,7 +630,8 @@ class Settings(_Model):
         if self.api_key:
             keys.append(ApiKey(source="default", sha256=hash_key(self.api_key), scopes=("events", "read")))
         if self.admin_api_key:
-            keys.append(ApiKey(source="admin", sha256=hash_key(self.admin_api_key), scopes=("events", "read", "admin")))
+            scopes = ("events", "read", "erase", "admin")
+            keys.append(ApiKey(source="admin", sha256=hash_key(self.admin_api_key), scopes=scopes))
         return keys
 
     def replace(self, **changes: Any) -> Settings:

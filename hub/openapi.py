@@ -305,7 +305,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "responses": {"200": _json("CustomerView", "the customer"), **_errors(401, 403, 404)},
             },
             "delete": {
-                "summary": "Erase a customer's personal data",
+                "summary": "Erase a customer's personal data (needs the erase scope)",
                 "operationId": "eraseCustomer",
                 "responses": {"204": {"description": "erased"}, **_errors(401, 403)},
             },

@@ -231,3 +231,28 @@ async def test_requests_without_a_key_are_counted_per_client(hub: Hub) -> None:
     answers = [(await as_client(hub, None)).status for _ in range(6)]
     assert answers == [401] * 5 + [429]
     assert (await as_client(hub, API_KEY)).status == 200
+
+
+# -- destructive calls need their own scope ----------------------------------------------------------
+async def test_erasing_a_customer_needs_the_erase_scope_not_an_everyday_key(hub: Hub) -> None:
+    import redis.asyncio as aioredis
+
+    from hub.apikeys import KeyRing
+
+    contact = {"name": "Ana Weber", "email": "ana@example.com"}
+    for customer in ("C-5", "C-6"):
+        assert (await hub.request("PUT", f"/v1/customers/{customer}", json=contact)).status == 201
+    r = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    try:
+        eraser = (await KeyRing(r).create("privacy-desk", ["erase"])).secret
+        everyday = (await KeyRing(r).create("shop", ["events", "read"])).secret
+    finally:
+        await r.aclose()
+    for key in (API_KEY, everyday):
+        refused = await hub.request("DELETE", "/v1/customers/C-5", key=key)
+        assert refused.status == 403 and "'erase'" in (await refused.json())["error"]["message"]
+    assert (await (await hub.request("GET", "/v1/customers/C-5")).json())["erased"] is False
+    assert (await hub.request("DELETE", "/v1/customers/C-5", key=eraser)).status == 204
+    assert (await hub.request("DELETE", "/v1/customers/C-6", key=ADMIN_KEY)).status == 204
+    for customer in ("C-5", "C-6"):
+        assert (await (await hub.request("GET", f"/v1/customers/{customer}")).json())["erased"] is True

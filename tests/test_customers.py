@@ -102,7 +102,7 @@ async def test_erased_customer_gets_nothing_until_contacts_are_given_again(hub: 
     await hub.run_worker()
     sent_before = len(hub.messages())
     assert sent_before > 0
-    assert (await hub.request("DELETE", "/v1/customers/C-77")).status == 204
+    assert (await hub.request("DELETE", "/v1/customers/C-77", key=ADMIN_KEY)).status == 204
     record = await (await hub.request("GET", "/v1/customers/C-77?reveal=1", key=ADMIN_KEY)).json()
     assert record["erased"] is True and record["phone"] is None and record["email"] is None
     log = await (await hub.request("GET", "/v1/messages?customer_id=C-77&reveal=1", key=ADMIN_KEY)).json()
@@ -140,7 +140,7 @@ async def test_erasure_scrubs_the_customers_deliveries_too(hub: Hub) -> None:
     pod = {"recipient": "Ana Weber", "place": "behind the gate", "photo_url": "https://pod.example/1.jpg"}
     await hub.post_event(make_event("delivered", delivery__address="12 Harbour Street", data={"pod": pod}))
     await hub.run_worker()
-    assert (await hub.request("DELETE", "/v1/customers/C-77")).status == 204
+    assert (await hub.request("DELETE", "/v1/customers/C-77", key=ADMIN_KEY)).status == 204
     delivery = await (await hub.request("GET", "/v1/deliveries/D-1001")).json()
     assert "address" not in delivery
     assert [e["type"] for e in delivery["timeline"]] == ["delivered"]

@@ -104,7 +104,7 @@ async def test_list_shows_keys_but_never_a_secret(hub_env: Hub, capsys: pytest.C
 async def test_bad_scope_or_source_is_a_clear_error(hub_env: Hub, capsys: pytest.CaptureFixture[str]) -> None:
     assert await cli(["keys", "create", "--source", "oms", "--scope", "write"]) == 2
     err = capsys.readouterr().err
-    assert "unknown scope 'write'" in err and "events, read, admin" in err
+    assert "unknown scope 'write'" in err and "events, read, erase, admin" in err
     assert await cli(["keys", "create", "--source", "bad source!"]) == 2
     assert "invalid source" in capsys.readouterr().err
     assert await list_keys(capsys) == []

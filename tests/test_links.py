@@ -79,7 +79,7 @@ async def test_colliding_link_ids_never_share_a_page_a_form_or_an_erasure(hub: H
     await hub.run_worker()
     assert (sms_link(hub, A[2]), sms_link(hub, B[2])) == (link_a, link_b)
 
-    assert (await hub.request("DELETE", f"/v1/customers/{A[1]}")).status == 204
+    assert (await hub.request("DELETE", f"/v1/customers/{A[1]}", key=ADMIN_KEY)).status == 204
     async with browser() as s:
         gone, _ = await get_page(s, link_a)
         status, page_b = await get_page(s, link_b)

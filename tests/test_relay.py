@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from hub.config import load_settings
 from hub.relay import PoolExhausted, Relay
-from tests.conftest import ROOT, Hub
+from tests.conftest import ADMIN_KEY, ROOT, Hub
 from tests.events import make_event
 
 DRIVER = "+4915700000001"
@@ -262,7 +262,7 @@ async def test_refused_callers_can_be_put_through_to_the_dispatcher(hub: Hub) ->
 async def test_erasing_the_customer_closes_their_relay_session(hub: Hub) -> None:
     session = await open_session(hub)
     proxy = session["participants"]["customer"]["proxy_number"]
-    assert (await hub.request("DELETE", "/v1/customers/C-77")).status == 204
+    assert (await hub.request("DELETE", "/v1/customers/C-77", key=ADMIN_KEY)).status == 204
     assert (await call(hub, CUSTOMER, proxy))["would_ring"] is None
     assert (await call(hub, DRIVER, session["participants"]["driver"]["proxy_number"]))["would_ring"] is None
     shown = await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json()
