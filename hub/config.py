@@ -234,6 +234,11 @@ class ConversationSettings(_Model):
     """How long after delivery a rating can be given by SMS."""
     keep_days: int = Field(7, ge=1)
     """How long the last prompt is remembered (to answer late replies helpfully)."""
+    unknown_number_answers: int = Field(1, ge=0)
+    """Answers a number that belongs to no customer gets per unknown_number_window_hours; its
+    other texts get none (no loop with an auto-responder, no SMS paid per text). 0: never answered."""
+    unknown_number_window_hours: float = Field(24.0, gt=0)
+    """The window of unknown_number_answers, from the first answer."""
 
 
 class RelaySettings(_Model):

@@ -3,11 +3,15 @@
 ``Conversations.handle(sender, from_, body)`` decides what a reply means, stores its effect,
 sends the matching webhook upstream and returns the answer text (sent back as TwiML). The open
 prompt for a phone lives in ``hub:conv:{phone}:{sender}`` (set by the pipeline when an SMS that
-invites a reply is accepted); the latest prompt wins. Every reply gets an answer, never silence.
+invites a reply is accepted); the latest prompt wins. Every reply from a customer gets an
+answer, never silence; a number that belongs to no customer gets at most
+``conversation.unknown_number_answers`` answers a window (``may_answer_stranger``), so an
+auto-responder cannot start a loop of texts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -29,6 +33,13 @@ from .webhooks import Webhooks
 __all__ = ["Answer", "Conversations"]
 
 log = logging.getLogger(__name__)
+
+
+def _stranger_answers(pepper: str, e164: str) -> str:
+    # ``hub:stranger:{ref}`` string: texts from a number no customer has in the current window
+    # (conversation.unknown_number_window_hours, the TTL, from the first). ``ref`` is keyed by the
+    # opt-out pepper (from secret_key), so the name holds no number. To join the shapes in hub.keys.
+    return "hub:stranger:" + hashlib.sha256((pepper + e164).encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,19 @@ class Conversations:
             mapping={"at": self._now(), "keyword": keyword.upper(), "sender": sender},
         )
 
+    async def may_answer_stranger(self, phone: str) -> bool:
+        """Whether a number no customer has may be answered now: the first
+        ``conversation.unknown_number_answers`` texts of each ``unknown_number_window_hours`` are."""
+        limits = self.settings.conversation
+        if limits.unknown_number_answers == 0:
+            return False
+        key = _stranger_answers(self.optout_pepper, phone)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, 0, ex=max(1, round(limits.unknown_number_window_hours * 3600)), nx=True)
+            pipe.incr(key)
+            _, answered = await pipe.execute()
+        return int(answered) <= limits.unknown_number_answers
+
     @staticmethod
     def _now() -> str:
         return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -96,6 +120,9 @@ class Conversations:
                 # We have texted this number: its STOP is honoured even if no customer owns it now.
                 await self.opt_out(from_, reply.text, sender)
                 return Answer(self._say(prompt.get("locale"), "stop_confirm"), "stop")
+            if not await self.may_answer_stranger(from_):
+                log.info("SMS from an unknown number %s not answered (answered already)", mask_phone(from_))
+                return Answer("", "unknown_number_unanswered")
             log.info("SMS from an unknown number %s", mask_phone(from_))
             return Answer(self._say(None, "unknown_number"), "unknown_number")
         if prompt is not None and prompt.get("customer_id") != customer.id:

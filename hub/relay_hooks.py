@@ -15,6 +15,7 @@ line or webhook carries a real number.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from twilio.twiml.messaging_response import MessagingResponse
@@ -111,14 +112,19 @@ async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role
     return _xml(str(response))
 
 
-async def relay_sms(relay: Relay, sms: TwilioSms, form: dict[str, str]) -> web.Response:
+async def relay_sms(
+    relay: Relay, sms: TwilioSms, form: dict[str, str], may_answer: Callable[[str], Awaitable[bool]]
+) -> web.Response:
+    """``may_answer(number)``: whether a sender outside any live session may be told so now (the
+    conversations' cap on answers to unknown numbers, so an auto-responder starts no loop)."""
     sender, proxy, body = form.get("From", ""), form.get("To", ""), form.get("Body", "")
     answer = MessagingResponse()
     route = await relay.route(sender, proxy)
     if route is None:
         log.info("text from %s to proxy %s refused (no live session)", mask_phone(sender), proxy)
         metrics.RELAY_TEXTS.labels("refused").inc()
-        answer.message("This number only connects a delivery's driver and customer; this conversation has ended.")
+        if await may_answer(sender):
+            answer.message("This number only connects a delivery's driver and customer; this conversation has ended.")
         return _xml(str(answer))
     sid = route.session["id"]
     other = "customer" if route.role == "driver" else "driver"

@@ -77,9 +77,10 @@ def add_twilio_routes(
             return twiml(None)
         relay = request.app[relay_key]
         try:
+            conversations = request.app[conversations_key]
             if to in relay.pool:
-                return await relay_sms(relay, request.app[sms_key], form)
-            answer = await request.app[conversations_key].handle(to, from_, form.get("Body", ""), sid)
+                return await relay_sms(relay, request.app[sms_key], form, conversations.may_answer_stranger)
+            answer = await conversations.handle(to, from_, form.get("Body", ""), sid)
         except Exception:
             await redis.delete(keys.inbound(sid))  # let Twilio's retry try again
             raise

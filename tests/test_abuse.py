@@ -256,3 +256,42 @@ async def test_erasing_a_customer_needs_the_erase_scope_not_an_everyday_key(hub:
     assert (await hub.request("DELETE", "/v1/customers/C-6", key=ADMIN_KEY)).status == 204
     for customer in ("C-5", "C-6"):
         assert (await (await hub.request("GET", f"/v1/customers/{customer}")).json())["erased"] is True
+
+
+# -- strangers texting the hub ------------------------------------------------------------------------
+STRANGER = "+4915199999999"
+
+
+async def test_an_unknown_number_gets_one_answer_however_often_it_texts(hub: Hub) -> None:
+    """An auto-responder texting the hub must not start a loop (nor cost an SMS per text)."""
+    answers = [(await hub.text_hub(STRANGER, f"out of office {n}"))["replies"] for n in range(30)]
+    assert len(answers[0]) == 1 and "find a delivery" in answers[0][0]
+    assert answers[1:] == [[]] * 29
+    other = await hub.text_hub("+4915199999998", "hello?")
+    assert len(other["replies"]) == 1  # counted per number
+
+
+@pytest.mark.settings(**{"conversation.unknown_number_answers": 3})
+async def test_the_answers_an_unknown_number_gets_are_a_setting(hub: Hub) -> None:
+    answers = [(await hub.text_hub(STRANGER, "hi"))["replies"] for _ in range(5)]
+    assert [len(a) for a in answers] == [1, 1, 1, 0, 0]
+
+
+async def test_customers_replies_are_always_answered(hub: Hub) -> None:
+    await hub.post_event(make_event("out_for_delivery"))
+    await hub.run_worker()
+    answers = [(await hub.text_hub("+4915112345678", "what?"))["replies"] for _ in range(5)]
+    assert all(len(a) == 1 for a in answers)
+
+
+@pytest.mark.settings(**{"relay.pool": POOL})
+async def test_a_stranger_texting_a_proxy_number_gets_one_refusal(hub: Hub) -> None:
+    session = await relay_session(hub)
+    proxy = session["participants"]["customer"]["proxy_number"]
+    answers = []
+    for n in range(5):
+        form = {"MessageSid": f"SMstranger{n}", "From": STRANGER, "To": proxy, "Body": "auto-reply: away"}
+        resp = await post_signed(hub, "/webhooks/twilio/sms", form)
+        assert resp.status == 200
+        answers.append((await resp.text()).count("<Message>"))
+    assert answers == [1, 0, 0, 0, 0]
