@@ -18,7 +18,9 @@ import pytest
 from twilio.rest import Client
 
 from channels import InDoubtPolicy, Outbound
+from channels import sms as sms_module
 from channels.sms import _OriginHttpClient
+from hub import metrics
 from hub.chaos import ChaosResult
 from hub.pipeline import build_channels
 from hub.redis_server import free_port
@@ -53,6 +55,11 @@ async def everything_settled(hub: Hub) -> None:
     await hub.run_worker()
 
 
+def counter(channel: str, status: str) -> float:
+    """``hub_messages_total`` of this process (the test's workers run in it)."""
+    return metrics.REGISTRY.get_sample_value("hub_messages_total", {"channel": channel, "status": status}) or 0.0
+
+
 def told(hub: Hub) -> dict[str, list[str]]:
     """The ``message.status`` webhooks upstream received, by channel."""
     out: dict[str, list[str]] = {}
@@ -66,8 +73,18 @@ def told(hub: Hub) -> dict[str, list[str]]:
 async def test_a_lost_answer_after_the_provider_took_the_message_never_sends_it_twice(hub: Hub, mode: str) -> None:
     for provider in ("twilio", "fcm", "smtp"):
         hub.sandbox.faults.set(provider, mode, count=1)
+    counted = {(c, s): counter(c, s) for c in ("sms", "push", "email") for s in ("in_doubt", "reconciled", "unknown")}
     assert (await hub.post_event(make_event("out_for_delivery"))).status == 202
     await everything_settled(hub)
+    added = {k: counter(*k) - v for k, v in counted.items() if counter(*k) != v}
+    assert added == {
+        ("sms", "in_doubt"): 1,
+        ("sms", "reconciled"): 1,
+        ("push", "in_doubt"): 1,
+        ("push", "unknown"): 1,
+        ("email", "in_doubt"): 1,
+        ("email", "unknown"): 1,
+    }
 
     for channel in ("sms", "push", "email"):
         assert len(hub.messages(channel=channel)) == 1, channel  # each provider has it exactly once
@@ -182,6 +199,20 @@ async def test_a_push_in_doubt_the_app_does_not_confirm_is_escalated_to_sms_once
 
 
 @pytest.mark.settings(**SHORT)
+@pytest.mark.sandbox(fault_timeout=5.0)
+async def test_an_email_timed_out_before_data_is_sent_again_at_once_on_a_new_connection(hub: Hub) -> None:
+    hub.sandbox.faults.set("smtp", "timeout", count=1)  # MAIL held past the client's timeout
+    channels = build_channels(hub.settings)
+    try:
+        result = await channels["email"].send(Outbound("m-1", "email", "ana@example.com", "Hi", subject="Hi"))
+    finally:
+        for c in channels.values():
+            await c.close()
+    assert result.outcome == "accepted"
+    assert hub.sandbox.faults.triggered("smtp") == 1 and len(hub.messages(channel="email")) == 1
+
+
+@pytest.mark.settings(**SHORT)
 async def test_failures_where_the_provider_surely_has_nothing_are_retried_not_in_doubt(hub: Hub) -> None:
     """Nothing listening (the connection refused), or an error answer: ``transient``."""
     closed = f"http://127.0.0.1:{free_port()}"
@@ -233,6 +264,25 @@ async def test_the_sms_lookup_finds_only_the_hubs_own_message(hub: Hub) -> None:
         assert (
             await sms.reconcile(Outbound("m-1", "sms", PHONE, "It's at the door... 10-12 h"), time.time() + 60)
         ).outcome == "transient"
+    finally:
+        for c in channels.values():
+            await c.close()
+
+
+async def test_the_sms_lookup_reads_every_page_and_past_its_bound_cannot_tell(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sms_module, "RECONCILE_PAGE_SIZE", 2)
+    channels = build_channels(hub.settings)
+    sms = channels["sms"]
+    try:
+        for i in range(5):
+            assert (await sms.send(Outbound(f"m-{i}", "sms", PHONE, f"text {i}"))).outcome == "accepted"
+        oldest = Outbound("m-0", "sms", PHONE, "text 0")  # on the third page, newest first
+        assert (await sms.reconcile(oldest, time.time() - 60)).outcome == "accepted"
+        monkeypatch.setattr(sms_module, "RECONCILE_PAGES", 2)
+        assert (await sms.reconcile(oldest, time.time() - 60)).outcome == "in_doubt"
+        assert (await sms.reconcile(Outbound("m-9", "sms", PHONE, "text 4"), time.time() - 60)).outcome == "accepted"
     finally:
         for c in channels.values():
             await c.close()
