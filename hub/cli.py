@@ -424,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", help="also write the figures to this JSON file")
     bench.add_argument("--plot", help="scale: where to write the PNG (default docs/benchmarks-scaling.png)")
     chaos = sub.add_parser("chaos", help="post a fixed set of events while injecting faults; check the ledgers")
-    chaos.add_argument("scenario", choices=["all", "worker-kill", "redis-restart", "providers", "api-kill", "lost-answers"])
+    chaos.add_argument(
+        "scenario", choices=["all", "worker-kill", "redis-restart", "providers", "api-kill", "lost-answers"]
+    )
     chaos.add_argument("--events", type=int, default=400)
     chaos.add_argument("--workers", type=int, default=2, help="worker processes")
     chaos.add_argument(
