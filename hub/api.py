@@ -48,7 +48,7 @@ from . import jsonbody, keys, metrics
 from .adapters import AdapterDeps, add_adapter_routes
 from .apidocs import add_docs_route
 from .apikeys import KEY_PREFIX, KeyRing
-from .config import ApiKey, Settings, TwilioSettings, hash_key
+from .config import ApiKey, Settings, check_secrets, hash_key, weak_secrets
 from .conversation import Conversations, feedback_summary
 from .dispatch import replay_messages
 from .erasure import erase_customer
@@ -742,13 +742,10 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
         raise ValueError("secret_key is required (set HUB_SECRET_KEY)")
     if not settings.all_keys():
         raise ValueError("no API keys configured (set HUB_API_KEY or api.keys)")
-    if settings.twilio.base_url.rstrip("/") == "https://api.twilio.com" and (
-        settings.twilio.auth_token == TwilioSettings().auth_token
-    ):
-        raise ValueError(
-            "twilio.auth_token is the public sandbox default while twilio.base_url is Twilio's: "
-            "set HUB_TWILIO__AUTH_TOKEN, or anyone could sign webhooks"
-        )
+    check_secrets(settings)  # a hub others can reach starts only with strong secrets
+    weak = {name: problem for name, problem in weak_secrets(settings).items() if name != "twilio.auth_token"}
+    if weak:  # a local run (hub dev's sandbox has the sandbox's Twilio token by design)
+        log.warning("weak secrets accepted only because public_url is on this machine: %s", "; ".join(weak.values()))
     app = web.Application(middlewares=[errors_middleware], client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
     app[TRUSTED_PROXIES] = tuple(ipaddress.ip_network(net) for net in settings.api.trusted_proxies)

@@ -15,15 +15,29 @@ A missing or wrong value fails at start-up with ``ConfigError`` naming the key.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["MILESTONES", "ApiKey", "ConfigError", "Milestone", "Settings", "load_settings"]
+__all__ = [
+    "MILESTONES",
+    "ApiKey",
+    "ConfigError",
+    "Milestone",
+    "Settings",
+    "check_secrets",
+    "load_settings",
+    "runs_locally",
+    "weak_secrets",
+]
 
 Milestone = Literal[
     "order_confirmed",
@@ -104,7 +118,8 @@ class TwilioSettings(_Model):
     account_sid: str = "ACsandbox0000000000000000000000000"
     """Twilio account SID (the default only works with the sandbox)."""
     auth_token: str = "sandbox-auth-token"
-    """Twilio auth token; secret, set it through HUB_TWILIO__AUTH_TOKEN."""
+    """Twilio auth token; secret, set it through HUB_TWILIO__AUTH_TOKEN. The default is refused
+    unless public_url is on this machine."""
     base_url: str = "https://api.twilio.com"
     """Replaces Twilio's API origin; `hub dev` points it at the sandbox."""
     from_number: str | None = "+15005550006"
@@ -559,11 +574,14 @@ class Settings(_Model):
     redis_url: str | None = None
     """Redis URL, e.g. redis://10.0.0.5:6379/0. `hub dev` starts a private Redis when unset."""
     api_key: str | None = None
-    """A plain API key for source "default" (scopes events, read); secret, environment only."""
+    """A plain API key for source "default" (scopes events, read); secret, environment only. At
+    least 20 characters unless public_url is on this machine."""
     admin_api_key: str | None = None
-    """A plain API key with every scope (events, read, erase, admin); secret, environment only."""
+    """A plain API key with every scope (events, read, erase, admin); secret, environment only. At
+    least 20 characters unless public_url is on this machine."""
     secret_key: str | None = None
-    """Signs links in messages (unsubscribe). Required for `hub api` and `hub worker`."""
+    """Signs links, receipts and form tokens. Required for `hub api` and `hub worker`; at least 32
+    random characters unless public_url is on this machine (docs/deployment.md)."""
     public_url: str = "http://127.0.0.1:8080"
     """How customers and providers reach this hub (links, Twilio status callbacks)."""
     default_region: str = "DE"
@@ -649,6 +667,68 @@ class Settings(_Model):
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+# -- secrets strong enough for a deployment ---------------------------------------------------
+SECRET_KEY_MIN = 32
+API_KEY_MIN = 20
+_SECRET_KEY_BITS = 100  # estimated from the characters used; a random 32-character hex key has ~115
+SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def runs_locally(settings: Settings) -> bool:
+    """Whether this hub is a local run (``hub dev``, tests, benchmarks): its ``public_url`` is on
+    this machine, so neither customers nor Twilio can reach it."""
+    host = urlsplit(settings.public_url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _predictable(secret: str, bits: float) -> bool:
+    """A secret made of one chunk repeated, or whose characters carry fewer than ``bits`` bits
+    (Shannon entropy of its own character counts, times its length)."""
+    if any(len(secret) % n == 0 and secret == secret[:n] * (len(secret) // n) for n in range(1, len(secret) // 2 + 1)):
+        return True
+    counts = Counter(secret)
+    per_char = -sum(c / len(secret) * math.log2(c / len(secret)) for c in counts.values())
+    return per_char * len(secret) < bits
+
+
+def weak_secrets(settings: Settings) -> dict[str, str]:
+    """The settings too weak for a hub others can reach: name -> what is wrong (starting with the name)."""
+    problems = {}
+    secret = settings.secret_key
+    if secret is not None and len(secret) < SECRET_KEY_MIN:
+        problems["secret_key"] = f"secret_key is {len(secret)} characters; use at least {SECRET_KEY_MIN} random ones"
+    elif secret is not None and _predictable(secret, _SECRET_KEY_BITS):
+        problems["secret_key"] = "secret_key is too predictable (repeated or few different characters)"
+    for name in ("api_key", "admin_api_key"):
+        key = getattr(settings, name)
+        if key is not None and len(key) < API_KEY_MIN:
+            problems[name] = f"{name} is {len(key)} characters; use at least {API_KEY_MIN} random ones"
+        elif key is not None and _predictable(key, 0):
+            problems[name] = f"{name} is one chunk repeated"
+    if settings.twilio.auth_token == TwilioSettings.model_fields["auth_token"].default:
+        problems["twilio.auth_token"] = (
+            "twilio.auth_token is the public sandbox default, with which anyone could sign Twilio's webhooks"
+            " (set HUB_TWILIO__AUTH_TOKEN to your account's token)"
+        )
+    return problems
+
+
+def check_secrets(settings: Settings) -> None:
+    """Refuse weak secrets (``weak_secrets``) unless this is a local run (``runs_locally``):
+    a short ``secret_key`` lets anyone forge links and CSRF tokens offline."""
+    problems = weak_secrets(settings)
+    if problems and not runs_locally(settings):
+        raise ConfigError(
+            f"weak secrets for a hub at {settings.public_url}: {'; '.join(problems.values())}. "
+            f"Generate a secret with: {SECRET_HINT}"
+        )
 
 
 def _set_path(data: dict[str, Any], path: list[str], value: Any, name: str) -> None:
