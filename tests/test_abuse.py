@@ -9,8 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from twilio.request_validator import RequestValidator
 
+from hub.apikeys import KeyRing
 from tests.conftest import ADMIN_KEY, API_KEY, Hub
 from tests.events import make_event
 from tests.test_adapters import (
@@ -235,10 +237,6 @@ async def test_requests_without_a_key_are_counted_per_client(hub: Hub) -> None:
 
 # -- destructive calls need their own scope ----------------------------------------------------------
 async def test_erasing_a_customer_needs_the_erase_scope_not_an_everyday_key(hub: Hub) -> None:
-    import redis.asyncio as aioredis
-
-    from hub.apikeys import KeyRing
-
     contact = {"name": "Ana Weber", "email": "ana@example.com"}
     for customer in ("C-5", "C-6"):
         assert (await hub.request("PUT", f"/v1/customers/{customer}", json=contact)).status == 201

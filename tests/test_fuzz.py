@@ -4,8 +4,9 @@
 - hypothesis over the vendor webhooks with valid signatures (Twilio's SMS, voice and status
   callbacks signed by twilio's own RequestValidator; Onfleet and AfterShip signed with their
   algorithms), starting from real payloads with any field replaced by any JSON value;
-- hypothesis over every JSON route with any JSON document, and over ``hub.jsonbody`` with any
-  bytes.
+- hypothesis over every JSON route with any JSON document and with the bodies Python's own
+  parser chokes on (integers past its digit limit, nesting past its stack), and over
+  ``hub.jsonbody`` with any bytes.
 
 Bounded and repeatable: a fixed number of examples, ``derandomize=True`` (hypothesis) and a fixed
 seed (schemathesis), so each run tries the same inputs.
