@@ -142,6 +142,9 @@ def test_hub_api_refuses_to_start_with_a_weak_secret(
         "HUB_TWILIO__AUTH_TOKEN": STRONG["twilio.auth_token"],
     }.items():
         monkeypatch.setenv(name, value)
+    served: list[object] = []
+    monkeypatch.setattr("hub.cli.web.run_app", lambda app, **options: served.append(app))
     assert cli_main(["api", "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert "secret_key is 8 characters" in err and HOW_TO in err
+    assert served == []  # never got as far as serving
