@@ -8,8 +8,9 @@
   parser chokes on (integers past its digit limit, nesting past its stack), and over
   ``hub.jsonbody`` with any bytes.
 
-Bounded and repeatable: a fixed number of examples, ``derandomize=True`` (hypothesis) and a fixed
-seed (schemathesis), so each run tries the same inputs.
+Bounded and repeatable: a fixed number of examples, derandomized (the tests' hypothesis profile)
+and a fixed seed (schemathesis), so each run tries the same inputs; ``HYPOTHESIS_PROFILE=explore``
+searches afresh.
 
 The hub runs on the test's event loop; each hypothesis test runs in a thread and hands its
 requests to that loop (``Bridge``), so the server keeps serving while hypothesis waits.
@@ -49,13 +50,20 @@ from tests.test_adapters import (
     onfleet_task,
 )
 
-FUZZ = settings(
-    max_examples=60,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-)
+EXPLORE = os.environ.get("HYPOTHESIS_PROFILE") == "explore"
+
+
+def bounded(examples: int) -> settings:
+    """A fixed number of examples, derandomized with no database (the tests' default hypothesis
+    profile, tests/conftest.py); under HYPOTHESIS_PROFILE=explore, a fresh search of that profile's
+    size instead."""
+    return settings(
+        max_examples=max(examples, settings.default.max_examples) if EXPLORE else examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+
+
 DRIVER = "+4915700000001"
 CUSTOMER = "+4915112345678"
 POOL = ["+4915700000100", "+4915700000101", "+15005550100"]
@@ -209,7 +217,7 @@ async def test_signed_twilio_webhooks_never_get_a_server_error(hub: Hub) -> None
             return resp.status
 
     def run(bridge: Bridge) -> None:
-        @settings(FUZZ, max_examples=200)
+        @bounded(200)
         @given(twilio_requests(session_id))
         def signed(request: tuple[str, dict[str, str]]) -> None:
             status = bridge(post(*request))
@@ -296,7 +304,7 @@ async def test_signed_adapter_webhooks_never_get_a_server_error(hub: Hub) -> Non
             return resp.status
 
     def run(bridge: Bridge) -> None:
-        @settings(FUZZ, max_examples=150)
+        @bounded(150)
         @given(ADAPTER_BODIES)
         def signed(request: tuple[str, Any]) -> None:
             status = bridge(post(*request))
@@ -349,7 +357,7 @@ async def test_any_json_body_on_any_json_route_gets_no_server_error(hub: Hub) ->
             return resp.status
 
     def run(bridge: Bridge) -> None:
-        @settings(FUZZ, max_examples=120)
+        @bounded(120)
         @given(st.sampled_from(JSON_ROUTES), JSON_BODIES)
         def posted(route: tuple[str, str], body: bytes) -> None:
             status = bridge(post(*route, body))
@@ -360,7 +368,7 @@ async def test_any_json_body_on_any_json_route_gets_no_server_error(hub: Hub) ->
     await in_thread(run)
 
 
-@FUZZ
+@bounded(200)
 @given(st.binary(max_size=200) | JSON_VALUES.map(lambda v: json.dumps(v).encode()))
 def test_the_json_parser_returns_a_value_or_says_why_not(raw: bytes) -> None:
     try:
