@@ -11,7 +11,6 @@ auto-responder cannot start a loop of texts.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -33,13 +32,6 @@ from .webhooks import Webhooks
 __all__ = ["Answer", "Conversations"]
 
 log = logging.getLogger(__name__)
-
-
-def _stranger_answers(pepper: str, e164: str) -> str:
-    # ``hub:stranger:{ref}`` string: texts from a number no customer has in the current window
-    # (conversation.unknown_number_window_hours, the TTL, from the first). ``ref`` is keyed by the
-    # opt-out pepper (from secret_key), so the name holds no number. To join the shapes in hub.keys.
-    return "hub:stranger:" + hashlib.sha256((pepper + e164).encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True)
@@ -92,7 +84,7 @@ class Conversations:
         limits = self.settings.conversation
         if limits.unknown_number_answers == 0:
             return False
-        key = _stranger_answers(self.optout_pepper, phone)
+        key = keys.stranger_answers(self.optout_pepper, phone)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(key, 0, ex=max(1, round(limits.unknown_number_window_hours * 3600)), nx=True)
             pipe.incr(key)

@@ -33,8 +33,13 @@ Every key the hub writes is built here. Shapes and lifetimes:
   (hub.links). Written once, by ENSURE_LINK, never for another delivery or customer. TTL
   tracking.link_days, renewed by every message carrying it; deleted on erasure.
 - ``hub:links:customer:{id}``        set of the customer's link ids (for erasure). Same TTL.
-- ``hub:authfail:{address}``        string: requests with a wrong API key from a client address in
-  the current minute. TTL 60 s from the first.
+- ``hub:authfail:addr:{address}``   string: requests with a wrong API key from a client address
+  (read through ``api.trusted_proxies`` only) in the current minute. TTL 60 s from the first.
+- ``hub:authfail:key:{ref}``         string: the same per presented credential (a digest, after the
+  ``hub_`` id prefix of a stored key). TTL 60 s from the first.
+- ``hub:stranger:{ref}``             string: answers given to a number no customer has, in the
+  current window (conversation.unknown_number_window_hours, the TTL, from the first). ``ref`` is
+  keyed by the opt-out pepper, so the name holds no number.
 - ``hub:arrivals``                   counter: the last arrival number given to an accepted event.
   No TTL.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
@@ -140,8 +145,13 @@ def pace(channel: str, sender: str) -> str:
     return f"hub:pace:{channel}:{sender}"
 
 
-def auth_failures(address: str) -> str:
-    return f"hub:authfail:{address}"
+def auth_failures(who: str) -> str:
+    """``who``: ``addr:{address}`` or ``key:{ref}``."""
+    return f"hub:authfail:{who}"
+
+
+def stranger_answers(pepper: str, e164: str) -> str:
+    return "hub:stranger:" + hashlib.sha256((pepper + e164).encode()).hexdigest()[:40]
 
 
 def link(link_id: str) -> str:
