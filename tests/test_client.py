@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -127,26 +128,45 @@ async def test_retry_after_is_honoured(hub: Hub, proxy: tuple[FlakyProxy, str]) 
         assert (await client.post_event(make_event()))["status"] == "accepted"
     assert time.monotonic() - started >= 0.95
     assert len(flaky.seen) == 2
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert (retry_after_seconds(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 10))) or 0) > 9
+    # An HTTP date is whole seconds: measured against an injected clock, not the wall clock, so
+    # the answer is exact (a date in the past waits nothing).
+    now = 1_700_000_000.0
+    http_date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 10))
+    assert retry_after_seconds(http_date, now=now) == 10.0
+    assert retry_after_seconds(http_date, now=now + 0.25) == 9.75
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=now) == 0.0
     assert retry_after_seconds("soon") is None
 
 
 async def test_a_hub_that_comes_up_late_is_reached(hub: Hub) -> None:
     port = free_port()
     late = FlakyProxy(hub.base)
+    # The hub comes up once the client has failed to connect (seen through aiohttp's request
+    # tracing), not after a guessed delay: the first try is certain to have found nothing.
+    refused = asyncio.Event()
+
+    async def on_request_exception(*_: Any) -> None:
+        refused.set()
+
+    tracing = aiohttp.TraceConfig()
+    tracing.on_request_exception.append(on_request_exception)
 
     async def start_late() -> None:
-        await asyncio.sleep(0.4)
+        await refused.wait()
         await late.start(port)
 
     starting = asyncio.create_task(start_late())
     try:
-        async with HubClient(f"http://127.0.0.1:{port}", API_KEY, backoff=0.1, max_attempts=10) as client:
+        async with (
+            aiohttp.ClientSession(trace_configs=[tracing]) as session,
+            HubClient(f"http://127.0.0.1:{port}", API_KEY, backoff=0.1, max_attempts=10, session=session) as client,
+        ):
             assert (await client.post_event(make_event()))["status"] == "accepted"
-        assert len(late.seen) == 1  # the earlier tries never connected
+        assert refused.is_set() and len(late.seen) == 1  # the earlier tries never connected
     finally:
-        await starting
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
         await late.stop()
 
 
