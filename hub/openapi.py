@@ -520,7 +520,14 @@ def _page_paths() -> dict[str, Any]:
                         "content": {**html["content"], **_errors(404)["404"]["content"]},
                     },
                     "403": {"description": "the link was tampered with, or the form's CSRF token is wrong", **html},
-                    "422": {"description": "the form's values are invalid; the page with the errors", **html},
+                    "400": {"description": "the body cannot be read (bad encoding or an unknown charset)", **html},
+                    "413": {"description": "the form is larger than the limit", **html},
+                    "415": {"description": "the body is not an url-encoded form", **html},
+                    "422": {
+                        "description": "the form's values are invalid (or a rating before delivery); the page with "
+                        "the errors",
+                        **html,
+                    },
                 },
             },
         },
