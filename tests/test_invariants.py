@@ -3,7 +3,7 @@ out-of-order timestamps, batches), replies (STOP, START, slots, instructions, ra
 clock jumps across quiet hours, provider faults (refusals and answers lost after acceptance) and
 worker restarts, against the real stack, and after every step checks the providers' own ledgers:
 
-- never the same news twice to one address;
+- never the same news twice to one address (one ETA message per burst, the newest);
 - nothing to a number after its STOP, nothing to anyone's contacts after their erasure;
 - nothing in quiet hours that is not urgent;
 - every tracking link opens its own delivery only;
@@ -165,6 +165,15 @@ async def quiet_violations(hub: Hub, before: set[str]) -> list[str]:
     ]
 
 
+async def stale_news(hub: Hub, before: set[str]) -> list[str]:
+    """ETA news sent more than once per delivery and address in one step: a burst collapses into
+    its newest event, and a held message whose event was overtaken is superseded, so only one can
+    go out at a time (it would be the same news told twice, each time a little different)."""
+    fresh = [m for m in await logged(hub) if m["status"] in ("accepted", "delivered") and m["id"] not in before]
+    counted = Counter((m["channel"], m["to"], m["delivery_id"]) for m in fresh if m["milestone"] == "eta_changed")
+    return [f"{k}: {c} ETA messages" for k, c in counted.items() if c > 1]
+
+
 async def logged(hub: Hub) -> list[dict[str, Any]]:
     found = []
     for n in CUSTOMERS:
@@ -204,6 +213,7 @@ async def test_the_promises_hold_over_any_interleaving(hub: Hub, script: list[tu
             await world.apply(step)
             await hub.run_worker()
             assert await quiet_violations(hub, before) == [], step
+            assert await stale_news(hub, before) == [], step
             await world.check(redis)
         await hub.fast_forward(24 * 3600)  # everything held falls due
         await hub.run_worker()
