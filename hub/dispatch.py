@@ -295,7 +295,7 @@ class Dispatcher:
             reason = f"more than {limit} {spec.channel} messages to this customer in an hour"
             return await self._defer(send, rec, spec, int(claim.split(":", 1)[1]) / 1000, reason)
         if claim == "sending":
-            return await self.resolve_in_doubt(rec)
+            return await self.resolve_in_doubt(rec, send, spec)
         if claim == "failed":
             await self.fall_back(send, rec, "", note=False)  # finish a fallback a crash may have cut short
         if claim != "claimed":
@@ -347,23 +347,70 @@ class Dispatcher:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    async def resolve_in_doubt(self, rec: MessageRecord) -> str:
+    async def resolve_in_doubt(self, rec: MessageRecord, send: Send | None = None, spec: Spec | None = None) -> str:
         """A message found ``sending``: another handler is sending it now, or one that died left it
         so. While the sending lease runs this raises ``SendInProgress`` (the job tries again when
-        the lease ends); past it the message is marked ``unknown`` and never resent."""
+        the lease ends). Past it, the provider call was cut off and its outcome is in doubt: an
+        SMS (a channel that reconciles, given the ``send`` and ``spec`` its lookup needs) is looked
+        up at the provider (``_reconcile_cut_off``); any other message is marked ``unknown`` and
+        never resent."""
         fields = await self.store.message_fields(rec.id)
         if fields.get("status") != "sending":
             return fields.get("status") or "gone"
         lease_ms = (self.settings.worker.job_timeout + 5) * 1000
-        held_ms = time.time() * 1000 - int(fields.get("claimed_ms") or 0)
+        claimed_ms = int(fields.get("claimed_ms") or 0)
+        held_ms = time.time() * 1000 - claimed_ms
         if held_ms < lease_ms:
             # Never leave it: the handler may be dead (its job cancelled by the timeout, its
             # process killed), and nothing else would look at this message again.
             raise SendInProgress(rec.id, (lease_ms - held_ms) / 1000 + 1)
+        metrics.MESSAGES.labels(rec.channel, "in_doubt").inc()
+        if send is not None and spec is not None and self.channels[rec.channel].in_doubt is InDoubtPolicy.RECONCILE:
+            rendered = await self._render(send)
+            if rendered is not None:
+                outbound = self._outbound(rec, rendered, send.link)
+                return await self._reconcile_cut_off(send, spec, rec, fields, claimed_ms, outbound)
         await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
         metrics.MESSAGES.labels(rec.channel, "unknown").inc()
         await self._status_webhook(rec, "unknown", None)
         return "unknown"
+
+    async def _reconcile_cut_off(
+        self, send: Send, spec: Spec, rec: MessageRecord, fields: dict[str, str], claimed_ms: int, outbound: Outbound
+    ) -> str:
+        """Look up a message whose provider call a dead handler's crash cut off, and record what
+        the lookup says under that handler's claim (its token: the claim's own write, guarded like
+        any outcome, so of two handlers resolving the message one records it): found, ``accepted``
+        with the provider's id, as any send (parked callbacks, the status webhook, the reply
+        prompt); otherwise in doubt, as a send whose answer was lost: a retry that looks it up
+        again before any send (the whole list read and none) or later (the lookup failed),
+        ``unknown`` once ``worker.max_tries`` tries have ended in doubt. This handler holds no
+        claim of its own, so it sends nothing itself."""
+        why = "a worker stopped during the provider call"
+        # No copy was made before the claim; an earlier doubt's time, if any, is older still.
+        doubt_ms = int(fields.get("doubt_ms") or claimed_ms)
+        try:
+            found = await self.channels[rec.channel].reconcile(outbound, doubt_ms / 1000 - RECONCILE_SKEW)
+        except Exception as e:  # an adapter bug: still in doubt, never a blind resend
+            log.exception("channel %s reconcile raised", rec.channel, extra={**send.ids, "message_id": rec.id})
+            found = SendResult.in_doubt(f"lookup error: {type(e).__name__}")
+        log.info(
+            "message %s cut off by a crash, looked up: %s",
+            rec.channel,
+            found.outcome,
+            extra={**send.ids, "message_id": rec.id},
+        )
+        if found.outcome == "accepted":
+            metrics.MESSAGES.labels(rec.channel, "reconciled").inc()
+            result = found
+        elif found.outcome == "transient":
+            result = SendResult.in_doubt(f"{why}; the provider has no such message ({found.reason})")
+        else:
+            result = SendResult.in_doubt(f"{why}; {found.reason or 'lookup failed'}", code=found.error_code)
+        token = fields.get("claim", "")
+        return await self._settled(
+            send, replace(spec, reason=IN_DOUBT), rec, token, result, {"doubt_ms": str(doubt_ms)}
+        )
 
     async def _hold(
         self, send: Send, spec: Spec, rec: MessageRecord, fresh: bool, now: float
@@ -878,7 +925,7 @@ class Dispatcher:
         send = self.context(source, event, customer, delivery, stopped, contact)
         send.used |= await self._channels_of_event(source, event, delivery["id"])
         if status == "sending":
-            return await self.resolve_in_doubt(self.record_for(send, spec))
+            return await self.resolve_in_doubt(self.record_for(send, spec), send, spec)
         if kind == "escalate":
             await self.store.note(spec.fallback_of, "push not confirmed in time; escalating to SMS")
         return await self.deliver(send, spec, fresh=False)

@@ -6,9 +6,11 @@ Exactly-once rests on two things:
 
 - message ids are deterministic (source, event id, channel, address), and
 - every message is claimed in the log (Lua, atomic) before its provider call, so a retried or
-  re-delivered job skips what was already sent. A message found still ``sending`` by a retry
-  belonged to a worker that died mid-call; it is marked ``unknown`` and not sent again (the
-  hub prefers a missing message an operator can replay to a duplicate a customer receives).
+  re-delivered job skips what was already sent. A message found still ``sending`` by a retry,
+  its lease over, belonged to a worker that died mid-call: an SMS is looked up at Twilio (found:
+  recorded sent; not there: a retry that looks again before sending), anything else is marked
+  ``unknown`` and not sent again (the hub prefers a missing message an operator can replay to
+  a duplicate a customer receives).
 
 Messages due now are sent concurrently inside the event's job; a message that must wait
 (quiet hours, collapsing, rate limits, retries) gets a job of its own.
@@ -21,7 +23,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from channels import Channel, FcmPush, SmtpEmail, TwilioSms
@@ -30,7 +32,7 @@ from preferences.store import encode_contact
 
 from . import metrics
 from .config import Settings
-from .dispatch import Dispatcher, Spec, message_id
+from .dispatch import SEND_JOB, Dispatcher, Spec, message_id
 from .planner import plan
 from .relay import PoolExhausted, RelayUnavailable, schedule_relay_close
 from .schema import TERMINAL, occurred_ms_of
@@ -123,7 +125,7 @@ class Runtime(Dispatcher):
         if not current:
             log.info("stale event, nothing sent", extra=ids)
             if job_try > 1:  # a first try that died mid-send may have left messages in doubt
-                await self._settle_in_doubt(source, event_id, delivery_id)
+                await self._settle_in_doubt(source, event)
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
@@ -152,11 +154,23 @@ class Runtime(Dispatcher):
         await self.store.mark_done(source, event_id)
         return outcome
 
-    async def _settle_in_doubt(self, source: str, event_id: str, delivery_id: str) -> None:
-        listed = await self.store.list_messages(delivery_id=delivery_id, customer_id=None, limit=1000)
+    async def _settle_in_doubt(self, source: str, event: dict[str, Any]) -> None:
+        """Hand each message a first try of this (now stale) event left ``sending`` (its worker
+        died mid-call) to a job of its own: the job builds what a lookup at the provider needs,
+        waits out the sending lease and resolves the message (``resolve_in_doubt``)."""
+        assert self.enqueue is not None
+        listed = await self.store.list_messages(delivery_id=event["delivery"]["id"], customer_id=None, limit=1000)
         for m in listed:
-            if m.get("event_id") == event_id and m.get("source") == source and m.get("status") == "sending":
+            if m.get("event_id") != event["event_id"] or m.get("source") != source or m.get("status") != "sending":
+                continue
+            if not m.get("to"):  # erased meanwhile: nothing to look up or send; resolved here
                 await self.resolve_in_doubt(MessageRecord.from_fields(m))
+                continue
+            spec = Spec(m["channel"], m["to"], bool(m.get("via_fallback")), m.get("fallback_of") or "")
+            # One job per claim cut off (arq queues a job id once): each claim counts an attempt.
+            job_id = f"msg:{m['id']}:in-doubt:{m.get('attempts', 0)}"
+            now_ms = int(self.clock() * 1000)
+            await self.enqueue(SEND_JOB, source, event, asdict(spec), now_ms, "retry", _job_id=job_id)
 
     async def _relay_for(
         self, milestone: str, delivery: dict[str, Any], customer: CustomerRecord | None, ids: dict[str, str]

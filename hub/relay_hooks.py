@@ -6,6 +6,7 @@
 - ``POST /webhooks/twilio/voice/status``: the dial's outcome (status, duration) for the log.
 - SMS to a proxy number (routed here by ``twilio_hooks``): forwarded to the other participant
   from their proxy number, media passed on; STOP stops forwarding to the sender in this session.
+  A forward is tried once: one whose answer was lost is logged ``unknown``, never resent.
 
 Callers only ever see proxy numbers: the other party's real number appears only inside the
 ``<Dial><Number>`` instruction, which goes to Twilio and is never shown to the caller, and no log
@@ -159,7 +160,10 @@ async def relay_sms(
             media_urls=media,
         )
     )
-    forwarded = "forwarded" if result.outcome == "accepted" else "failed"
+    # A forward whose answer was lost (``in_doubt``) is not sent again, nor looked up: a text in
+    # a live conversation goes at most once, and the sender, who gets no answer either way, can
+    # text again or call. The log says the hub does not know, not that the forward failed.
+    forwarded = {"accepted": "forwarded", "in_doubt": "unknown"}.get(result.outcome, "failed")
     metrics.RELAY_TEXTS.labels(forwarded).inc()
     await relay.record(
         sid,

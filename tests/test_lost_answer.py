@@ -9,8 +9,12 @@ and records e-mail and push ``unknown`` (docs/reliability.md).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import inspect
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,13 +24,16 @@ from twilio.rest import Client
 from channels import InDoubtPolicy, Outbound
 from channels import sms as sms_module
 from channels.sms import _OriginHttpClient
-from hub import metrics
+from hub import keys, metrics
 from hub.chaos import ChaosResult
-from hub.pipeline import build_channels
+from hub.dispatch import message_id
+from hub.pipeline import Runtime, build_channels
 from hub.redis_server import free_port
 from hub.sandbox import Faults
-from tests.conftest import Hub
+from hub.schema import parse_event
+from tests.conftest import Hub, a_runtime
 from tests.events import make_event
+from tests.test_relay import CUSTOMER, DRIVER, RELAY, open_session, post_signed
 
 # Every client gives up after half a second; a held answer waits far longer (until the sandbox
 # closes): the hub never sees it.
@@ -373,3 +380,169 @@ def test_the_chaos_verdict_counts_an_unknown_message_the_provider_never_got_as_l
     assert lost.lost == 1 and not lost.ok()
     assert not run(doubled=1).ok()
     assert not run(sent_once=19, missing=1, missing_by_status={"none": 1}).ok()
+
+
+# -- a provider call cut off by a worker's crash ------------------------------------------------
+
+
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` holds: for what the sandbox and the hub's API do on their own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = check()
+        if inspect.isawaitable(done):
+            done = await done
+        if done:
+            return
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def queued(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as the API puts it on the queue (validated, normalized)."""
+    return parse_event(event, "DE").to_job()
+
+
+def ids_of(event: dict[str, Any]) -> dict[str, str]:
+    """The event's message ids (``arriving_soon``: SMS and push), by channel."""
+    return {
+        "sms": message_id("default", event["event_id"], "sms", PHONE),
+        "push": message_id("default", event["event_id"], "push", "fcm-token-1"),
+    }
+
+
+async def message(hub: Hub, mid: str) -> dict[str, Any]:
+    found: dict[str, Any] = await (await hub.request("GET", f"/v1/messages/{mid}")).json()
+    return found
+
+
+async def cut_off(hub: Hub, runtime: Runtime, event: dict[str, Any], *, recorded: bool) -> None:
+    """The event's first try killed (``kill -9``) during its provider calls, as the next handler
+    finds it once the sending lease is over: each message ``sending`` under the dead handler's
+    claim, claimed a lease ago. Twilio got the request and recorded the SMS (``recorded``:
+    ``accept-stall``) or not (``timeout``); FCM recorded the push (``accept-stall``). No answer
+    reached the hub, and nothing it would have done after the calls was done."""
+    hub.sandbox.faults.set("twilio", "accept-stall" if recorded else "timeout", count=1)
+    hub.sandbox.faults.set("fcm", "accept-stall", count=1)
+    first_try = asyncio.create_task(runtime.process("default", event))
+    faults = hub.sandbox.faults
+    await until(lambda: faults.triggered("twilio") == 1 and faults.triggered("fcm") == 1)
+    first_try.cancel()  # the worker dies: the calls' answers, and everything after them, are gone
+    with contextlib.suppress(asyncio.CancelledError):
+        await first_try
+    lease_ms = int((hub.settings.worker.job_timeout + 5) * 1000)
+    for mid in ids_of(event).values():
+        fields = await runtime.redis.hgetall(keys.message(mid))
+        assert fields["status"] == "sending" and fields["claim"], fields
+        await runtime.redis.hset(keys.message(mid), "claimed_ms", str(int(fields["claimed_ms"]) - lease_ms - 1000))
+
+
+@pytest.mark.sandbox(status_callbacks=True, callback_delay=0.0)
+async def test_an_sms_cut_off_by_a_crash_that_twilio_has_is_recorded_sent_and_not_sent_again(hub: Hub) -> None:
+    event = queued(make_event("arriving_soon", data={"minutes": 10}))
+    ids = ids_of(event)
+    reconciled = counter("sms", "reconciled")
+    async with a_runtime(hub) as runtime:
+        await cut_off(hub, runtime, event, recorded=True)
+        [sent] = hub.messages(channel="sms")
+        parked = keys.pending_status(sent["provider_id"])
+
+        async def parked_delivered() -> bool:
+            # Twilio's status callbacks came while the hub did not know the SID: kept for later.
+            raw = await runtime.redis.get(parked)
+            return raw is not None and '"delivered"' in raw
+
+        await until(parked_delivered)
+        outcome = await runtime.process("default", event, 2)  # the event job's next try
+    assert (outcome.messages[ids["sms"]], outcome.messages[ids["push"]]) == ("accepted", "unknown")
+    await everything_settled(hub)
+
+    assert len(hub.messages(channel="sms")) == 1 and len(hub.messages(channel="push")) == 1
+    sms = await message(hub, ids["sms"])
+    assert sms["provider_id"] == sent["provider_id"]  # the SID Twilio gave it
+    assert steps(sms)[:2] == ["sending", "accepted"], sms["history"]
+    assert "found at the provider" in sms["history"][1]["detail"]
+    assert sms["status"] == "delivered"  # the parked callbacks applied, as after any send
+    assert counter("sms", "reconciled") == reconciled + 1
+    assert (await message(hub, ids["push"]))["status"] == "unknown"  # no lookup for push: as before
+    assert sorted(told(hub)["sms"]) == ["accepted", "delivered", "sent"]
+    assert told(hub)["push"] == ["unknown"]
+
+
+async def test_an_sms_cut_off_by_a_crash_that_twilio_never_recorded_is_looked_up_then_sent_once(hub: Hub) -> None:
+    event = queued(make_event("arriving_soon", data={"minutes": 10}))
+    ids = ids_of(event)
+    async with a_runtime(hub) as runtime:
+        await cut_off(hub, runtime, event, recorded=False)
+        outcome = await runtime.process("default", event, 2)
+    assert outcome.messages[ids["sms"]] == "transient"  # not sent here: a retry that looks it up first
+    assert hub.messages(channel="sms") == []
+    await everything_settled(hub)
+
+    [sent] = hub.messages(channel="sms")
+    sms = await message(hub, ids["sms"])
+    assert (sms["status"], sms["provider_id"]) == ("accepted", sent["provider_id"])
+    # Cut off; looked up, none: in doubt, with a retry; looked up again, none; sent.
+    assert steps(sms) == ["sending", "in_doubt", "sending", "sending", "accepted"], sms["history"]
+    assert "a worker stopped during the provider call" in sms["history"][1]["detail"]
+    assert "no such message" in sms["history"][3]["detail"]
+    assert told(hub)["sms"] == ["accepted"]
+
+
+@pytest.mark.settings(**{"worker.max_tries": 3})
+async def test_an_sms_cut_off_by_a_crash_whose_lookup_keeps_failing_ends_unknown_unsent(hub: Hub) -> None:
+    event = queued(make_event("arriving_soon", data={"minutes": 10}))
+    ids = ids_of(event)
+    async with a_runtime(hub) as runtime:
+        await cut_off(hub, runtime, event, recorded=False)
+        hub.sandbox.faults.set("twilio", "500")  # every request, the list included
+        assert (await runtime.process("default", event, 2)).messages[ids["sms"]] == "transient"
+    for _ in range(2):
+        await hub.fast_forward(60)
+        await hub.run_worker()
+    assert hub.sandbox.faults.triggered("twilio") == 1 + 3  # the cut-off call, then three lookups: no send
+    sms = await message(hub, ids["sms"])
+    assert sms["status"] == "unknown"
+    assert steps(sms) == ["sending", "in_doubt", "sending", "in_doubt", "sending", "unknown"], sms["history"]
+    assert sms["error"].startswith("still in doubt after 3 tries")
+
+    hub.sandbox.faults.clear()
+    await everything_settled(hub)
+    assert hub.messages(channel="sms") == []  # never sent blindly
+    assert told(hub)["sms"] == ["unknown"]
+
+
+async def test_an_sms_cut_off_by_a_crash_of_an_event_since_outdated_is_still_looked_up(hub: Hub) -> None:
+    """The event's next try finds a newer event applied (it is stale): the messages its first
+    try left ``sending`` go to jobs of their own, which look the SMS up as above."""
+    event = queued(make_event("arriving_soon", data={"minutes": 10}))
+    ids = ids_of(event)
+    async with a_runtime(hub) as runtime:
+        await cut_off(hub, runtime, event, recorded=True)
+        [sent] = hub.messages(channel="sms")
+        await runtime.process("default", queued(make_event("delivered", occurred_at="2026-11-24T08:20:00+01:00")))
+        assert (await runtime.process("default", event, 2)).status == "stale"
+    await everything_settled(hub)
+
+    sms = await message(hub, ids["sms"])
+    assert (sms["status"], sms["provider_id"]) == ("accepted", sent["provider_id"])
+    assert steps(sms) == ["sending", "accepted"], sms["history"]
+    assert [m["text"] for m in hub.messages(channel="sms")].count(sent["text"]) == 1
+    assert (await message(hub, ids["push"]))["status"] == "unknown"
+
+
+@pytest.mark.settings(**RELAY)
+async def test_a_relayed_text_whose_answer_was_lost_is_logged_unknown_and_not_sent_again(hub: Hub) -> None:
+    """A text between driver and customer is forwarded at most once: no lookup, no resend, and
+    the relay log says the hub does not know (not that the forward failed)."""
+    session = await open_session(hub)
+    customer_proxy = session["participants"]["customer"]["proxy_number"]
+    hub.sandbox.faults.set("twilio", "accept-drop", count=1)  # Twilio takes it; the answer is lost
+    form = {"MessageSid": "SMrelay1", "From": CUSTOMER, "To": customer_proxy, "Body": "Gate code 4711"}
+    before = metrics.REGISTRY.get_sample_value("hub_relay_texts_total", {"outcome": "unknown"}) or 0.0
+    for _ in range(2):  # Twilio's webhook, and its retry
+        assert (await post_signed(hub, "/webhooks/twilio/sms", form)).status == 200
+    assert [m["text"] for m in hub.messages(channel="sms") if m["to"] == DRIVER] == ["Gate code 4711"]
+    log = (await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json())["interactions"]
+    assert [(i["direction"], i["kind"], i["status"]) for i in log] == [("customer->driver", "sms", "unknown")]
+    assert metrics.REGISTRY.get_sample_value("hub_relay_texts_total", {"outcome": "unknown"}) == before + 1
