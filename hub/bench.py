@@ -12,6 +12,12 @@ measured minutes apart on the same machine do. One run:
 4. prints events/s accepted, events/s fully sent, messages/s by channel, event-to-provider
    latency percentiles, CPU seconds per 1,000 events and Redis memory.
 
+As in production, the Twilio fake sends status callbacks (``sent``, then ``delivered``) to
+`hub api`, and a webhook subscriber (a receiver in its own process, verifying signatures)
+takes every webhook type; the run reports what it received and which callbacks were applied
+(``webhook_figures``). ``start_stack(status_callbacks=True, subscriber=True)`` gives the same
+to the peak bench and the chaos runs.
+
 Internal subcommands (``python -m hub.bench sandbox|noop-worker|echo``) run the helper processes.
 """
 
@@ -40,19 +46,21 @@ from aiohttp import web
 
 from .config import ROOT
 from .redis_server import EmbeddedRedis, free_port
+from .signing import verify
 
-__all__ = ["run_bench"]
+__all__ = ["run_bench", "settle_webhooks", "start_stack", "webhook_figures"]
 
 BENCH_KEY = "bench-key"
 BENCH_ADMIN_KEY = "bench-admin-key"
 NOOP_QUEUE = "bench:noop"
+HOOK_SECRET = "bench-subscriber-secret-0123456789"  # the stack's webhook subscription
 
 
 # -- helper processes ------------------------------------------------------------------------
-async def _serve_sandbox(port: int, smtp_port: int, fault_timeout: float = 30.0) -> None:
+async def _serve_sandbox(port: int, smtp_port: int, fault_timeout: float = 30.0, callbacks: bool = False) -> None:
     from .sandbox import Sandbox
 
-    sandbox = Sandbox(status_callbacks=False, fault_timeout=fault_timeout)
+    sandbox = Sandbox(status_callbacks=callbacks, fault_timeout=fault_timeout)
     app = web.Application(client_max_size=1 << 24)
     sandbox.add_routes(app, "/sandbox")
 
@@ -84,26 +92,54 @@ async def _serve_sandbox(port: int, smtp_port: int, fault_timeout: float = 30.0)
     await runner.cleanup()
 
 
-async def _serve_echo(port: int) -> None:
-    """The HTTP ceiling's trivial handler, and a webhook receiver that notes what arrives when."""
+async def _serve_echo(port: int, secret: str = "") -> None:
+    """The HTTP ceiling's trivial handler, and a webhook receiver that notes what arrives when.
+
+    With ``secret`` the receiver checks ``Hub-Signature`` as a subscriber must and answers 400
+    to a bad one (the hub then retries it). ``GET /hook`` lists (time, type) of each webhook
+    taken; ``GET /hook/log`` each one's id, type, message id and status, and the signatures
+    refused; ``GET /hook/count`` the two counts."""
     received: list[tuple[float, str]] = []
+    log: list[dict[str, Any]] = []
+    refused = [0]
 
     async def ok(request: web.Request) -> web.Response:
         await request.read()
         return web.json_response({"status": "accepted"}, status=202)
 
     async def hook(request: web.Request) -> web.Response:
-        body = await request.json()
+        raw = await request.read()
+        if secret and not verify(secret, request.headers.get("Hub-Signature", ""), raw):
+            refused[0] += 1
+            return web.Response(status=400)
+        body = json.loads(raw)
+        data = body.get("data") or {}
         received.append((time.time(), str(body.get("type", "?"))))
+        log.append(
+            {
+                "id": body.get("id"),
+                "type": body.get("type"),
+                "message_id": data.get("message_id"),
+                "status": data.get("status"),
+            }
+        )
         return web.Response(status=204)
 
     async def hooks(request: web.Request) -> web.Response:
         return web.json_response(received)
 
+    async def hook_log(request: web.Request) -> web.Response:
+        return web.json_response({"received": log, "refused": refused[0]})
+
+    async def hook_count(request: web.Request) -> web.Response:
+        return web.json_response({"received": len(log), "refused": refused[0]})
+
     app = web.Application()
     app.router.add_post("/", ok)
     app.router.add_post("/hook", hook)
     app.router.add_get("/hook", hooks)
+    app.router.add_get("/hook/log", hook_log)
+    app.router.add_get("/hook/count", hook_count)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -318,7 +354,8 @@ def _pct(values: list[float], p: float) -> float:
 
 @dataclass
 class Stack:
-    """The processes of a benchmarked hub: sandbox providers, `hub api`, `hub worker`s."""
+    """The processes of a benchmarked hub: sandbox providers, `hub api`, `hub worker`s, and the
+    webhook subscriber's receiver when there is one."""
 
     sandbox: subprocess.Popen[bytes]
     api: subprocess.Popen[bytes]
@@ -326,10 +363,12 @@ class Stack:
     sandbox_port: int
     api_port: int
     env: dict[str, str]
+    receiver: subprocess.Popen[bytes] | None = None
+    receiver_port: int = 0
 
     @property
     def procs(self) -> list[subprocess.Popen[bytes]]:
-        return [self.sandbox, self.api, *self.workers]
+        return [self.sandbox, self.api, *self.workers, *([self.receiver] if self.receiver else [])]
 
     def spawn_worker(self) -> subprocess.Popen[bytes]:
         """One more `hub worker` with the stack's environment (e.g. in place of a killed one)."""
@@ -346,12 +385,35 @@ class Stack:
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.sandbox_port}/sandbox"
 
+    @property
+    def receiver_url(self) -> str:
+        return f"http://127.0.0.1:{self.receiver_port}"
 
-async def start_stack(redis_url: str, workers: int, max_jobs: int, *, fault_timeout: float = 30.0, **env: str) -> Stack:
+
+async def start_stack(
+    redis_url: str,
+    workers: int,
+    max_jobs: int,
+    *,
+    fault_timeout: float = 30.0,
+    status_callbacks: bool = False,
+    subscriber: bool = False,
+    **env: str,
+) -> Stack:
     """Start the sandbox, `hub api` and ``workers`` `hub worker` processes; wait until they answer.
-    ``fault_timeout``: how long the sandbox holds a request under a "timeout" fault."""
+    ``fault_timeout``: how long the sandbox holds a request under a "timeout" fault.
+    ``status_callbacks``: the Twilio fake reports ``sent`` and ``delivered`` for every SMS it takes,
+    as Twilio does; ``subscriber``: a receiver (``Stack.receiver_url``) subscribed to every webhook
+    type, as an upstream system is in production."""
     sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
-    sandbox = _spawn(["-m", "hub.bench", "sandbox", str(sandbox_port), str(smtp_port), str(fault_timeout)], quiet=True)
+    ports = [str(sandbox_port), str(smtp_port)]
+    sandbox = _spawn(["-m", "hub.bench", "sandbox", *ports, str(fault_timeout), str(int(status_callbacks))], quiet=True)
+    receiver, receiver_port = None, 0
+    if subscriber:
+        receiver_port = free_port()
+        receiver = _spawn(["-m", "hub.bench", "echo", str(receiver_port), HOOK_SECRET])
+        hook = {"url": f"http://127.0.0.1:{receiver_port}/hook", "secret": HOOK_SECRET}  # no "events": every type
+        env = {"HUB_WEBHOOKS__SUBSCRIPTIONS": json.dumps([hook]), **env}
     origin = f"http://127.0.0.1:{sandbox_port}/sandbox"
     hub_env = _hub_env(
         redis_url,
@@ -369,14 +431,180 @@ async def start_stack(redis_url: str, workers: int, max_jobs: int, *, fault_time
         sandbox_port,
         api_port,
         hub_env,
+        receiver,
+        receiver_port,
     )
     try:
         await _wait_http(f"http://127.0.0.1:{api_port}/healthz")
         await _wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
+        if receiver:
+            await _wait_http(f"{stack.receiver_url}/hook/count")
     except BaseException:
         _stop_all(stack.procs)
         raise
     return stack
+
+
+# -- webhooks and status callbacks -----------------------------------------------------------
+# Statuses a message passes through that are told upstream as a `message.status` webhook
+# (docs/webhooks.md): the worker's outcomes, and Twilio's reports applied from its callbacks.
+TOLD_STATUSES = frozenset({"accepted", "failed", "dead", "expired", "unknown"})
+CALLBACK_STATUSES = frozenset({"sent", "delivered", "undelivered"})
+TAKEN = frozenset({"accepted"} | CALLBACK_STATUSES)  # the provider took the message
+
+
+async def _message_log(redis: Any) -> list[tuple[str, str, str, list[str]]]:
+    """(message id, channel, status, the statuses of its history) of every logged message."""
+    ids = [k async for k in redis.scan_iter("hub:msg:*", count=1000) if k.count(":") == 2]
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in ids:
+            pipe.hmget(key, ["id", "channel", "status"])
+            pipe.lrange(f"{key}:history", 0, -1)
+        found = await pipe.execute()
+    out = []
+    for (message_id, channel, status), history in zip(found[::2], found[1::2], strict=True):
+        if message_id:
+            steps = [str(json.loads(h).get("status", "")) for h in history]
+            out.append((message_id, channel or "", status or "", steps))
+    return out
+
+
+async def _delivery_records(redis: Any) -> dict[str, str]:
+    """Webhook delivery id -> its status (pending, retrying, delivered, dead), every one the hub made."""
+    ids = await redis.zrange("hub:wh:index", 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for delivery_id in ids:
+            pipe.hget(f"hub:wh:{delivery_id}", "status")
+        statuses = await pipe.execute()
+    return {i: s or "gone" for i, s in zip(ids, statuses, strict=True)}
+
+
+async def settle_webhooks(redis_url: str, receiver_url: str, *, quiet: float = 2.0, timeout: float = 90.0) -> bool:
+    """Wait until every webhook delivery the hub made is delivered (or dead) and nothing new (a
+    delivery, a webhook at the receiver: a late status callback makes both) has come for ``quiet``
+    seconds. False when ``timeout`` ran out first."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    deadline = time.monotonic() + timeout
+    last: tuple[int, int] | None = None
+    since = time.monotonic()
+    try:
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                try:
+                    records = await _delivery_records(redis)
+                    async with http.get(f"{receiver_url}/hook/count") as resp:
+                        received = int((await resp.json())["received"])
+                except (RedisError, OSError, aiohttp.ClientError):
+                    records, received = {"?": "unreachable"}, -1
+                now = (len(records), received)
+                open_ = any(s not in ("delivered", "dead") for s in records.values())
+                if now != last or open_:
+                    last, since = now, time.monotonic()
+                elif time.monotonic() - since >= quiet:
+                    return True
+                await asyncio.sleep(0.25)
+        return False
+    finally:
+        await redis.aclose()
+
+
+async def webhook_figures(redis_url: str, receiver_url: str, sms_taken: int) -> dict[str, Any]:
+    """What the subscriber received, checked against the hub's own records; ``sms_taken``: SMS the
+    Twilio fake took (each gets two status callbacks, ``sent`` and ``delivered``).
+
+    Webhooks are at least once (docs/webhooks.md): a receiver de-duplicates on ``id``. So the
+    check is that no id is missing, not that none came twice: every delivery the hub recorded
+    reached the receiver (``missing_ids``), and every status a logged message passed through
+    that is told upstream (accepted, failed, dead, expired, unknown, and the sent / delivered /
+    undelivered of an applied Twilio callback) reached it as a ``message.status`` for that
+    message (``status_missing``). ``repeated``: webhooks received again under an id already
+    received (allowed); ``refused``: bad signatures."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        log = await _message_log(redis)
+        records = await _delivery_records(redis)
+    finally:
+        await redis.aclose()
+    async with aiohttp.ClientSession() as http, http.get(f"{receiver_url}/hook/log") as resp:
+        taken = await resp.json()
+    received: list[dict[str, Any]] = taken["received"]
+    unique = {h["id"]: h for h in received}
+    told = {(h["message_id"], h["status"]) for h in unique.values() if h["type"] == "message.status"}
+    expected: set[tuple[str, str]] = set()
+    applied: Counter[str] = Counter()
+    overtaken = 0
+    for message_id, _, status, steps in log:
+        # The fake posts `delivered` only once `sent` was answered: a `delivered` without `sent`
+        # in the history is a `sent` the hub applied too late (a status only moves forward).
+        overtaken += "sent" not in steps and bool({"delivered", "undelivered"} & set(steps))
+        if status in TAKEN:
+            expected.add((message_id, "accepted"))
+        elif status in TOLD_STATUSES:
+            expected.add((message_id, status))
+        for step in steps:
+            if step in TOLD_STATUSES or step in CALLBACK_STATUSES:
+                expected.add((message_id, step))
+            if step in CALLBACK_STATUSES:
+                applied[step] += 1
+    missing = sorted(expected - told)
+    return {
+        "received": len(received),
+        "unique": len(unique),
+        "repeated": len(received) - len(unique),
+        "by_type": dict(Counter(h["type"] for h in unique.values())),
+        "message_status": dict(Counter(h["status"] for h in unique.values() if h["type"] == "message.status")),
+        "refused": int(taken["refused"]),
+        "recorded": len(records),
+        "not_delivered": dict(Counter(s for s in records.values() if s != "delivered")),
+        "missing_ids": sum(1 for i in records if i not in unique),
+        "status_expected": len(expected),
+        "status_missing": len(missing),
+        "status_missing_sample": [f"{m} {s}" for m, s in missing[:10]],
+        "callbacks_applied": dict(applied),
+        "callbacks_overtaken": overtaken,
+        "callbacks_expected": 2 * sms_taken,
+        "callbacks_not_applied": 2 * sms_taken - sum(applied.values()) - overtaken,
+    }
+
+
+def webhooks_ok(figures: dict[str, Any]) -> bool:
+    """Every webhook the hub made, and every message status it should tell, reached the subscriber."""
+    return not (figures["missing_ids"] or figures["status_missing"] or figures["refused"])
+
+
+def webhook_lines(figures: dict[str, Any], indent: str = "", width: int = 34, colon: str = "") -> list[str]:
+    """The webhook and callback figures as report lines (``colon`` after each label, if given)."""
+    f = figures
+    applied = f["callbacks_applied"]
+    rows = [
+        ("webhooks received", f"{f['received']} ({f['unique']} distinct ids; {f['repeated']} again, allowed)"),
+        ("  by type", str(f["by_type"])),
+        ("  message.status by status", str(f["message_status"])),
+        (
+            "  made by hub / not received",
+            f"{f['recorded']} / {f['missing_ids']}"
+            + (f" (not delivered: {f['not_delivered']})" if f["not_delivered"] else ""),
+        ),
+        (
+            "  statuses to tell / not told",
+            f"{f['status_expected']} / {f['status_missing']}"
+            + (f", e.g. {', '.join(f['status_missing_sample'][:3])}" if f["status_missing"] else ""),
+        ),
+        ("  bad signatures", str(f["refused"])),
+        (
+            "status callbacks applied",
+            f"{sum(applied.values())} of {f['callbacks_expected']} (2 per SMS Twilio took): "
+            f"sent {applied.get('sent', 0)}, delivered {applied.get('delivered', 0)}",
+        ),
+        ("  sent overtaken by delivered", f"{f['callbacks_overtaken']} (not applied: a status only moves forward)"),
+        ("  not applied otherwise", str(f["callbacks_not_applied"])),
+    ]
+    return [f"{indent}{label + colon:<{width}}{value}" for label, value in rows]
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -423,18 +651,22 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             redis.url,
             workers,
             max_jobs,
+            status_callbacks=True,
+            subscriber=True,
             HUB_POLICY__QUIET_HOURS="",
             HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
         )
         procs += stack.procs
         sandbox_proc, api, worker_procs = stack.sandbox, stack.api, stack.workers
+        receiver = stack.receiver
+        assert receiver is not None
         sandbox_port, api_port = stack.sandbox_port, stack.api_port
         await asyncio.sleep(1.0)
 
         events = _events(n, f"-{int(time.time())}")
         expected = sum(3 if e["type"] == "out_for_delivery" else 2 for e in events)
         bodies = [json.dumps(e).encode() for e in events]
-        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [api, sandbox_proc, *worker_procs]}
+        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [api, sandbox_proc, receiver, *worker_procs]}
         start_wall = time.time()
         start = time.perf_counter()
         post_elapsed, sent_at = await _post_all(
@@ -459,10 +691,23 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             async with http.get(f"http://127.0.0.1:{sandbox_port}/bench/dump") as resp:
                 ledger = await resp.json()
 
+        # The webhooks and status callbacks of the last messages: after the figures above, but
+        # their CPU counts (the callbacks and webhooks of all the others came during the run).
+        settled = await settle_webhooks(redis.url, stack.receiver_url)
+
         def used(*ps: subprocess.Popen[bytes]) -> float:
             return sum(_cpu_seconds(p.pid) - cpu_before[p.pid] for p in ps)
 
-        cpu = {"api": used(api), "workers": used(*worker_procs), "sandbox": used(sandbox_proc)}
+        cpu = {
+            "api": used(api),
+            "workers": used(*worker_procs),
+            "sandbox": used(sandbox_proc),
+            "receiver": used(receiver),
+        }
+        result["webhooks"] = await webhook_figures(
+            redis.url, stack.receiver_url, sum(1 for m in ledger if m["channel"] == "sms")
+        )
+        result["webhooks"]["settled"] = settled
         info = await _redis_info(redis.url)
         result["memory"] = await memory_breakdown(redis.url)
 
@@ -588,12 +833,14 @@ def _report(r: dict[str, Any]) -> str:
         f"{'CPU s / 1,000 events: api':<34}{r['cpu_s_per_1000_events']['api']:>12.2f}",
         f"{'CPU s / 1,000 events: workers':<34}{r['cpu_s_per_1000_events']['workers']:>12.2f}",
         f"{'CPU s / 1,000 events: sandbox':<34}{r['cpu_s_per_1000_events']['sandbox']:>12.2f}",
+        f"{'CPU s / 1,000 events: subscriber':<34}{r['cpu_s_per_1000_events']['receiver']:>12.2f}",
         f"{'Redis peak memory':<34}{r['redis_used_memory_peak_mb']:>10.1f}MB",
         f"{'Redis bytes per event (all state)':<34}{r['redis_bytes_per_event']:>12.0f}",
         f"{'  per customer / delivery':<34}{r['memory']['customer']:>12.0f} / {r['memory']['delivery']:.0f}",
         f"{'  per logged message / event id':<34}{r['memory']['message']:>12.0f} / {r['memory']['event']:.0f}",
         f"{'Redis round trips /s (ceiling)':<34}{r['redis_round_trips_per_s']:>12.0f}",
         f"{'messages sent / expected / doubled':<34}{r['messages']:>6} / {r['expected_messages']} / {r['duplicates']}",
+        *webhook_lines(r["webhooks"]),
     ]
     return "\n".join(lines)
 
@@ -604,15 +851,17 @@ def run_bench(args: argparse.Namespace) -> int:
     print(_report(result))
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0 if result["messages"] == result["expected_messages"] and result["duplicates"] == 0 else 1
+    sent_once = result["messages"] == result["expected_messages"] and result["duplicates"] == 0
+    return 0 if sent_once and webhooks_ok(result["webhooks"]) else 1
 
 
 def _main(argv: list[str]) -> None:
     cmd = argv[0]
     if cmd == "sandbox":
-        asyncio.run(_serve_sandbox(int(argv[1]), int(argv[2]), *(float(a) for a in argv[3:4])))
+        timeout = float(argv[3]) if len(argv) > 3 else 30.0
+        asyncio.run(_serve_sandbox(int(argv[1]), int(argv[2]), timeout, len(argv) > 4 and argv[4] == "1"))
     elif cmd == "echo":
-        asyncio.run(_serve_echo(int(argv[1])))
+        asyncio.run(_serve_echo(int(argv[1]), *argv[2:3]))
     elif cmd == "noop-worker":
         _noop_worker(argv[1], int(argv[2]))
     else:

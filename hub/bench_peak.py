@@ -15,10 +15,14 @@ handled, as hours apart would leave it. The customers are a realistic crowd:
   the collapsing window (shortened to 2 s for the run);
 - Twilio answers HTTP 500 to one SMS request in twenty, so those retry.
 
+As in production, Twilio reports every SMS's ``sent`` and ``delivered`` through status
+callbacks, and an upstream receiver is subscribed to every webhook type.
+
 It reports events handled per second (every event processed and its messages sent, held,
 collapsed or fallen back; the deliberate waits for collapsing windows left out) beside the arq
 no-op ceiling with the same workers, the latency of messages sent at once, the message log's
-statuses, and checks that the providers received each accepted message exactly once.
+statuses, the webhooks received and the status callbacks applied, and checks that the providers
+received each accepted message exactly once and the receiver every webhook.
 """
 
 from __future__ import annotations
@@ -47,7 +51,11 @@ from .bench import (
     _redis_info,
     _stop_all,
     memory_breakdown,
+    settle_webhooks,
     start_stack,
+    webhook_figures,
+    webhook_lines,
+    webhooks_ok,
 )
 from .bench_mix import _count_status, pick_zones
 from .redis_server import EmbeddedRedis
@@ -149,6 +157,8 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
             redis_server.url,
             workers,
             max_jobs,
+            status_callbacks=True,
+            subscriber=True,
             HUB_WORKER__RETRY_BASE_DELAY="0.5",
             HUB_POLICY__COLLAPSE_SECONDS=str(COLLAPSE_SECONDS),
             HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
@@ -207,6 +217,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
                     ]
                 print(f"bench peak: {wave}: {len(events)} events, {len(ledger) - before} messages", flush=True)
             ledger = await _dump(http, stack.sandbox_port)
+        settled = await settle_webhooks(redis_server.url, stack.receiver_url)
         cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
         statuses = await _count_status(redis_server.url)
         info = await _redis_info(redis_server.url)
@@ -225,9 +236,16 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
                     "api": cpu[stack.api.pid] / posted * 1000,
                     "workers": sum(cpu[p.pid] for p in stack.workers) / posted * 1000,
                     "sandbox": cpu[stack.sandbox.pid] / posted * 1000,
+                    "receiver": cpu[stack.receiver.pid] / posted * 1000 if stack.receiver else 0.0,
                 },
                 "redis_bytes_per_customer_all_state": info["used_memory"] / m,
                 "memory": memory,
+                "webhooks": {
+                    **await webhook_figures(
+                        redis_server.url, stack.receiver_url, sum(1 for e in ledger if e["channel"] == "sms")
+                    ),
+                    "settled": settled,
+                },
             }
         )
         result["ratio_handled_vs_arq_noop"] = result["handled_events_per_s"] / result["arq_noop_jobs_per_s"]
@@ -262,7 +280,7 @@ def _report(r: dict[str, Any]) -> str:
             f"{'... p95':<44}{lat['p95'] * 1000:>8.0f}ms",
             f"{'... p99':<44}{lat['p99'] * 1000:>8.0f}ms",
             f"{'CPU s / 1,000 events: api / workers / fakes':<44}{cpu['api']:>6.2f} / {cpu['workers']:.2f} / "
-            f"{cpu['sandbox']:.2f}",
+            f"{cpu['sandbox']:.2f} (subscriber {cpu['receiver']:.2f})",
             f"{'Redis bytes per customer (all state)':<44}{r['redis_bytes_per_customer_all_state']:>10.0f}",
             f"{'Redis bytes per customer / delivery / message':<44}{mem['customer']:>10.0f} / "
             f"{mem['delivery']:.0f} / {mem['message']:.0f}",
@@ -271,11 +289,19 @@ def _report(r: dict[str, Any]) -> str:
             f"{'held for quiet hours':<44}{st.get('deferred', 0):>10}",
             f"{'collapsed ETA updates':<44}{st.get('superseded', 0):>10}",
             f"{'failed for good (push token gone)':<44}{st.get('failed', 0):>10}",
-            f"{'accepted by a provider (log) / sent (fakes)':<44}{st.get('accepted', 0):>10} / {r['messages_sent']}",
+            f"{'accepted by a provider (log) / sent (fakes)':<44}{_taken(st):>10} / {r['messages_sent']}"
+            f"  (of which SMS delivered {st.get('delivered', 0)}, sent {st.get('sent', 0)})",
             f"{'sent twice':<44}{r['doubled']:>10}",
             f"{'dead / unknown':<44}{st.get('dead', 0):>10} / {st.get('unknown', 0)}",
+            "",
+            *webhook_lines(r["webhooks"], width=44),
         ]
     )
+
+
+def _taken(statuses: dict[str, int]) -> int:
+    """Messages a provider took: ``accepted``, and SMS that Twilio's callbacks then moved on."""
+    return sum(statuses.get(s, 0) for s in ("accepted", "sent", "delivered", "undelivered"))
 
 
 def run_peak_bench(args: argparse.Namespace) -> int:
@@ -285,5 +311,6 @@ def run_peak_bench(args: argparse.Namespace) -> int:
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     st = result["statuses"]
-    ok = result["doubled"] == 0 and st.get("accepted", 0) == result["messages_sent"] and not st.get("unknown")
+    ok = result["doubled"] == 0 and _taken(st) == result["messages_sent"] and not st.get("unknown")
+    ok = ok and webhooks_ok(result["webhooks"])
     return 0 if ok else 1

@@ -1,6 +1,7 @@
 """Every `hub bench` scenario, small (marked ``bench``: not in the default run; ``make bench-smoke``
 and CI run them so the benchmarks keep working). Each run checks itself: the exit code is 0 only
-when every expected message arrived once; the JSON it writes carries its ceilings."""
+when every expected message arrived once (burst and peak: and every webhook reached the
+subscriber); the JSON it writes carries its ceilings."""
 
 from __future__ import annotations
 
@@ -21,19 +22,38 @@ def bench(tmp_path: Path, *args: str) -> dict:  # type: ignore[type-arg]
     return result
 
 
+def assert_every_webhook_received(hooks: dict, sms: int) -> None:  # type: ignore[type-arg]
+    """No webhook id missing at the subscriber (repeats are allowed: at least once), every Twilio
+    status callback accounted for (applied, or a ``sent`` overtaken by its ``delivered``)."""
+    assert hooks["settled"] and hooks["refused"] == 0
+    assert hooks["missing_ids"] == 0 and hooks["status_missing"] == 0, hooks
+    assert hooks["unique"] == hooks["recorded"] == hooks["status_expected"]
+    assert hooks["callbacks_expected"] == 2 * sms and hooks["callbacks_not_applied"] == 0, hooks
+    assert hooks["callbacks_applied"]["delivered"] == sms
+    assert hooks["message_status"]["delivered"] == sms
+
+
 def test_burst_reports_its_figures_beside_same_run_ceilings(tmp_path: Path) -> None:
     r = bench(tmp_path, "burst", "--events", "200")
     assert r["messages"] == r["expected_messages"] == 500 and r["duplicates"] == 0
     assert r["http_ceiling_per_s"] > 0 and r["arq_noop_jobs_per_s"] > 0 and r["redis_round_trips_per_s"] > 0
     assert r["ratio_sent_vs_arq_noop"] > 0 and r["latency_s"]["p50"] <= r["latency_s"]["p99"]
     assert r["memory"]["customer"] > 0 and r["memory"]["message"] > 0
+    hooks = r["webhooks"]
+    assert_every_webhook_received(hooks, sms=200)
+    assert hooks["message_status"]["accepted"] == 500 and hooks["by_type"] == {"message.status": hooks["unique"]}
 
 
 def test_peak_day_accounts_for_every_message(tmp_path: Path) -> None:
     r = bench(tmp_path, "peak", "--events", "100")
     st = r["statuses"]
-    assert r["doubled"] == 0 and st["accepted"] == r["messages_sent"]
+    taken = sum(st.get(s, 0) for s in ("accepted", "sent", "delivered", "undelivered"))
+    assert r["doubled"] == 0 and taken == r["messages_sent"]
     assert st.get("deferred", 0) > 0 and st.get("superseded", 0) > 0 and st.get("failed", 0) > 0
+    hooks = r["webhooks"]
+    assert_every_webhook_received(hooks, sms=r["messages_by_channel"]["sms"])
+    assert hooks["message_status"]["accepted"] == r["messages_sent"]
+    assert hooks["message_status"]["failed"] == st["failed"]  # the push tokens gone
 
 
 def test_relay_routing_beside_a_bare_redis_get(tmp_path: Path) -> None:
