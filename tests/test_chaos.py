@@ -41,7 +41,13 @@ async def test_redis_killed_and_restarted_with_appendfsync_always_loses_nothing_
     assert_exactly_once(r)
     assert r.missing == 0, r.missing_by_status
     assert r.in_doubt == 0, "a send's outcome was lost with Redis"
-    assert len(r.recovery_s) == 2 and max(r.recovery_s) < 15
+    # A message after each restart: the hub came back by itself. How soon is a figure, printed
+    # (`pytest -rP`; `hub chaos` reports it too), typically under a second (docs/reliability.md),
+    # not a pass mark; the bound is a backstop, over 100 times that, for a hub that stalls for a
+    # minute or more.
+    print(f"recovery after each Redis restart (s): {', '.join(f'{s:.1f}' for s in r.recovery_s)}")
+    assert len(r.recovery_s) == 2, r
+    assert max(r.recovery_s) < 60, r.recovery_s
 
 
 async def test_providers_failing_for_a_while_end_in_every_message_sent_once_after_replay() -> None:
