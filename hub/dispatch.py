@@ -246,13 +246,15 @@ class Dispatcher:
         send.used.add(spec.channel)
         now = self.clock()
         if send.expires is not None and now >= send.expires:
-            return await self._drop(send, rec, "expired", f"its time to live ended at {_iso(send.expires)}")
+            return await self._drop(send, spec, rec, "expired", f"its time to live ended at {_iso(send.expires)}")
         if not fresh:
             occurred = occurred_ms_of(send.event["occurred_at"])
             newer = await self.store.newer_events(rec.delivery_id, occurred, int(send.event.get("seq") or 0))
             replaced = obsoleted_by(send.milestone, newer, cfg)
             if replaced:
-                return await self._drop(send, rec, "superseded", f"a newer {replaced} event arrived while it waited")
+                return await self._drop(
+                    send, spec, rec, "superseded", f"a newer {replaced} event arrived while it waited"
+                )
         # Erasure, opt-outs, STOP and a changed address are judged by the send gate, in the claim
         # (keys.CLAIM_MESSAGE), atomically, on every path.
         due, reason = await self._hold(send, spec, rec, fresh, now)
@@ -436,8 +438,10 @@ class Dispatcher:
             return None, ""  # a window that has just ended: send now
         return due, reason
 
-    async def _drop(self, send: Send, rec: MessageRecord, status: str, detail: str) -> str:
+    async def _drop(self, send: Send, spec: Spec, rec: MessageRecord, status: str, detail: str) -> str:
         claim = await self.store.claim(rec, status, detail)
+        if claim == "sending":  # a call cut off by a crash: resolved, not left sending for good
+            return await self.resolve_in_doubt(rec, send, spec)
         if claim != "claimed":
             return claim
         metrics.MESSAGES.labels(rec.channel, status).inc()
@@ -449,10 +453,12 @@ class Dispatcher:
     async def _defer(self, send: Send, rec: MessageRecord, spec: Spec, due: float, reason: str) -> str:
         if send.expires is not None and due >= send.expires:
             detail = f"{reason}, but it expires at {_iso(send.expires)}"
-            return await self._drop(send, rec, "expired", detail)
+            return await self._drop(send, spec, rec, "expired", detail)
         due_ms = int(due * 1000)
         job = _job_payload(send, spec)
         claim = await self.store.claim(rec, "deferred", reason, due_ms=due_ms, job=job)
+        if claim == "sending":  # a call cut off by a crash: resolved, not left sending for good
+            return await self.resolve_in_doubt(rec, send, spec)
         if claim != "claimed":
             return claim
         metrics.MESSAGES.labels(rec.channel, "deferred").inc()

@@ -546,3 +546,18 @@ async def test_a_relayed_text_whose_answer_was_lost_is_logged_unknown_and_not_se
     log = (await (await hub.request("GET", "/v1/deliveries/D-1001/relay")).json())["interactions"]
     assert [(i["direction"], i["kind"], i["status"]) for i in log] == [("customer->driver", "sms", "unknown")]
     assert metrics.REGISTRY.get_sample_value("hub_relay_texts_total", {"outcome": "unknown"}) == before + 1
+
+
+async def test_an_sms_cut_off_by_a_crash_whose_retry_finds_it_expired_is_still_resolved(hub: Hub) -> None:
+    """The event's next try comes after the news expired: the message is not left ``sending`` for
+    good (dropping it finds it in doubt), and the SMS Twilio has is recorded, not sent again."""
+    event = queued(make_event("arriving_soon", data={"minutes": 10}))
+    ids = ids_of(event)
+    async with a_runtime(hub) as runtime:
+        await cut_off(hub, runtime, event, recorded=True)
+        hub.now += 2 * 86_400  # long after the news expired
+        outcome = await runtime.process("default", event, 2)
+    await everything_settled(hub)
+    assert (outcome.messages[ids["sms"]], outcome.messages[ids["push"]]) == ("accepted", "unknown")
+    assert len(hub.messages(channel="sms")) == 1
+    assert (await message(hub, ids["sms"]))["status"] != "sending"
