@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +16,6 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from hub.client import HubClient, HubRequestError, HubUnavailable, retry_after_seconds, verify_webhook
-from hub.redis_server import free_port
 from hub.signing import signature_header
 from tests.conftest import API_KEY, WEBHOOK_SECRET, Hub
 from tests.events import make_event
@@ -37,11 +37,12 @@ class FlakyProxy:
         self.app.router.add_post("/{path:.*}", self._handle)
         self.runner: web.AppRunner | None = None
 
-    async def start(self, port: int) -> str:
+    async def start(self, sock: socket.socket) -> str:
+        """Serve on ``sock`` (from ``reserve_port``)."""
         self.runner = web.AppRunner(self.app)
         await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        await web.SockSite(self.runner, sock).start()
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -70,10 +71,19 @@ class FlakyProxy:
         return await self._forward(request, body)
 
 
+def reserve_port() -> socket.socket:
+    """A loopback socket bound to a free port, not yet listening: connections to it are refused
+    until a server starts on it, and no other process can take the port meanwhile (a port number
+    looked up, then bound later, can be)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.fixture
 async def proxy(hub: Hub) -> AsyncIterator[tuple[FlakyProxy, str]]:
     flaky = FlakyProxy(hub.base)
-    url = await flaky.start(free_port())
+    url = await flaky.start(reserve_port())
     yield flaky, url
     await flaky.stop()
 
@@ -139,7 +149,8 @@ async def test_retry_after_is_honoured(hub: Hub, proxy: tuple[FlakyProxy, str]) 
 
 
 async def test_a_hub_that_comes_up_late_is_reached(hub: Hub) -> None:
-    port = free_port()
+    reserved = reserve_port()
+    port = reserved.getsockname()[1]
     late = FlakyProxy(hub.base)
     # The hub comes up once the client has failed to connect (seen through aiohttp's request
     # tracing), not after a guessed delay: the first try is certain to have found nothing.
@@ -153,7 +164,7 @@ async def test_a_hub_that_comes_up_late_is_reached(hub: Hub) -> None:
 
     async def start_late() -> None:
         await refused.wait()
-        await late.start(port)
+        await late.start(reserved)
 
     starting = asyncio.create_task(start_late())
     try:
@@ -168,6 +179,7 @@ async def test_a_hub_that_comes_up_late_is_reached(hub: Hub) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await starting
         await late.stop()
+        reserved.close()  # closed with the server already, unless it never started
 
 
 async def test_giving_up_and_client_errors(hub: Hub, proxy: tuple[FlakyProxy, str]) -> None:
