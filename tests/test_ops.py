@@ -30,6 +30,7 @@ from hub.logs import IdFormatter, JsonFormatter, resolve_format
 from hub.redis_server import free_port
 from tests.conftest import API_KEY, ROOT, Hub, make_settings
 from tests.events import due_now, make_event
+from tests.test_client import reserve_port
 from tests.test_restart import all_done, statuses, wait_for, worker_env
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -195,12 +196,14 @@ async def test_readyz_wants_a_recent_heartbeat_and_a_queue_that_moves(hub: Hub) 
 
 
 async def test_readyz_and_metrics_report_an_unreachable_redis(redis_url: str) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    port = free_port()
+    nobody = reserve_port()  # bound, never listening: nothing answers there, whatever else runs
+    api = reserve_port()
+    dead = f"redis://127.0.0.1:{nobody.getsockname()[1]}/0"
+    port = api.getsockname()[1]
     settings = make_settings(dead, port, port, port)
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.SockSite(runner, api).start()
     try:
         async with aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{port}"
@@ -218,6 +221,7 @@ async def test_readyz_and_metrics_report_an_unreachable_redis(redis_url: str) ->
             assert not any(name == "hub_queue_depth" for name, _ in samples)  # unknown, not zero
     finally:
         await runner.cleanup()
+        nobody.close()
 
 
 # -- logs --------------------------------------------------------------------------------------
