@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +16,7 @@ from tests.conftest import WEBHOOK_SECRET, Hub
 from tests.events import make_event
 
 PHONE = "+4915112345678"
+T = TypeVar("T")
 
 
 def optout_key(hub: Hub, phone: str = PHONE) -> str:
@@ -260,18 +263,35 @@ async def test_replayed_inbound_webhook_is_handled_once(hub: Hub) -> None:
 
 
 # -- provider status ---------------------------------------------------------------------------
+async def settled(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 30.0) -> T:
+    """``fetch()`` again every 20 ms until ``done`` takes its answer, for at most ``timeout``
+    seconds (the sandbox's status callbacks arrive in the background, typically within 0.1 s);
+    the last answer either way, for the caller's assertions."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        answer = await fetch()
+        if done(answer) or loop.time() > deadline:
+            return answer
+        await asyncio.sleep(0.02)
+
+
+async def sms_status_webhooks(hub: Hub) -> list[str]:
+    """The statuses of the message.status webhooks queued for SMS (delivered or not yet)."""
+    rows = (await (await hub.request("GET", "/v1/webhooks/deliveries?type=message.status")).json())["deliveries"]
+    return [row["body"]["data"]["status"] for row in rows if row["body"]["data"]["channel"] == "sms"]
+
+
 @pytest.mark.sandbox(status_callbacks=True, callback_delay=0.01)
 async def test_status_callbacks_move_the_message_to_delivered(hub: Hub) -> None:
     await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
     await hub.run_worker()
-    sms = None
-    for _ in range(100):
-        listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
-        sms = next(m for m in listing["messages"] if m["channel"] == "sms")
-        if sms["status"] == "delivered":
-            break
-        await asyncio.sleep(0.02)
-    assert sms is not None and [h["status"] for h in sms["history"]] == ["sending", "accepted", "sent", "delivered"]
+    # The "delivered" callback is handled once its webhook is queued (the status is stored just
+    # before): the worker run below then finds all three.
+    await settled(lambda: sms_status_webhooks(hub), lambda statuses: "delivered" in statuses)
+    listing = await (await hub.request("GET", "/v1/messages?delivery_id=D-1001")).json()
+    sms = next(m for m in listing["messages"] if m["channel"] == "sms")
+    assert [h["status"] for h in sms["history"]] == ["sending", "accepted", "sent", "delivered"]
     await hub.run_worker()
     statuses = [w["data"]["status"] for w in hub.receiver.of_type("message.status") if w["data"]["channel"] == "sms"]
     # One webhook per step; the worker's "accepted" and the callbacks' steps race (docs/webhooks.md: no ordering).
@@ -284,12 +304,13 @@ async def test_undeliverable_number_is_marked_invalid_and_later_events_use_anoth
     await hub.request("PATCH", "/v1/customers/C-77/preferences", json={"channels": {"default": ["sms"]}})
     await hub.post_event(make_event("arriving_soon", customer={"id": "C-77"}, data={"minutes": 10}))
     await hub.run_worker()
-    for _ in range(100):
-        customer = await (await hub.request("GET", "/v1/customers/C-77")).json()
-        if customer["invalid"].get("phone"):
-            break
-        await asyncio.sleep(0.02)
-    assert "30005" in customer["invalid"]["phone"]
+
+    async def customer() -> dict[str, Any]:
+        record: dict[str, Any] = await (await hub.request("GET", "/v1/customers/C-77")).json()
+        return record
+
+    record = await settled(customer, lambda c: bool(c["invalid"].get("phone")))
+    assert "30005" in record["invalid"]["phone"]
     await hub.post_event(make_event("delivered", customer={"id": "C-77"}, occurred_at="2026-11-24T11:00:00+01:00"))
     await hub.run_worker()
     assert [m["channel"] for m in hub.messages()] == ["sms", "push"]
