@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +33,7 @@ from hub.api import create_app
 from hub.cli import main as cli_main
 from hub.config import Settings, load_settings
 from hub.pipeline import Runtime, build_channels
-from hub.redis_server import EmbeddedRedis, free_port
+from hub.redis_server import EmbeddedRedis
 from hub.sandbox import Sandbox
 from hub.worker import create_webhook_worker, create_worker, drain, job_deserializer, job_serializer
 
@@ -203,6 +204,15 @@ class Hub:
         return result
 
 
+def reserve_port() -> socket.socket:
+    """A loopback socket bound to a free port, not yet listening: connections to it are refused
+    until a server starts on it, and no other process can take the port meanwhile (a port number
+    looked up, then bound later, can be)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.fixture
 async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
     marker = request.node.get_closest_marker("settings")
@@ -213,8 +223,9 @@ async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[H
     receiver = Receiver()
     receiver_runner = web.AppRunner(receiver.app)
     await receiver_runner.setup()
-    receiver_port = free_port()
-    await web.TCPSite(receiver_runner, "127.0.0.1", receiver_port).start()
+    receiver_sock = reserve_port()
+    receiver_port = receiver_sock.getsockname()[1]
+    await web.SockSite(receiver_runner, receiver_sock).start()
     overrides.setdefault(
         "webhooks.subscriptions", [{"url": f"http://127.0.0.1:{receiver_port}/hooks", "secret": WEBHOOK_SECRET}]
     )
@@ -222,14 +233,16 @@ async def hub(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[H
     sandbox.add_routes(sandbox_app)
     sandbox_runner = web.AppRunner(sandbox_app)
     await sandbox_runner.setup()
-    sandbox_port = free_port()
-    await web.TCPSite(sandbox_runner, "127.0.0.1", sandbox_port).start()
+    sandbox_sock = reserve_port()
+    sandbox_port = sandbox_sock.getsockname()[1]
+    await web.SockSite(sandbox_runner, sandbox_sock).start()
     smtp_port = await sandbox.start_smtp()
-    api_port = free_port()
+    api_sock = reserve_port()
+    api_port = api_sock.getsockname()[1]
     settings = make_settings(redis_url, api_port, sandbox_port, smtp_port, **overrides)
     api_runner = web.AppRunner(create_app(settings))
     await api_runner.setup()
-    await web.TCPSite(api_runner, "127.0.0.1", api_port).start()
+    await web.SockSite(api_runner, api_sock).start()
     sandbox.hub_url = settings.public_url
     sandbox.sms_number = settings.twilio.from_number
     async with aiohttp.ClientSession() as http:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from hub.client import HubClient, HubRequestError, HubUnavailable, retry_after_seconds, verify_webhook
 from hub.signing import signature_header
-from tests.conftest import API_KEY, WEBHOOK_SECRET, Hub
+from tests.conftest import API_KEY, WEBHOOK_SECRET, Hub, reserve_port
 from tests.events import make_event
 
 
@@ -69,15 +69,6 @@ class FlakyProxy:
                 {"error": {"code": "unavailable", "message": "try later"}}, status=self.fail_with, headers=headers
             )
         return await self._forward(request, body)
-
-
-def reserve_port() -> socket.socket:
-    """A loopback socket bound to a free port, not yet listening: connections to it are refused
-    until a server starts on it, and no other process can take the port meanwhile (a port number
-    looked up, then bound later, can be)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 @pytest.fixture

@@ -28,9 +28,8 @@ from hub import keys
 from hub.api import create_app
 from hub.logs import IdFormatter, JsonFormatter, resolve_format
 from hub.redis_server import free_port
-from tests.conftest import API_KEY, ROOT, Hub, make_settings
+from tests.conftest import API_KEY, ROOT, Hub, make_settings, reserve_port
 from tests.events import due_now, make_event
-from tests.test_client import reserve_port
 from tests.test_restart import all_done, statuses, wait_for, worker_env
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
