@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from hub.erasure import migrate_optout_keys
@@ -102,5 +103,25 @@ async def test_opt_outs_stored_under_the_plain_number_move_to_keyed_names_and_st
         assert await migrate_optout_keys(redis, hub.settings.secret_key) == 0  # idempotent
         names = [name async for name in redis.scan_iter(match="hub:sms_optout:*")]
         assert len(names) == 1 and PHONE[1:] not in names[0]
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.settings(**{"relay.pool": ["+4915700000100", "+4915700000101"]})
+async def test_erasure_leaves_no_trace_in_the_relay(hub: Hub) -> None:
+    """A relay session with texts and calls through it: after erasure no relay key names or holds
+    the customer's number (the driver's stays, the session is closed)."""
+    await hub.post_event(make_event("shipped"))
+    await hub.run_worker()
+    session = await (await hub.request("POST", "/v1/deliveries/D-1001/relay")).json()
+    proxy = session["participants"]["customer"]["proxy_number"]
+    await hub.http.post(hub.sandbox_url + "/sms/inbound", json={"from": PHONE, "to": proxy, "body": "gate code 4711"})
+    await hub.http.post(hub.sandbox_url + "/voice/inbound", json={"from": PHONE, "to": proxy})
+    redis = aioredis.Redis.from_url(hub.settings.redis_url or "")
+    try:
+        before = traces(await everything_in(redis))
+        assert any(t.startswith("hub:relay") and PHONE in t for t in before), before  # the scan sees them
+        assert (await hub.request("DELETE", "/v1/customers/C-77", key=ADMIN_KEY)).status == 204
+        assert traces(await everything_in(redis)) == []
     finally:
         await redis.aclose()
