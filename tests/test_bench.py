@@ -1,7 +1,8 @@
 """Every `hub bench` scenario, small (marked ``bench``: not in the default run; ``make bench-smoke``
 and CI run them so the benchmarks keep working). Each run checks itself: the exit code is 0 only
 when every expected message arrived once (burst and peak: and every webhook reached the
-subscriber); the JSON it writes carries its ceilings."""
+subscriber); the JSON it writes carries its ceilings. Last, the chaos verdict's arithmetic,
+which builds on the same webhook figures (no processes)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.chaos import ChaosResult
 from hub.cli import main
 
 pytestmark = pytest.mark.bench
@@ -71,3 +73,38 @@ def test_the_same_emails_through_apprise_and_the_hub(tmp_path: Path) -> None:
     r = bench(tmp_path, "email-peer", "--events", "40")
     assert r["hub"]["delivered"] == r["apprise"][r["apprise_best"]]["delivered"] == 40
     assert r["ratio_emails_per_s"] > 0
+
+
+# -- the chaos verdict's arithmetic (hub.chaos, on hub.bench's webhook figures): no processes ---
+
+
+def chaos_result(scenario: str = "redis-restart", fsync: str = "always", **figures: object) -> ChaosResult:
+    r = ChaosResult(scenario, 10, 10, 25, sent_once=25, fsync=fsync)
+    for name, value in figures.items():
+        setattr(r, name, value)
+    return r
+
+
+def test_the_everysec_verdict_allows_only_what_the_window_before_each_kill_could_lose() -> None:
+    window = {"redis_kills": [1000.0, 1010.0], "fsync_allowance": 3}
+    assert chaos_result(fsync="everysec", **window).ok()
+    assert chaos_result(fsync="everysec", doubled=2, missing=1, sent_once=22, **window).ok()  # 3 of 3
+    assert not chaos_result(fsync="everysec", doubled=2, missing=2, sent_once=21, **window).ok()  # 4 of 3
+    lost_events = {"lost_events": 2, "sent_once": 20, "missing": 5}  # their messages lost too
+    assert not chaos_result(fsync="everysec", **lost_events, **window).ok()  # 5 messages > 3
+    events_in_window = {"lost_events": 1, "sent_once": 23, "missing": 2}
+    assert chaos_result(fsync="everysec", **events_in_window, **window).ok()
+    assert not chaos_result(fsync="everysec", lost_events_outside_window=1, **events_in_window, **window).ok()
+    # With nothing received before the kills, everysec is held to what always is.
+    assert not chaos_result(fsync="everysec", doubled=1, redis_kills=[1000.0], fsync_allowance=0).ok()
+    assert not chaos_result(fsync="always", doubled=1, **window).ok()  # always allows nothing
+
+
+def test_the_chaos_verdict_fails_on_a_missing_webhook_id_not_on_a_repeat() -> None:
+    hooks = {"missing_ids": 0, "status_missing": 0, "refused": 0, "repeated": 4}
+    assert chaos_result(webhooks=hooks).ok()
+    assert not chaos_result(webhooks={**hooks, "status_missing": 1}).ok()
+    assert not chaos_result(webhooks={**hooks, "missing_ids": 1}).ok()
+    assert not chaos_result(webhooks={**hooks, "refused": 1}).ok()
+    assert chaos_result(fsync="everysec", webhooks={**hooks, "status_missing": 2}, fsync_allowance=2).ok()
+    assert not chaos_result(fsync="everysec", webhooks={**hooks, "status_missing": 3}, fsync_allowance=2).ok()
