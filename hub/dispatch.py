@@ -62,6 +62,8 @@ __all__ = ["SEND_JOB", "Dispatcher", "Send", "SendInProgress", "Spec", "message_
 log = logging.getLogger(__name__)
 
 SEND_JOB = "send_message"
+# Statuses upstream hears of (``message.status``): the dispatcher's outcomes and the provider's reports.
+TOLD = frozenset({"accepted", "failed", "dead", "unknown", "expired", "sent", "delivered", "undelivered", "read"})
 _STATUS = {"accepted": "accepted", "transient": "transient", "permanent": "failed"}
 # Spec.reason of a message's retry after a send whose answer was lost: it asks the provider
 # before sending again (see _reconcile).
@@ -300,6 +302,8 @@ class Dispatcher:
             return await self.resolve_in_doubt(rec, send, spec)
         if claim == "failed":
             await self.fall_back(send, rec, "", note=False)  # finish a fallback a crash may have cut short
+        if claim in TOLD:
+            await self._tell_recorded(rec)  # a crash may have cut off the status webhooks
         if claim != "claimed":
             return claim
         metrics.MESSAGES.labels(rec.channel, "sending").inc()
@@ -834,7 +838,26 @@ class Dispatcher:
                     return
         await self.redis.set(key, json.dumps(prompt), ex=self.settings.conversation.keep_days * 86_400)
 
+    async def _tell_recorded(self, rec: MessageRecord) -> None:
+        """Create the ``message.status`` webhook of every told status in the message's history.
+        Their ids are derived from (message, status), so those already made are not made again;
+        one a crash cut off between the status and its webhook is made now."""
+        found = await self.store.get_message(rec.id)
+        if found is None:
+            return
+        for status in dict.fromkeys(h.get("status") for h in found.get("history", [])):
+            if status in TOLD:
+                told = SendResult(
+                    "accepted", found.get("provider_id") or None, error_code=found.get("error_code") or None
+                )
+                await self._status_webhook(rec, str(status), told)
+
     async def _status_webhook(self, rec: MessageRecord, status: str, result: SendResult | None) -> None:
+        # Through a Redis outage as long as the sending lease: the status is recorded already, and
+        # upstream must hear of it.
+        await _outlasting(lambda: self._emit_status(rec, status, result), patience=self.settings.worker.job_timeout + 5)
+
+    async def _emit_status(self, rec: MessageRecord, status: str, result: SendResult | None) -> None:
         await self.webhooks.emit(
             "message.status",
             {

@@ -30,6 +30,9 @@ STATUS_RANK = {
     "failed": 3,
     "read": 3,
 }
+# The rank of a status found in the log (as STATUS_FORWARD ranks it): the hub's own "sending" is
+# before any report.
+_RECORDED_RANK = {**STATUS_RANK, "sending": 0}
 
 
 async def apply_status(
@@ -41,15 +44,14 @@ async def apply_status(
     status: str,
     error_code: str,
 ) -> bool:
-    """Move the message forward to ``status``; on a change, retire a dead number and tell upstream."""
-    if not await store.status_forward(message_id, status, STATUS_RANK[status], error_code):
-        return False
+    """Move the message forward to ``status``; on a change, retire a dead number and tell upstream.
+
+    Upstream is told first, then the status recorded: a crash between the two leaves a webhook
+    whose status the log lacks (the next report moves it on), never a recorded status upstream
+    never hears of (providers do not send a report twice)."""
     message = await store.get_message(message_id)
-    if message is None:
+    if message is None or STATUS_RANK[status] <= _RECORDED_RANK.get(message.get("status") or "", 0):
         return False
-    metrics.MESSAGES.labels(message.get("channel") or "sms", status).inc()  # delivery reports, read receipts
-    if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
-        await customers.mark_invalid(message["customer_id"], "sms", f"twilio error {error_code}", message["to"])
     await webhooks.emit(
         "message.status",
         {
@@ -66,6 +68,11 @@ async def apply_status(
         },
         key=f"{message['id']}:{status}",
     )
+    if not await store.status_forward(message_id, status, STATUS_RANK[status], error_code):
+        return False  # another report moved it on meanwhile
+    metrics.MESSAGES.labels(message.get("channel") or "sms", status).inc()  # delivery reports, read receipts
+    if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
+        await customers.mark_invalid(message["customer_id"], "sms", f"twilio error {error_code}", message["to"])
     return True
 
 

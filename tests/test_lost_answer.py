@@ -561,3 +561,22 @@ async def test_an_sms_cut_off_by_a_crash_whose_retry_finds_it_expired_is_still_r
     assert (outcome.messages[ids["sms"]], outcome.messages[ids["push"]]) == ("accepted", "unknown")
     assert len(hub.messages(channel="sms")) == 1
     assert (await message(hub, ids["sms"]))["status"] != "sending"
+
+
+async def test_a_status_whose_webhook_a_crash_cut_off_is_told_when_the_event_runs_again(hub: Hub) -> None:
+    """A worker killed between recording ``accepted`` and creating its ``message.status`` webhook:
+    the event job's next try finds the message sent, sends nothing, and makes the webhook."""
+    event = queued(make_event("arriving_soon", data={"minutes": 10}))
+    ids = ids_of(event)
+    async with a_runtime(hub) as runtime:
+        await runtime.process("default", event)
+        await runtime.settle()
+        # What the crash leaves: the statuses recorded, their webhooks never created.
+        async for key in runtime.redis.scan_iter("hub:wh:wh_*"):
+            await runtime.redis.delete(key)
+        await runtime.redis.delete(hub.settings.webhooks.queue_name)
+        outcome = await runtime.process("default", event, 2)
+        await runtime.settle()
+    assert outcome.messages[ids["sms"]] == "accepted" and len(hub.messages(channel="sms")) == 1
+    await hub.run_worker()
+    assert told(hub) == {"sms": ["accepted"], "push": ["accepted"]}
