@@ -76,13 +76,14 @@ class Browser:
         await self.run(self.driver.get, url)
 
     async def text(self) -> str:
-        """The page's visible text; empty while a navigation replaces the page."""
-        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        """The page's visible text; empty while a navigation replaces the page (the body is gone,
+        stale, or, in chromium's words, a node that "does not belong to the document")."""
+        from selenium.common.exceptions import WebDriverException
 
         def read() -> str:
             try:
                 return str(self.driver.find_element("tag name", "body").text)
-            except (NoSuchElementException, StaleElementReferenceException):
+            except WebDriverException:
                 return ""
 
         return str(await self.run(read))
