@@ -29,7 +29,10 @@ def assert_every_webhook_received(hooks: dict, sms: int) -> None:  # type: ignor
     status callback accounted for (applied, or a ``sent`` overtaken by its ``delivered``)."""
     assert hooks["settled"] and hooks["refused"] == 0
     assert hooks["missing_ids"] == 0 and hooks["status_missing"] == 0, hooks
-    assert hooks["unique"] == hooks["recorded"] == hooks["status_expected"]
+    # A report is told upstream before it is recorded (hub.status): a ``sent`` that its
+    # ``delivered`` overtook while both were on their way is told, though the log never shows it.
+    assert hooks["unique"] == hooks["recorded"]
+    assert hooks["status_expected"] <= hooks["recorded"] <= hooks["status_expected"] + hooks["callbacks_overtaken"]
     assert hooks["callbacks_expected"] == 2 * sms and hooks["callbacks_not_applied"] == 0, hooks
     assert hooks["callbacks_applied"]["delivered"] == sms
     assert hooks["message_status"]["delivered"] == sms
