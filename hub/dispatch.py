@@ -395,19 +395,8 @@ class Dispatcher:
         why = "a worker stopped during the provider call"
         # No copy was made before the claim; an earlier doubt's time, if any, is older still.
         doubt_ms = int(fields.get("doubt_ms") or claimed_ms)
-        try:
-            found = await self.channels[rec.channel].reconcile(outbound, doubt_ms / 1000 - RECONCILE_SKEW)
-        except Exception as e:  # an adapter bug: still in doubt, never a blind resend
-            log.exception("channel %s reconcile raised", rec.channel, extra={**send.ids, "message_id": rec.id})
-            found = SendResult.in_doubt(f"lookup error: {type(e).__name__}")
-        log.info(
-            "message %s cut off by a crash, looked up: %s",
-            rec.channel,
-            found.outcome,
-            extra={**send.ids, "message_id": rec.id},
-        )
+        found = await self._look_up(send, rec, outbound, doubt_ms / 1000 - RECONCILE_SKEW, "cut off by a crash")
         if found.outcome == "accepted":
-            metrics.MESSAGES.labels(rec.channel, "reconciled").inc()
             result = found
         elif found.outcome == "transient":
             result = SendResult.in_doubt(f"{why}; the provider has no such message ({found.reason})")
@@ -563,19 +552,8 @@ class Dispatcher:
         ask again later), or ``None``: it has not, send it."""
         fields = await self._before_provider(send, spec, rec, token, lambda: self.store.message_fields(rec.id))
         since = int(fields.get("doubt_ms") or 0) / 1000 - RECONCILE_SKEW
-        try:
-            found = await self.channels[rec.channel].reconcile(outbound, since)
-        except Exception as e:  # an adapter bug: still in doubt, never a blind resend
-            log.exception("channel %s reconcile raised", rec.channel, extra={**send.ids, "message_id": rec.id})
-            found = SendResult.in_doubt(f"lookup error: {type(e).__name__}")
-        log.info(
-            "message %s in doubt, looked up: %s",
-            rec.channel,
-            found.outcome,
-            extra={**send.ids, "message_id": rec.id},
-        )
+        found = await self._look_up(send, rec, outbound, since, "in doubt")
         if found.outcome == "accepted":
-            metrics.MESSAGES.labels(rec.channel, "reconciled").inc()
             return found
         if found.outcome != "transient":
             return SendResult.in_doubt(found.reason or "lookup failed", code=found.error_code)
@@ -662,9 +640,7 @@ class Dispatcher:
                 "extra": extra or None,
                 "due_ms": due_ms,
             }
-            if logged is None:
-                return self.store.settle(rec.id, token, status, **outcome)
-            return self.store.settle_logged(rec.id, token, status, logged=logged, **outcome)
+            return self.store.settle(rec.id, token, status, logged=logged, **outcome)
 
         found = await _outlasting(write, patience=patience)
         label = logged[0] if logged else status
@@ -837,6 +813,22 @@ class Dispatcher:
                 ):
                     return
         await self.redis.set(key, json.dumps(prompt), ex=self.settings.conversation.keep_days * 86_400)
+
+    async def _look_up(self, send: Send, rec: MessageRecord, outbound: Outbound, since: float, why: str) -> SendResult:
+        """Ask the provider for a message sent since ``since`` (unix s): ``accepted`` (counted as
+        reconciled), ``transient`` (it has not), or ``in_doubt`` (it cannot tell, an adapter bug
+        included: never a blind resend)."""
+        try:
+            found = await self.channels[rec.channel].reconcile(outbound, since)
+        except Exception as e:
+            log.exception("channel %s reconcile raised", rec.channel, extra={**send.ids, "message_id": rec.id})
+            found = SendResult.in_doubt(f"lookup error: {type(e).__name__}")
+        log.info(
+            "message %s %s, looked up: %s", rec.channel, why, found.outcome, extra={**send.ids, "message_id": rec.id}
+        )
+        if found.outcome == "accepted":
+            metrics.MESSAGES.labels(rec.channel, "reconciled").inc()
+        return found
 
     async def _tell_recorded(self, rec: MessageRecord) -> None:
         """Create the ``message.status`` webhook of every told status in the message's history.

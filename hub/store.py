@@ -434,52 +434,20 @@ class HubStore:
         error_code: str | None = None,
         extra: dict[str, str] | None = None,
         due_ms: int | None = None,
+        logged: tuple[str, str] | None = None,
     ) -> str:
         """Record the outcome of a provider call made under the claim ``token`` (see
         keys.SETTLE_MESSAGE): ``"done"`` when written now or by an earlier call with the same
-        ``at``, else the status found, untouched (the claim is no longer this handler's)."""
-        w = _Outcome.of(message_id, status, provider_id, error, error_code, extra, due_ms, at)
-        result = await self._settle(
-            keys=[
-                keys.message(message_id),
-                keys.message_history(message_id),
-                keys.messages_by_status(status),
-                keys.provider(provider_id or "-"),
-            ],
-            args=[
-                token,
-                status,
-                at,
-                json.dumps(w.fields),
-                w.entry,
-                w.score,
-                json.dumps(w.drop),
-                message_id,
-                self.log_ttl,
-            ],
-        )
-        return str(result)
+        ``at``, else the status found, untouched (the claim is no longer this handler's).
 
-    async def settle_logged(
-        self,
-        message_id: str,
-        token: str,
-        status: str,
-        *,
-        at: str,
-        logged: tuple[str, str],
-        provider_id: str | None = None,
-        error: str | None = None,
-        error_code: str | None = None,
-        extra: dict[str, str] | None = None,
-        due_ms: int | None = None,
-    ) -> str:
-        """``settle``, with ``logged`` (status, detail) as the history entry instead of the status
-        and its error: a send whose answer was lost is a retry to the record (``transient``, so
-        the retry machinery and the sweeper take it) and ``in_doubt`` to a reader of its history;
-        an ``accepted`` one found at the provider says so."""
+        ``logged`` (status, detail): the history entry instead of the status and its error. A send
+        whose answer was lost is a retry to the record (``transient``, so the retry machinery and
+        the sweeper take it) and ``in_doubt`` to a reader of its history; an ``accepted`` one
+        found at the provider says so."""
         w = _Outcome.of(message_id, status, provider_id, error, error_code, extra, due_ms, at)
-        entry = json.dumps({"status": logged[0], "at": at, "detail": mask_numbers(logged[1])})
+        entry = w.entry
+        if logged is not None:
+            entry = json.dumps({"status": logged[0], "at": at, "detail": mask_numbers(logged[1])})
         result = await self._settle(
             keys=[
                 keys.message(message_id),
