@@ -275,6 +275,16 @@ if st == 'sending' and ARGV[13] ~= '' and redis.call('HGET', KEYS[1], 'claim') =
 end
 if st and not string.find(ARGV[7], ',' .. st .. ',', 1, true) then return st end
 local fields = cjson.decode(ARGV[4])
+-- A message seen for the first time: its record, indexed by delivery and customer.
+local function create_record()
+  if st then return end
+  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+  redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
+  redis.call('ZADD', KEYS[4], ARGV[2], fields['id'])
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
 if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
   -- The send gate: whatever the path (first send, held, retried, escalated, fallback, replayed),
   -- nothing goes to an erased customer, an opted-out channel, a number that texted STOP, or an
@@ -302,14 +312,7 @@ if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
     end
   end
   if why then
-    if not st then
-      for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
-      redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
-      redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
-      redis.call('ZADD', KEYS[4], ARGV[2], fields['id'])
-      redis.call('EXPIRE', KEYS[3], ARGV[3])
-      redis.call('EXPIRE', KEYS[4], ARGV[3])
-    end
+    create_record()
     redis.call('HSET', KEYS[1], 'status', 'skipped', 'updated_at', ARGV[1])
     redis.call('HDEL', KEYS[1], 'due_at', 'job')
     redis.call('RPUSH', KEYS[2], cjson.encode({status = 'skipped', at = ARGV[1], detail = why}))
@@ -333,14 +336,7 @@ if ARGV[5] == 'sending' and limit > 0 then
   end
   redis.call('PEXPIRE', KEYS[10], window)
 end
-if not st then
-  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
-  redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
-  redis.call('ZADD', KEYS[4], ARGV[2], fields['id'])
-  redis.call('EXPIRE', KEYS[3], ARGV[3])
-  redis.call('EXPIRE', KEYS[4], ARGV[3])
-end
+create_record()
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
 if ARGV[5] == 'sending' then
   redis.call('HINCRBY', KEYS[1], 'attempts', 1)
