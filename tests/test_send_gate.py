@@ -65,17 +65,23 @@ async def block(hub: Hub, how: str) -> None:
         await hub.request("PUT", "/v1/customers/C-77", json={"phone": NEW_PHONE, "push_tokens": ["tok-1"]})
 
 
+async def let_it_fall_due(hub: Hub, path: str) -> None:
+    """The provider heals, a dead letter is replayed, and the clock passes quiet hours, the retry
+    and the escalation delay: whatever waits on ``path`` runs."""
+    hub.sandbox.faults.clear()
+    if path == "replayed":
+        resp = await hub.request("POST", "/v1/messages/replay", key=ADMIN_KEY, json={"since": "2026-01-01T00:00:00Z"})
+        assert resp.status == 202, await resp.text()
+    await hub.fast_forward(10 * 3600 if path == "held" else 3600)
+    await hub.run_worker()
+
+
 @pytest.mark.parametrize("how", ["stop", "erase", "opt_out", "new_number"])
 @pytest.mark.parametrize("path", ["held", "retried", "escalated", "replayed"])
 async def test_no_waiting_sms_passes_the_gate_after_the_customer_says_no(hub: Hub, path: str, how: str) -> None:
     await waiting_sms(hub, path)
     await block(hub, how)
-    hub.sandbox.faults.clear()
-    if path == "replayed":
-        resp = await hub.request("POST", "/v1/messages/replay", key=ADMIN_KEY, json={"since": "2026-01-01T00:00:00Z"})
-        assert resp.status == 202, await resp.text()
-    await hub.fast_forward(10 * 3600 if path == "held" else 3600)  # past quiet hours, retries, escalation
-    await hub.run_worker()
+    await let_it_fall_due(hub, path)
     assert hub.messages(channel="sms") == []
     if how != "erase":  # erasure itself marks waiting messages skipped and drops their jobs
         statuses = [m["status"] for m in await sms_log(hub)]
@@ -86,10 +92,5 @@ async def test_no_waiting_sms_passes_the_gate_after_the_customer_says_no(hub: Hu
 async def test_without_a_no_every_waiting_path_sends_once(hub: Hub, path: str) -> None:
     """The control: the same paths, nobody says no, the SMS goes out once."""
     await waiting_sms(hub, path)
-    hub.sandbox.faults.clear()
-    if path == "replayed":
-        resp = await hub.request("POST", "/v1/messages/replay", key=ADMIN_KEY, json={"since": "2026-01-01T00:00:00Z"})
-        assert resp.status == 202, await resp.text()
-    await hub.fast_forward(10 * 3600 if path == "held" else 3600)  # past quiet hours, retries, escalation
-    await hub.run_worker()
+    await let_it_fall_due(hub, path)
     assert [m["to"] for m in hub.messages(channel="sms")] == [PHONE]
