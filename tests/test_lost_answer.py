@@ -385,7 +385,7 @@ def test_the_chaos_verdict_counts_an_unknown_message_the_provider_never_got_as_l
 # -- a provider call cut off by a worker's crash ------------------------------------------------
 
 
-async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0) -> None:
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0) -> None:
     """Wait until ``check()`` holds: for what the sandbox and the hub's API do on their own."""
     deadline = time.monotonic() + timeout
     while True:
