@@ -8,7 +8,8 @@ Typical use::
     ...
     await sb.close()
 
-Routes added under the prefix, besides the provider APIs (see ``twilio_fake`` and ``fcm_fake``):
+Routes added under the prefix, besides the provider APIs (see ``twilio_fake``, ``twilio_webhooks``
+and ``fcm_fake``) and the phones page (``page``):
 
 ``GET {prefix}/messages``     ledger entries, newest last; ``?to=``, ``?channel=``, ``?limit=``
 ``DELETE {prefix}/messages``  clear the ledger (204)
@@ -33,9 +34,10 @@ from ._outbound import Outbound
 from .faults import Faults
 from .fcm_fake import FcmFake
 from .ledger import CHANNELS, Ledger
-from .page import add_page_routes
+from .page import SandboxPage
 from .smtp_sink import SmtpSink
-from .twilio_fake import API_VERSION, TwilioFake
+from .twilio_fake import TwilioFake
+from .twilio_webhooks import API_VERSION, TwilioWebhooks
 
 __all__ = ["Sandbox"]
 
@@ -67,18 +69,25 @@ class Sandbox:
         self.ledger = Ledger()
         self.faults = Faults(timeout_seconds=fault_timeout)
         self._outbound = Outbound()
+        self.twilio_webhooks = TwilioWebhooks(
+            account_sid=twilio_account_sid,
+            auth_token=twilio_auth_token,
+            ledger=self.ledger,
+            outbound=self._outbound,
+        )
+        self.twilio_webhooks.hub_url = hub_url
         self.twilio = TwilioFake(
             account_sid=twilio_account_sid,
             auth_token=twilio_auth_token,
             ledger=self.ledger,
             faults=self.faults,
             outbound=self._outbound,
+            webhooks=self.twilio_webhooks,
             status_callbacks=status_callbacks,
             callback_delay=callback_delay,
             invalid_numbers=frozenset(invalid_numbers),
             failing_numbers=failing_numbers,
         )
-        self.twilio.hub_url = hub_url
         self.fcm = FcmFake(
             project_id=fcm_project_id,
             ledger=self.ledger,
@@ -99,15 +108,11 @@ class Sandbox:
     @property
     def hub_url(self) -> str | None:
         """Origin of the hub that receives simulated inbound SMS (``/webhooks/twilio/sms``)."""
-        return self.twilio.hub_url
+        return self.twilio_webhooks.hub_url
 
     @hub_url.setter
     def hub_url(self, value: str | None) -> None:
-        self.twilio.hub_url = value
-
-    @property
-    def smtp_port(self) -> int | None:
-        return self.smtp.port
+        self.twilio_webhooks.hub_url = value
 
     def twilio_base_url(self, origin: str) -> str:
         """What replaces ``https://api.twilio.com`` for a sandbox served at ``origin``."""
@@ -135,16 +140,11 @@ class Sandbox:
         app.router.add_post(f"{prefix}/faults", self._handle_set_faults)
         app.router.add_delete(f"{prefix}/faults", self._handle_clear_faults)
         self.twilio.add_routes(app, prefix)
+        self.twilio_webhooks.add_routes(app, prefix)
         self.fcm.add_routes(app, prefix)
-        add_page_routes(app, self, prefix)
+        SandboxPage(self, prefix).add_routes(app)
         app.on_shutdown.append(self._on_app_shutdown)
         logger.info("sandbox mounted at %s (twilio API %s)", prefix or "/", API_VERSION)
-
-    def make_app(self, prefix: str = "/sandbox") -> web.Application:
-        """A fresh aiohttp application serving only the sandbox."""
-        app = web.Application()
-        self.add_routes(app, prefix)
-        return app
 
     async def start_smtp(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start the SMTP sink in the running event loop; return the bound port."""
@@ -162,12 +162,6 @@ class Sandbox:
     async def _on_app_shutdown(self, app: web.Application) -> None:
         # Graceful shutdown waits for in-flight handlers: let "timeout" faults go first.
         self.faults.release()
-
-    async def __aenter__(self) -> Sandbox:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     # -- ledger and fault routes ----------------------------------------------------------
 
