@@ -43,7 +43,7 @@ from . import keys
 from .config import MILESTONES, Settings
 from .masking import mask_numbers
 from .schema import Customer, validation_fields
-from .store import HubStore
+from .store import HubStore, now_iso
 
 __all__ = [
     "CSV_COLUMNS",
@@ -303,7 +303,7 @@ class _Writer:
     async def flush(self) -> None:
         if not self.batch:
             return
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = now_iso()
         async with self.redis.pipeline(transaction=False) as pipe:
             for row in self.batch:
                 row_keys = [keys.customer(row.id)]

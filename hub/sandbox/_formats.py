@@ -1,4 +1,4 @@
-"""The providers' wire formats the fakes write: timestamps and Twilio-style resource ids."""
+"""Wire formats the fakes write: timestamps, Twilio-style resource ids, the sandbox's own errors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import secrets
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-__all__ = ["new_sid", "rfc2822", "rfc3339", "utcnow"]
+from aiohttp import web
+
+__all__ = ["json_error", "new_sid", "rfc2822", "rfc3339", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -26,3 +28,8 @@ def rfc2822(moment: datetime) -> str:
 def new_sid(prefix: str) -> str:
     """A Twilio-style resource SID: two-letter prefix and 32 lowercase hex digits."""
     return prefix + secrets.token_hex(16)
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """An error from the sandbox's own routes (not a provider's API): ``{"error": message}``."""
+    return web.json_response({"error": message}, status=status)

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ._formats import json_error
 from ._outbound import Outbound
 from .faults import Faults
 from .fcm_fake import FcmFake
@@ -42,10 +43,6 @@ from .twilio_webhooks import API_VERSION, TwilioWebhooks
 __all__ = ["Sandbox"]
 
 logger = logging.getLogger(__name__)
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 class Sandbox:
@@ -169,15 +166,15 @@ class Sandbox:
         query = request.query
         channel = query.get("channel") or None
         if channel is not None and channel not in CHANNELS:
-            return _json_error(400, f"channel must be one of {', '.join(CHANNELS)}")
+            return json_error(400, f"channel must be one of {', '.join(CHANNELS)}")
         limit: int | None = None
         if query.get("limit"):
             try:
                 limit = int(query["limit"])
             except ValueError:
-                return _json_error(400, "limit must be an integer")
+                return json_error(400, "limit must be an integer")
             if limit < 0:
-                return _json_error(400, "limit must not be negative")
+                return json_error(400, "limit must not be negative")
         entries = self.ledger.entries(to=query.get("to") or None, channel=channel, limit=limit)
         return web.json_response([entry.to_dict() for entry in entries])
 
@@ -192,19 +189,19 @@ class Sandbox:
         try:
             payload: Any = await request.json()
         except ValueError:
-            return _json_error(400, "body must be JSON")
+            return json_error(400, "body must be JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("provider"), str):
-            return _json_error(400, 'expected {"provider": ..., "mode": ..., "count": ...}')
+            return json_error(400, 'expected {"provider": ..., "mode": ..., "count": ...}')
         mode = payload.get("mode")
         count = payload.get("count")
         if mode is not None and not isinstance(mode, str | int):
-            return _json_error(400, "mode must be a string or null")
+            return json_error(400, "mode must be a string or null")
         if count is not None and not isinstance(count, int):
-            return _json_error(400, "count must be an integer or null")
+            return json_error(400, "count must be an integer or null")
         try:
             self.faults.set(payload["provider"], mode, count)
         except ValueError as exc:
-            return _json_error(400, str(exc))
+            return json_error(400, str(exc))
         return web.json_response(self.faults.snapshot())
 
     async def _handle_clear_faults(self, request: web.Request) -> web.Response:

@@ -30,7 +30,7 @@ from twilio.request_validator import RequestValidator
 from channels.segments import count_segments
 
 from ..masking import mask_phone
-from ._formats import new_sid
+from ._formats import json_error, new_sid
 from ._outbound import Outbound
 from .ledger import Ledger, LedgerEntry
 
@@ -44,10 +44,6 @@ VOICE_WEBHOOK_PATH = "/webhooks/twilio/voice"
 _USER_AGENT = "TwilioProxy/1.1"
 # What could go wrong reaching the hub: it is down, slow, or the sandbox is closing.
 _UNREACHABLE = (aiohttp.ClientError, TimeoutError, RuntimeError)
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 class TwilioWebhooks:
@@ -94,11 +90,11 @@ class TwilioWebhooks:
         try:
             payload = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _json_error(400, "body must be JSON")
+            return json_error(400, "body must be JSON")
         if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("from", "to")):
-            return _json_error(400, "give 'from' and 'to' as strings")
+            return json_error(400, "give 'from' and 'to' as strings")
         if self.hub_url is None:
-            return _json_error(409, "hub_url is not set")
+            return json_error(409, "hub_url is not set")
         return web.json_response(await self.simulate_call(payload["from"], payload["to"]))
 
     async def simulate_call(self, from_: str, to: str) -> dict[str, Any]:
@@ -126,17 +122,17 @@ class TwilioWebhooks:
         try:
             payload = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _json_error(400, "body must be JSON")
+            return json_error(400, "body must be JSON")
         if not isinstance(payload, dict):
-            return _json_error(400, "body must be a JSON object")
+            return json_error(400, "body must be a JSON object")
         fields: dict[str, str] = {}
         for key in ("from", "to", "body"):
             value = payload.get(key)
             if not isinstance(value, str) or (key != "body" and not value):
-                return _json_error(400, f"'{key}' must be a string")
+                return json_error(400, f"'{key}' must be a string")
             fields[key] = value
         if self.hub_url is None:
-            return _json_error(409, "hub_url is not set; set Sandbox.hub_url before simulating inbound SMS")
+            return json_error(409, "hub_url is not set; set Sandbox.hub_url before simulating inbound SMS")
         result = await self.simulate_inbound(fields["from"], fields["to"], fields["body"])
         return web.json_response(result, status=502 if "error" in result else 200)
 
