@@ -56,7 +56,7 @@ from .faults import ACCEPTING, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 from .twilio_webhooks import API_VERSION, TwilioWebhooks
 
-__all__ = ["API_VERSION", "SANDBOX_POOL_NUMBER", "TwilioFake"]
+__all__ = ["SANDBOX_POOL_NUMBER", "TwilioFake"]
 
 logger = logging.getLogger(__name__)
 
