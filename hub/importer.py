@@ -21,6 +21,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import _csv
 import csv
 import json
 import sys
@@ -42,7 +43,7 @@ from . import keys
 from .config import MILESTONES, Settings
 from .masking import mask_numbers
 from .schema import Customer, validation_fields
-from .store import HubStore
+from .store import HubStore, now_iso
 
 __all__ = [
     "CSV_COLUMNS",
@@ -302,7 +303,7 @@ class _Writer:
     async def flush(self) -> None:
         if not self.batch:
             return
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = now_iso()
         async with self.redis.pipeline(transaction=False) as pipe:
             for row in self.batch:
                 row_keys = [keys.customer(row.id)]
@@ -323,6 +324,17 @@ class _Writer:
             else:
                 self.summary.unchanged += 1
         self.batch = []
+
+
+def _reject(
+    out: _csv.Writer, summary: ImportSummary, line: int, row_id: str, reason: str, original: list[str] | str
+) -> None:
+    """Count a rejected row and write it to the rejects file (``out``, a CSV writer) as it was
+    read, after its line and the reason: a CSV row keeps its columns, a JSON line its id."""
+    summary.rejected += 1
+    if len(summary.first_rejects) < 5:
+        summary.first_rejects.append((line, row_id, reason))
+    out.writerow([line, reason, *original] if isinstance(original, list) else [line, row_id, reason, original])
 
 
 async def import_customers(
@@ -373,13 +385,7 @@ async def import_customers(
                     raise record
                 writer.batch.append(_validate(record, region))
             except _Rejected as e:
-                summary.rejected += 1
-                if len(summary.first_rejects) < 5:
-                    summary.first_rejects.append((line, row_id, e.reason))
-                if isinstance(original, list):
-                    rejected.writerow([line, e.reason, *original])
-                else:
-                    rejected.writerow([line, row_id, e.reason, original])
+                _reject(rejected, summary, line, row_id, e.reason, original)
                 continue
             if len(writer.batch) >= batch_size:
                 await writer.flush()

@@ -25,7 +25,6 @@ __all__ = ["IDS", "IdFormatter", "JsonFormatter", "resolve_format", "setup_loggi
 
 IDS = ("source", "event_id", "delivery_id", "message_id")
 _NOISY = ("arq", "mail.log", "httpx", "httpcore", "aiohttp.access")  # per-request lines, some with addresses
-LogFormat = Literal["auto", "json", "console"]
 
 
 class IdFormatter(logging.Formatter):

@@ -1,4 +1,9 @@
-"""The one place that hides personal data in logs and masked API views."""
+"""The one place that hides personal data in logs and masked API views.
+
+The API's masked views, the log lines of the hub and of the sandbox's provider fakes, and the
+reasons stored with a failed message all go through these helpers, so a number or an address
+is hidden the same way wherever it shows.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,23 @@ __all__ = ["mask", "mask_email", "mask_numbers", "mask_phone", "mask_token"]
 
 
 def mask_phone(value: str | None) -> str | None:
-    """``+4915112345678`` -> ``+49*******5678``."""
+    """``+4915112345678`` -> ``+49*******5678``; ``whatsapp:+4915112345678`` ->
+    ``whatsapp:+49*******5678``.
+
+    A long number keeps its country code and last four digits. A short one (eight characters or
+    fewer: a test number, a typo) keeps only its last two, and one of four or fewer nothing, so
+    the mask always hides most of it.
+    """
     if not value:
         return value
-    keep = 4 if len(value) > 8 else 2
-    head = value[:3] if value.startswith("+") else ""
-    return head + "*" * max(len(value) - len(head) - keep, 1) + value[-keep:]
+    channel, sep, number = value.rpartition(":")
+    if sep:  # a channel address: the channel is not personal, the number is
+        return f"{channel}:{mask_phone(number) or ''}"
+    if len(number) <= 8:
+        keep = 2 if len(number) > 4 else 0
+        return "*" * (len(number) - keep) + number[len(number) - keep :]
+    head = number[:3] if number.startswith("+") else ""
+    return head + "*" * (len(number) - len(head) - 4) + number[-4:]
 
 
 def mask_email(value: str | None) -> str | None:

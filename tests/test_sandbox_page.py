@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Hub
 from tests.events import make_event
 
@@ -24,3 +26,21 @@ async def test_sandbox_page_lists_phones_and_inboxes_and_replies_as_a_phone(hub:
     assert sent.status == 303
     html = await (await hub.http.get(hub.sandbox_url)).text()
     assert "customer wrote" in html and "hub answered" in html
+
+
+@pytest.mark.settings(**{"relay.pool": ["+4915700000100", "+4915700000101"]})
+async def test_sandbox_page_calls_a_proxy_number_from_a_phone_and_says_what_rang(hub: Hub) -> None:
+    hub.sandbox.proxy_numbers = tuple(hub.settings.relay.pool)
+    await hub.post_event(make_event("out_for_delivery"))
+    await hub.run_worker()
+    [sms] = hub.messages(channel="sms")
+    [proxy] = [p for p in hub.sandbox.proxy_numbers if p in sms["text"]]
+    html = await (await hub.http.get(hub.sandbox_url + "?refresh=0")).text()
+    assert f"Call the proxy number {proxy}" in html
+    assert '<meta http-equiv="refresh"' not in html
+    called = await hub.http.post(
+        hub.sandbox_url + "/ui/call", data={"from": "+4915112345678", "to": proxy}, allow_redirects=False
+    )
+    assert called.status == 303
+    html = await (await hub.http.get(hub.sandbox_url)).text()
+    assert f"Last call: {proxy} would ring +4915700000001, showing" in html

@@ -2,8 +2,9 @@
 
 The real client libraries (twilio-python's async client, firebase-admin's
 ``messaging.send_each_async``, aiosmtplib) talk to these fakes unchanged once pointed at them.
-Everything the fakes accept lands in one ``Ledger``; ``Faults`` injects provider failures.
-See ``hub.sandbox.core`` for the routes.
+Everything the fakes accept lands in one ``Ledger``; ``Faults`` injects provider failures;
+``TwilioWebhooks`` posts what Twilio would post to the hub (status callbacks, texts and calls
+from simulated phones). See ``hub.sandbox.core`` for the routes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .fcm_fake import FcmFake
 from .ledger import CHANNELS, Channel, Ledger, LedgerEntry
 from .smtp_sink import SmtpSink
 from .twilio_fake import TwilioFake
+from .twilio_webhooks import TwilioWebhooks
 
 __all__ = [
     "ACCEPTING",
@@ -32,4 +34,5 @@ __all__ = [
     "Sandbox",
     "SmtpSink",
     "TwilioFake",
+    "TwilioWebhooks",
 ]

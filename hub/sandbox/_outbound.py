@@ -25,10 +25,6 @@ class Outbound:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    @property
-    def pending(self) -> int:
-        return len(self._tasks)
-
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("sandbox is closed")

@@ -8,7 +8,8 @@ Typical use::
     ...
     await sb.close()
 
-Routes added under the prefix, besides the provider APIs (see ``twilio_fake`` and ``fcm_fake``):
+Routes added under the prefix, besides the provider APIs (see ``twilio_fake``, ``twilio_webhooks``
+and ``fcm_fake``) and the phones page (``page``):
 
 ``GET {prefix}/messages``     ledger entries, newest last; ``?to=``, ``?channel=``, ``?limit=``
 ``DELETE {prefix}/messages``  clear the ledger (204)
@@ -29,21 +30,19 @@ from typing import Any
 
 from aiohttp import web
 
+from ._formats import json_error
 from ._outbound import Outbound
 from .faults import Faults
 from .fcm_fake import FcmFake
 from .ledger import CHANNELS, Ledger
-from .page import add_page_routes
+from .page import SandboxPage
 from .smtp_sink import SmtpSink
-from .twilio_fake import API_VERSION, TwilioFake
+from .twilio_fake import TwilioFake
+from .twilio_webhooks import API_VERSION, TwilioWebhooks
 
 __all__ = ["Sandbox"]
 
 logger = logging.getLogger(__name__)
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
 
 
 class Sandbox:
@@ -67,18 +66,25 @@ class Sandbox:
         self.ledger = Ledger()
         self.faults = Faults(timeout_seconds=fault_timeout)
         self._outbound = Outbound()
+        self.twilio_webhooks = TwilioWebhooks(
+            account_sid=twilio_account_sid,
+            auth_token=twilio_auth_token,
+            ledger=self.ledger,
+            outbound=self._outbound,
+        )
+        self.twilio_webhooks.hub_url = hub_url
         self.twilio = TwilioFake(
             account_sid=twilio_account_sid,
             auth_token=twilio_auth_token,
             ledger=self.ledger,
             faults=self.faults,
             outbound=self._outbound,
+            webhooks=self.twilio_webhooks,
             status_callbacks=status_callbacks,
             callback_delay=callback_delay,
             invalid_numbers=frozenset(invalid_numbers),
             failing_numbers=failing_numbers,
         )
-        self.twilio.hub_url = hub_url
         self.fcm = FcmFake(
             project_id=fcm_project_id,
             ledger=self.ledger,
@@ -99,15 +105,11 @@ class Sandbox:
     @property
     def hub_url(self) -> str | None:
         """Origin of the hub that receives simulated inbound SMS (``/webhooks/twilio/sms``)."""
-        return self.twilio.hub_url
+        return self.twilio_webhooks.hub_url
 
     @hub_url.setter
     def hub_url(self, value: str | None) -> None:
-        self.twilio.hub_url = value
-
-    @property
-    def smtp_port(self) -> int | None:
-        return self.smtp.port
+        self.twilio_webhooks.hub_url = value
 
     def twilio_base_url(self, origin: str) -> str:
         """What replaces ``https://api.twilio.com`` for a sandbox served at ``origin``."""
@@ -135,16 +137,11 @@ class Sandbox:
         app.router.add_post(f"{prefix}/faults", self._handle_set_faults)
         app.router.add_delete(f"{prefix}/faults", self._handle_clear_faults)
         self.twilio.add_routes(app, prefix)
+        self.twilio_webhooks.add_routes(app, prefix)
         self.fcm.add_routes(app, prefix)
-        add_page_routes(app, self, prefix)
+        SandboxPage(self, prefix).add_routes(app)
         app.on_shutdown.append(self._on_app_shutdown)
         logger.info("sandbox mounted at %s (twilio API %s)", prefix or "/", API_VERSION)
-
-    def make_app(self, prefix: str = "/sandbox") -> web.Application:
-        """A fresh aiohttp application serving only the sandbox."""
-        app = web.Application()
-        self.add_routes(app, prefix)
-        return app
 
     async def start_smtp(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Start the SMTP sink in the running event loop; return the bound port."""
@@ -163,27 +160,21 @@ class Sandbox:
         # Graceful shutdown waits for in-flight handlers: let "timeout" faults go first.
         self.faults.release()
 
-    async def __aenter__(self) -> Sandbox:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     # -- ledger and fault routes ----------------------------------------------------------
 
     async def _handle_list(self, request: web.Request) -> web.Response:
         query = request.query
         channel = query.get("channel") or None
         if channel is not None and channel not in CHANNELS:
-            return _json_error(400, f"channel must be one of {', '.join(CHANNELS)}")
+            return json_error(400, f"channel must be one of {', '.join(CHANNELS)}")
         limit: int | None = None
         if query.get("limit"):
             try:
                 limit = int(query["limit"])
             except ValueError:
-                return _json_error(400, "limit must be an integer")
+                return json_error(400, "limit must be an integer")
             if limit < 0:
-                return _json_error(400, "limit must not be negative")
+                return json_error(400, "limit must not be negative")
         entries = self.ledger.entries(to=query.get("to") or None, channel=channel, limit=limit)
         return web.json_response([entry.to_dict() for entry in entries])
 
@@ -198,19 +189,19 @@ class Sandbox:
         try:
             payload: Any = await request.json()
         except ValueError:
-            return _json_error(400, "body must be JSON")
+            return json_error(400, "body must be JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("provider"), str):
-            return _json_error(400, 'expected {"provider": ..., "mode": ..., "count": ...}')
+            return json_error(400, 'expected {"provider": ..., "mode": ..., "count": ...}')
         mode = payload.get("mode")
         count = payload.get("count")
         if mode is not None and not isinstance(mode, str | int):
-            return _json_error(400, "mode must be a string or null")
+            return json_error(400, "mode must be a string or null")
         if count is not None and not isinstance(count, int):
-            return _json_error(400, "count must be an integer or null")
+            return json_error(400, "count must be an integer or null")
         try:
             self.faults.set(payload["provider"], mode, count)
         except ValueError as exc:
-            return _json_error(400, str(exc))
+            return json_error(400, str(exc))
         return web.json_response(self.faults.snapshot())
 
     async def _handle_clear_faults(self, request: web.Request) -> web.Response:

@@ -28,12 +28,13 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from ..masking import mask_token
 from ._lost import drop_connection, lose_answer
-from ._util import mask_address
 from .faults import ACCEPTING, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 
@@ -111,6 +112,28 @@ class FcmFake:
         return fcm_error(503, "UNAVAILABLE", "The service is currently unavailable.", error_code="UNAVAILABLE")
 
     async def handle_send(self, request: web.Request) -> web.Response:
+        failed = await self._refuse(request)
+        if failed is not None:
+            return failed
+        try:
+            payload = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return fcm_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        send = _read_send(payload)
+        if isinstance(send, web.Response):
+            return send
+        if send.target in _DEVICE_TARGETS and self.is_unregistered(send.address):
+            logger.info("fcm: unregistered token %s", mask_token(send.address))
+            return fcm_error(404, "NOT_FOUND", "Requested entity was not found.", error_code="UNREGISTERED")
+        if send.validate_only:
+            return web.json_response({"name": f"projects/{self.project_id}/messages/fake_message_id"})
+        name = self._record(send)
+        answer = web.json_response({"name": name})
+        lost = self._faults.take("fcm", ACCEPTING)
+        return answer if lost is None else await lose_answer(request, lost, self._faults, answer)
+
+    async def _refuse(self, request: web.Request) -> web.Response | None:
+        """The answer to a request a fault, its credentials or its project fail, or ``None``."""
         failed = await self._fault(request)
         if failed is not None:
             return failed
@@ -124,80 +147,82 @@ class FcmFake:
                 headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
             )
         if request.match_info["project"] != self.project_id:
-            return fcm_error(
-                403,
-                "PERMISSION_DENIED",
-                "SenderId mismatch",
-                error_code="SENDER_ID_MISMATCH",
-            )
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return fcm_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
-        if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
-            return _invalid("Request contains an invalid argument: 'message' is required.")
-        message: dict[str, Any] = payload["message"]
-        validate_only = payload.get("validate_only", False)
-        if not isinstance(validate_only, bool):
-            return _invalid("Invalid value at 'validate_only' (TYPE_BOOL).")
+            return fcm_error(403, "PERMISSION_DENIED", "SenderId mismatch", error_code="SENDER_ID_MISMATCH")
+        return None
 
-        targets = [t for t in _TARGETS if message.get(t) not in (None, "")]
-        if len(targets) != 1:
-            return _invalid(
-                "Request contains an invalid argument: exactly one of token, fid, topic or "
-                f"condition must be set (got {', '.join(targets) or 'none'})."
-            )
-        target = targets[0]
-        address = message[target]
-        if not isinstance(address, str):
-            return _invalid(f"Invalid value at 'message.{target}' (TYPE_STRING).")
-        data = message.get("data")
-        if data is not None and (
-            not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
-        ):
-            return _invalid("Invalid value at 'message.data': values must be strings.")
-        notification = message.get("notification") or {}
-        android = message.get("android") or {}
-        apns = message.get("apns") or {}
-        if not all(isinstance(part, dict) for part in (notification, android, apns)):
-            return _invalid("Invalid value at 'message': notification, android and apns must be objects.")
-
-        if target in _DEVICE_TARGETS and self.is_unregistered(address):
-            logger.info("fcm: unregistered token %s", mask_address(address))
-            return fcm_error(404, "NOT_FOUND", "Requested entity was not found.", error_code="UNREGISTERED")
-
-        if validate_only:
-            return web.json_response({"name": f"projects/{self.project_id}/messages/fake_message_id"})
-
+    def _record(self, send: _Send) -> str:
+        """Record an accepted message in the ledger; return its name."""
+        message, target, address = send.message, send.target, send.address
         message_id = f"0:{int(time.time() * 1000)}%{secrets.token_hex(8)}"
         name = f"projects/{self.project_id}/messages/{message_id}"
-        android_notification = android.get("notification") or {}
-        apns_headers = apns.get("headers") or {}
-        title = notification.get("title", android_notification.get("title"))
-        body = notification.get("body", android_notification.get("body"))
+        android_notification = send.android.get("notification") or {}
+        apns_headers = send.apns.get("headers") or {}
         to = f"/topics/{address}" if target == "topic" else address
         self._ledger.record(
             LedgerEntry(
                 channel="push",
                 to=to,
-                push_title=title,
-                push_body=body,
-                push_data=dict(data) if data is not None else None,
+                push_title=send.notification.get("title", android_notification.get("title")),
+                push_body=send.notification.get("body", android_notification.get("body")),
+                push_data=dict(send.data) if send.data is not None else None,
                 provider_id=name,
                 meta={
                     "token": address if target in _DEVICE_TARGETS else None,
                     "target": target,
                     "topic": address if target == "topic" else None,
                     "condition": address if target == "condition" else None,
-                    "collapse_key": android.get("collapse_key"),
+                    "collapse_key": send.android.get("collapse_key"),
                     "apns_collapse_id": apns_headers.get("apns-collapse-id"),
-                    "android_priority": android.get("priority"),
-                    "ttl": android.get("ttl"),
+                    "android_priority": send.android.get("priority"),
+                    "ttl": send.android.get("ttl"),
                     "message": message,
                 },
             )
         )
-        logger.info("fcm: accepted %s to %s", message_id, mask_address(to))
-        answer = web.json_response({"name": name})
-        lost = self._faults.take("fcm", ACCEPTING)
-        return answer if lost is None else await lose_answer(request, lost, self._faults, answer)
+        logger.info("fcm: accepted %s to %s", message_id, mask_token(to))
+        return name
+
+
+@dataclass(frozen=True)
+class _Send:
+    """A send request that passed the checks: the message and where it goes."""
+
+    message: dict[str, Any]
+    target: str  # token, fid, topic or condition
+    address: str
+    data: dict[str, str] | None
+    notification: dict[str, Any]
+    android: dict[str, Any]
+    apns: dict[str, Any]
+    validate_only: bool
+
+
+def _read_send(payload: Any) -> _Send | web.Response:
+    """The send request in ``payload``, or FCM's answer to a malformed one."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
+        return _invalid("Request contains an invalid argument: 'message' is required.")
+    message: dict[str, Any] = payload["message"]
+    validate_only = payload.get("validate_only", False)
+    if not isinstance(validate_only, bool):
+        return _invalid("Invalid value at 'validate_only' (TYPE_BOOL).")
+    targets = [t for t in _TARGETS if message.get(t) not in (None, "")]
+    if len(targets) != 1:
+        return _invalid(
+            "Request contains an invalid argument: exactly one of token, fid, topic or "
+            f"condition must be set (got {', '.join(targets) or 'none'})."
+        )
+    target = targets[0]
+    address = message[target]
+    if not isinstance(address, str):
+        return _invalid(f"Invalid value at 'message.{target}' (TYPE_STRING).")
+    data = message.get("data")
+    if data is not None and (
+        not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+    ):
+        return _invalid("Invalid value at 'message.data': values must be strings.")
+    notification = message.get("notification") or {}
+    android = message.get("android") or {}
+    apns = message.get("apns") or {}
+    if not all(isinstance(part, dict) for part in (notification, android, apns)):
+        return _invalid("Invalid value at 'message': notification, android and apns must be objects.")
+    return _Send(message, target, address, data, notification, android, apns, validate_only)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from ._util import mask_address, rfc3339, utcnow
+from ..masking import mask
+from ._formats import rfc3339, utcnow
 
 __all__ = ["CHANNELS", "Channel", "Ledger", "LedgerEntry"]
 
@@ -74,7 +75,7 @@ class Ledger:
 
     def record(self, entry: LedgerEntry) -> LedgerEntry:
         self._entries.append(entry)
-        logger.debug("ledger: %s to %s (%s)", entry.channel, mask_address(entry.to), entry.id)
+        logger.debug("ledger: %s to %s (%s)", entry.channel, mask(entry.channel, entry.to), entry.id)
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -96,13 +97,6 @@ class Ledger:
         if limit is not None:
             found = found[-limit:] if limit > 0 else []
         return found
-
-    def find(self, provider_id: str) -> LedgerEntry | None:
-        """The newest entry with the given provider id (Twilio SID, FCM name, Message-ID)."""
-        for entry in reversed(self._entries):
-            if entry.provider_id == provider_id:
-                return entry
-        return None
 
     def clear(self) -> None:
         self._entries.clear()

@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from .core import Sandbox
+from .ledger import Ledger
+from .twilio_webhooks import TwilioWebhooks
 
-__all__ = ["add_page_routes"]
+__all__ = ["PageSource", "SandboxPage"]
+
+Entries = list[dict[str, Any]]  # ledger entries as ``LedgerEntry.to_dict()`` serves them
+
+
+class PageSource(Protocol):
+    """What the page reads from the sandbox (``Sandbox`` is one; the page does not build it)."""
+
+    ledger: Ledger
+    twilio_webhooks: TwilioWebhooks
+    sms_number: str | None  # the hub's SMS number, which replies from the page go to
+    proxy_numbers: tuple[str, ...]  # relay numbers the page offers to call
+    last_calls: dict[str, str]  # caller -> what the last simulated call did
+    directory: Callable[[], Awaitable[dict[str, str]]] | None  # address -> who it is
+
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1rem;background:#f4f5f7;color:#1d2330}
@@ -66,84 +81,111 @@ def _entry_html(e: dict[str, Any]) -> str:
     return f'<div class="msg {kind}"><span class="meta">{when} · {label}</span>\n{body}</div>'
 
 
-def add_page_routes(app: web.Application, sandbox: Sandbox, prefix: str) -> None:
-    async def page(request: web.Request) -> web.Response:
-        people: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for entry in sandbox.ledger.entries():
-            e = entry.to_dict()
-            who = e["from"] if (e.get("meta") or {}).get("direction") == "inbound" else e["to"]
-            people[str(who)].append(e)
+class SandboxPage:
+    """The page's three routes: the page itself, a reply sent as a phone, a call made as one."""
+
+    def __init__(self, sandbox: PageSource, prefix: str) -> None:
+        self._sandbox = sandbox
+        self._prefix = prefix
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(self._prefix or "/", self.handle_page)
+        app.router.add_post(f"{self._prefix}/ui/reply", self.handle_reply)
+        app.router.add_post(f"{self._prefix}/ui/call", self.handle_call)
+
+    async def handle_page(self, request: web.Request) -> web.Response:
+        sandbox = self._sandbox
         names = await sandbox.directory() if sandbox.directory else {}
-        for address in names:  # every known customer's and driver's phone, even before any message
-            if address.startswith("+"):
-                people.setdefault(address, [])
-        cards = []
-
-        def newest(item: tuple[str, list[dict[str, Any]]]) -> str:
-            return str(item[1][-1].get("received_at", "")) if item[1] else ""
-
-        for who, entries in sorted(people.items(), key=newest, reverse=True):
-            phone = who.startswith("+")
-            form = (
-                f'<form method="post" action="{prefix}/ui/reply">'
-                f'<input type="hidden" name="from" value="{escape(who)}">'
-                f'<input type="text" name="body" placeholder="Reply as this phone (e.g. 2, STOP, DOOR)" '
-                f'aria-label="Reply as {escape(who)}" required><button type="submit">Send</button></form>'
-                if phone
-                else ""
-            )
-            calls = "".join(
-                f'<form method="post" action="{prefix}/ui/call"><input type="hidden" name="from" value="{escape(who)}">'
-                f'<input type="hidden" name="to" value="{escape(proxy)}">'
-                f'<button type="submit">Call the proxy number {escape(proxy)}</button></form>'
-                for proxy in sandbox.proxy_numbers
-                if phone and proxy in " ".join(str(e.get("text") or "") for e in entries)
-            )
-            last_call = sandbox.last_calls.get(who)
-            call_note = f'<p class="meta">Last call: {escape(last_call)}</p>' if last_call else ""
-            items = "".join(_entry_html(e) for e in entries[-12:])
-            name = f' <span class="who">{escape(names[who])}</span>' if who in names else ""
-            cards.append(
-                f'<section class="card" data-address="{escape(who)}"><h2>{escape(who)}{name}</h2>'
-                f"{items}{form}{calls}{call_note}</section>"
-            )
-        html = (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            + ('<meta http-equiv="refresh" content="5">' if request.query.get("refresh") != "0" else "")
-            + "<title>Sandbox: phones and inboxes</title>"
-            + f"<style>{_STYLE}</style></head><body><h1>Sandbox: what every phone and inbox received</h1>"
-            + (
-                f'<nav><a href="{prefix}/console">Console: deliveries, demo, message log, webhooks</a></nav>'
-                if sandbox.directory
-                else ""
-            )
-            + '<p class="meta">Newest first · refreshes every 5 s (not with ?refresh=0) · '
-            + f'JSON at <a href="{prefix}/messages">'
-            f"{prefix}/messages</a></p>"
-            f'<div class="grid">{"".join(cards) or "<p>Nothing sent yet.</p>"}</div></body></html>'
+        cards = [self._card(who, entries, names.get(who)) for who, entries in _people(sandbox.ledger, names)]
+        html = _document(
+            self._prefix,
+            "".join(cards) or "<p>Nothing sent yet.</p>",
+            refresh=request.query.get("refresh") != "0",
+            console=sandbox.directory is not None,
         )
         return web.Response(text=html, content_type="text/html")
 
-    async def call(request: web.Request) -> web.Response:
+    def _card(self, who: str, entries: Entries, name: str | None) -> str:
+        """One phone's or inbox's card: its messages, and for a phone a reply box and call buttons."""
+        prefix, sandbox, phone = self._prefix, self._sandbox, who.startswith("+")
+        form = (
+            f'<form method="post" action="{prefix}/ui/reply">'
+            f'<input type="hidden" name="from" value="{escape(who)}">'
+            f'<input type="text" name="body" placeholder="Reply as this phone (e.g. 2, STOP, DOOR)" '
+            f'aria-label="Reply as {escape(who)}" required><button type="submit">Send</button></form>'
+            if phone
+            else ""
+        )
+        texts = " ".join(str(e.get("text") or "") for e in entries)
+        calls = "".join(
+            f'<form method="post" action="{prefix}/ui/call"><input type="hidden" name="from" value="{escape(who)}">'
+            f'<input type="hidden" name="to" value="{escape(proxy)}">'
+            f'<button type="submit">Call the proxy number {escape(proxy)}</button></form>'
+            for proxy in sandbox.proxy_numbers
+            if phone and proxy in texts
+        )
+        last_call = sandbox.last_calls.get(who)
+        call_note = f'<p class="meta">Last call: {escape(last_call)}</p>' if last_call else ""
+        items = "".join(_entry_html(e) for e in entries[-12:])
+        label = f' <span class="who">{escape(name)}</span>' if name is not None else ""
+        return (
+            f'<section class="card" data-address="{escape(who)}"><h2>{escape(who)}{label}</h2>'
+            f"{items}{form}{calls}{call_note}</section>"
+        )
+
+    async def handle_call(self, request: web.Request) -> web.Response:
         form = await request.post()
         from_, to = str(form.get("from", "")), str(form.get("to", ""))
-        if from_ and to in sandbox.proxy_numbers and sandbox.hub_url:
-            result = await sandbox.twilio.simulate_call(from_, to)
+        webhooks = self._sandbox.twilio_webhooks
+        if from_ and to in self._sandbox.proxy_numbers and webhooks.hub_url:
+            result = await webhooks.simulate_call(from_, to)
             if result.get("would_ring"):
                 note = f"{to} would ring {result['would_ring']}, showing {result.get('caller_id')}"
             else:
                 note = f"{to} answered: {result.get('said') or result.get('error') or 'nothing'}"
-            sandbox.last_calls[from_] = note
-        raise web.HTTPSeeOther(prefix or "/")
+            self._sandbox.last_calls[from_] = note
+        raise web.HTTPSeeOther(self._prefix or "/")
 
-    async def reply(request: web.Request) -> web.Response:
+    async def handle_reply(self, request: web.Request) -> web.Response:
         form = await request.post()
         from_, body = str(form.get("from", "")), str(form.get("body", ""))
-        if from_ and sandbox.hub_url:
-            await sandbox.twilio.simulate_inbound(from_, str(form.get("to") or sandbox.sms_number or ""), body)
-        raise web.HTTPSeeOther(prefix or "/")
+        webhooks = self._sandbox.twilio_webhooks
+        if from_ and webhooks.hub_url:
+            to = str(form.get("to") or self._sandbox.sms_number or "")
+            await webhooks.simulate_inbound(from_, to, body)
+        raise web.HTTPSeeOther(self._prefix or "/")
 
-    app.router.add_get(prefix or "/", page)
-    app.router.add_post(f"{prefix}/ui/reply", reply)
-    app.router.add_post(f"{prefix}/ui/call", call)
+
+def _people(ledger: Ledger, names: dict[str, str]) -> list[tuple[str, Entries]]:
+    """Every address with its entries, the one with the newest entry first. A text a phone sent
+    belongs to that phone's card; a phone the directory knows has a card before any message."""
+    people: dict[str, Entries] = defaultdict(list)
+    for entry in ledger.entries():
+        e = entry.to_dict()
+        who = e["from"] if (e.get("meta") or {}).get("direction") == "inbound" else e["to"]
+        people[str(who)].append(e)
+    for address in names:
+        if address.startswith("+"):
+            people.setdefault(address, [])
+
+    def newest(item: tuple[str, Entries]) -> str:
+        return str(item[1][-1].get("received_at", "")) if item[1] else ""
+
+    return sorted(people.items(), key=newest, reverse=True)
+
+
+def _document(prefix: str, cards: str, *, refresh: bool, console: bool) -> str:
+    """The whole page around its cards."""
+    nav = f'<nav><a href="{prefix}/console">Console: deliveries, demo, message log, webhooks</a></nav>'
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        + ('<meta http-equiv="refresh" content="5">' if refresh else "")
+        + "<title>Sandbox: phones and inboxes</title>"
+        + f"<style>{_STYLE}</style></head><body><h1>Sandbox: what every phone and inbox received</h1>"
+        + (nav if console else "")
+        + '<p class="meta">Newest first · refreshes every 5 s (not with ?refresh=0) · '
+        + f'JSON at <a href="{prefix}/messages">'
+        f"{prefix}/messages</a></p>"
+        f'<div class="grid">{cards}</div></body></html>'
+    )

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from ._util import mask_address
+from ..masking import mask_email
 from .faults import LOST_ANSWER, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 
@@ -234,7 +234,7 @@ class SmtpSink:
                     **common,
                 )
             )
-            logger.info("smtp: accepted message for %s", mask_address(recipient))
+            logger.info("smtp: accepted message for %s", mask_email(recipient))
 
     async def close(self) -> None:
         server, self._server = self._server, None

@@ -24,12 +24,8 @@ Mounted under ``{prefix}/twilio``, so that twilio-python works unchanged once it
 
 When the sandbox sends status callbacks, a background task moves every accepted message to
 ``sent`` and then ``delivered`` (``callback_delay`` seconds apart) and, if the message had a
-``StatusCallback``, POSTs Twilio's callback fields there, signed with ``X-Twilio-Signature``.
-
-``POST {prefix}/sms/inbound`` (JSON ``{"from", "to", "body"}``) simulates a handset texting
-the hub: Twilio's inbound webhook fields are POSTed, signed, to ``hub_url +
-"/webhooks/twilio/sms"``. ``<Message>`` replies in the hub's TwiML answer are recorded in the
-ledger as outbound SMS with ``meta.direction == "reply"``.
+``StatusCallback``, POSTs Twilio's callback fields there, signed with ``X-Twilio-Signature``
+(see ``twilio_webhooks``, which also simulates phones texting and calling the hub).
 """
 
 from __future__ import annotations
@@ -38,33 +34,32 @@ import asyncio
 import base64
 import binascii
 import hmac
-import json
 import logging
 import re
-import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
-from twilio.request_validator import RequestValidator
+from multidict import MultiDictProxy
 
+from channels.segments import count_segments
+
+from ..masking import mask_phone
+from ._formats import new_sid, rfc2822, utcnow
 from ._lost import drop_connection, lose_answer
 from ._outbound import Outbound
-from ._util import mask_address, new_sid, rfc2822, sms_segments, utcnow
 from .faults import ACCEPTING, MODES, Faults
 from .ledger import Ledger, LedgerEntry
+from .twilio_webhooks import API_VERSION, TwilioWebhooks
 
-__all__ = ["API_VERSION", "SANDBOX_POOL_NUMBER", "TwilioFake"]
+__all__ = ["SANDBOX_POOL_NUMBER", "TwilioFake"]
 
 logger = logging.getLogger(__name__)
 
-API_VERSION = "2010-04-01"
-INBOUND_WEBHOOK_PATH = "/webhooks/twilio/sms"
 # Sender used when a message names only a Messaging Service (Twilio's "valid" test number).
 SANDBOX_POOL_NUMBER = "+15005550006"
 MAX_BODY_CHARS = 1600
@@ -110,6 +105,31 @@ def _is_valid_address(value: str) -> bool:
     return bool(_E164.match(_CHANNEL_PREFIX.sub("", value, count=1)))
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """The fields of a create-message request that the fake looks at."""
+
+    to: str
+    sender: str | None
+    service_sid: str | None
+    body: str
+    media_urls: tuple[str, ...]
+    callback_url: str | None
+    content_sid: bool
+
+    @classmethod
+    def read(cls, form: MultiDictProxy[Any]) -> _Draft:
+        return cls(
+            to=str(form.get("To", "")).strip(),
+            sender=str(form.get("From", "")).strip() or None,
+            service_sid=str(form.get("MessagingServiceSid", "")).strip() or None,
+            body=str(form.get("Body", "")),
+            media_urls=tuple(str(u) for u in form.getall("MediaUrl", [])),
+            callback_url=str(form.get("StatusCallback", "")).strip() or None,
+            content_sid=bool(form.get("ContentSid")),
+        )
+
+
 class TwilioFake:
     """State and request handlers of the Twilio fake."""
 
@@ -121,6 +141,7 @@ class TwilioFake:
         ledger: Ledger,
         faults: Faults,
         outbound: Outbound,
+        webhooks: TwilioWebhooks,
         status_callbacks: bool = True,
         callback_delay: float = 0.05,
         invalid_numbers: frozenset[str] = frozenset(),
@@ -133,10 +154,10 @@ class TwilioFake:
         self.status_callbacks = status_callbacks
         self.callback_delay = callback_delay
         self.invalid_numbers = invalid_numbers
-        self.hub_url: str | None = None
         self._ledger = ledger
         self._faults = faults
         self._outbound = outbound
+        self._webhooks = webhooks
         self._messages: dict[str, dict[str, Any]] = {}
         self._entries: dict[str, LedgerEntry] = {}
 
@@ -147,72 +168,6 @@ class TwilioFake:
         app.router.add_post(f"{base}/Messages.json", self.handle_create)
         app.router.add_get(f"{base}/Messages.json", self.handle_list)
         app.router.add_get(f"{base}/Messages/{{sid}}.json", self.handle_fetch)
-        app.router.add_post(f"{prefix}/sms/inbound", self.handle_inbound)
-        app.router.add_post(f"{prefix}/voice/inbound", self.handle_call)
-
-    async def handle_call(self, request: web.Request) -> web.Response:
-        """Simulate a phone call from ``from`` to the hub's number ``to`` (e.g. a proxy number):
-        post Twilio's signed voice webhook and report what the TwiML answer would do."""
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("from", "to")):
-            return web.json_response({"error": "give 'from' and 'to' as strings"}, status=400)
-        if self.hub_url is None:
-            return web.json_response({"error": "hub_url is not set"}, status=409)
-        return web.json_response(await self.simulate_call(payload["from"], payload["to"]))
-
-    async def simulate_call(self, from_: str, to: str) -> dict[str, Any]:
-        url = (self.hub_url or "").rstrip("/") + "/webhooks/twilio/voice"
-        sid = new_sid("CA")
-        params = {
-            "CallSid": sid,
-            "AccountSid": self.account_sid,
-            "From": from_,
-            "To": to,
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-            "ApiVersion": API_VERSION,
-        }
-        headers = {"X-Twilio-Signature": self.sign(url, params), "User-Agent": "TwilioProxy/1.1"}
-        try:
-            status, _content_type, text = await self._outbound.post_form(url, params, headers)
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
-            return {"error": f"could not reach the hub: {exc!r}", "call_sid": sid}
-        result: dict[str, Any] = {
-            "status": status,
-            "call_sid": sid,
-            "twiml": text,
-            "would_ring": None,
-            "caller_id": None,
-            "said": None,
-            "hangup": False,
-        }
-        try:
-            root = ET.fromstring(text)
-        except ET.ParseError:
-            return result
-        dial = root.find("Dial")
-        if dial is not None:
-            number = dial.find("Number")
-            rung = number.text if number is not None else dial.text
-            result["would_ring"] = (rung or "").strip() or None
-            result["caller_id"] = dial.get("callerId")
-            result["time_limit"] = dial.get("timeLimit")
-        said = root.find("Say")
-        result["said"] = said.text if said is not None else None
-        result["hangup"] = root.find("Hangup") is not None
-        return result
-
-    def sign(self, url: str, params: Mapping[str, str]) -> str:
-        """``X-Twilio-Signature`` for a webhook POST of ``params`` to ``url``."""
-        return str(RequestValidator(self.auth_token).compute_signature(url, dict(params)))
-
-    def message(self, sid: str) -> dict[str, Any] | None:
-        """The stored Message resource (a copy), or ``None``."""
-        resource = self._messages.get(sid)
-        return dict(resource) if resource is not None else None
 
     # -- REST API -------------------------------------------------------------------------
 
@@ -247,89 +202,90 @@ class TwilioFake:
             return twilio_error(504, 20504, "Gateway timeout")
         return twilio_error(503, 20503, "Service unavailable")
 
-    async def handle_create(self, request: web.Request) -> web.Response:
+    async def _refuse(self, request: web.Request) -> web.Response | None:
+        """The answer to a request a fault or its credentials fail, or ``None`` to serve it."""
         failed = await self._fault(request)
-        if failed is None:
-            failed = self._check_auth(request)
+        return failed if failed is not None else self._check_auth(request)
+
+    async def handle_create(self, request: web.Request) -> web.Response:
+        failed = await self._refuse(request)
         if failed is not None:
             return failed
-        form = await request.post()
-        to = str(form.get("To", "")).strip()
-        sender = str(form.get("From", "")).strip() or None
-        service_sid = str(form.get("MessagingServiceSid", "")).strip() or None
-        body = str(form.get("Body", ""))
-        media_urls = [str(u) for u in form.getall("MediaUrl", [])]
-        callback_url = str(form.get("StatusCallback", "")).strip() or None
+        draft = _Draft.read(await request.post())
+        rejected = self._reject(draft)
+        if rejected is not None:
+            return rejected
+        resource = self._accept(draft)
+        if self.status_callbacks:
+            sid = resource["sid"]
+            self._outbound.spawn(self._progress(sid, draft.callback_url), name=f"twilio-status-{sid}")
+        answer = web.json_response(resource, status=201, headers=self._response_headers())
+        lost = self._faults.take("twilio", ACCEPTING)
+        return answer if lost is None else await lose_answer(request, lost, self._faults, answer)
 
+    def _reject(self, draft: _Draft) -> web.Response | None:
+        """Twilio's error for a message it would not create, or ``None``."""
+        to, sender = draft.to, draft.sender
         if not to:
             return twilio_error(400, 21604, "A 'To' phone number is required.")
-        if sender is None and service_sid is None:
+        if sender is None and draft.service_sid is None:
             return twilio_error(400, 21603, "A 'From' phone number is required.")
-        if not body and not media_urls and not form.get("ContentSid"):
+        if not draft.body and not draft.media_urls and not draft.content_sid:
             return twilio_error(400, 21602, "Message body is required.")
-        if len(body) > MAX_BODY_CHARS:
+        if len(draft.body) > MAX_BODY_CHARS:
             return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
         if not _is_valid_address(to) or to in self.invalid_numbers:
-            logger.info("twilio: rejecting invalid number %s", mask_address(to))
+            logger.info("twilio: rejecting invalid number %s", mask_phone(to))
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if sender is not None and not _is_valid_address(sender) and not sender.isalnum():
             return twilio_error(400, 21212, f"The 'From' number {sender} is not a valid phone number.")
+        return None
 
-        sid = new_sid("MM" if media_urls else "SM")
+    def _accept(self, draft: _Draft) -> dict[str, Any]:
+        """Create the Message resource for ``draft``, record it in the ledger, return it."""
+        sid = new_sid("MM" if draft.media_urls else "SM")
         now = rfc2822(utcnow())
+        account = f"/{API_VERSION}/Accounts/{self.account_sid}"
         resource: dict[str, Any] = {
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
-            "body": body,
+            "body": draft.body,
             "date_created": now,
             "date_sent": None,
             "date_updated": now,
             "direction": "outbound-api",
             "error_code": None,
             "error_message": None,
-            "from": sender,
-            "messaging_service_sid": service_sid,
-            "num_media": str(len(media_urls)),
-            "num_segments": str(sms_segments(body)),
+            "from": draft.sender,
+            "messaging_service_sid": draft.service_sid,
+            "num_media": str(len(draft.media_urls)),
+            "num_segments": str(count_segments(draft.body).segments),
             "price": None,
             "price_unit": "USD",
             "sid": sid,
-            "status": "queued" if sender is not None else "accepted",
+            "status": "queued" if draft.sender is not None else "accepted",
             "subresource_uris": {
-                "media": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}/Media.json",
-                "feedback": f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}/Feedback.json",
+                "media": f"{account}/Messages/{sid}/Media.json",
+                "feedback": f"{account}/Messages/{sid}/Feedback.json",
             },
-            "to": to,
+            "to": draft.to,
             "uri": self._resource_uri(sid),
         }
         self._messages[sid] = resource
-        self._entries[sid] = self._ledger.record(
-            LedgerEntry(
-                channel="sms",
-                to=to,
-                from_=sender,
-                text=body,
-                provider_id=sid,
-                meta={
-                    "direction": "outbound-api",
-                    "status": resource["status"],
-                    "status_callback": callback_url,
-                    "messaging_service_sid": service_sid,
-                    "media_urls": media_urls,
-                },
-            )
-        )
-        logger.info("twilio: accepted %s to %s", sid, mask_address(to))
-        if self.status_callbacks:
-            self._outbound.spawn(self._progress(sid, callback_url), name=f"twilio-status-{sid}")
-        answer = web.json_response(resource, status=201, headers=self._response_headers())
-        lost = self._faults.take("twilio", ACCEPTING)
-        return answer if lost is None else await lose_answer(request, lost, self._faults, answer)
+        meta = {
+            "direction": "outbound-api",
+            "status": resource["status"],
+            "status_callback": draft.callback_url,
+            "messaging_service_sid": draft.service_sid,
+            "media_urls": list(draft.media_urls),
+        }
+        entry = LedgerEntry(channel="sms", to=draft.to, from_=draft.sender, text=draft.body, provider_id=sid, meta=meta)
+        self._entries[sid] = self._ledger.record(entry)
+        logger.info("twilio: accepted %s to %s", sid, mask_phone(draft.to))
+        return resource
 
     async def handle_list(self, request: web.Request) -> web.Response:
-        failed = await self._fault(request)
-        if failed is None:
-            failed = self._check_auth(request)
+        failed = await self._refuse(request)
         if failed is not None:
             return failed
         query = request.query
@@ -378,9 +334,7 @@ class TwilioFake:
         return web.json_response(body, headers=self._response_headers())
 
     async def handle_fetch(self, request: web.Request) -> web.Response:
-        failed = await self._fault(request)
-        if failed is None:
-            failed = self._check_auth(request)
+        failed = await self._refuse(request)
         if failed is not None:
             return failed
         resource = self._messages.get(request.match_info["sid"])
@@ -431,128 +385,7 @@ class TwilioFake:
                 params["ErrorCode"] = str(error_code)
             if resource["messaging_service_sid"]:
                 params["MessagingServiceSid"] = str(resource["messaging_service_sid"])
-            await self._post_webhook(callback_url, params, what=f"status callback ({status}) for {sid}")
-
-    async def _post_webhook(self, url: str, params: Mapping[str, str], *, what: str) -> None:
-        headers = {
-            "X-Twilio-Signature": self.sign(url, params),
-            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-            "User-Agent": "TwilioProxy/1.1",
-        }
-        try:
-            status, _, _ = await self._outbound.post_form(url, params, headers)
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
-            logger.debug("twilio: %s failed: %r", what, exc)
-            return
-        if status >= 400:
-            logger.debug("twilio: %s answered HTTP %s", what, status)
-
-    # -- inbound simulation ---------------------------------------------------------------
-
-    async def handle_inbound(self, request: web.Request) -> web.Response:
-        try:
-            payload = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        if not isinstance(payload, dict):
-            return web.json_response({"error": "body must be a JSON object"}, status=400)
-        fields: dict[str, str] = {}
-        for key in ("from", "to", "body"):
-            value = payload.get(key)
-            if not isinstance(value, str) or (key != "body" and not value):
-                return web.json_response({"error": f"'{key}' must be a string"}, status=400)
-            fields[key] = value
-        if self.hub_url is None:
-            return web.json_response(
-                {"error": "hub_url is not set; set Sandbox.hub_url before simulating inbound SMS"},
-                status=409,
-            )
-        result = await self.simulate_inbound(fields["from"], fields["to"], fields["body"])
-        return web.json_response(result, status=502 if "error" in result else 200)
-
-    async def simulate_inbound(self, from_: str, to: str, body: str) -> dict[str, Any]:
-        """Post an inbound SMS to the hub as Twilio would (signed); record it and the TwiML answer."""
-        fields = {"from": from_, "to": to, "body": body}
-        url = (self.hub_url or "").rstrip("/") + INBOUND_WEBHOOK_PATH
-        sid = new_sid("SM")
-        params = {
-            "ToCountry": _country(fields["to"]),
-            "ToState": "",
-            "SmsMessageSid": sid,
-            "NumMedia": "0",
-            "ToCity": "",
-            "FromZip": "",
-            "SmsSid": sid,
-            "FromState": "",
-            "SmsStatus": "received",
-            "FromCity": "",
-            "Body": fields["body"],
-            "FromCountry": _country(fields["from"]),
-            "To": fields["to"],
-            "ToZip": "",
-            "NumSegments": str(sms_segments(fields["body"])),
-            "MessageSid": sid,
-            "AccountSid": self.account_sid,
-            "From": fields["from"],
-            "ApiVersion": API_VERSION,
-        }
-        headers = {
-            "X-Twilio-Signature": self.sign(url, params),
-            "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-            "User-Agent": "TwilioProxy/1.1",
-        }
-        entry = self._ledger.record(
-            LedgerEntry(
-                channel="sms",
-                to=fields["to"],
-                from_=fields["from"],
-                text=fields["body"],
-                provider_id=sid,
-                meta={"direction": "inbound", "webhook_url": url},
-            )
-        )
-        logger.info("twilio: inbound %s from %s", sid, mask_address(fields["from"]))
-        try:
-            status, content_type, text = await self._outbound.post_form(url, params, headers)
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
-            entry.meta["hub_status"] = None
-            return {"error": f"could not reach the hub: {exc!r}", "message_sid": sid}
-        entry.meta["hub_status"] = status
-        replies = self._record_replies(text, content_type, inbound=fields) if status < 300 else []
-        return {"status": status, "body": text, "message_sid": sid, "replies": replies}
-
-    def _record_replies(self, text: str, content_type: str, *, inbound: Mapping[str, str]) -> list[str]:
-        """Record ``<Message>`` verbs of a TwiML answer as outbound replies; return their bodies."""
-        if "xml" not in content_type and not text.lstrip().startswith("<"):
-            return []
-        try:
-            root = ET.fromstring(text)
-        except ET.ParseError:
-            return []
-        replies: list[str] = []
-        for verb in root.iter("Message"):
-            body_el = verb.find("Body")
-            body = (body_el.text if body_el is not None else verb.text) or ""
-            body = body.strip()
-            sid = new_sid("SM")
-            replies.append(body)
-            self._ledger.record(
-                LedgerEntry(
-                    channel="sms",
-                    to=verb.get("to") or inbound["from"],
-                    from_=verb.get("from") or inbound["to"],
-                    text=body,
-                    provider_id=sid,
-                    meta={
-                        "direction": "reply",
-                        "status": "sent",
-                        "status_callback": None,
-                        "messaging_service_sid": None,
-                        "media_urls": [],
-                    },
-                )
-            )
-        return replies
+            await self._webhooks.post(callback_url, params, what=f"status callback ({status}) for {sid}")
 
 
 def _date_filter(value: str) -> date | datetime:
@@ -576,16 +409,3 @@ def _sent_matches(date_sent: str | None, name: str, wanted: date | datetime) -> 
     if name == "DateSent":
         return day == wanted
     return day <= wanted if name == "DateSent<" else day >= wanted
-
-
-def _country(number: str) -> str:
-    """ISO country code of an E.164 number, or ``""``."""
-    try:
-        import phonenumbers
-    except ImportError:  # pragma: no cover - phonenumbers is a hub dependency
-        return ""
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
-    except phonenumbers.NumberParseException:
-        return ""
-    return str(region or "")
