@@ -5,6 +5,8 @@
     PATCH  /v1/customers/{id}/preferences  any subset          -> 200
     DELETE /v1/customers/{id}              erase personal data -> 204
     GET|POST /u/{token}                    e-mail unsubscribe (one-click, RFC 8058)
+
+Contact details are masked unless ``?reveal=true`` comes with an admin key.
 """
 
 from __future__ import annotations
