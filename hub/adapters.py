@@ -26,42 +26,29 @@ import binascii
 import hashlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from preferences import CustomerStore, check_phone
+from preferences import check_phone
 
 from . import jsonbody
 from .adapters_map import IdKey, OptOut, Outcome, Skipped, map_aftership, map_generic, map_onfleet
-from .config import GenericMapping, Settings
-from .conversation import Conversations
+from .appkeys import CONVERSATIONS, CUSTOMERS, SETTINGS, STORE
+from .config import GenericMapping
 from .errors import ApiError
+from .intake import accept_events
 from .masking import mask_phone
 from .schema import Event, EventInvalid, parse_event
 
-__all__ = ["AdapterDeps", "add_adapter_routes", "sign"]
+__all__ = ["add_routes", "sign"]
 
 log = logging.getLogger(__name__)
 
 # Fields an event cannot do without: when the schema refuses one of them the webhook is ignored.
 _REQUIRED = ("event_id", "type", "occurred_at", "delivery", "delivery.id", "customer", "customer.id")
 _CHECK_MAX = 512  # longest ?check= value echoed back
-
-
-@dataclass(frozen=True)
-class AdapterDeps:
-    """What the adapters need from the API: ``accept(app, source, events)`` registers and
-    queues validated events (one status per event: accepted, duplicate or conflict), and the
-    application keys of the settings, the conversations (SMS opt-outs) and the customers."""
-
-    accept: Callable[[web.Application, str, list[Event]], Awaitable[list[str]]]
-    settings: web.AppKey[Settings]
-    conversations: web.AppKey[Conversations]
-    customers: web.AppKey[CustomerStore]
 
 
 # -- signatures ------------------------------------------------------------------------------
@@ -142,13 +129,13 @@ def _validate(payload: dict[str, Any], region: str) -> Event | dict[str, str]:
         return e.fields
 
 
-async def _deliver(request: web.Request, deps: AdapterDeps, source: str, outcome: Outcome) -> web.Response:
+async def _deliver(request: web.Request, source: str, outcome: Outcome) -> web.Response:
     app = request.app
-    settings = app[deps.settings]
+    settings = app[SETTINGS]
     if isinstance(outcome, Skipped):
         return _ignored(source, outcome.reason, outcome.delivery_id)
     if isinstance(outcome, OptOut):
-        return await _opt_out(request, deps, source, outcome)
+        return await _opt_out(request, source, outcome)
     payload = outcome.payload
     if "occurred_at" not in payload:
         # No time in the payload: now. A retry then differs in its time and is answered as a
@@ -164,7 +151,7 @@ async def _deliver(request: web.Request, deps: AdapterDeps, source: str, outcome
             extra={"delivery_id": delivery_id, "source": source},
         )
         return _json({"status": "ignored", "reason": "the mapped event is invalid", "fields": checked}, 200)
-    [status] = await deps.accept(app, source, [checked])
+    [status] = await accept_events(app[STORE], source, [checked])
     log.info(
         "%s webhook %s as %s: %s",
         source,
@@ -176,16 +163,16 @@ async def _deliver(request: web.Request, deps: AdapterDeps, source: str, outcome
     return _json({"event_id": checked.event_id, "type": checked.type, "status": status}, 202)
 
 
-async def _opt_out(request: web.Request, deps: AdapterDeps, source: str, outcome: OptOut) -> web.Response:
+async def _opt_out(request: web.Request, source: str, outcome: OptOut) -> web.Response:
     app = request.app
     try:
-        phone = check_phone(outcome.phone, app[deps.settings].default_region)
+        phone = check_phone(outcome.phone, app[SETTINGS].default_region)
     except ValueError:
         return _ignored(source, "opt-out for a phone number that is not valid")
-    conversations = app[deps.conversations]
+    conversations = app[CONVERSATIONS]
     # The hub's own STOP handling records the opt-out; one record, honoured before every send.
     await conversations.opt_out(phone, "STOP", source)
-    customer = await app[deps.customers].by_phone(phone)
+    customer = await app[CUSTOMERS].by_phone(phone)
     if customer is not None:
         await conversations.webhooks.emit(
             "contact.opted_out",
@@ -197,58 +184,62 @@ async def _opt_out(request: web.Request, deps: AdapterDeps, source: str, outcome
 
 
 # -- handlers --------------------------------------------------------------------------------
-def add_adapter_routes(app: web.Application, deps: AdapterDeps) -> None:
+def _ids(request: web.Request) -> IdKey:
+    settings = request.app[SETTINGS]
+    return IdKey((settings.secret_key or "").encode(), settings.default_region)
+
+
+async def onfleet_check(request: web.Request) -> web.Response:
+    if not request.app[SETTINGS].adapters.onfleet.secret:
+        raise _disabled("onfleet", "HUB_ADAPTERS__ONFLEET__SECRET")
+    value = request.query.get("check")
+    if not value or len(value) > _CHECK_MAX:
+        raise ApiError(400, "missing_check", f"give ?check=<value> (at most {_CHECK_MAX} characters)")
+    return web.Response(text=value, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def onfleet(request: web.Request) -> web.Response:
+    config = request.app[SETTINGS].adapters.onfleet
+    if not config.secret:
+        raise _disabled("onfleet", "HUB_ADAPTERS__ONFLEET__SECRET")
+    raw = await request.read()
+    key = _secret_bytes(config.secret, "hex", "onfleet")
+    _verify(request.headers.get("X-Onfleet-Signature"), sign(key, raw, "sha512"), case_insensitive=True)
+    return await _deliver(request, "onfleet", map_onfleet(_decode(raw), config, _ids(request)))
+
+
+async def aftership(request: web.Request) -> web.Response:
+    config = request.app[SETTINGS].adapters.aftership
+    if not config.secret:
+        raise _disabled("aftership", "HUB_ADAPTERS__AFTERSHIP__SECRET")
+    raw = await request.read()
+    _verify(request.headers.get("aftership-hmac-sha256"), sign(config.secret.encode(), raw, "sha256", "base64"))
+    return await _deliver(request, "aftership", map_aftership(_decode(raw), config, _ids(request)))
+
+
+async def generic(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    mapping: GenericMapping | None = request.app[SETTINGS].adapters.generic.get(name)
+    if mapping is None:
+        raise ApiError(404, "unknown_adapter", "no generic mapping of this name is configured")
+    if not mapping.secret:
+        raise _disabled(f"generic:{name}", f"HUB_ADAPTERS__GENERIC__{name.upper()}__SECRET")
+    raw = await request.read()
+    key = _secret_bytes(mapping.secret, mapping.secret_encoding, f"generic:{name}")
+    given = request.headers.get(mapping.signature_header)
+    if given is not None and mapping.signature_prefix:
+        given = given.strip()
+        given = given[len(mapping.signature_prefix) :] if given.startswith(mapping.signature_prefix) else ""
+    expected = sign(key, raw, mapping.algorithm, mapping.encoding)
+    _verify(given, expected, case_insensitive=mapping.encoding == "hex")
+    body = _decode(raw)
+    if body is None:
+        return _ignored(f"generic:{name}", "the body is not JSON")
+    return await _deliver(request, f"generic:{name}", map_generic(name, body, mapping, _ids(request)))
+
+
+def add_routes(app: web.Application) -> None:
     """Register the adapters' webhook routes."""
-
-    async def onfleet_check(request: web.Request) -> web.Response:
-        if not request.app[deps.settings].adapters.onfleet.secret:
-            raise _disabled("onfleet", "HUB_ADAPTERS__ONFLEET__SECRET")
-        value = request.query.get("check")
-        if not value or len(value) > _CHECK_MAX:
-            raise ApiError(400, "missing_check", f"give ?check=<value> (at most {_CHECK_MAX} characters)")
-        return web.Response(text=value, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
-
-    async def onfleet(request: web.Request) -> web.Response:
-        config = request.app[deps.settings].adapters.onfleet
-        if not config.secret:
-            raise _disabled("onfleet", "HUB_ADAPTERS__ONFLEET__SECRET")
-        raw = await request.read()
-        key = _secret_bytes(config.secret, "hex", "onfleet")
-        _verify(request.headers.get("X-Onfleet-Signature"), sign(key, raw, "sha512"), case_insensitive=True)
-        return await _deliver(request, deps, "onfleet", map_onfleet(_decode(raw), config, _ids(request)))
-
-    async def aftership(request: web.Request) -> web.Response:
-        config = request.app[deps.settings].adapters.aftership
-        if not config.secret:
-            raise _disabled("aftership", "HUB_ADAPTERS__AFTERSHIP__SECRET")
-        raw = await request.read()
-        _verify(request.headers.get("aftership-hmac-sha256"), sign(config.secret.encode(), raw, "sha256", "base64"))
-        return await _deliver(request, deps, "aftership", map_aftership(_decode(raw), config, _ids(request)))
-
-    async def generic(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        mapping: GenericMapping | None = request.app[deps.settings].adapters.generic.get(name)
-        if mapping is None:
-            raise ApiError(404, "unknown_adapter", "no generic mapping of this name is configured")
-        if not mapping.secret:
-            raise _disabled(f"generic:{name}", f"HUB_ADAPTERS__GENERIC__{name.upper()}__SECRET")
-        raw = await request.read()
-        key = _secret_bytes(mapping.secret, mapping.secret_encoding, f"generic:{name}")
-        given = request.headers.get(mapping.signature_header)
-        if given is not None and mapping.signature_prefix:
-            given = given.strip()
-            given = given[len(mapping.signature_prefix) :] if given.startswith(mapping.signature_prefix) else ""
-        expected = sign(key, raw, mapping.algorithm, mapping.encoding)
-        _verify(given, expected, case_insensitive=mapping.encoding == "hex")
-        body = _decode(raw)
-        if body is None:
-            return _ignored(f"generic:{name}", "the body is not JSON")
-        return await _deliver(request, deps, f"generic:{name}", map_generic(name, body, mapping, _ids(request)))
-
-    def _ids(request: web.Request) -> IdKey:
-        settings = request.app[deps.settings]
-        return IdKey((settings.secret_key or "").encode(), settings.default_region)
-
     r = app.router
     r.add_get("/webhooks/onfleet", onfleet_check)
     r.add_post("/webhooks/onfleet", onfleet)

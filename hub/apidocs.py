@@ -1,5 +1,6 @@
-"""The browsable API reference at ``GET /docs``: the served OpenAPI document (hub.openapi) rendered
-as one HTML page on the server, with no script and nothing fetched from elsewhere.
+"""The API's own description: the OpenAPI document at ``GET /openapi.json`` (hub.openapi) and the
+browsable reference at ``GET /docs``, that document rendered as one HTML page on the server, with
+no script and nothing fetched from elsewhere.
 
 Operations are grouped by their first path segment (or their tag), each with its parameters, the
 request body's schema and every answer; schemas are shown resolved one level (a ``$ref`` becomes
@@ -8,6 +9,7 @@ a link to the schema's own section at the end of the page).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from html import escape
@@ -15,9 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .appkeys import SETTINGS
 from .openapi import openapi_document
+from .params import json_response
 
-__all__ = ["add_docs_route", "render_docs"]
+__all__ = ["add_routes", "render_docs"]
 
 _METHODS = ("get", "post", "put", "patch", "delete")
 _CSS = """
@@ -159,20 +163,28 @@ def render_docs(document: dict[str, Any]) -> str:
     )
 
 
-def add_docs_route(app: web.Application) -> None:
-    """``GET /docs``: the reference page, rendered once per process."""
-    page: list[str] = []
+@functools.cache
+def _page() -> str:
+    """The reference page, rendered once per process (the document does not change while it runs)."""
+    return render_docs(openapi_document())
 
-    async def docs(request: web.Request) -> web.Response:
-        if not page:
-            page.append(render_docs(openapi_document()))
-        return web.Response(
-            text=page[0],
-            content_type="text/html",
-            headers={
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-                "X-Content-Type-Options": "nosniff",
-            },
-        )
 
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(
+        text=_page(),
+        content_type="text/html",
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document(request.app[SETTINGS].public_url))
+
+
+def add_routes(app: web.Application) -> None:
+    """``GET /openapi.json`` (the document, naming this hub's public URL) and ``GET /docs``."""
+    app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)

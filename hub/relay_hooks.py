@@ -27,7 +27,7 @@ from channels import Outbound, TwilioSms
 from . import metrics
 from .config import Settings
 from .masking import mask_phone
-from .relay import Relay
+from .relay import Relay, Route
 from .replies import START_WORDS, STOP_WORDS
 
 __all__ = ["relay_sms", "voice", "voice_status"]
@@ -113,6 +113,32 @@ async def voice_status(relay: Relay, form: dict[str, str], session_id: str, role
     return _xml(str(response))
 
 
+def _other(role: str) -> str:
+    return "customer" if role == "driver" else "driver"
+
+
+async def _not_forwarded(relay: Relay, route: Route, direction: str, body: str) -> str | None:
+    """What to answer a text that is not forwarded (START, STOP, or the other side stopped
+    forwarding), after recording it; None for a text to forward."""
+    sid, role = route.session["id"], route.role
+    keyword = " ".join(body.split()).upper().rstrip(".!")
+    if keyword in START_WORDS:
+        await relay.resume_forwarding(sid, role)
+        await relay.record(sid, direction, "sms", "resumed")
+        metrics.RELAY_TEXTS.labels("resumed").inc()
+        return "Texts from this delivery will be forwarded to you again."
+    if keyword in STOP_WORDS:
+        await relay.stop_forwarding(sid, role)
+        await relay.record(sid, direction, "sms", "stopped")
+        metrics.RELAY_TEXTS.labels("stopped").inc()
+        return "You will get no more texts forwarded from this delivery. Reply START to undo."
+    if route.session.get(f"stopped_{_other(role)}") == "1":
+        await relay.record(sid, direction, "sms", "not_forwarded")
+        metrics.RELAY_TEXTS.labels("not_forwarded").inc()
+        return "This person has asked not to receive texts; please call instead."
+    return None
+
+
 async def relay_sms(
     relay: Relay, sms: TwilioSms, form: dict[str, str], may_answer: Callable[[str], Awaitable[bool]]
 ) -> web.Response:
@@ -128,25 +154,10 @@ async def relay_sms(
             answer.message("This number only connects a delivery's driver and customer; this conversation has ended.")
         return _xml(str(answer))
     sid = route.session["id"]
-    other = "customer" if route.role == "driver" else "driver"
-    direction = f"{route.role}->{other}"
-    keyword = " ".join(body.split()).upper().rstrip(".!")
-    if keyword in START_WORDS:
-        await relay.resume_forwarding(sid, route.role)
-        await relay.record(sid, direction, "sms", "resumed")
-        metrics.RELAY_TEXTS.labels("resumed").inc()
-        answer.message("Texts from this delivery will be forwarded to you again.")
-        return _xml(str(answer))
-    if keyword in STOP_WORDS:
-        await relay.stop_forwarding(sid, route.role)
-        await relay.record(sid, direction, "sms", "stopped")
-        metrics.RELAY_TEXTS.labels("stopped").inc()
-        answer.message("You will get no more texts forwarded from this delivery. Reply START to undo.")
-        return _xml(str(answer))
-    if route.session.get(f"stopped_{other}") == "1":
-        await relay.record(sid, direction, "sms", "not_forwarded")
-        metrics.RELAY_TEXTS.labels("not_forwarded").inc()
-        answer.message("This person has asked not to receive texts; please call instead.")
+    direction = f"{route.role}->{_other(route.role)}"
+    said = await _not_forwarded(relay, route, direction, body)
+    if said is not None:
+        answer.message(said)
         return _xml(str(answer))
     count = form_count(form, "NumMedia", MAX_MEDIA)
     media = tuple(form[f"MediaUrl{i}"] for i in range(count) if form.get(f"MediaUrl{i}"))

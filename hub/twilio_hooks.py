@@ -10,20 +10,20 @@ SMS is handled once per MessageSid (Twilio retries are answered with an empty Tw
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from . import keys
+from .appkeys import CONVERSATIONS, RELAY, SETTINGS, SMS, STORE
 from .config import Settings
 from .errors import ApiError
 from .masking import mask_phone
 from .relay_hooks import relay_sms, voice, voice_status
 from .status import STATUS_RANK, apply_parked, apply_status, park
 
-__all__ = ["add_twilio_routes"]
+__all__ = ["add_routes", "signed_form"]
 
 log = logging.getLogger(__name__)
 
@@ -62,64 +62,61 @@ def twiml(text: str | None) -> web.Response:
     return web.Response(text=str(response), content_type="application/xml")
 
 
-def add_twilio_routes(
-    app: web.Application, settings_key: Any, store_key: Any, conversations_key: Any, relay_key: Any, sms_key: Any
-) -> None:
-    async def inbound_sms(request: web.Request) -> web.Response:
-        settings: Settings = request.app[settings_key]
-        form = await signed_form(request, settings)
-        sid, from_, to = form.get("MessageSid", ""), form.get("From", ""), form.get("To", "")
-        if not sid or not from_:
-            raise ApiError(400, "invalid_webhook", "MessageSid and From are required")
-        redis = request.app[store_key].redis
-        if not await redis.set(keys.inbound(sid), "1", nx=True, ex=7 * 86_400):
-            log.info("inbound SMS %s already handled; ignoring the repeat", sid)
-            return twiml(None)
-        relay = request.app[relay_key]
-        try:
-            conversations = request.app[conversations_key]
-            if to in relay.pool:
-                return await relay_sms(relay, request.app[sms_key], form, conversations.may_answer_stranger)
-            answer = await conversations.handle(to, from_, form.get("Body", ""), sid)
-        except Exception:
-            await redis.delete(keys.inbound(sid))  # let Twilio's retry try again
-            raise
-        log.info("SMS from %s answered (%s)", mask_phone(from_), answer.intent)
-        return twiml(answer.text)
+async def inbound_sms(request: web.Request) -> web.Response:
+    form = await signed_form(request, request.app[SETTINGS])
+    sid, from_, to = form.get("MessageSid", ""), form.get("From", ""), form.get("To", "")
+    if not sid or not from_:
+        raise ApiError(400, "invalid_webhook", "MessageSid and From are required")
+    redis = request.app[STORE].redis
+    if not await redis.set(keys.inbound(sid), "1", nx=True, ex=7 * 86_400):
+        log.info("inbound SMS %s already handled; ignoring the repeat", sid)
+        return twiml(None)
+    relay = request.app[RELAY]
+    try:
+        conversations = request.app[CONVERSATIONS]
+        if to in relay.pool:
+            return await relay_sms(relay, request.app[SMS], form, conversations.may_answer_stranger)
+        answer = await conversations.handle(to, from_, form.get("Body", ""), sid)
+    except Exception:
+        await redis.delete(keys.inbound(sid))  # let Twilio's retry try again
+        raise
+    log.info("SMS from %s answered (%s)", mask_phone(from_), answer.intent)
+    return twiml(answer.text)
 
-    async def status_callback(request: web.Request) -> web.Response:
-        settings: Settings = request.app[settings_key]
-        form = await signed_form(request, settings)
-        sid = form.get("MessageSid") or form.get("SmsSid") or ""
-        status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-        error_code = form.get("ErrorCode", "") or ""
-        if not sid or status not in STATUS_RANK:
-            raise ApiError(400, "invalid_webhook", "MessageSid and a known MessageStatus are required")
-        store = request.app[store_key]
+
+async def status_callback(request: web.Request) -> web.Response:
+    form = await signed_form(request, request.app[SETTINGS])
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+    error_code = form.get("ErrorCode", "") or ""
+    if not sid or status not in STATUS_RANK:
+        raise ApiError(400, "invalid_webhook", "MessageSid and a known MessageStatus are required")
+    store = request.app[STORE]
+    message_id = await store.redis.get(keys.provider(sid))
+    conversations = request.app[CONVERSATIONS]
+    if not message_id:
+        await park(store, sid, status, error_code)  # applied once the worker records the id
+        # The worker may have recorded the id (and looked for parked reports) meanwhile.
         message_id = await store.redis.get(keys.provider(sid))
-        conversations = request.app[conversations_key]
-        if not message_id:
-            await park(store, sid, status, error_code)  # applied once the worker records the id
-            # The worker may have recorded the id (and looked for parked reports) meanwhile.
-            message_id = await store.redis.get(keys.provider(sid))
-            if message_id:
-                await apply_parked(store, conversations.customers, conversations.webhooks, message_id, sid)
-            return web.Response(status=204)
-        await apply_status(store, conversations.customers, conversations.webhooks, message_id, sid, status, error_code)
+        if message_id:
+            await apply_parked(store, conversations.customers, conversations.webhooks, message_id, sid)
         return web.Response(status=204)
+    await apply_status(store, conversations.customers, conversations.webhooks, message_id, sid, status, error_code)
+    return web.Response(status=204)
 
-    async def inbound_call(request: web.Request) -> web.Response:
-        settings: Settings = request.app[settings_key]
-        form = await signed_form(request, settings)
-        return await voice(request.app[relay_key], settings, form)
 
-    async def call_status(request: web.Request) -> web.Response:
-        settings: Settings = request.app[settings_key]
-        form = await signed_form(request, settings)
-        return await voice_status(
-            request.app[relay_key], form, request.query.get("session", ""), request.query.get("from", "")
-        )
+async def inbound_call(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    form = await signed_form(request, settings)
+    return await voice(request.app[RELAY], settings, form)
 
+
+async def call_status(request: web.Request) -> web.Response:
+    form = await signed_form(request, request.app[SETTINGS])
+    return await voice_status(request.app[RELAY], form, request.query.get("session", ""), request.query.get("from", ""))
+
+
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/webhooks/twilio/voice", inbound_call)
     app.router.add_post("/webhooks/twilio/voice/status", call_status)
     app.router.add_post("/webhooks/twilio/sms", inbound_sms)

@@ -22,7 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from hub.console import add_console_routes
+from hub import console as sandbox_console
+from hub.appkeys import REDIS, SETTINGS
 from hub.redis_server import free_port
 from tests.conftest import Hub
 from tests.events import make_event
@@ -266,11 +267,12 @@ async def test_the_sandbox_reply_box_drives_the_same_flow_as_an_sms(hub: Hub, br
 @pytest.fixture
 async def console(hub: Hub) -> AsyncIterator[str]:
     """The sandbox console, as `hub dev` mounts it, beside the fixture's sandbox."""
-    key = web.AppKey("redis", aioredis.Redis)
     app = web.Application()
+    app[SETTINGS] = hub.settings
     hub.sandbox.add_routes(app, "/sandbox")
-    add_console_routes(app, hub.settings, hub.sandbox, key)
-    app[key] = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
+    sandbox_console.add_routes(app)
+    sandbox_console.tell_sandbox(app, hub.sandbox)
+    app[REDIS] = aioredis.Redis.from_url(str(hub.settings.redis_url), decode_responses=True)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -278,7 +280,7 @@ async def console(hub: Hub) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}/sandbox"
     finally:
-        await app[key].aclose()
+        await app[REDIS].aclose()
         await runner.cleanup()
 
 

@@ -1,0 +1,91 @@
+"""What the tracking page's handlers (hub.track) and forms (hub.track_forms) share: the resolved
+link (``Page``), the form vocabularies, the response headers, and the key of a form's webhook."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from preferences import CustomerRecord
+
+__all__ = [
+    "CSRF_COOKIE",
+    "GROUPS",
+    "HEADERS",
+    "KINDS",
+    "LANGUAGES",
+    "NEEDS_NOTE",
+    "NOTE_MAX",
+    "Page",
+    "answer_key",
+    "proof_of_delivery",
+]
+
+CSRF_COOKIE = "hub_csrf"
+NOTE_MAX = 500
+KINDS = ("leave_at_door", "neighbour", "safe_place", "access_code", "note", "none")
+NEEDS_NOTE = ("neighbour", "access_code", "note")
+GROUPS = {
+    "progress": ("shipped", "in_transit", "out_for_delivery", "arriving_soon", "eta_changed"),
+    "problems": ("delivery_failed", "exception", "rescheduled"),
+    "done": ("delivered", "returned", "ready_for_pickup"),
+}
+LANGUAGES = (("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français"))
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",  # the token is in the URL
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Robots-Tag": "noindex",
+}
+
+
+@dataclass
+class Page:
+    """One resolved link: who, which delivery, in which language and time zone."""
+
+    link_id: str
+    token: str
+    customer: CustomerRecord
+    delivery: dict[str, Any]
+    lang: str
+    timezone: str
+    strings: dict[str, Any]
+
+    @property
+    def base(self) -> str:
+        return f"/t/{self.token}"
+
+
+def proof_of_delivery(value: Any) -> dict[str, Any] | None:
+    """What the page shows of a stored proof of delivery, whatever parts it has (every one is
+    optional, and timeline entries outlive the code that wrote them): texts as stripped strings,
+    the signature as a flag (a string names a signature image), the photo only as an http(s)
+    link. None when nothing is left to show."""
+    if not isinstance(value, dict):
+        return None
+
+    def text(name: str) -> str | None:
+        v = value.get(name)
+        return (v.strip() or None) if isinstance(v, str) else None
+
+    photo = text("photo_url")
+    pod = {
+        "recipient": text("recipient"),
+        "place": text("place"),
+        "signature": value.get("signature") is True or text("signature") is not None,
+        "photo_url": photo if photo and photo.lower().startswith(("https://", "http://")) else None,
+    }
+    return pod if any(pod.values()) else None
+
+
+def answer_key(page: Page, action: str, previous: Any, answer: Any) -> str:
+    """The webhook key (the upstream delivery id, hub.webhooks) of a form's answer that changes
+    what was stored: derived from the answer and the record it replaces (which holds when that
+    was written), so a resubmit racing the first submit is the same webhook, while an answer
+    that changes back after another change is a new one."""
+    fact = json.dumps([action, previous, answer], sort_keys=True, default=str)
+    return f"web:{page.link_id}:{action}:{hashlib.sha256(fact.encode()).hexdigest()[:32]}"
