@@ -22,7 +22,8 @@ from typing import Any
 
 from preferences import check_phone
 
-from .config import MILESTONES, AfterShipSettings, GenericMapping, OnfleetSettings
+from .adapters_settings import AfterShipSettings, GenericMapping, OnfleetSettings
+from .vocabulary import MILESTONES
 
 __all__ = [
     "IdKey",
