@@ -10,11 +10,13 @@ YAML/JSON (``HUB_FALLBACK='[sms, email]'``); an empty value means unset. ``HUB_<
 reads the value from that file instead (container and systemd secrets:
 ``HUB_TWILIO__AUTH_TOKEN_FILE=/run/secrets/twilio_token``), its trailing newline dropped.
 
-pydantic-settings reads the variables (prefix, levels, names without case, decoding only for
-settings that hold a collection); three documented rules it has no switch for stay here: YAML as
-well as JSON for collections, ``_FILE`` variables naming a file each, and a variable replacing
-the file's value at its path whole (pydantic-settings would merge two mappings key by key, so a
-mapping set in the environment could never drop an entry of the file's).
+pydantic-settings reads the variables (the prefix, the levels, names without case, decoding
+only for settings that hold a collection). Three documented rules it has no switch for stay
+here: collections are YAML as well as JSON; ``_FILE`` variables each name a file (its
+``secrets_dir`` wants one directory of files named after the settings); and a value replaces
+what it names whole, over the defaults: a table given in the file or in ``HUB_CHANNELS`` replaces
+the default table, ``HUB_CHANNELS__DELIVERED`` changes that one entry and keeps the others
+(pydantic-settings merges mappings from two sources key by key, and never with a default).
 
 A missing or wrong value fails at start-up with ``ConfigError`` naming the key. The sections are
 in ``config_sections``, ``config_policy`` and ``adapters_settings``; the words they use
@@ -38,7 +40,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import ValidationError, field_validator
+from pydantic import BaseModel, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
@@ -282,10 +284,11 @@ def load_settings(
     is no error), then the ``HUB_*`` variables of ``environ`` (default: this process's), then
     ``overrides`` by dotted path (``**{"smtp.port": 2525}``)."""
     env = os.environ if environ is None else environ
-    data = _read_file(Path(path or env.get("HUB_CONFIG") or ROOT / "config.yaml"))
+    given = _read_file(Path(path or env.get("HUB_CONFIG") or ROOT / "config.yaml"))
+    data = _sections_merged(Settings().model_dump(), given, Settings)
     variables = _variables(env)
     for name in variables:
-        _drop_path(data, _path_of(name))  # the variable's value replaces the file's whole
+        _drop_path(data, _path_of(name))  # the variable's value replaces what was at its path whole
     data = _merged(data, _environment(variables))
     for key, value in overrides.items():
         _set_path(data, key.split("."), value, key)
@@ -347,8 +350,25 @@ def _drop_path(data: dict[str, Any], path: list[str]) -> None:
         node.pop(path[-1], None)
 
 
+def _sections_merged(below: dict[str, Any], above: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """The file's values over the defaults: a section key by key, a setting whole (a table such as
+    ``channels`` given in the file replaces the default table, as a value does)."""
+    merged = dict(below)
+    for key, value in above.items():
+        field = model.model_fields.get(key)
+        section = field.annotation if field else None
+        under = merged.get(key)
+        if isinstance(section, type) and issubclass(section, BaseModel) and isinstance(under, dict):
+            merged[key] = _sections_merged(under, value, section) if isinstance(value, Mapping) else value
+        else:
+            merged[key] = value
+    return merged
+
+
 def _merged(below: dict[str, Any], above: Mapping[str, Any]) -> dict[str, Any]:
-    """``above`` over ``below``, sections merged key by key."""
+    """The environment's values over the rest, every level merged key by key: a variable's own
+    path says what it replaces (``_drop_path`` has made room), so ``HUB_CHANNELS__DELIVERED``
+    changes one entry of the table and leaves the others."""
     merged = dict(below)
     for key, value in above.items():
         under = merged.get(key)
