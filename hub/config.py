@@ -43,7 +43,6 @@ import yaml
 from pydantic import BaseModel, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
-from pydantic_settings.sources.utils import parse_env_vars
 
 from preferences.validation import check_timezone
 
@@ -377,29 +376,28 @@ def _merged(below: dict[str, Any], above: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _environment(variables: Mapping[str, str]) -> dict[str, Any]:
-    """The variables as nested settings. A name that is no setting at all (``HUB_COLOUR``) is kept
-    as given, so that validation refuses it by name like a misspelt key in the file."""
+    """The variables as nested settings; an empty one is None (unset). A name that is no setting
+    at all (``HUB_COLOUR``) is kept as given, so that validation refuses it by name like a
+    misspelt key in the file."""
     try:
-        values = _Environment(variables)()
+        values = _Environment({name: raw for name, raw in variables.items() if raw != ""})()
     except SettingsError as e:
         raise ConfigError(str(e)) from e
     for name, raw in variables.items():
-        if _path_of(name)[0] not in Settings.model_fields:
-            _set_path(values, _path_of(name), raw, name)
+        if raw == "" or _path_of(name)[0] not in Settings.model_fields:
+            _set_path(values, _path_of(name), None if raw == "" else raw, name)
     return values
 
 
 class _Fields(Settings, BaseSettings):
     """The settings as pydantic-settings reads them from ``HUB_*`` variables (never built)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="HUB_", env_nested_delimiter="__", case_sensitive=False, env_parse_none_str=""
-    )
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_nested_delimiter="__", case_sensitive=False)
 
 
 class _Environment(EnvSettingsSource):
     """pydantic-settings' environment source over the given variables instead of ``os.environ``,
-    an empty value read as None, collections as YAML (which includes JSON). Only a value that
+    collections read as YAML (which includes JSON). Only a value that
     opens a list or mapping is decoded, so ``HUB_FALLBACK=sms`` is refused by validation as not a
     list rather than taken for one, and a secret is never cut at a YAML comment."""
 
@@ -408,7 +406,7 @@ class _Environment(EnvSettingsSource):
         super().__init__(_Fields)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+        return {name.lower(): value for name, value in self._given.items()}
 
     def decode_complex_value(self, field_name: str, field: FieldInfo | None, value: Any) -> Any:
         if not isinstance(value, str) or not value.lstrip().startswith(("[", "{")):
