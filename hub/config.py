@@ -70,9 +70,10 @@ from .config_sections import (
 from .vocabulary import MILESTONES, Channel, Milestone
 
 __all__ = [
-    # Re-exported from the modules they moved to, for the modules that still import them from
-    # here: AfterShipSettings, GenericMapping, OnfleetSettings, PolicySettings, QuietWindow,
-    # WebhookSubscription, MILESTONES, Milestone.
+    # Re-exported for the modules that still import them from here; they live in
+    # adapters_settings (AfterShipSettings, GenericMapping, OnfleetSettings), config_policy
+    # (PolicySettings, QuietWindow), config_sections (ApiKey, WebhookSubscription) and
+    # vocabulary (MILESTONES, Milestone).
     "MILESTONES",
     "ROOT",
     "AfterShipSettings",
