@@ -22,7 +22,8 @@ from typing import Any
 
 from preferences import check_phone
 
-from .config import MILESTONES, AfterShipSettings, GenericMapping, OnfleetSettings
+from .adapters_settings import AfterShipSettings, GenericMapping, OnfleetSettings
+from .vocabulary import MILESTONES
 
 __all__ = [
     "IdKey",
@@ -188,21 +189,53 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
     task = data.get("task") if isinstance(data.get("task"), dict) else {}
     assert isinstance(task, dict)
     task_id = _safe_id(body.get("taskId") or task.get("id"))
-    delivery_id = task_id
-    if settings.delivery_id_metadata:
-        for entry in _list(task.get("metadata")):
-            if isinstance(entry, dict) and entry.get("name") == settings.delivery_id_metadata:
-                delivery_id = _safe_id(entry.get("value"))
+    delivery_id = _onfleet_delivery_id(task, settings, task_id)
     if not delivery_id or not task_id:
         return Skipped("no task id (delivery id) in the payload")
     completion = task.get("completionDetails") if isinstance(task.get("completionDetails"), dict) else {}
     assert isinstance(completion, dict)
     occurred = _time(body.get("time")) or _time(completion.get("time")) or _time(task.get("timeLastModified"))
-    event_data: dict[str, Any] = {}
     stamp: Any = body.get("time") if key in _ONFLEET_REPEATING else None
-
     if key == "taskcompleted" and completion.get("success") is False:
         milestone = settings.triggers.get("taskfailed") or "delivery_failed"
+    event_data = _onfleet_data(milestone, key, body, completion, settings)
+    eta = _onfleet_eta(task)
+    arrival = task.get("estimatedArrivalTime")
+    if milestone == "eta_changed":
+        if task.get("state") == _ONFLEET_DONE or not isinstance(arrival, int | float):
+            return Skipped(f"{trigger} without a new ETA", delivery_id)
+        stamp = f"eta{int(arrival) // 60000}"  # an update that keeps the ETA is a duplicate
+
+    recipients = [r for r in _list(task.get("recipients")) if isinstance(r, dict)]
+    recipient = recipients[0] if recipients else {}
+    phone = _text(recipient.get("phone"), 40)
+    payload = {
+        "event_id": _event_id("onfleet", task_id, key, stamp),
+        "type": milestone,
+        "occurred_at": occurred,
+        "delivery": {
+            "id": delivery_id,
+            "tracking_code": _text(task.get("shortId"), 64),
+            "merchant": settings.merchant,
+            "address": _onfleet_address(task),
+            "eta": eta,
+        },
+        "customer": {
+            "id": _safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id, ids),
+            "name": _text(recipient.get("name"), 200),
+            "phone": phone,
+        },
+        "driver": _onfleet_driver(body, data, task),
+        "data": event_data,
+    }
+    return Mapped(_prune(payload))
+
+
+def _onfleet_data(
+    milestone: str, key: str, body: dict[str, Any], completion: dict[str, Any], settings: OnfleetSettings
+) -> dict[str, Any]:
+    """The event's ``data``: proof of delivery, the failure's reason, the delay or the minutes left."""
+    event_data: dict[str, Any] = {}
     if milestone == "delivered":
         photos = list(_list(completion.get("photoUploadIds")))
         if completion.get("photoUploadId"):
@@ -229,50 +262,44 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
         seconds = body.get("etaSeconds")
         if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
             event_data["minutes"] = min(round(seconds / 60), 24 * 60)
+    return event_data
 
-    eta = None
+
+def _onfleet_delivery_id(task: dict[str, Any], settings: OnfleetSettings, task_id: str | None) -> str | None:
+    """The task metadata field named by ``delivery_id_metadata`` (the last such), else the task id."""
+    delivery_id = task_id
+    if not settings.delivery_id_metadata:
+        return delivery_id
+    for entry in _list(task.get("metadata")):
+        if isinstance(entry, dict) and entry.get("name") == settings.delivery_id_metadata:
+            delivery_id = _safe_id(entry.get("value"))
+    return delivery_id
+
+
+def _onfleet_address(task: dict[str, Any]) -> str | None:
+    destination = task.get("destination") if isinstance(task.get("destination"), dict) else {}
+    address = (destination or {}).get("address") if isinstance((destination or {}).get("address"), dict) else {}
+    return _text((address or {}).get("unparsed"))
+
+
+def _onfleet_eta(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The ETA window: Onfleet's estimate (arrival to completion), else the task's time window."""
     arrival = task.get("estimatedArrivalTime")
     if isinstance(arrival, int | float) and not isinstance(arrival, bool):
         finish = task.get("estimatedCompletionTime")
         finish = finish if isinstance(finish, int | float) and finish >= arrival else arrival
-        eta = {"start": _time(arrival), "end": _time(finish)}
-    elif task.get("completeAfter") and task.get("completeBefore"):
-        eta = {"start": _time(task["completeAfter"]), "end": _time(task["completeBefore"])}
-    if milestone == "eta_changed":
-        if task.get("state") == _ONFLEET_DONE or not isinstance(arrival, int | float):
-            return Skipped(f"{trigger} without a new ETA", delivery_id)
-        stamp = f"eta{int(arrival) // 60000}"  # an update that keeps the ETA is a duplicate
+        return {"start": _time(arrival), "end": _time(finish)}
+    if task.get("completeAfter") and task.get("completeBefore"):
+        return {"start": _time(task["completeAfter"]), "end": _time(task["completeBefore"])}
+    return None
 
-    recipients = [r for r in _list(task.get("recipients")) if isinstance(r, dict)]
-    recipient = recipients[0] if recipients else {}
-    phone = _text(recipient.get("phone"), 40)
+
+def _onfleet_driver(body: dict[str, Any], data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any] | None:
     worker = data.get("worker") if isinstance(data.get("worker"), dict) else None
-    driver = None
     worker_id = _safe_id((worker or {}).get("id") or body.get("workerId") or task.get("worker"))
-    if worker_id:
-        driver = {"id": worker_id, "name": _text((worker or {}).get("name"), 200)}
-    destination = task.get("destination") if isinstance(task.get("destination"), dict) else {}
-    address = (destination or {}).get("address") if isinstance((destination or {}).get("address"), dict) else {}
-    payload = {
-        "event_id": _event_id("onfleet", task_id, key, stamp),
-        "type": milestone,
-        "occurred_at": occurred,
-        "delivery": {
-            "id": delivery_id,
-            "tracking_code": _text(task.get("shortId"), 64),
-            "merchant": settings.merchant,
-            "address": _text((address or {}).get("unparsed")),
-            "eta": eta,
-        },
-        "customer": {
-            "id": _safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id, ids),
-            "name": _text(recipient.get("name"), 200),
-            "phone": phone,
-        },
-        "driver": driver,
-        "data": event_data,
-    }
-    return Mapped(_prune(payload))
+    if not worker_id:
+        return None
+    return {"id": worker_id, "name": _text((worker or {}).get("name"), 200)}
 
 
 # -- AfterShip -------------------------------------------------------------------------------
@@ -321,26 +348,6 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
     )
     stamp = last.get("checkpoint_time") or body.get("event_id") or body.get("ts")
 
-    customers = [c for c in _list(msg.get("customers")) if isinstance(c, dict)]
-    person = customers[0] if customers else {}
-    phone = _text(person.get("phone_number"), 40) or _first_text(msg.get("smses"))
-    email = _text(person.get("email"), 254) or _first_text(msg.get("emails"))
-    name = _text(person.get("name"), 200) or _text(msg.get("customer_name"), 200)
-    language = _text(person.get("language") or msg.get("language"), 20)
-
-    event_data: dict[str, Any] = {}
-    reason = _text(msg.get("subtag_message")) or _text(last.get("message"))
-    if milestone in ("exception", "delivery_failed", "returned"):
-        event_data["reason"] = reason
-    if milestone == "exception":
-        event_data["kind"] = settings.exception_kinds.get(subtag.lower())
-    if milestone == "delivered":
-        event_data["pod"] = {"recipient": _text(msg.get("signed_by"), 200), "place": _text(last.get("location"), 200)}
-    if milestone == "ready_for_pickup":
-        location = _text(last.get("location"), 200) or _text(msg.get("pickup_location"), 200)
-        if location:
-            event_data["pickup"] = {"name": location, "hours": _text(msg.get("pickup_note"), 200)}
-
     eta = None
     expected = msg.get("expected_delivery")
     if _has_offset(expected):
@@ -355,16 +362,44 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
             "merchant": _text(msg.get("title"), 120) if msg.get("title") != msg.get("tracking_number") else None,
             "eta": eta,
         },
-        "customer": {
-            "id": customer_id_for("aftership", phone, email, delivery_id, ids),
-            "name": name,
-            "phone": phone,
-            "email": email,
-            "locale": language,
-        },
-        "data": event_data,
+        "customer": _aftership_customer(msg, delivery_id, ids),
+        "data": _aftership_data(milestone, msg, last, subtag, settings),
     }
     return Mapped(_prune(payload))
+
+
+def _aftership_customer(msg: dict[str, Any], delivery_id: str, ids: IdKey) -> dict[str, Any]:
+    """The tracking's first customer, else its notification lists (``smses``, ``emails``)."""
+    customers = [c for c in _list(msg.get("customers")) if isinstance(c, dict)]
+    person = customers[0] if customers else {}
+    phone = _text(person.get("phone_number"), 40) or _first_text(msg.get("smses"))
+    email = _text(person.get("email"), 254) or _first_text(msg.get("emails"))
+    return {
+        "id": customer_id_for("aftership", phone, email, delivery_id, ids),
+        "name": _text(person.get("name"), 200) or _text(msg.get("customer_name"), 200),
+        "phone": phone,
+        "email": email,
+        "locale": _text(person.get("language") or msg.get("language"), 20),
+    }
+
+
+def _aftership_data(
+    milestone: str, msg: dict[str, Any], last: dict[str, Any], subtag: str, settings: AfterShipSettings
+) -> dict[str, Any]:
+    """The event's ``data`` from the tracking and its last checkpoint: reason, kind, proof, pickup."""
+    event_data: dict[str, Any] = {}
+    reason = _text(msg.get("subtag_message")) or _text(last.get("message"))
+    if milestone in ("exception", "delivery_failed", "returned"):
+        event_data["reason"] = reason
+    if milestone == "exception":
+        event_data["kind"] = settings.exception_kinds.get(subtag.lower())
+    if milestone == "delivered":
+        event_data["pod"] = {"recipient": _text(msg.get("signed_by"), 200), "place": _text(last.get("location"), 200)}
+    if milestone == "ready_for_pickup":
+        location = _text(last.get("location"), 200) or _text(msg.get("pickup_location"), 200)
+        if location:
+            event_data["pickup"] = {"name": location, "hours": _text(msg.get("pickup_note"), 200)}
+    return event_data
 
 
 # -- generic JSON webhooks -------------------------------------------------------------------

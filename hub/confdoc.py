@@ -7,12 +7,14 @@ descriptions are the fields' docstrings. A test keeps the committed file in step
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
 from pydantic import BaseModel
 
-from .config import MILESTONES, ROOT, Settings
+from .config import ROOT, Settings
+from .vocabulary import MILESTONES
 
 __all__ = ["render"]
 
@@ -21,8 +23,9 @@ _HEAD = """# Configuration reference
 Generated from the settings model by `python -m hub.confdoc > docs/configuration.md`; do not edit
 by hand.
 
-Settings are read once at start-up: the defaults below, then `config.yaml` (or the file named by
-`HUB_CONFIG`), then environment variables. `HUB_<PATH>` overrides the setting at that path, with
+Settings are read once at start-up: the defaults below (they live only in the settings model),
+then `config.yaml` (or the file named by `HUB_CONFIG`; it holds what a deployment sets), then
+environment variables. `HUB_<PATH>` overrides the setting at that path, with
 `__` between levels. Values are taken as strings and converted to the setting's type
 (`HUB_WORKER__MAX_JOBS=50`, `HUB_SMTP__START_TLS=true`); lists and mappings are written as
 YAML/JSON (`HUB_API__KEYS='[{source: shop, sha256: …}]'`); an empty value means unset.
@@ -41,7 +44,7 @@ never in `config.yaml` or the repository.
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    text = text.replace("hub.config.", "").replace("Literal['sms', 'email', 'push']", "channel")
+    text = re.sub(r"\bhub\.\w+\.", "", text).replace("Literal['sms', 'email', 'push']", "channel")
     milestones = "Literal[" + ", ".join(f"'{m}'" for m in MILESTONES) + "]"
     text = text.replace(milestones, "milestone")
     text = text.replace("Literal['send', 'push_only', 'defer']", "send/push_only/defer")

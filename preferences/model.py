@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from hub.vocabulary import CHANNELS, MILESTONES, Channel
+
 from .validation import check_email, check_phone, check_timezone, normalize_locale
 
 __all__ = ["CHANNELS", "Contact", "Instructions", "Preferences", "QuietHours", "region_of"]
 
-CHANNELS = ("sms", "email", "push")
-ChannelName = Literal["sms", "email", "push"]
+ChannelName = Channel
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")  # ASCII digits only (\d takes any script's)
 
 
@@ -98,8 +99,6 @@ class Preferences(_Edge):
     def _channels(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
         if value is None:
             return None
-        from hub.config import MILESTONES
-
         for key, chans in value.items():
             if key != "default" and key not in MILESTONES:
                 raise ValueError(f"unknown milestone {key!r}; use 'default' or one of {', '.join(MILESTONES)}")

@@ -1,0 +1,270 @@
+"""The settings' sections: one model per part of the hub (``Settings`` in ``hub.config`` holds them).
+
+Every field's docstring is its description in docs/configuration.md (``python -m hub.confdoc``),
+so each field has one; the defaults here are the only ones (``config.yaml`` carries what a
+deployer sets).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from preferences.validation import check_phone
+
+from .vocabulary import WebhookEvent
+
+__all__ = [
+    "ApiKey",
+    "ApiSettings",
+    "ConversationSettings",
+    "FcmSettings",
+    "OpsSettings",
+    "RelaySettings",
+    "RetentionSettings",
+    "SandboxSettings",
+    "Section",
+    "SenderSettings",
+    "SmtpSettings",
+    "TrackingSettings",
+    "TwilioHookSettings",
+    "TwilioSettings",
+    "WebhookSettings",
+    "WebhookSubscription",
+    "WorkerSettings",
+]
+
+
+class Section(BaseModel):
+    """Base of every settings model: unknown keys are errors (a typo fails at start-up, named),
+    values never change after loading, and attribute docstrings become field descriptions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ApiKey(Section):
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Name of the upstream system this key belongs to; events are idempotent per source."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the key; the key itself is never stored."""
+    scopes: tuple[str, ...] = ("events", "read")
+    """events: post events and manage customers; read: GET views; erase: erase customers; admin:
+    unmasked views and replays."""
+
+
+class ApiSettings(Section):
+    host: str = "127.0.0.1"
+    """Interface `hub api` binds to."""
+    port: int = Field(8080, ge=0, le=65535)
+    """Port `hub api` listens on."""
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    """Larger request bodies are refused with 413."""
+    batch_limit: int = Field(1000, ge=1)
+    """Most events in one POST /v1/events/batch; more is a 413."""
+    keys: tuple[ApiKey, ...] = ()
+    """API keys as {source, sha256, scopes} entries."""
+    auth_failures_per_minute: int = Field(20, ge=1)
+    """Requests with a wrong or missing API key a client may make in a minute, counted per
+    presented key and per client address (see trusted_proxies); past that, those requests get 429
+    with Retry-After instead of 401 until the minute is over. A valid key is never refused."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or CIDR ranges of your reverse proxies (e.g. ["10.0.0.0/8"]). Only from these is
+    X-Forwarded-For read for the client's address; from anyone else the connection's address counts."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in value)
+        except ValueError as e:
+            raise ValueError(f"not an address or CIDR range: {e}") from e
+
+
+class SenderSettings(Section):
+    name: str = "Parcelhub"
+    """The company name customers see in messages."""
+    help_url: str | None = None
+    """Where customers get help (shown in e-mails when set)."""
+
+
+class TwilioSettings(Section):
+    account_sid: str = "ACsandbox0000000000000000000000000"
+    """Twilio account SID (the default only works with the sandbox)."""
+    auth_token: str = "sandbox-auth-token"
+    """Twilio auth token; secret, set it through HUB_TWILIO__AUTH_TOKEN. The default is refused
+    unless public_url is on this machine."""
+    base_url: str = "https://api.twilio.com"
+    """Replaces Twilio's API origin; `hub dev` points it at the sandbox."""
+    from_number: str | None = "+15005550006"
+    """Sender number (E.164) when no messaging service is used."""
+    messaging_service_sid: str | None = None
+    """Send through this messaging service instead of from_number."""
+    timeout: float = Field(10.0, gt=0)
+    """Seconds before a request to Twilio counts as a transient failure."""
+
+
+class SmtpSettings(Section):
+    host: str = "127.0.0.1"
+    """SMTP server host."""
+    port: int = Field(2525, ge=0, le=65535)
+    """SMTP server port (`hub dev` uses its sink's port)."""
+    username: str | None = None
+    """SMTP user, if the server wants AUTH."""
+    password: str | None = None
+    """SMTP password; secret, set it through HUB_SMTP__PASSWORD."""
+    use_tls: bool = False
+    """Implicit TLS (usually port 465)."""
+    start_tls: bool = False
+    """STARTTLS after connecting (usually port 587)."""
+    from_address: str = "Parcelhub <updates@parcelhub.example>"
+    """From header; its domain also names the Message-IDs."""
+    timeout: float = Field(10.0, gt=0)
+    """Seconds per SMTP command before it counts as a transient failure."""
+    pool_size: int = Field(8, ge=1, le=64)
+    """Open SMTP connections per worker process."""
+
+
+class FcmSettings(Section):
+    project_id: str = "hub-sandbox"
+    """Firebase project ID."""
+    base_url: str = "https://fcm.googleapis.com"
+    """Replaces FCM's origin; `hub dev` points it at the sandbox."""
+    credentials_file: str | None = None
+    """Service-account JSON file; without it only the sandbox accepts pushes."""
+    timeout: float = Field(10.0, gt=0)
+    """Seconds per FCM request."""
+    max_concurrency: int = Field(8, ge=1, le=256)
+    """Concurrent FCM sends per worker process. FCM speaks HTTP/2 (one connection carries them
+    all); over HTTP/1.1 (the sandbox) every extra connection costs CPU on each request."""
+
+
+class WorkerSettings(Section):
+    queue_name: str = "hub:queue"
+    """arq queue (Redis key) shared by the API and the workers."""
+    max_jobs: int = Field(100, ge=1)
+    """Events processed concurrently per worker process."""
+    job_timeout: float = Field(60.0, gt=0)
+    """Seconds one job may take; a killed worker's jobs are taken over after this plus 15 to 40 s."""
+    max_tries: int = Field(6, ge=1)
+    """Attempts for a message that keeps failing transiently before it is marked dead."""
+    retry_base_delay: float = Field(5.0, ge=0)
+    """First retry delay in seconds; it doubles with every try (with jitter)."""
+    retry_max_delay: float = Field(900.0, ge=0)
+    """Longest delay between two tries (seconds), unless the provider's Retry-After asks for more."""
+
+
+class RetentionSettings(Section):
+    idempotency_days: int = Field(7, ge=1)
+    """How long an event_id is remembered (a repeat within it is a duplicate)."""
+    message_log_days: int = Field(30, ge=1)
+    """How long messages and their status history are kept."""
+    timeline_days: int = Field(90, ge=1)
+    """How long a delivery and its timeline are kept after its last event."""
+
+
+class WebhookSubscription(Section):
+    url: str = Field(pattern=r"^https?://")
+    """Where to POST; only configured URLs ever receive webhooks."""
+    secret: str = Field(min_length=16)
+    """HMAC-SHA256 key for the Hub-Signature header; secret, keep it in the environment."""
+    events: tuple[WebhookEvent, ...] = ()
+    """Event types to send (empty: all)."""
+
+
+class WebhookSettings(Section):
+    subscriptions: tuple[WebhookSubscription, ...] = ()
+    """Receivers, as {url, secret, events} entries (HUB_WEBHOOKS__SUBSCRIPTIONS='[...]')."""
+    queue_name: str = "hub:webhooks"
+    """arq queue for webhook deliveries, apart from events so a slow receiver never delays sending."""
+    max_attempts: int = Field(24, ge=1)
+    """Attempts before a delivery is dead-lettered; with the default delays the last one comes
+    14 to 29 hours after the first (about a day)."""
+    retry_base_delay: float = Field(10.0, ge=0)
+    """First retry delay in seconds; doubles per attempt up to retry_max_delay, with jitter."""
+    retry_max_delay: float = Field(7200.0, ge=0)
+    """Longest delay between two attempts."""
+    timeout: float = Field(10.0, gt=0)
+    """Seconds a receiver gets to answer."""
+    concurrency: int = Field(20, ge=1)
+    """Deliveries in flight per worker process."""
+
+
+class TwilioHookSettings(Section):
+    trust_forwarded: bool = False
+    """Behind a proxy: validate Twilio signatures against X-Forwarded-Proto/Host instead of public_url."""
+
+
+class TrackingSettings(Section):
+    link_days: int = Field(30, ge=1, le=365)
+    """A tracking link works this many days after the last message that carried it."""
+    poll_seconds: int = Field(15, ge=2, le=300)
+    """How often an open tracking page checks for news (it works without JavaScript too)."""
+
+
+class ConversationSettings(Section):
+    reschedule_hours: float = Field(24.0, gt=0)
+    """How long a reschedule prompt can be answered (also ends when its first slot starts)."""
+    rating_hours: float = Field(72.0, gt=0)
+    """How long after delivery a rating can be given by SMS."""
+    keep_days: int = Field(7, ge=1)
+    """How long the last prompt is remembered (to answer late replies helpfully)."""
+    unknown_number_answers: int = Field(1, ge=0)
+    """Answers a number that belongs to no customer gets per unknown_number_window_hours; its
+    other texts get none (no loop with an auto-responder, no SMS paid per text). 0: never answered."""
+    unknown_number_window_hours: float = Field(24.0, gt=0)
+    """The window of unknown_number_answers, from the first answer."""
+
+
+class RelaySettings(Section):
+    pool: tuple[str, ...] = ()
+    """Proxy numbers (E.164). A participant gets one from their own country when the pool has one."""
+    session_ttl_minutes: float = Field(240.0, gt=0)
+    """A session ends this long after its last call or text."""
+    close_grace_minutes: float = Field(30.0, ge=0)
+    """After `delivered` or `returned`, the session stays usable this long, then closes."""
+    auto_open: bool = True
+    """Open a session on `out_for_delivery` when the driver's and the customer's numbers are known."""
+    max_call_seconds: int = Field(900, ge=30)
+    """Time limit of a relayed call."""
+    voice_language: str = "en-US"
+    """Language of the spoken refusal."""
+    refusal_message: str = "This number connects deliveries and is not available for your call. Goodbye."
+    """What callers who are not in a live session hear."""
+    dispatcher_number: str | None = None
+    """Connect refused callers here instead of hanging up (E.164)."""
+
+    @field_validator("pool")
+    @classmethod
+    def _e164(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        numbers = tuple(check_phone(n, "US") for n in value)
+        if len(set(numbers)) != len(numbers):
+            raise ValueError("the pool lists a number twice")
+        return numbers
+
+
+class SandboxSettings(Section):
+    failing_numbers: dict[str, int] = {}
+    """Numbers whose messages the sandbox's Twilio accepts, then reports undelivered with this error code."""
+    smtp_port: int = Field(0, ge=0, le=65535)
+    """Port of `hub dev`'s SMTP sink (0: a free port)."""
+    invalid_numbers: tuple[str, ...] = ()
+    """Numbers the sandbox's Twilio rejects as invalid (error 21211)."""
+    unregistered_tokens: tuple[str, ...] = ()
+    """Push tokens the sandbox's FCM answers UNREGISTERED (also any starting with 'unregistered')."""
+    bouncing_addresses: tuple[str, ...] = ()
+    """E-mail addresses the sandbox's SMTP sink refuses with 550 (a hard bounce)."""
+
+
+class OpsSettings(Section):
+    metrics: bool = True
+    """Serve Prometheus metrics at /metrics (API) and on ``worker_metrics_port`` (workers)."""
+    worker_metrics_port: int = Field(0, ge=0, le=65535)
+    """Port each `hub worker` serves /metrics on (0: none; one port per process)."""
+    ready_heartbeat_seconds: float = Field(30.0, gt=0)
+    """/readyz fails when no worker has heartbeated for this long."""
+    ready_max_queue_age_seconds: float = Field(120.0, gt=0)
+    """/readyz fails when the oldest due job has waited longer than this."""
+    shutdown_grace_seconds: float = Field(25.0, ge=0)
+    """On SIGTERM, how long in-flight requests and jobs may take to finish before the rest are
+    left to be re-queued."""
