@@ -36,7 +36,6 @@ from html import escape
 from typing import Any
 
 from aiohttp import web
-from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -50,7 +49,6 @@ from .apidocs import add_docs_route
 from .apikeys import KEY_PREFIX, KeyRing
 from .config import ApiKey, Settings, check_secrets, hash_key, weak_secrets
 from .conversation import Conversations, feedback_summary
-from .dispatch import replay_messages
 from .erasure import erase_customer
 from .errors import ApiError, error_response
 from .links import Links
@@ -58,13 +56,13 @@ from .masking import mask, mask_phone
 from .openapi import openapi_document
 from .relay import PoolExhausted, Relay, RelayUnavailable
 from .render import Renderer
+from .replay import replay_messages
 from .schema import Event, EventInvalid, PushReceipt, ReplayRequest, parse_event, validation_fields
 from .status import STATUS_RANK
 from .store import HubStore
 from .track import TrackDeps, add_track_routes
 from .twilio_hooks import add_twilio_routes
 from .webhooks import Webhooks
-from .worker import JOB_NAME, job_serializer
 
 __all__ = ["create_app"]
 
@@ -254,23 +252,7 @@ def wants_unmasked(request: web.Request, key: ApiKey) -> bool:
 async def _accept(app: web.Application, source: str, events: list[Event]) -> list[str]:
     """Register and enqueue events atomically; returns accepted | duplicate | conflict per event."""
     received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    now_ms = int(time.time() * 1000)
-    items = [
-        (
-            source,
-            e.event_id,
-            e.digest(),
-            serialize_job(
-                JOB_NAME,
-                (source, {**e.to_job(), "received_at": received_at}),
-                {},
-                None,
-                now_ms,
-                serializer=job_serializer,
-            ),
-        )
-        for e in events
-    ]
+    items = [(source, e.event_id, e.digest(), {**e.to_job(), "received_at": received_at}) for e in events]
     states = await app[STORE].accept_events(items, received_at)
     answers = ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]
     for event, answer in zip(events, answers, strict=True):
