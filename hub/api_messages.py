@@ -22,10 +22,10 @@ from . import keys, metrics
 from .appkeys import LINKS, REDIS, SETTINGS, STORE, WEBHOOKS
 from .auth import authenticate
 from .conversation import feedback_summary
-from .dispatch import replay_messages
 from .errors import ApiError
 from .masking import mask, mask_phone
 from .params import ID, json_response, path_id, query_limit, query_since, read_json, wants_unmasked
+from .replay import replay_messages
 from .schema import PushReceipt, ReplayRequest, validation_fields
 from .status import STATUS_RANK
 

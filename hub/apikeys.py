@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from . import keys
+from . import keys, lua_records
 from .config import ApiKey, hash_key
 
 __all__ = ["SCOPES", "CreatedKey", "InvalidKeySpec", "KeyRing", "StoredKey", "UnknownKeyId"]
@@ -150,7 +150,7 @@ class KeyRing:
 
     async def revoke(self, key_id: str) -> bool:
         """Revoke at once (the next request with it gets 401). False if it was revoked already."""
-        result = await self.redis.eval(keys.REVOKE_API_KEY, 1, keys.api_key_index(), key_id, _now())
+        result = await self.redis.eval(lua_records.REVOKE_API_KEY, 1, keys.api_key_index(), key_id, _now())
         if int(result) == 0:
             raise UnknownKeyId(f"no API key with id {key_id!r} (see `hub keys list`)")
         return int(result) == 1

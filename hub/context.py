@@ -56,6 +56,37 @@ def _first_name(name: str | None) -> str:
     return name.split()[0] if name and name.split() else ""
 
 
+def _data(fmt: Formatter, data: dict[str, Any]) -> dict[str, Any]:
+    """The event's own details (``data``), formatted: a delay, a reason, a proof of delivery, a
+    pickup point, the next attempt."""
+    pod = data.get("pod")
+    pickup = data.get("pickup")
+    next_attempt = data.get("next_attempt")
+    return {
+        "minutes": data.get("minutes"),
+        "reason": data.get("reason") or "",
+        "kind": data.get("kind") or "",
+        "next_attempt": fmt.window(next_attempt["start"], next_attempt["end"])["window"] if next_attempt else None,
+        "pod": {
+            "recipient": pod.get("recipient"),
+            "place": pod.get("place"),
+            "photo_url": pod.get("photo_url"),
+            "signature": bool(pod.get("signature")),
+        }
+        if pod
+        else None,
+        "pickup": {
+            "name": pickup["name"],
+            "address": pickup.get("address") or "",
+            "hours": pickup.get("hours") or "",
+            "code": pickup.get("code"),
+            "until": fmt.datetime(pickup["until"]) if pickup.get("until") else None,
+        }
+        if pickup
+        else None,
+    }
+
+
 def build_context(
     *,
     event: dict[str, Any],
@@ -73,10 +104,6 @@ def build_context(
     data = event.get("data") or {}
     eta = delivery.get("eta")
     driver = delivery.get("driver") or event.get("driver")
-    pod = data.get("pod")
-    pickup = data.get("pickup")
-    next_attempt = data.get("next_attempt")
-    signature = pod.get("signature") if pod else None
     return {
         "sender": {"name": sender.get("name", ""), "help_url": sender.get("help_url")},
         "customer": {"name": customer_name or "", "first_name": _first_name(customer_name)},
@@ -92,29 +119,7 @@ def build_context(
         if driver and driver.get("name")
         else None,
         "event": {"type": event["type"], "occurred_at": fmt.datetime(event["occurred_at"])},
-        "data": {
-            "minutes": data.get("minutes"),
-            "reason": data.get("reason") or "",
-            "kind": data.get("kind") or "",
-            "next_attempt": fmt.window(next_attempt["start"], next_attempt["end"])["window"] if next_attempt else None,
-            "pod": {
-                "recipient": pod.get("recipient"),
-                "place": pod.get("place"),
-                "photo_url": pod.get("photo_url"),
-                "signature": bool(signature),
-            }
-            if pod
-            else None,
-            "pickup": {
-                "name": pickup["name"],
-                "address": pickup.get("address") or "",
-                "hours": pickup.get("hours") or "",
-                "code": pickup.get("code"),
-                "until": fmt.datetime(pickup["until"]) if pickup.get("until") else None,
-            }
-            if pickup
-            else None,
-        },
+        "data": _data(fmt, data),
         "slots": [
             {"n": n, "label": fmt.slot(slot["start"], slot["end"])}
             for n, slot in enumerate(data.get("reschedule_slots") or [], start=1)

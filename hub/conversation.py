@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from preferences import CustomerRecord, CustomerStore
 
-from . import keys
+from . import keys, lua_records
 from .config import Settings
 from .masking import mask_phone
 from .render import Renderer
@@ -48,7 +48,7 @@ class Conversations:
         self.renderer = renderer
         self.customers = customers
         self.webhooks = Webhooks(redis, settings)
-        self._feedback = redis.register_script(keys.RECORD_FEEDBACK)
+        self._feedback = redis.register_script(lua_records.RECORD_FEEDBACK)
 
     # -- helpers ---------------------------------------------------------------------------
     def _say(self, locale: str | None, block: str, **context: Any) -> str:

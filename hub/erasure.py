@@ -1,9 +1,8 @@
 """Erasing a customer: nothing personal is left in any key name or value.
 
 ``erase_customer`` is the one place ``DELETE /v1/customers/{id}`` (and anything else that erases)
-goes through. Beyond what ``CustomerStore.erase`` scrubs (contacts, preferences, addresses in the
-message log, the deliveries' personal fields, tracking links) it removes what only the hub knows
-of:
+goes through. It scrubs the customer's record (contacts, preferences; a tombstone stays), the
+addresses in the message log, the deliveries' personal fields and timelines, tracking links, and:
 
 - relay sessions: closed, the customer's number taken out of them, their sticky proxy dropped;
 - open reply prompts (``hub:conv:{phone}:{sender}``: the number is in the key's name);
@@ -20,13 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
-from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
 from preferences import CustomerStore
 
-from . import keys
+from . import jobs, keys
 from .config import Settings
 from .relay import Relay
 
@@ -57,6 +56,8 @@ WEBHOOK_KEPT_FIELDS = frozenset(
     }
 )
 _WAITING = ("deferred", "transient", "replaying", "dead", "unknown")
+# Timeline entries that say who received a parcel and where; an erasure drops those details.
+_PERSONAL_TIMELINE_FIELDS = ("pod", "pickup")
 
 
 async def erase_customer(redis: Redis, settings: Settings, relay: Relay, customer_id: str) -> bool:
@@ -76,7 +77,56 @@ async def erase_customer(redis: Redis, settings: Settings, relay: Relay, custome
             await redis.delete(name)
     await _drop_waiting_jobs(redis, settings, customer_id)
     await _scrub_webhooks(redis, customer_id)
-    return await customers.erase(customer_id)
+    return await _scrub_records(redis, customer_id)
+
+
+async def _scrub_records(redis: Redis, customer_id: str) -> bool:
+    """Remove personal data: contacts, preferences, addresses in the message log, and from
+    the customer's deliveries the address, instructions, reschedule requests, ratings and
+    proof-of-delivery details (recipient, place, photo, signature).
+
+    A tombstone (``erased``) stays so later events without contacts send nothing.
+    """
+    key = keys.customer(customer_id)
+    existed = bool(await redis.exists(key))
+    phone = await redis.hget(key, "phone")
+    message_ids = await redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
+    deliveries = await redis.smembers(keys.deliveries_of(customer_id))
+    timelines = {d: await redis.zrange(keys.timeline(d), 0, -1, withscores=True) for d in deliveries}
+    # Only the links still theirs: an id of theirs that expired may have gone to another customer.
+    links = [
+        link_id
+        for link_id in await redis.smembers(keys.links_of(customer_id))
+        if await redis.hget(keys.link(link_id), "customer_id") in (customer_id, None)
+    ]
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        if phone and await redis.get(keys.phone(phone)) == customer_id:
+            pipe.delete(keys.phone(phone))
+            # An SMS opt-out (STOP) is kept: a suppression list must outlive the erasure.
+        # contact_at: events received before the erasure cannot bring the contacts back.
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
+        # Tracking links stop working at once (their pages answer 410 Gone).
+        for link_id in links:
+            pipe.delete(keys.link(link_id))
+        pipe.delete(keys.links_of(customer_id))
+        for message_id in message_ids:
+            pipe.hdel(keys.message(message_id), "to", "error", "job")  # job: a dead letter's event
+        for delivery_id, entries in timelines.items():
+            # The delivery keeps its milestones; who received it, where and what was said go.
+            pipe.hdel(keys.delivery(delivery_id), "address", "instructions", "reschedule_requested")
+            pipe.delete(keys.feedback(delivery_id))
+            for member, score in entries:
+                entry = json.loads(member)
+                if any(k in entry for k in _PERSONAL_TIMELINE_FIELDS):
+                    pipe.zrem(keys.timeline(delivery_id), member)
+                    kept = {k: v for k, v in entry.items() if k not in _PERSONAL_TIMELINE_FIELDS}
+                    pipe.zadd(
+                        keys.timeline(delivery_id), {json.dumps(kept, sort_keys=True, separators=(",", ":")): score}
+                    )
+        await pipe.execute()
+    return existed
 
 
 async def _drop_waiting_jobs(redis: Redis, settings: Settings, customer_id: str) -> None:
@@ -88,9 +138,9 @@ async def _drop_waiting_jobs(redis: Redis, settings: Settings, customer_id: str)
         status = await redis.hget(keys.message(message_id), "status")
         if status not in _WAITING:
             continue
-        async for job_id, _ in redis.zscan_iter(queue, match=f"msg:{message_id}:*", count=1000):
+        async for job_id, _ in redis.zscan_iter(queue, match=jobs.message_jobs_pattern(message_id), count=1000):
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.delete(job_key_prefix + job_id)
+                pipe.delete(jobs.job_key(job_id))
                 pipe.zrem(queue, job_id)
                 await pipe.execute()
         if status in ("deferred", "transient", "replaying"):

@@ -2,7 +2,7 @@
 
 Import streams the file: rows are validated one by one with the models the API uses
 (``preferences.Contact``, ``preferences.Preferences``, the event schema's id rule) and written in
-batches, one Redis pipeline per batch. Each row is one run of ``keys.IMPORT_CUSTOMER``, which compares
+batches, one Redis pipeline per batch. Each row is one run of ``lua_records.IMPORT_CUSTOMER``, which compares
 the row with what is stored and writes only when something differs, so a second run of the same
 file rewrites nothing and counts every row as unchanged. Memory stays flat whatever the file's
 size: a batch, the counters and one open rejects file.
@@ -39,7 +39,7 @@ from tqdm import tqdm
 from preferences import Contact, CustomerStore, Preferences, normalize_locale
 from preferences.store import encode_contact
 
-from . import keys
+from . import keys, lua_records
 from .config import MILESTONES, Settings
 from .masking import mask_numbers
 from .schema import Customer, validation_fields
@@ -297,7 +297,7 @@ class _Writer:
     def __init__(self, redis: Redis, summary: ImportSummary) -> None:
         self.redis = redis
         self.summary = summary
-        self.script = redis.register_script(keys.IMPORT_CUSTOMER)
+        self.script = redis.register_script(lua_records.IMPORT_CUSTOMER)
         self.batch: list[_Row] = []
 
     async def flush(self) -> None:

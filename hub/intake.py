@@ -9,16 +9,12 @@ either known and queued or neither; a repeat of a known event is a duplicate, an
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
-
-from arq.jobs import serialize_job
 
 from . import metrics
 from .schema import Event
 from .store import HubStore
-from .worker import JOB_NAME, job_serializer
 
 __all__ = ["accept_events", "count_invalid"]
 
@@ -26,23 +22,7 @@ __all__ = ["accept_events", "count_invalid"]
 async def accept_events(store: HubStore, source: str, events: list[Event]) -> list[str]:
     """Register and enqueue events atomically; returns accepted | duplicate | conflict per event."""
     received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    now_ms = int(time.time() * 1000)
-    items = [
-        (
-            source,
-            e.event_id,
-            e.digest(),
-            serialize_job(
-                JOB_NAME,
-                (source, {**e.to_job(), "received_at": received_at}),
-                {},
-                None,
-                now_ms,
-                serializer=job_serializer,
-            ),
-        )
-        for e in events
-    ]
+    items = [(source, e.event_id, e.digest(), {**e.to_job(), "received_at": received_at}) for e in events]
     states = await store.accept_events(items, received_at)
     answers = ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]
     for event, answer in zip(events, answers, strict=True):

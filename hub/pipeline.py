@@ -1,7 +1,8 @@
 """Per event: upsert, timeline, plan, then each message through the delivery policy.
 
-``Runtime`` holds what a worker creates once (Redis, stores, renderer, channel clients);
-``Runtime.process`` handles one event; hub.dispatch takes each planned message on from there.
+``Runtime`` holds what a worker creates once (Redis, stores, renderer, channel clients, the
+``Dispatcher``); ``Runtime.process`` handles one event; hub.dispatch takes each planned message
+on from there, hub.outcomes what follows a send, hub.retries a message's own jobs.
 Exactly-once rests on two things:
 
 - message ids are deterministic (source, event id, channel, address), and
@@ -19,12 +20,14 @@ Messages due now are sent concurrently inside the event's job; a message that mu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from redis.asyncio import Redis
 
 from channels import Channel, FcmPush, SmtpEmail, TwilioSms
 from preferences import CustomerRecord
@@ -32,13 +35,16 @@ from preferences.store import encode_contact
 
 from . import metrics
 from .config import Settings
-from .dispatch import SEND_JOB, Dispatcher, Spec, message_id
+from .dispatch import Dispatcher
+from .jobs import Enqueue, MessageJob, MessageJobKind, message_job_id
+from .message import Spec
 from .planner import plan
+from .records import Claimed, MessageRecord
 from .relay import PoolExhausted, RelayUnavailable, schedule_relay_close
+from .retries import MessageJobs
 from .schema import TERMINAL, occurred_ms_of
-from .store import MessageRecord
 
-__all__ = ["Outcome", "Runtime", "build_channels", "message_id"]
+__all__ = ["Outcome", "Runtime", "build_channels"]
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +90,45 @@ class Outcome:
     messages: dict[str, str] = field(default_factory=dict)  # message id -> status
 
 
-class Runtime(Dispatcher):
-    """What a worker creates once (Redis, stores, renderer, channel clients), and ``process``
-    for one event; sending each message is hub.dispatch's part."""
+class Runtime:
+    """What a worker creates once (Redis, stores, renderer, channel clients, the dispatcher), and
+    ``process`` for one event; sending each message is the dispatcher's part."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        channels: dict[str, Channel],
+        *,
+        enqueue: Enqueue | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.dispatcher = Dispatcher(settings, redis, channels, enqueue=enqueue, clock=clock)
+        self.message_jobs = MessageJobs(self.dispatcher)
+        self.store = self.dispatcher.store
+        self.relay = self.dispatcher.relay
+
+    async def run_job(self, source: str, event: dict[str, Any], spec: dict[str, Any], due_ms: int, kind: str) -> str:
+        """A message's own job (hub.retries)."""
+        return await self.message_jobs.run(source, event, spec, due_ms, kind)
+
+    async def sweep(self, *, grace: float = 60.0, limit: int = 500) -> int:
+        return await self.message_jobs.sweep(grace=grace, limit=limit)
+
+    async def resolve_in_doubt(self, rec: MessageRecord) -> str:
+        return await self.dispatcher.resolve_in_doubt(rec)
+
+    async def settle(self) -> None:
+        """Wait for the writes outliving their jobs: claims given back, outcomes recorded."""
+        await self.dispatcher.settle()
 
     async def close(self) -> None:
         # Claims being given back and outcomes being written (with their follow-ups) outlive
         # their jobs; let them finish within the shutdown grace, and say which did not.
-        grace = max(5.0, self.settings.ops.shutdown_grace_seconds)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.settle()), grace)
-        for task in list(self._pending):
-            if not task.done():
-                log.warning("shutting down with a write still waiting for Redis; its message may end unknown: %r", task)
-                task.cancel()
-        await asyncio.gather(*(c.close() for c in self.channels.values()), return_exceptions=True)
+        await self.dispatcher.background.close(max(5.0, self.settings.ops.shutdown_grace_seconds))
+        await asyncio.gather(*(c.close() for c in self.dispatcher.channels.values()), return_exceptions=True)
 
     async def process(self, source: str, event: dict[str, Any], job_try: int = 1) -> Outcome:
         event_id, milestone = event["event_id"], event["type"]
@@ -136,21 +166,23 @@ class Runtime(Dispatcher):
         decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
         outcome = Outcome("processed")
         driver_contact = await self._relay_for(milestone, delivery, customer, ids)
-        send = self.context(source, event, customer, delivery, stopped, driver_contact)
+        send = self.dispatcher.context(source, event, customer, delivery, stopped, driver_contact)
         for skip in decided.skipped:
-            rec = self.record_for(send, Spec(skip.channel, ""))
-            if await self.store.claim(rec, status="skipped", detail=skip.reason) == "claimed":
+            rec = send.record(Spec(skip.channel, ""))
+            if isinstance(await self.store.claim(rec, status="skipped", detail=skip.reason), Claimed):
                 metrics.MESSAGES.labels(rec.channel, "skipped").inc()
             outcome.messages[rec.id] = "skipped"
         specs = [Spec(p.channel, p.address, p.via_fallback) for p in decided.send]
         send.used |= {s.channel for s in specs}
         # Every send settles before the job ends, even when one raises (the job is then retried,
         # and must not race sends of its own first try).
-        results = await asyncio.gather(*(self.deliver(send, s, fresh=True) for s in specs), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.dispatcher.deliver(send, s, fresh=True) for s in specs), return_exceptions=True
+        )
         for spec, result in zip(specs, results, strict=True):
             if isinstance(result, BaseException):
                 raise result
-            outcome.messages[self.record_for(send, spec).id] = result
+            outcome.messages[send.message_id(spec)] = result
         await self.store.mark_done(source, event_id)
         return outcome
 
@@ -158,19 +190,18 @@ class Runtime(Dispatcher):
         """Hand each message a first try of this (now stale) event left ``sending`` (its worker
         died mid-call) to a job of its own: the job builds what a lookup at the provider needs,
         waits out the sending lease and resolves the message (``resolve_in_doubt``)."""
-        assert self.enqueue is not None
         listed = await self.store.list_messages(delivery_id=event["delivery"]["id"], customer_id=None, limit=1000)
         for m in listed:
             if m.get("event_id") != event["event_id"] or m.get("source") != source or m.get("status") != "sending":
                 continue
             if not m.get("to"):  # erased meanwhile: nothing to look up or send; resolved here
-                await self.resolve_in_doubt(MessageRecord.from_fields(m))
+                await self.dispatcher.resolve_in_doubt(MessageRecord.from_fields(m))
                 continue
             spec = Spec(m["channel"], m["to"], bool(m.get("via_fallback")), m.get("fallback_of") or "")
             # One job per claim cut off (arq queues a job id once): each claim counts an attempt.
-            job_id = f"msg:{m['id']}:in-doubt:{m.get('attempts', 0)}"
-            now_ms = int(self.clock() * 1000)
-            await self.enqueue(SEND_JOB, source, event, asdict(spec), now_ms, "retry", _job_id=job_id)
+            job_id = message_job_id(m["id"], "in-doubt", m.get("attempts", 0))
+            job = MessageJob(source, event, asdict(spec), int(self.dispatcher.clock() * 1000), MessageJobKind.RETRY)
+            await self.dispatcher.scheduler.later(job, job_id=job_id)
 
     async def _relay_for(
         self, milestone: str, delivery: dict[str, Any], customer: CustomerRecord | None, ids: dict[str, str]

@@ -3,7 +3,7 @@
 A session binds a delivery's driver and customer. Each gets a proxy number from the pool; the
 routing key is (participant's real number, proxy number), so one proxy number serves many live
 sessions as long as no participant holds it twice. Allocation, refresh and closing are Lua
-scripts (``keys.OPEN_RELAY``, ``EXTEND_RELAY``, ``CLOSE_RELAY``); routing keys carry the
+scripts (``lua_records.OPEN_RELAY``, ``EXTEND_RELAY``, ``CLOSE_RELAY``); routing keys carry the
 session's remaining life as their TTL, so expired sessions stop routing by themselves.
 
 Errors: ``PoolExhausted`` (no proxy number is free for a participant), ``RelayUnavailable``
@@ -23,13 +23,12 @@ from typing import Any, Literal
 import phonenumbers
 from redis.asyncio import Redis
 
-from . import keys, metrics
+from . import jobs, keys, lua_records, metrics
 from .config import Settings
 from .masking import mask_phone
 from .webhooks import Webhooks
 
 __all__ = [
-    "CLOSE_JOB",
     "PoolExhausted",
     "Relay",
     "RelayUnavailable",
@@ -40,7 +39,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 Role = Literal["driver", "customer"]
-CLOSE_JOB = "close_relay_session"
 
 
 class RelayUnavailable(Exception):
@@ -76,10 +74,10 @@ class Relay:
         self.settings = settings
         self.cfg = settings.relay
         self.webhooks = Webhooks(redis, settings)
-        self._open = redis.register_script(keys.OPEN_RELAY)
-        self._extend = redis.register_script(keys.EXTEND_RELAY)
-        self._close = redis.register_script(keys.CLOSE_RELAY)
-        self._route = redis.register_script(keys.ROUTE_RELAY)
+        self._open = redis.register_script(lua_records.OPEN_RELAY)
+        self._extend = redis.register_script(lua_records.EXTEND_RELAY)
+        self._close = redis.register_script(lua_records.CLOSE_RELAY)
+        self._route = redis.register_script(lua_records.ROUTE_RELAY)
         self.log_ttl = settings.retention.message_log_days * 86_400
         self.pool = frozenset(self.cfg.pool)
 
@@ -243,20 +241,20 @@ class Relay:
 
 
 async def schedule_relay_close(redis: Redis, settings: Settings, sid: str, at: float) -> None:
-    """Queue the closing of a session at ``at`` (unix s) on the event queue (an arq deferred job),
-    so ``relay.session.closed`` goes out when the grace period ends."""
-    from arq.constants import job_key_prefix
-    from arq.jobs import serialize_job
-
-    from .worker import job_serializer
-
-    job_id = f"relay-close:{sid}"
+    """Queue the closing of a session at ``at`` (unix s) on the event queue (a deferred job), so
+    ``relay.session.closed`` goes out when the grace period ends."""
     score = int(at * 1000)
-    payload = serialize_job(CLOSE_JOB, (sid,), {}, None, int(time.time() * 1000), serializer=job_serializer)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(job_key_prefix + job_id, payload, px=max(1, score - int(time.time() * 1000)) + 86_400_000)
-        pipe.zadd(settings.worker.queue_name, {job_id: score})
-        await pipe.execute()
+    now_ms = int(time.time() * 1000)
+    await jobs.enqueue(
+        redis,
+        settings.worker.queue_name,
+        jobs.CLOSE_RELAY_SESSION,
+        (sid,),
+        job_id=jobs.relay_close_job_id(sid),
+        at_ms=score,
+        expires_ms=max(1, score - now_ms) + 86_400_000,
+        enqueued_ms=now_ms,
+    )
 
 
 async def close_relay_job(ctx: dict[str, Any], sid: str) -> bool:

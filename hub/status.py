@@ -1,4 +1,5 @@
-"""Provider status reports (Twilio status callbacks): forward-only status changes and their effects.
+"""Provider status reports (Twilio status callbacks): forward-only status changes and their effects;
+and the one ``message.status`` webhook, told by the dispatcher's outcomes and by these reports.
 
 A callback can arrive before the worker has recorded the provider's message id (the provider
 answers the send request and calls back almost at once). Such an early report is parked under
@@ -14,10 +15,11 @@ from channels.sms import INVALID_NUMBER_ERRORS
 from preferences import CustomerStore
 
 from . import keys, metrics
+from .records import MessageRecord
 from .store import HubStore, now_iso
 from .webhooks import Webhooks
 
-__all__ = ["STATUS_RANK", "apply_parked", "apply_status", "park"]
+__all__ = ["STATUS_RANK", "apply_parked", "apply_status", "park", "tell_status"]
 
 # Twilio message statuses in the order they can follow each other.
 STATUS_RANK = {
@@ -52,28 +54,34 @@ async def apply_status(
     message = await store.get_message(message_id)
     if message is None or STATUS_RANK[status] <= _RECORDED_RANK.get(message.get("status") or "", 0):
         return False
-    await webhooks.emit(
-        "message.status",
-        {
-            "message_id": message["id"],
-            "event_id": message.get("event_id"),
-            "delivery_id": message.get("delivery_id"),
-            "customer_id": message.get("customer_id"),
-            "channel": message.get("channel"),
-            "milestone": message.get("milestone"),
-            "status": status,
-            "provider_id": sid,
-            "error_code": error_code or None,
-            "at": now_iso(),
-        },
-        key=f"{message['id']}:{status}",
-    )
+    record = MessageRecord.from_fields(message)
+    await tell_status(webhooks, record, status, provider_id=sid, error_code=error_code or None)
     if not await store.status_forward(message_id, status, STATUS_RANK[status], error_code):
         return False  # another report moved it on meanwhile
     metrics.MESSAGES.labels(message.get("channel") or "sms", status).inc()  # delivery reports, read receipts
     if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
         await customers.mark_invalid(message["customer_id"], "sms", f"twilio error {error_code}", message["to"])
     return True
+
+
+async def tell_status(
+    webhooks: Webhooks, rec: MessageRecord, status: str, *, provider_id: str | None, error_code: str | None
+) -> None:
+    """Tell upstream a message's status (``message.status``). The delivery id is derived from
+    (message, status), so telling one status twice creates one delivery."""
+    body = {
+        "message_id": rec.id,
+        "event_id": rec.event_id,
+        "delivery_id": rec.delivery_id,
+        "customer_id": rec.customer_id,
+        "channel": rec.channel,
+        "milestone": rec.milestone,
+        "status": status,
+        "provider_id": provider_id,
+        "error_code": error_code,
+        "at": now_iso(),
+    }
+    await webhooks.emit("message.status", body, key=f"{rec.id}:{status}")
 
 
 async def park(store: HubStore, sid: str, status: str, error_code: str) -> None:

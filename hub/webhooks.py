@@ -12,7 +12,6 @@ Body: ``{"id", "type", "created_at", "data"}``; header ``Hub-Signature`` (see ``
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -24,31 +23,22 @@ from typing import Any
 
 import aiohttp
 from arq import Retry
-from arq.constants import job_key_prefix
-from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from . import keys, metrics
+from . import jobs, keys, lua_records, metrics
 from .config import Settings, WebhookSubscription
 from .signing import signature_header
 
-__all__ = ["DELIVER_JOB", "Webhooks", "deliver_webhook", "replay_webhooks"]
+__all__ = ["Webhooks", "deliver_webhook", "replay_webhooks"]
 
 log = logging.getLogger(__name__)
-DELIVER_JOB = "deliver_webhook"
-
-
-def _job_payload(delivery_id: str) -> bytes:
-    from .worker import job_serializer
-
-    return serialize_job(DELIVER_JOB, (delivery_id,), {}, None, int(time.time() * 1000), serializer=job_serializer)
 
 
 class Webhooks:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self._create = redis.register_script(keys.CREATE_WEBHOOK)
+        self._create = redis.register_script(lua_records.CREATE_WEBHOOK)
         self.ttl = settings.retention.message_log_days * 86_400
 
     def subscribers(self, event_type: str) -> list[WebhookSubscription]:
@@ -87,13 +77,13 @@ class Webhooks:
                     keys=[
                         keys.webhook(delivery_id),
                         keys.WEBHOOK_INDEX,
-                        job_key_prefix + delivery_id,
+                        jobs.job_key(delivery_id),
                         self.settings.webhooks.queue_name,
                     ],
                     args=[
                         json.dumps(fields),
                         now_ms,
-                        _job_payload(delivery_id),
+                        jobs.payload(jobs.DELIVER_WEBHOOK, (delivery_id,), enqueued_ms=now_ms),
                         delivery_id,
                         self.ttl * 1000,
                         self.ttl,
@@ -138,7 +128,7 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     except Retry:
         raise
     except Exception as e:  # Redis briefly unreachable, a bug: never leave the delivery stuck
-        metrics.JOB_RETRIES.labels(DELIVER_JOB).inc()
+        metrics.JOB_RETRIES.labels(jobs.DELIVER_WEBHOOK).inc()
         log.exception("webhook delivery failed unexpectedly; retrying", extra={"message_id": delivery_id})
         raise Retry(defer=_backoff(ctx["settings"], max(1, ctx.get("job_try", 1)))) from e
 
@@ -234,17 +224,15 @@ async def replay_webhooks(redis: Redis, settings: Settings, ids: list[str]) -> l
         async with redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"status": "pending", "attempts": "0"})
             pipe.zrem(keys.WEBHOOK_DEAD, delivery_id)
-            pipe.set(
-                job_key_prefix + delivery_id,
-                _job_payload(delivery_id),
-                px=settings.retention.message_log_days * 86_400_000,
+            jobs.queue_on(
+                pipe,
+                settings.webhooks.queue_name,
+                jobs.DELIVER_WEBHOOK,
+                (delivery_id,),
+                job_id=delivery_id,
+                at_ms=now_ms,
+                expires_ms=settings.retention.message_log_days * 86_400_000,
             )
-            pipe.zadd(settings.webhooks.queue_name, {delivery_id: now_ms})
             await pipe.execute()
         queued.append(delivery_id)
     return queued
-
-
-async def close_quietly(session: aiohttp.ClientSession) -> None:
-    with contextlib.suppress(Exception):
-        await session.close()

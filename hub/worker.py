@@ -4,15 +4,14 @@ had to wait (``send_message``: quiet hours, collapsing, rate limits, retries, re
 Clients (Redis, Twilio, SMTP pool, firebase-admin app) are created once in ``on_startup`` and
 closed in ``on_shutdown``. Any unexpected error (Redis briefly unreachable, a bug) retries the
 job with backoff instead of failing it, so an accepted event is never dropped; the message log
-makes re-runs safe. Jobs are serialized as JSON, not pickle: whoever can write to Redis must not
-be able to run code in a worker.
+makes re-runs safe. Job names and their JSON wire format are hub.jobs'; this module only
+registers the functions under those names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -26,22 +25,24 @@ import aiohttp
 from arq import Retry
 from arq.connections import RedisSettings
 from arq.cron import cron
+from arq.typing import StartupShutdown
 from arq.worker import Worker, func
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from . import keys, metrics
+from . import jobs, keys, metrics
 from .config import Settings
-from .dispatch import SEND_JOB, SendInProgress
 from .erasure import migrate_optout_keys
+from .jobs import job_deserializer, job_serializer
+from .message import SendInProgress
 from .pipeline import Runtime, build_channels
-from .relay import CLOSE_JOB, close_relay_job
-from .webhooks import DELIVER_JOB, deliver_webhook
+from .relay import close_relay_job
+from .webhooks import deliver_webhook
 
+# job_serializer, job_deserializer: kept importable from here (they live in hub.jobs).
 __all__ = [
-    "JOB_NAME",
     "create_webhook_worker",
     "create_worker",
     "drain",
@@ -54,17 +55,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-JOB_NAME = "process_event"
 HEARTBEAT_EVERY = 5.0
-
-
-def job_serializer(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, default=repr, separators=(",", ":")).encode()
-
-
-def job_deserializer(raw: bytes) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(raw)
-    return value
 
 
 async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +70,7 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
         raise Retry(defer=e.retry_in) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
-        metrics.JOB_RETRIES.labels(JOB_NAME).inc()
+        metrics.JOB_RETRIES.labels(jobs.PROCESS_EVENT).inc()
         log.exception(
             "event failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id"), "source": source}
         )
@@ -90,7 +81,7 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
 async def send_message(
     ctx: dict[str, Any], source: str, event: dict[str, Any], spec: dict[str, Any], due_ms: int, kind: str
 ) -> str:
-    """A message whose wait is over (see hub.dispatch.Dispatcher.run_job)."""
+    """A message whose wait is over (see hub.retries.MessageJobs.run)."""
     runtime: Runtime = ctx["runtime"]
     job_try: int = ctx.get("job_try", 1)
     try:
@@ -101,13 +92,13 @@ async def send_message(
         raise Retry(defer=e.retry_in) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
-        metrics.JOB_RETRIES.labels(SEND_JOB).inc()
+        metrics.JOB_RETRIES.labels(jobs.SEND_MESSAGE).inc()
         log.exception("message job failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id")})
         raise Retry(defer=delay) from e
 
 
 async def sweep_messages(ctx: dict[str, Any]) -> int:
-    """Every minute: queue again waiting messages whose job was lost (see Dispatcher.sweep)."""
+    """Every minute: queue again waiting messages whose job was lost (see MessageJobs.sweep)."""
     runtime: Runtime = ctx["runtime"]
     return await runtime.sweep()
 
@@ -143,7 +134,7 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, WatchError, ConnectionE
 class HubWorker(Worker):
     """arq's worker, riding out a Redis outage: a poll that cannot reach Redis is logged and tried
     again a moment later, instead of stopping the worker with its jobs in flight. Jobs that were
-    running finish, writing their outcomes once Redis is back (see dispatch._outlasting)."""
+    running finish, writing their outcomes once Redis is back (see hub.durable)."""
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # arq takes a job slot (its semaphore and counter) before it asks Redis whether the job is
@@ -200,7 +191,7 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
             await ctx["hub_redis"].aclose()
 
     return HubWorker(
-        functions=[func(deliver_webhook, name=DELIVER_JOB, max_tries=cfg.max_attempts + 5)],
+        functions=[func(deliver_webhook, name=jobs.DELIVER_WEBHOOK, max_tries=cfg.max_attempts + 5)],
         queue_name=cfg.queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
         burst=burst,
@@ -286,20 +277,10 @@ async def run_workers(workers: list[Worker]) -> None:
     raise failures[0] if failures else RuntimeError("a worker stopped by itself")
 
 
-def create_worker(
-    settings: Settings,
-    *,
-    burst: bool = False,
-    handle_signals: bool = True,
-    channels_factory: Callable[[Settings], dict[str, Any]] = build_channels,
-    clock: Callable[[], float] = time.time,
-) -> Worker:
-    """The event worker. ``clock`` is the delivery policy's clock (quiet hours, expiry, limits);
-    tests pass a fixed one."""
-    if not settings.redis_url:
-        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
-    wcfg = settings.worker
-    name = f"{socket.gethostname()}:{os.getpid()}:{id(settings):x}"
+def _event_hooks(
+    settings: Settings, name: str, channels_factory: Callable[[Settings], dict[str, Any]], clock: Callable[[], float]
+) -> tuple[StartupShutdown, StartupShutdown]:
+    """The event worker's ``on_startup`` and ``on_shutdown``: the runtime and its heartbeat."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         # arq's own connection returns bytes; the stores work with str.
@@ -322,11 +303,30 @@ def create_worker(
                 await redis.zrem(keys.WORKER_HEARTBEAT, name)
             await redis.aclose()
 
+    return on_startup, on_shutdown
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    channels_factory: Callable[[Settings], dict[str, Any]] = build_channels,
+    clock: Callable[[], float] = time.time,
+) -> Worker:
+    """The event worker. ``clock`` is the delivery policy's clock (quiet hours, expiry, limits);
+    tests pass a fixed one."""
+    if not settings.redis_url:
+        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    wcfg = settings.worker
+    on_startup, on_shutdown = _event_hooks(
+        settings, f"{socket.gethostname()}:{os.getpid()}:{id(settings):x}", channels_factory, clock
+    )
     return HubWorker(
         functions=[
-            func(process_event, name=JOB_NAME, max_tries=wcfg.max_tries + 5),
-            func(send_message, name=SEND_JOB, max_tries=10),
-            func(close_relay_job, name=CLOSE_JOB, max_tries=5),
+            func(process_event, name=jobs.PROCESS_EVENT, max_tries=wcfg.max_tries + 5),
+            func(send_message, name=jobs.SEND_MESSAGE, max_tries=10),
+            func(close_relay_job, name=jobs.CLOSE_RELAY_SESSION, max_tries=5),
         ],
         queue_name=wcfg.queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),

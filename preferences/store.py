@@ -1,5 +1,8 @@
 """Customers in Redis: contacts and preferences in one hash per customer (``hub:customer:{id}``).
 
+Erasing a customer touches the hub's records too (messages, deliveries, links, timelines), so it
+is hub.erasure's, not this store's.
+
 Contact fields are stored as plain hash fields; each preference is its own field
 (``pref:<name>``, JSON), so a PATCH is a single HSET: no read-modify-write race between two
 concurrent updates of different preferences.
@@ -14,7 +17,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from hub import keys
+from hub import keys, lua_records
+from hub.masking import mask_email, mask_numbers, mask_phone, mask_token
 
 __all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore", "encode_contact"]
 
@@ -70,8 +74,6 @@ class CustomerRecord:
         return bool(channel == "email" and self.email and self.email_invalid)
 
     def to_json(self, *, unmask: bool = False) -> dict[str, Any]:
-        from hub.masking import mask_email, mask_phone, mask_token
-
         return {
             "id": self.id,
             "name": self.name,
@@ -85,9 +87,6 @@ class CustomerRecord:
             "updated_at": self.updated_at,
             "invalid": {k: v for k, v in (("phone", self.phone_invalid), ("email", self.email_invalid)) if v},
         }
-
-
-_PERSONAL_TIMELINE_FIELDS = ("pod", "pickup")
 
 
 def encode_contact(contact: dict[str, Any]) -> dict[str, str]:
@@ -117,18 +116,14 @@ class CustomerStore:
     async def mark_invalid(self, customer_id: str, channel: str, reason: str, address: str) -> bool:
         """Mark the phone or e-mail invalid, if it is still ``address``. True if marked."""
         field_name = {"sms": "phone", "email": "email"}[channel]
-        script = (
-            "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end "
-            "redis.call('HSET', KEYS[1], ARGV[1] .. '_invalid', ARGV[3]) return 1"
-        )
-        from hub.masking import mask_numbers
-
         reason = mask_numbers(reason)[:200]
-        marked = await self.redis.eval(script, 1, keys.customer(customer_id), field_name, address, reason)
+        marked = await self.redis.eval(
+            lua_records.MARK_INVALID, 1, keys.customer(customer_id), field_name, address, reason
+        )
         return bool(marked)
 
     async def remove_push_token(self, customer_id: str, token: str) -> bool:
-        removed = await self.redis.eval(keys.REMOVE_PUSH_TOKEN, 1, keys.customer(customer_id), token)
+        removed = await self.redis.eval(lua_records.REMOVE_PUSH_TOKEN, 1, keys.customer(customer_id), token)
         return bool(removed)
 
     async def by_phone(self, e164: str) -> CustomerRecord | None:
@@ -173,59 +168,7 @@ class CustomerStore:
         """Set the given preferences. False when the customer does not exist."""
         key = keys.customer(customer_id)
         mapping = {f"pref:{k}": json.dumps(v) for k, v in prefs.items() if k in PREF_FIELDS}
-        script = (
-            "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
-            "for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]) end return 1"
-        )
         args: list[str] = []
         for k, v in {**mapping, "updated_at": _now()}.items():
             args += [k, v]
-        return bool(await self.redis.eval(script, 1, key, *args))
-
-    async def erase(self, customer_id: str) -> bool:
-        """Remove personal data: contacts, preferences, addresses in the message log, and from
-        the customer's deliveries the address, instructions, reschedule requests, ratings and
-        proof-of-delivery details (recipient, place, photo, signature).
-
-        A tombstone (``erased``) stays so later events without contacts send nothing.
-        """
-        key = keys.customer(customer_id)
-        existed = bool(await self.redis.exists(key))
-        phone = await self.redis.hget(key, "phone")
-        message_ids = await self.redis.zrange(keys.messages_by_customer(customer_id), 0, -1)
-        deliveries = await self.redis.smembers(keys.deliveries_of(customer_id))
-        timelines = {d: await self.redis.zrange(keys.timeline(d), 0, -1, withscores=True) for d in deliveries}
-        # Only the links still theirs: an id of theirs that expired may have gone to another customer.
-        links = [
-            link_id
-            for link_id in await self.redis.smembers(keys.links_of(customer_id))
-            if await self.redis.hget(keys.link(link_id), "customer_id") in (customer_id, None)
-        ]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if phone and await self.redis.get(keys.phone(phone)) == customer_id:
-                pipe.delete(keys.phone(phone))
-                # An SMS opt-out (STOP) is kept: a suppression list must outlive the erasure.
-            # contact_at: events received before the erasure cannot bring the contacts back.
-            now = _now()
-            pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
-            # Tracking links stop working at once (their pages answer 410 Gone).
-            for link_id in links:
-                pipe.delete(keys.link(link_id))
-            pipe.delete(keys.links_of(customer_id))
-            for message_id in message_ids:
-                pipe.hdel(keys.message(message_id), "to", "error", "job")  # job: a dead letter's event
-            for delivery_id, entries in timelines.items():
-                # The delivery keeps its milestones; who received it, where and what was said go.
-                pipe.hdel(keys.delivery(delivery_id), "address", "instructions", "reschedule_requested")
-                pipe.delete(keys.feedback(delivery_id))
-                for member, score in entries:
-                    entry = json.loads(member)
-                    if any(k in entry for k in _PERSONAL_TIMELINE_FIELDS):
-                        pipe.zrem(keys.timeline(delivery_id), member)
-                        kept = {k: v for k, v in entry.items() if k not in _PERSONAL_TIMELINE_FIELDS}
-                        pipe.zadd(
-                            keys.timeline(delivery_id), {json.dumps(kept, sort_keys=True, separators=(",", ":")): score}
-                        )
-            await pipe.execute()
-        return existed
+        return bool(await self.redis.eval(lua_records.PATCH_PREFERENCES, 1, key, *args))

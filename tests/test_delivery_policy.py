@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from hub.cli import main as cli_main
-from hub.dispatch import SendInProgress
+from hub.message import SendInProgress
 from hub.store import HubStore, MessageRecord
 from hub.worker import create_worker, drain
 from tests.conftest import ADMIN_KEY, Hub, a_runtime

@@ -26,7 +26,7 @@ from channels import sms as sms_module
 from channels.sms import _OriginHttpClient
 from hub import keys, metrics
 from hub.chaos import ChaosResult
-from hub.dispatch import message_id
+from hub.message import message_id
 from hub.pipeline import Runtime, build_channels
 from hub.redis_server import free_port
 from hub.sandbox import Faults

@@ -17,14 +17,15 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub import keys
+from hub import lua_log
+from hub.records import CLAIMED, Found
 from hub.redis_server import free_port
 from hub.schema import parse_event
 from hub.store import FRESH, HubStore, MessageRecord
 from tests.conftest import Hub, a_runtime
 from tests.events import make_event
 
-CLAIM_SHA = hashlib.sha1(keys.CLAIM_MESSAGE.encode()).hexdigest().encode()
+CLAIM_SHA = hashlib.sha1(lua_log.CLAIM_MESSAGE.encode()).hexdigest().encode()
 
 
 class CuttingProxy:
@@ -100,7 +101,7 @@ async def cutting_proxy(hub: Hub, trigger: bytes, outage: float) -> AsyncIterato
     target = urlsplit(str(hub.settings.redis_url))
     r = aioredis.Redis.from_url(str(hub.settings.redis_url))
     try:  # scripts loaded, so the trigger is the real call and not a NOSCRIPT first try
-        for script in (keys.CLAIM_MESSAGE, keys.RELEASE_CLAIM):
+        for script in (lua_log.CLAIM_MESSAGE, lua_log.RELEASE_CLAIM):
             await r.script_load(script)
     finally:
         await r.aclose()
@@ -194,7 +195,7 @@ async def test_an_outcome_is_recorded_only_under_its_own_claim(hub: Hub) -> None
     async with a_sent_email(hub) as (store, record, _, r):
         key = f"hub:msg:{record.id}"
         await r.hset(key, mapping={"status": "transient"})
-        assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
+        assert await store.claim(record, token="t1", allowed={"transient"}) == CLAIMED
         assert await store.settle(record.id, "t2", "accepted", at="2026-01-01T00:00:00.000+00:00") == "sending"
         at = "2026-01-01T00:00:01.000+00:00"
         before = await r.llen(f"{key}:history")
@@ -212,9 +213,9 @@ async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sendin
     async with a_sent_email(hub) as (store, record, mail, r):
         assert not await store.release(record, "t1", "x", "{}", 1)  # accepted: not sending, nothing changes
         await r.hset(f"hub:msg:{record.id}", mapping={"status": "transient"})
-        assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"
-        assert await store.claim(record, token="t1", allowed=",transient,") == "claimed"  # same handler asks again
-        assert await store.claim(record, token="t2", allowed=",transient,") == "sending"
+        assert await store.claim(record, token="t1", allowed={"transient"}) == CLAIMED
+        assert await store.claim(record, token="t1", allowed={"transient"}) == CLAIMED  # same handler asks again
+        assert await store.claim(record, token="t2", allowed={"transient"}) == Found("sending")
         assert not await store.release(record, "t2", "not mine", "{}", 1)
         assert await store.release(record, "t1", "given back", "{}", 1)
         fields = await r.hgetall(f"hub:msg:{record.id}")
@@ -222,10 +223,10 @@ async def test_a_claim_is_given_back_only_by_its_own_token_and_only_while_sendin
         assert "claim" not in fields and "prior" not in fields
         assert await r.zscore("hub:msgs:status:transient", record.id) is not None
         assert not await store.release(record, "t1", "twice", "{}", 1)
-        assert await store.claim(record, token="t3", allowed=FRESH) == "transient"  # an event's own job may not
+        assert await store.claim(record, token="t3", allowed=FRESH) == Found("transient")  # an event's own job may not
         # A new message given back becomes a retry due now, with the job payload the sweeper needs.
         fresh = MessageRecord.from_fields({**mail, "id": "m_fresh"})
-        assert await store.claim(fresh, token="t4", allowed=FRESH) == "claimed"
+        assert await store.claim(fresh, token="t4", allowed=FRESH) == CLAIMED
         assert await store.release(fresh, "t4", "given back", '{"job": 1}', 1)
         fields = await r.hgetall("hub:msg:m_fresh")
         assert (fields["status"], fields["job"], fields["attempts"]) == ("transient", '{"job": 1}', "0")

@@ -1,0 +1,88 @@
+"""What a message says: the tracking link, the rendered templates (once per event), and the
+``Outbound`` a channel adapter sends."""
+
+from __future__ import annotations
+
+import logging
+
+from channels import Outbound
+
+from .config import Settings
+from .context import build_context
+from .links import Links
+from .message import Send
+from .records import MessageRecord
+from .render import Rendered, Renderer, RenderFailure
+from .store import HubStore
+
+__all__ = ["Composer"]
+
+log = logging.getLogger(__name__)
+
+
+class Composer:
+    def __init__(self, settings: Settings, store: HubStore, renderer: Renderer, links: Links) -> None:
+        self.settings = settings
+        self.store = store
+        self.renderer = renderer
+        self.links = links
+
+    async def render(self, send: Send) -> Rendered | None:
+        """The event's templates for the customer, rendered once (None: rendering failed, and
+        ``send.render_error`` says why)."""
+        if send.rendered is not None or send.render_error is not None:
+            return send.rendered
+        delivery_id, customer_id, ttl = send.delivery["id"], send.customer.id, self.settings.tracking.link_days * 86_400
+        candidates = self.links.link_ids(delivery_id, customer_id)
+        link_id = await self.store.ensure_link(candidates, delivery_id, customer_id, ttl)
+        send.link = self.links.tracking_url(link_id) if link_id else ""
+        try:
+            context = build_context(
+                event=send.event,
+                delivery=send.delivery,
+                customer_name=send.customer.name,
+                locale=send.locale,
+                timezone=send.timezone,
+                sender=self.settings.sender.model_dump(),
+                link=send.link,
+                unsubscribe_url=self.links.unsubscribe_url(send.customer.id),
+                driver_contact=send.driver_contact,
+            )
+            send.rendered = self.renderer.render(send.milestone, send.locale, context)
+        except (RenderFailure, ValueError, OverflowError, KeyError) as e:
+            # Retrying cannot fix a template or data problem: the message fails.
+            log.error("rendering failed: %s", e, extra=send.ids)
+            send.render_error = str(e)
+        return send.rendered
+
+    def outbound(self, rec: MessageRecord, rendered: Rendered, link: str = "") -> Outbound:
+        if rec.channel == "sms":
+            return Outbound(rec.id, "sms", rec.to, rendered.sms, locale=rec.locale)
+        if rec.channel == "email":
+            return Outbound(
+                rec.id,
+                "email",
+                rec.to,
+                rendered.email_text,
+                subject=rendered.email_subject,
+                html=rendered.email_html,
+                unsubscribe_url=self.links.unsubscribe_url(rec.customer_id),
+                locale=rec.locale,
+            )
+        return Outbound(
+            rec.id,
+            "push",
+            rec.to,
+            rendered.push_body,
+            subject=rendered.push_title,
+            data={
+                "delivery_id": rec.delivery_id,
+                "milestone": rec.milestone,
+                "event_id": rec.event_id,
+                "message_id": rec.id,
+                "receipt": self.links.receipt_token(rec.id),
+                "url": link,
+            },
+            collapse_key=f"delivery-{rec.delivery_id}"[:64],
+            locale=rec.locale,
+        )

@@ -1,0 +1,233 @@
+"""Lua scripts of the records beside the message log: customers (contacts, preferences, imports),
+outbound webhooks, feedback, relay sessions and API keys.
+
+Each script changes several keys at once, atomically; the keys are named in ``hub.keys``. This
+module imports nothing, so ``preferences`` can use it without importing the hub.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLOSE_RELAY",
+    "CREATE_WEBHOOK",
+    "EXTEND_RELAY",
+    "IMPORT_CUSTOMER",
+    "MARK_INVALID",
+    "OPEN_RELAY",
+    "PATCH_PREFERENCES",
+    "RECORD_FEEDBACK",
+    "REMOVE_PUSH_TOKEN",
+    "REVOKE_API_KEY",
+    "ROUTE_RELAY",
+]
+
+# Create a webhook delivery once (deterministic ids make a repeated emit a no-op) and enqueue
+# its job (key, queue and payload built by hub.jobs). KEYS: delivery hash, index, job key, webhook queue.
+# ARGV: fields (JSON), now (ms), job payload, job id, job expiry (ms), ttl seconds.
+CREATE_WEBHOOK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = cjson.decode(ARGV[1])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[6]) * 1000)
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+return 1
+"""
+
+# Remove one push token from a customer (FCM said it is no longer registered).
+# KEYS: customer. ARGV: token. Returns 1 if removed.
+REMOVE_PUSH_TOKEN = """
+local raw = redis.call('HGET', KEYS[1], 'push_tokens')
+if not raw then return 0 end
+local tokens = cjson.decode(raw)
+local kept = {}
+local removed = 0
+for _, t in ipairs(tokens) do
+  if t == ARGV[1] then removed = 1 else table.insert(kept, t) end
+end
+if #kept == 0 then redis.call('HDEL', KEYS[1], 'push_tokens')
+else redis.call('HSET', KEYS[1], 'push_tokens', cjson.encode(kept)) end
+return removed
+"""
+
+# Mark a customer's phone or e-mail invalid (the provider rejected it), only while it is still the
+# address that was rejected. KEYS: customer. ARGV: field (phone | email), address, reason.
+# Returns 1 if marked.
+MARK_INVALID = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1] .. '_invalid', ARGV[3])
+return 1
+"""
+
+# Set some of a customer's preferences (one field each), only if the customer exists.
+# KEYS: customer. ARGV: field, value, field, value, ... Returns 1 if set.
+PATCH_PREFERENCES = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+# Upsert one customer from an import row (hub.importer), comparing first: nothing is written when the stored
+# contact equals the row's and every preference the row names is already stored as given.
+# Contact fields the row lacks are removed (PUT semantics); a changed phone or e-mail drops its
+# "invalid" mark; an erasure tombstone is lifted; the phone index points at the customer.
+# Returns 0 unchanged, 1 created, 2 updated.
+# KEYS: customer, phone index (only when the row has a phone).
+# ARGV: contact fields (JSON object of strings), preference fields ("pref:<name>" -> JSON text,
+# as a JSON object), now (ISO), customer id.
+IMPORT_CUSTOMER = """
+local names = {'name', 'phone', 'email', 'push_tokens', 'locale', 'timezone'}
+local contact = cjson.decode(ARGV[1])
+local prefs = cjson.decode(ARGV[2])
+local existed = redis.call('EXISTS', KEYS[1]) == 1
+local have = redis.call('HMGET', KEYS[1], 'erased', unpack(names))
+local changed = (not existed) or have[1] == '1'
+local missing = {}
+for i, n in ipairs(names) do
+  local want = contact[n]
+  if want == nil then
+    if have[i + 1] then changed = true; table.insert(missing, n) end
+  elseif want ~= have[i + 1] then
+    changed = true
+  end
+end
+if not changed then
+  for k, v in pairs(prefs) do
+    if redis.call('HGET', KEYS[1], k) ~= v then changed = true; break end
+  end
+end
+if not changed then return 0 end
+if #missing > 0 then redis.call('HDEL', KEYS[1], unpack(missing)) end
+if contact['phone'] ~= have[3] then redis.call('HDEL', KEYS[1], 'phone_invalid') end
+if contact['email'] ~= have[4] then redis.call('HDEL', KEYS[1], 'email_invalid') end
+redis.call('HDEL', KEYS[1], 'erased')
+local args = {'updated_at', ARGV[3], 'contact_at', ARGV[3]}
+for k, v in pairs(contact) do table.insert(args, k); table.insert(args, v) end
+for k, v in pairs(prefs) do table.insert(args, k); table.insert(args, v) end
+redis.call('HSET', KEYS[1], unpack(args))
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[4]) end
+if existed then return 2 end
+return 1
+"""
+
+# Record a rating for a delivery and keep per-driver, per-day sums right when it is changed.
+# KEYS: feedback, driver days. ARGV: rating, comment, driver_id, customer_id, at, day, ttl.
+RECORD_FEEDBACK = """
+local old = redis.call('HGET', KEYS[1], 'rating')
+local old_day = redis.call('HGET', KEYS[1], 'day')
+if old and old_day then
+  redis.call('HINCRBY', KEYS[2], old_day .. ':sum', -tonumber(old))
+  redis.call('HINCRBY', KEYS[2], old_day .. ':count', -1)
+end
+redis.call('HSET', KEYS[1], 'rating', ARGV[1], 'comment', ARGV[2], 'driver_id', ARGV[3],
+  'customer_id', ARGV[4], 'at', ARGV[5], 'day', ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':sum', tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':count', 1)
+if old then return 0 end
+return 1
+"""
+
+# Open a relay session atomically. A participant may hold a proxy number in at most one live
+# session, so a number is free for them when their routing key on it does not exist; the sticky
+# number is tried first, then the pool in the given order (local numbers first).
+# KEYS: delivery key, session key, driver sticky, customer sticky.
+# ARGV: sid, driver, customer, route ttl (s), driver pool (JSON), customer pool (JSON),
+# session fields (JSON), log ttl (s).
+# Returns {"open", sid, driver proxy, customer proxy} | {"existing", sid} | {"exhausted", role}.
+OPEN_RELAY = """
+local existing = redis.call('GET', KEYS[1])
+if existing and redis.call('HGET', 'hub:relay:session:' .. existing, 'status') == 'open' then
+  return {'existing', existing}
+end
+local function free(real, x) return redis.call('EXISTS', 'hub:relay:route:' .. real .. ':' .. x) == 0 end
+local function pick(real, pool, sticky_key)
+  local sticky = redis.call('GET', sticky_key)
+  if sticky then
+    for _, x in ipairs(pool) do if x == sticky and free(real, x) then return x end end
+  end
+  for _, x in ipairs(pool) do if free(real, x) then return x end end
+  return false
+end
+local xd = pick(ARGV[2], cjson.decode(ARGV[5]), KEYS[3])
+if not xd then return {'exhausted', 'driver'} end
+local xc = pick(ARGV[3], cjson.decode(ARGV[6]), KEYS[4])
+if not xc then return {'exhausted', 'customer'} end
+local ttl = tonumber(ARGV[4])
+redis.call('SET', 'hub:relay:route:' .. ARGV[2] .. ':' .. xd, ARGV[1], 'EX', ttl)
+redis.call('SET', 'hub:relay:route:' .. ARGV[3] .. ':' .. xc, ARGV[1], 'EX', ttl)
+local fields = cjson.decode(ARGV[7])
+for k, v in pairs(fields) do redis.call('HSET', KEYS[2], k, v) end
+redis.call('HSET', KEYS[2], 'driver_proxy', xd, 'customer_proxy', xc, 'status', 'open')
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+redis.call('SET', KEYS[3], xd, 'EX', 2592000)
+redis.call('SET', KEYS[4], xc, 'EX', 2592000)
+return {'open', ARGV[1], xd, xc}
+"""
+
+# Give a session a new remaining life (a call or text refreshes it; `delivered` shortens it to
+# the grace period). Only shortens when ARGV[3] is "shorten". KEYS: session.
+# ARGV: ttl (s), now (unix s), mode ("refresh" | "shorten"). Returns the new expiry or 0.
+EXTEND_RELAY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'open' then return 0 end
+local s = redis.call('HMGET', KEYS[1], 'id', 'driver', 'customer', 'driver_proxy', 'customer_proxy', 'delivery_id',
+  'expires_at')
+local new_exp = tonumber(ARGV[2]) + tonumber(ARGV[1])
+if ARGV[3] == 'shorten' and tonumber(s[7]) < new_exp then return tonumber(s[7]) end
+local routes = {'hub:relay:route:' .. s[2] .. ':' .. s[4], 'hub:relay:route:' .. s[3] .. ':' .. s[5],
+  'hub:relay:delivery:' .. s[6]}
+for _, k in ipairs(routes) do
+  if redis.call('GET', k) == s[1] then redis.call('EXPIRE', k, ARGV[1]) end
+end
+redis.call('HSET', KEYS[1], 'expires_at', new_exp)
+return new_exp
+"""
+
+# Close a session: its routing keys go (only if still its own); the record stays for the log,
+# and the delivery keeps pointing at it for the log's lifetime.
+# KEYS: session. ARGV: now (ISO), log ttl (s). Returns 1 if it was open.
+CLOSE_RELAY = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'open' then return 0 end
+local s = redis.call('HMGET', KEYS[1], 'id', 'driver', 'customer', 'driver_proxy', 'customer_proxy', 'delivery_id')
+local routes = {'hub:relay:route:' .. s[2] .. ':' .. s[4], 'hub:relay:route:' .. s[3] .. ':' .. s[5]}
+for _, k in ipairs(routes) do
+  if redis.call('GET', k) == s[1] then redis.call('DEL', k) end
+end
+local pointer = 'hub:relay:delivery:' .. s[6]
+if redis.call('GET', pointer) == s[1] then redis.call('EXPIRE', pointer, ARGV[2]) end
+redis.call('HSET', KEYS[1], 'status', 'closed', 'closed_at', ARGV[1])
+return 1
+"""
+
+# Route an inbound call or text in one round trip: the session behind (caller, proxy) if it is
+# open and not expired, with its life refreshed (a call or text counts as activity).
+# KEYS: route key. ARGV: now (unix s), ttl (s). Returns the session hash (flat) or false.
+ROUTE_RELAY = """
+local sid = redis.call('GET', KEYS[1])
+if not sid then return false end
+local key = 'hub:relay:session:' .. sid
+if redis.call('HGET', key, 'status') ~= 'open' then return false end
+if tonumber(redis.call('HGET', key, 'expires_at') or '0') < tonumber(ARGV[1]) then return false end
+local s = redis.call('HMGET', key, 'driver', 'customer', 'driver_proxy', 'customer_proxy', 'delivery_id')
+local ttl = tonumber(ARGV[2])
+for _, k in ipairs({'hub:relay:route:' .. s[1] .. ':' .. s[3], 'hub:relay:route:' .. s[2] .. ':' .. s[4],
+    'hub:relay:delivery:' .. s[5]}) do
+  if redis.call('GET', k) == sid then redis.call('EXPIRE', k, ttl) end
+end
+redis.call('HSET', key, 'expires_at', tonumber(ARGV[1]) + ttl)
+return redis.call('HGETALL', key)
+"""
+
+# Revoke an API key by id (hub.apikeys): marks the key's record once.
+# Returns 0 (unknown id), 1 (revoked now), 2 (revoked already).
+# KEYS: the id index. ARGV: key id, now (ISO).
+REVOKE_API_KEY = """
+local digest = redis.call('HGET', KEYS[1], ARGV[1])
+if not digest then return 0 end
+local record = 'hub:apikey:' .. digest
+if redis.call('HSETNX', record, 'revoked_at', ARGV[2]) == 0 then return 2 end
+return 1
+"""

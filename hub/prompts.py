@@ -1,0 +1,86 @@
+"""Reply prompts: what an SMS invites the customer to answer (a rating, a slot, instructions),
+remembered per phone and sender so hub.conversation understands the reply."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from . import keys
+from .config import Settings
+from .context import Formatter
+from .message import Send
+
+__all__ = ["open_prompt", "prompt_for"]
+
+log = logging.getLogger(__name__)
+
+
+def prompt_for(send: Send, settings: Settings) -> dict[str, Any] | None:
+    """The event's prompt, built once (None: the milestone asks nothing, or it could not be built)."""
+    if not send.prompt_built:
+        send.prompt_built = True
+        try:
+            send.prompt = _build(send, settings)
+        except (ValueError, OverflowError, KeyError):
+            log.exception("could not build the reply prompt; replies will get the options", extra=send.ids)
+    return send.prompt
+
+
+def _build(send: Send, settings: Settings) -> dict[str, Any] | None:
+    conv = settings.conversation
+    now = time.time()
+    milestone, event = send.milestone, send.event
+    data = event.get("data") or {}
+    slots = data.get("reschedule_slots") or []
+    if milestone == "returned":
+        return None
+    if milestone == "delivered":
+        kind, expires = "rating", now + conv.rating_hours * 3600
+    elif slots and milestone in ("out_for_delivery", "delivery_failed", "exception"):
+        first = min(datetime.fromisoformat(s["start"]).timestamp() for s in slots)
+        kind, expires = "reschedule", min(now + conv.reschedule_hours * 3600, first)
+    else:
+        kind, expires = "instructions", now + conv.reschedule_hours * 3600
+    fmt = Formatter(send.locale, send.timezone)
+    driver = send.delivery.get("driver") or event.get("driver") or {}
+    return {
+        "prompt": kind,
+        "delivery_id": send.delivery.get("id") or event["delivery"]["id"],
+        "customer_id": event["customer"]["id"],
+        "source": send.source,
+        "locale": send.locale,
+        "timezone": send.timezone,
+        "driver_id": driver.get("id"),
+        "slots": [
+            {"n": n, "id": s["id"], "start": s["start"], "end": s["end"], "label": fmt.slot(s["start"], s["end"])}
+            for n, s in enumerate(slots, start=1)
+        ]
+        if kind == "reschedule"
+        else [],
+        "expires_at": expires,
+    }
+
+
+async def open_prompt(redis: Redis, settings: Settings, phone: str, prompt: dict[str, Any]) -> None:
+    """Remember what replies to this SMS mean (hub.conversation); the latest prompt wins,
+    except that an update asking nothing new keeps an open slot offer for the same delivery."""
+    # The same sender the SMS adapter uses: the messaging service when set, else the number.
+    sender = settings.twilio.messaging_service_sid or settings.twilio.from_number or ""
+    key = keys.conversation(phone, sender)
+    if prompt["prompt"] == "instructions":
+        current = await redis.get(key)
+        if current:
+            offer = json.loads(current)
+            if (
+                offer.get("prompt") == "reschedule"
+                and offer.get("delivery_id") == prompt["delivery_id"]
+                and float(offer.get("expires_at", 0)) > time.time()
+            ):
+                return
+    await redis.set(key, json.dumps(prompt), ex=settings.conversation.keep_days * 86_400)
