@@ -32,13 +32,11 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from .base import InDoubtPolicy, Outbound, SendResult
+from .twilio_errors import INVALID_NUMBER_ERRORS, PERMANENT_SMS_ERRORS
 
 __all__ = ["PERMANENT_SMS_ERRORS", "RECONCILE_PAGES", "RECONCILE_PAGE_SIZE", "TwilioSms"]
 
 TWILIO_ORIGIN = "https://api.twilio.com"
-# Twilio error codes that retrying cannot fix; the first group means the number itself is bad.
-INVALID_NUMBER_ERRORS = {"21211", "21214", "21217", "21407", "21421", "21612", "21614", "30003", "30005", "30006"}
-PERMANENT_SMS_ERRORS = INVALID_NUMBER_ERRORS | {"21408", "21606", "21610", "30004", "30007", "21602", "21604"}
 # A reconciliation reads at most this many pages of the number's messages before giving up
 # (the message stays in doubt).
 RECONCILE_PAGES = 5

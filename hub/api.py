@@ -29,7 +29,6 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from channels import TwilioSms
 from preferences import CustomerStore
 
 from . import adapters, api_customers, api_events, api_messages, api_ops, api_relay, apidocs, track, twilio_hooks
@@ -118,16 +117,11 @@ async def _connect(app: web.Application) -> None:
     app[WEBHOOKS] = app[CONVERSATIONS].webhooks
     app[RELAY] = Relay(redis, settings)
     app[KEYRING] = KeyRing(redis)
-    tw = settings.twilio
-    app[SMS] = TwilioSms(
-        account_sid=tw.account_sid,
-        auth_token=tw.auth_token,
-        from_number=tw.from_number,
-        messaging_service_sid=tw.messaging_service_sid,
-        status_callback=None,
-        base_url=tw.base_url,
-        timeout=tw.timeout,
-    )
+    # Imported here, not at the top: the provider libraries load when an API starts serving,
+    # never for code that only imports the app (the CLI, the OpenAPI document, tools).
+    from .providers import sms_client
+
+    app[SMS] = sms_client(settings, status_callback=None)
 
 
 async def _disconnect(app: web.Application) -> None:

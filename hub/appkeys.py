@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
 from redis.asyncio import Redis
 
-from channels import TwilioSms
 from preferences import CustomerStore
 
 from .apikeys import KeyRing
@@ -27,6 +26,9 @@ from .links import Links
 from .relay import Relay
 from .store import HubStore
 from .webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from channels.sms import TwilioSms
 
 __all__ = [
     "CONSOLE_DEMO",
@@ -64,7 +66,7 @@ CUSTOMERS = web.AppKey("customers", CustomerStore)
 CONVERSATIONS = web.AppKey("conversations", Conversations)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 RELAY = web.AppKey("relay", Relay)
-SMS = web.AppKey("sms", TwilioSms)
+SMS: web.AppKey[TwilioSms] = web.AppKey("sms")
 KEYRING = web.AppKey("keyring", KeyRing)
 
 # The tracking page's (hub.track), made when its routes are added.

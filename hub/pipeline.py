@@ -29,7 +29,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from channels import Channel, FcmPush, SmtpEmail, TwilioSms
+from channels import Channel
 from preferences import CustomerRecord
 from preferences.store import encode_contact
 
@@ -44,42 +44,9 @@ from .relay import PoolExhausted, RelayUnavailable, schedule_relay_close
 from .retries import MessageJobs
 from .schema import TERMINAL, occurred_ms_of
 
-__all__ = ["Outcome", "Runtime", "build_channels"]
+__all__ = ["Outcome", "Runtime"]
 
 log = logging.getLogger(__name__)
-
-
-def build_channels(settings: Settings) -> dict[str, Channel]:
-    tw, smtp, fcm = settings.twilio, settings.smtp, settings.fcm
-    return {
-        "sms": TwilioSms(
-            account_sid=tw.account_sid,
-            auth_token=tw.auth_token,
-            from_number=tw.from_number,
-            messaging_service_sid=tw.messaging_service_sid,
-            status_callback=f"{settings.public_url.rstrip('/')}/webhooks/twilio/status",
-            base_url=tw.base_url,
-            timeout=tw.timeout,
-        ),
-        "email": SmtpEmail(
-            host=smtp.host,
-            port=smtp.port,
-            sender=smtp.from_address,
-            username=smtp.username,
-            password=smtp.password,
-            use_tls=smtp.use_tls,
-            start_tls=smtp.start_tls,
-            timeout=smtp.timeout,
-            pool_size=smtp.pool_size,
-        ),
-        "push": FcmPush(
-            project_id=fcm.project_id,
-            base_url=fcm.base_url,
-            credentials_file=fcm.credentials_file,
-            timeout=fcm.timeout,
-            max_concurrency=fcm.max_concurrency,
-        ),
-    }
 
 
 @dataclass

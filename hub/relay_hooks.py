@@ -17,18 +17,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels import Outbound, TwilioSms
+from channels import Outbound
 
 from . import metrics
 from .config import Settings
 from .masking import mask_phone
 from .relay import Relay, Route
 from .replies import START_WORDS, STOP_WORDS
+
+if TYPE_CHECKING:
+    from channels.sms import TwilioSms
 
 __all__ = ["relay_sms", "voice", "voice_status"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.sms import INVALID_NUMBER_ERRORS
+from channels.twilio_errors import INVALID_NUMBER_ERRORS
 from preferences import CustomerStore
 
 from . import keys, metrics

@@ -400,5 +400,3 @@ class HubStore:
                 pipe.lrange(keys.message_history(message_id), 0, -1)
             raw = await pipe.execute()
         return [decode_message(raw[i], raw[i + 1]) for i in range(0, len(raw), 2) if raw[i]]
-
-

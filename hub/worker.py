@@ -37,7 +37,8 @@ from .config import Settings
 from .erasure import migrate_optout_keys
 from .jobs import job_deserializer, job_serializer
 from .message import SendInProgress
-from .pipeline import Runtime, build_channels
+from .pipeline import Runtime
+from .providers import build_channels
 from .relay import close_relay_job
 from .webhooks import deliver_webhook
 

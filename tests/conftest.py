@@ -32,7 +32,8 @@ from arq.connections import RedisSettings, create_pool
 from hub.api import create_app
 from hub.cli import main as cli_main
 from hub.config import Settings, load_settings
-from hub.pipeline import Runtime, build_channels
+from hub.pipeline import Runtime
+from hub.providers import build_channels
 from hub.redis_server import EmbeddedRedis
 from hub.sandbox import Sandbox
 from hub.worker import create_webhook_worker, create_worker, drain, job_deserializer, job_serializer

@@ -27,7 +27,8 @@ from channels.sms import _OriginHttpClient
 from hub import keys, metrics
 from hub.chaos import ChaosResult
 from hub.message import message_id
-from hub.pipeline import Runtime, build_channels
+from hub.pipeline import Runtime
+from hub.providers import build_channels
 from hub.redis_server import free_port
 from hub.sandbox import Faults
 from hub.schema import parse_event
