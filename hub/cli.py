@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -63,9 +64,22 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _find_proofs() -> bool:
+    """Whether ``proofs`` can be imported: on the path already (tests, ``python -m``), or beside
+    this hub in its source checkout. An editable install maps only the product's packages, so
+    there the checkout is put on the path; an installed wheel has no proofs beside it."""
+    if importlib.util.find_spec("proofs") is not None:
+        return True
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "proofs" / "__init__.py").is_file():
+        return False
+    sys.path.insert(0, str(checkout))
+    return importlib.util.find_spec("proofs") is not None
+
+
 def _proofs(settings: Settings, args: argparse.Namespace) -> int:
     """``hub bench`` and ``hub chaos``: the proofs package, when this is a source checkout."""
-    if importlib.util.find_spec("proofs") is None:
+    if not _find_proofs():
         print(PROOFS_MISSING, file=sys.stderr)
         return 2
     from proofs.cli import run

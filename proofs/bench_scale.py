@@ -19,7 +19,9 @@ from typing import Any
 from .bench import measure_burst
 from .common import ROOT
 
-__all__ = ["run_scale_bench"]
+__all__ = ["DEFAULT_PLOT", "run_scale_bench"]
+
+DEFAULT_PLOT = ROOT / "var" / "benchmarks-scaling.png"
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> bool:
@@ -77,7 +79,7 @@ def run_scale_bench(args: argparse.Namespace) -> int:
         )
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(results, indent=2))
-    plot = Path(args.plot) if getattr(args, "plot", None) else ROOT / "var" / "benchmarks-scaling.png"
+    plot = Path(args.plot) if getattr(args, "plot", None) else DEFAULT_PLOT
     if _plot(results, plot):
         print(f"plot: {plot}")
     ok = all(r["messages"] == r["expected_messages"] and r["duplicates"] == 0 for r in results)
