@@ -59,16 +59,18 @@ test: $(STAMP) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hub channels preferences tests
-	$(BIN)/ruff format --check hub channels preferences tests
+	$(BIN)/ruff check hub channels preferences proofs tests
+	$(BIN)/ruff format --check hub channels preferences proofs tests
 
 fmt: $(STAMP)
-	$(BIN)/ruff format hub channels preferences tests
-	$(BIN)/ruff check --fix hub channels preferences tests
+	$(BIN)/ruff format hub channels preferences proofs tests
+	$(BIN)/ruff check --fix hub channels preferences proofs tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The benchmarks and chaos runs are the checkout's proofs/ package (not in the wheel): the
+# editable install below is what lets `hub bench` and `hub chaos` find them.
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(VENV)/.bench
@@ -80,7 +82,7 @@ bench: $(VENV)/.bench
 bench-smoke: $(VENV)/.bench
 	$(BIN)/pytest -m bench $(PYTEST_ARGS)
 
-# The short chaos runs (tests/test_chaos.py); `hub chaos all --events 1000` is the long one.
+# The short chaos runs (tests/test_chaos.py, on proofs/chaos.py); `hub chaos all --events 1000` is the long one.
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 

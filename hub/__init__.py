@@ -2,7 +2,8 @@
 
 Public entry points: ``create_app`` (the HTTP API), ``create_worker`` (the arq worker),
 ``load_settings``. Modules: config, schema, api, worker, pipeline, planner, render, context,
-store, keys, links, masking, redis_server, sandbox, demo, bench, cli.
+store, keys, links, masking, redis_server, sandbox, demo, dev, cli (benchmarks and chaos runs: the
+top-level ``proofs`` package, not shipped).
 """
 
 from __future__ import annotations

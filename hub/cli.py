@@ -1,25 +1,26 @@
-"""Command line: ``hub dev | api | worker | demo | bench``.
+"""Command line: ``hub dev | api | worker | demo | bench | chaos | webhooks | messages | sandbox``,
+and the data commands of hub.data_cli (``keys``, ``customers``).
 
-- ``hub dev``: everything in one process tree for trying the hub: a private Redis (unless
-  ``HUB_REDIS_URL`` reaches one), the API and the sandbox providers on 127.0.0.1:PORT, an SMTP
-  sink, and arq workers. ``--demo`` posts a sample route.
+- ``hub dev``: everything in one process tree for trying the hub (hub.dev).
 - ``hub api`` / ``hub worker``: the two halves for production, against ``HUB_REDIS_URL``.
 - ``hub demo``: post the sample route to a running hub.
-- ``hub bench``: the benchmark (see docs/benchmarks.md).
+- ``hub bench`` / ``hub chaos``: the benchmarks and chaos runs of the ``proofs`` package, which
+  is not part of the installed hub: they run from a source checkout (docs/benchmarks.md).
+
+Each subcommand has its parser builder (``_add_*``) and its handler in ``_COMMANDS``; a handler
+imports what only it needs, so ``hub api`` does not load the sandbox or the benchmarks.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import importlib.util
 import logging
 import os
-import secrets
-import signal
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -29,167 +30,65 @@ from redis.exceptions import RedisError
 from .config import ConfigError, Settings, load_settings
 from .data_cli import add_data_commands, run_data_command
 from .logs import setup_logging
+from .redis_server import DataDirInUse
 
 __all__ = ["main"]
 
 log = logging.getLogger("hub")
 
-
-def _persistent_secret(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        return path.read_text().strip()
-    value = secrets.token_urlsafe(32)
-    path.write_text(value)
-    path.chmod(0o600)
-    return value
+PROOFS_MISSING = (
+    "hub bench and hub chaos run from a source checkout: the proofs package (benchmarks and chaos"
+    " runs) is not part of the installed delivery-hub. In a clone of the repository run"
+    " `pip install -e '.[bench]'` (or `make bench`), then this command again."
+)
 
 
-def _redis_reachable(url: str) -> bool:
-    from redis import Redis
-    from redis.exceptions import RedisError
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from .dev import run_dev
 
-    client = Redis.from_url(url, socket_connect_timeout=1)
     try:
-        return bool(client.ping())
-    except RedisError:
-        return False
-    finally:
-        client.close()
+        asyncio.run(run_dev(args, settings))
+    except DataDirInUse as e:
+        print(f"hub dev: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
-# -- hub dev ---------------------------------------------------------------------------------
-async def _dev(args: argparse.Namespace, settings: Settings) -> None:
-    from .api import REDIS, create_app
-    from .console import add_console_routes
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import run_demo, run_tag
-    from .redis_server import EmbeddedRedis
-    from .sandbox import Sandbox
-    from .worker import create_webhook_worker, create_worker
 
-    data_dir = Path(settings.data_dir)
-    embedded: EmbeddedRedis | None = None
-    redis_url = settings.redis_url
-    if not redis_url or not _redis_reachable(redis_url):
-        embedded = EmbeddedRedis(data_dir / "redis", appendonly=True).start()
-        redis_url = embedded.url
-    api_key = settings.api_key or os.environ.get("HUB_API_KEY") or "dev-" + secrets.token_urlsafe(12)
-    origin = f"http://127.0.0.1:{args.port}"
-    sandbox = Sandbox(
-        twilio_account_sid=settings.twilio.account_sid,
-        twilio_auth_token=settings.twilio.auth_token,
-        fcm_project_id=settings.fcm.project_id,
-        invalid_numbers=frozenset(settings.sandbox.invalid_numbers),
-        unregistered_tokens=frozenset(settings.sandbox.unregistered_tokens),
-        failing_numbers=settings.sandbox.failing_numbers,
-        hub_url=origin,
-    )
-    sandbox.sms_number = settings.twilio.from_number
-    sandbox.smtp.bouncing_addresses.update(a.lower() for a in settings.sandbox.bouncing_addresses)
-    smtp_port = await sandbox.start_smtp("127.0.0.1", args.smtp_port or settings.sandbox.smtp_port)
-    settings = settings.replace(
-        **{
-            "redis_url": redis_url,
-            "api_key": api_key,
-            "secret_key": settings.secret_key or _persistent_secret(data_dir / "secret_key"),
-            "public_url": origin,
-            "twilio.base_url": f"{origin}/sandbox/twilio",
-            "fcm.base_url": f"{origin}/sandbox/fcm",
-            "fcm.credentials_file": None,
-            "smtp.host": "127.0.0.1",
-            "smtp.port": smtp_port,
-            "smtp.username": None,
-            "smtp.password": None,
-            "smtp.use_tls": False,
-            "smtp.start_tls": False,
-        }
-    )
+    if not args.key:
+        print("give --key or set HUB_API_KEY", file=sys.stderr)
+        return 2
+    asyncio.run(run_demo(args.url, args.key, pause=args.pause, run=run_tag()))
+    return 0
 
-    def sandbox_routes(a: web.Application) -> None:
-        sandbox.add_routes(a, "/sandbox")
-        add_console_routes(a, settings, sandbox, REDIS)
 
-    app = create_app(settings, extra_setup=sandbox_routes)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+def _find_proofs() -> bool:
+    """Whether ``proofs`` can be imported: on the path already (tests, ``python -m``), or beside
+    this hub in its source checkout. An editable install maps only the product's packages, so
+    there the checkout is put on the path; an installed wheel has no proofs beside it."""
+    if importlib.util.find_spec("proofs") is not None:
+        return True
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / "proofs" / "__init__.py").is_file():
+        return False
+    sys.path.insert(0, str(checkout))
+    return importlib.util.find_spec("proofs") is not None
 
-    worker = create_worker(settings, handle_signals=False)
-    webhook_worker = create_webhook_worker(settings, handle_signals=False)
-    worker_task = asyncio.gather(worker.async_run(), webhook_worker.async_run())
-    children: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "HUB_REDIS_URL": redis_url,
-        "HUB_API_KEY": api_key,
-        "HUB_SECRET_KEY": str(settings.secret_key),
-        "HUB_PUBLIC_URL": origin,
-        "HUB_TWILIO__BASE_URL": settings.twilio.base_url,
-        "HUB_FCM__BASE_URL": settings.fcm.base_url,
-        "HUB_SMTP__PORT": str(smtp_port),
-        "HUB_SMTP__HOST": "127.0.0.1",
-    }
-    for _ in range(max(0, args.workers - 1)):
-        children.append(subprocess.Popen([sys.executable, "-m", "hub", "worker"], env=env))
 
-    print(
-        f"""
-  Delivery hub (dev) is running.
+def _proofs(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub bench`` and ``hub chaos``: the proofs package, when this is a source checkout."""
+    if not _find_proofs():
+        print(PROOFS_MISSING, file=sys.stderr)
+        return 2
+    from proofs.cli import run
 
-  API and sandbox   {origin}
-  API key           {api_key}
-  Redis             {redis_url}{"  (embedded, data in " + str(data_dir / "redis") + ")" if embedded else ""}
-  SMTP sink         127.0.0.1:{smtp_port}
-  Workers           {args.workers}
-
-  Post a first event:
-    curl -s -X POST {origin}/v1/events -H 'Authorization: Bearer {api_key}' \\
-      -H 'Content-Type: application/json' -d @docs/examples/event.json
-  See what every phone and inbox received (and reply as a customer):
-    {origin}/sandbox           (JSON: curl -s {origin}/sandbox/messages)
-  Post the next milestone of any delivery, play the demo, see the message log:
-    {origin}/sandbox/console
-  API reference, metrics, readiness:
-    {origin}/docs   {origin}/metrics   {origin}/readyz
-  Text the hub as a customer (e.g. reply 2 to a reschedule offer, or STOP):
-    .venv/bin/hub sandbox sms --url {origin} --from +34612345678 --body 2
-  Stop with Ctrl-C.
-""",
-        flush=True,
-    )
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    demo_task = None
-    if args.demo:
-        demo_task = asyncio.create_task(run_demo(origin, api_key, pause=args.demo_pause, run=run_tag()))
-    try:
-        await stop.wait()
-    finally:
-        print("\nshutting down…", flush=True)
-        if demo_task:
-            demo_task.cancel()
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        worker.handle_sig_wait_for_completion(signal.SIGTERM)
-        webhook_worker.handle_sig_wait_for_completion(signal.SIGTERM)
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(worker_task, settings.ops.shutdown_grace_seconds + 5)
-        await worker.close()
-        await webhook_worker.close()
-        await runner.cleanup()
-        await sandbox.close()
-        for child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(settings.ops.shutdown_grace_seconds + 5)
-        if embedded:
-            embedded.stop()
+    return run(args)
 
 
 # -- production halves ------------------------------------------------------------------------
-def _api(settings: Settings, args: argparse.Namespace) -> None:
+def _api(settings: Settings, args: argparse.Namespace) -> int:
     from .api import create_app
 
     host, port = args.host or settings.api.host, args.port or settings.api.port
@@ -203,9 +102,10 @@ def _api(settings: Settings, args: argparse.Namespace) -> None:
         shutdown_timeout=settings.ops.shutdown_grace_seconds,
         print=lambda *_: log.info("API listening on %s:%d", host, port),
     )
+    return 0
 
 
-def _worker(settings: Settings) -> None:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from .metrics import serve_worker_metrics
     from .worker import create_webhook_worker, create_worker, run_workers
 
@@ -228,37 +128,10 @@ def _worker(settings: Settings) -> None:
     while True:
         try:
             asyncio.run(both())
-            return
+            return 0
         except (RedisError, OSError) as e:
             log.warning("worker stopped: Redis unreachable (%s); starting again when it answers", e)
             _wait_for_redis(str(settings.redis_url))
-
-
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM as Ctrl-C, so a bench or chaos run stopped by a timeout still stops the processes
-    it started (its ``finally`` blocks run)."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    _interrupt_on_sigterm()
-    from . import bench, bench_mix, bench_peak, bench_peer, bench_scale, bench_webhooks
-
-    scenarios = {
-        "peak": bench_peak.run_peak_bench,
-        "mix": bench_mix.run_mix_bench,
-        "relay": bench.run_relay_bench,
-        "scale": bench_scale.run_scale_bench,
-        "webhooks": bench_webhooks.run_webhooks_bench,
-        "email-peer": bench_peer.run_peer_bench,
-    }
-    if args.scenario in scenarios:
-        return scenarios[args.scenario](args)
-    return bench.run_bench(args)
 
 
 def _wait_for_redis(url: str, *, first: float = 0.2, most: float = 5.0) -> None:
@@ -388,16 +261,36 @@ async def _messages(settings: Settings, args: argparse.Namespace) -> int:
         await redis.aclose()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hub", description="Last-mile delivery notification hub")
-    parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG, else the one in the source tree)")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    if args.sandbox_command == "call":
+        return asyncio.run(_sandbox_call(args))
+    return asyncio.run(_sandbox_sms(settings, args))
+
+
+_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "dev": _dev,
+    "api": _api,
+    "worker": _worker,
+    "demo": _demo,
+    "bench": _proofs,
+    "chaos": _proofs,
+    "webhooks": lambda settings, args: asyncio.run(_replay(settings, args)),
+    "messages": lambda settings, args: asyncio.run(_messages(settings, args)),
+    "sandbox": _sandbox,
+}
+
+
+# -- argument parsing, one builder per subcommand ---------------------------------------------
+def _add_dev(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = sub.add_parser("dev", help="run everything locally with an embedded Redis and sandbox providers")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--smtp-port", type=int, default=0, help="SMTP sink port (default: a free port)")
     dev.add_argument("--workers", type=int, default=1, help="worker processes (1 runs in-process)")
-    dev.add_argument("--demo", action="store_true", help="post a sample route once running")
+    dev.add_argument("--demo", action="store_true", help="reset the demo's customers and post a sample route")
     dev.add_argument("--demo-pause", type=float, default=2.0, help="seconds between demo rounds")
+
+
+def _add_production(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     api = sub.add_parser("api", help="serve the HTTP API (needs HUB_REDIS_URL)")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
@@ -406,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--url", default="http://127.0.0.1:8080")
     demo.add_argument("--key", default=os.environ.get("HUB_API_KEY"))
     demo.add_argument("--pause", type=float, default=2.0)
-    bench = sub.add_parser("bench", help="measure throughput and latency against same-run ceilings")
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser("bench", help="measure throughput and latency against same-run ceilings (source checkout)")
     bench.add_argument(
         "scenario",
         nargs="?",
@@ -422,8 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
     bench.add_argument("--rate", type=float, default=0.0, help="pace posts at this many events/s (0: flat out)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
-    bench.add_argument("--plot", help="scale: where to write the PNG (default docs/benchmarks-scaling.png)")
-    chaos = sub.add_parser("chaos", help="post a fixed set of events while injecting faults; check the ledgers")
+    bench.add_argument("--plot", help="scale: where to write the PNG (default var/benchmarks-scaling.png)")
+
+
+def _add_chaos(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chaos = sub.add_parser(
+        "chaos", help="post a fixed set of events while injecting faults; check the ledgers (source checkout)"
+    )
     chaos.add_argument(
         "scenario", choices=["all", "worker-kill", "redis-restart", "providers", "api-kill", "lost-answers"]
     )
@@ -433,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         "--fsync", choices=["always", "everysec"], help="Redis appendfsync (default: both for redis-restart)"
     )
     chaos.add_argument("--json", help="also write the results to this JSON file")
+
+
+def _add_replays(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     webhooks = sub.add_parser("webhooks", help="outbound webhook deliveries")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
     replay = webhooks_sub.add_parser("replay", help="send deliveries again (by id, or every dead one)")
@@ -447,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     mreplay = messages_sub.add_parser("replay", help="send dead-lettered messages again (never one already sent)")
     mreplay.add_argument("--id", action="append", default=[], help="a message id (repeatable)")
     mreplay.add_argument("--since", help="every message dead-lettered since this ISO 8601 time")
+
+
+def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sandbox = sub.add_parser("sandbox", help="talk to a running hub dev sandbox")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
     sms = sandbox_sub.add_parser("sms", help="send an SMS to the hub as if from a phone (signed like Twilio)")
@@ -458,9 +365,19 @@ def main(argv: list[str] | None = None) -> int:
     call.add_argument("--from", dest="from_", required=True, help="caller's phone number, E.164")
     call.add_argument("--to", required=True, help="the number called (a proxy number)")
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
-    add_data_commands(sub)
-    args = parser.parse_args(argv)
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="Last-mile delivery notification hub")
+    parser.add_argument("--config", help="path of config.yaml (default: HUB_CONFIG, else the one in the source tree)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_dev, _add_production, _add_bench, _add_chaos, _add_replays, _add_sandbox, add_data_commands):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
     except ConfigError as e:
@@ -471,37 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         handled = run_data_command(settings, args)
         if handled is not None:
             return handled
-        if args.command == "dev":
-            asyncio.run(_dev(args, settings))
-        elif args.command == "api":
-            _api(settings, args)
-        elif args.command == "worker":
-            _worker(settings)
-        elif args.command == "demo":
-            if not args.key:
-                print("give --key or set HUB_API_KEY", file=sys.stderr)
-                return 2
-            from .demo import run_demo, run_tag
-
-            asyncio.run(run_demo(args.url, args.key, pause=args.pause, run=run_tag()))
-        elif args.command == "webhooks":
-            return asyncio.run(_replay(settings, args))
-        elif args.command == "messages":
-            return asyncio.run(_messages(settings, args))
-        elif args.command == "sandbox":
-            if args.sandbox_command == "call":
-                return asyncio.run(_sandbox_call(args))
-            return asyncio.run(_sandbox_sms(settings, args))
-        elif args.command == "chaos":
-            from .chaos import run_chaos_cli
-
-            _interrupt_on_sigterm()
-            return run_chaos_cli(args)
-        elif args.command == "bench":
-            return _bench(args)
+        return _COMMANDS[args.command](settings, args)
     except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0

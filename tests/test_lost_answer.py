@@ -25,13 +25,13 @@ from channels import InDoubtPolicy, Outbound
 from channels import sms as sms_module
 from channels.sms import _OriginHttpClient
 from hub import keys, metrics
-from hub.chaos import ChaosResult
 from hub.message import message_id
 from hub.pipeline import Runtime
 from hub.providers import build_channels
 from hub.redis_server import free_port
 from hub.sandbox import Faults
 from hub.schema import parse_event
+from proofs.chaos import ChaosResult
 from tests.conftest import Hub, a_runtime
 from tests.events import make_event
 from tests.test_relay import CUSTOMER, DRIVER, RELAY, open_session, post_signed

@@ -42,23 +42,22 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from .bench import (
+from hub.redis_server import EmbeddedRedis
+
+from .bench_mix import pick_zones
+from .common import (
     BENCH_KEY,
-    _arq_noop_ceiling,
-    _cpu_seconds,
-    _pct,
-    _post_all,
-    _redis_info,
-    _stop_all,
+    arq_noop_ceiling,
+    count_statuses,
+    cpu_seconds,
     memory_breakdown,
-    settle_webhooks,
+    pct,
+    post_all,
+    redis_info,
     start_stack,
-    webhook_figures,
-    webhook_lines,
-    webhooks_ok,
+    stop_all,
 )
-from .bench_mix import _count_status, pick_zones
-from .redis_server import EmbeddedRedis
+from .webhook_check import settle_webhooks, webhook_figures, webhook_lines, webhooks_ok
 
 __all__ = ["peak_customers", "run_peak_bench"]
 
@@ -152,7 +151,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
     procs = []
     try:
         print(f"bench peak: {m} customers; night in {night}, day in {day}", flush=True)
-        result["arq_noop_jobs_per_s"] = await _arq_noop_ceiling(redis_server.url, 6 * m, workers, max_jobs, concurrency)
+        result["arq_noop_jobs_per_s"] = await arq_noop_ceiling(redis_server.url, 6 * m, workers, max_jobs, concurrency)
         stack = await start_stack(
             redis_server.url,
             workers,
@@ -165,7 +164,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
         )
         procs = stack.procs
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
-        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in procs}
+        cpu_before = {p.pid: cpu_seconds(p.pid) for p in procs}
         now = datetime.now(UTC)
         busy = 0.0  # seconds spent posting and processing, the collapsing waits left out
         posted = 0
@@ -184,7 +183,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
                     )
                 before = len(await _dump(http, stack.sandbox_port))
                 started = time.perf_counter()
-                _, sent_at = await _post_all(
+                _, sent_at = await post_all(
                     f"http://127.0.0.1:{stack.api_port}/v1/events",
                     [json.dumps(e).encode() for e in events],
                     concurrency,
@@ -218,9 +217,9 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"bench peak: {wave}: {len(events)} events, {len(ledger) - before} messages", flush=True)
             ledger = await _dump(http, stack.sandbox_port)
         settled = await settle_webhooks(redis_server.url, stack.receiver_url)
-        cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
-        statuses = await _count_status(redis_server.url)
-        info = await _redis_info(redis_server.url)
+        cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in procs}
+        statuses = await count_statuses(redis_server.url)
+        info = await redis_info(redis_server.url)
         memory = await memory_breakdown(redis_server.url)
         keys = Counter((e["channel"], e["to"], e["digest"]) for e in ledger)
         result.update(
@@ -231,7 +230,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
                 "messages_by_channel": dict(Counter(e["channel"] for e in ledger)),
                 "doubled": sum(n - 1 for n in keys.values() if n > 1),
                 "statuses": dict(statuses),
-                "latency_s": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99)},
+                "latency_s": {"p50": pct(latencies, 50), "p95": pct(latencies, 95), "p99": pct(latencies, 99)},
                 "cpu_s_per_1000_events": {
                     "api": cpu[stack.api.pid] / posted * 1000,
                     "workers": sum(cpu[p.pid] for p in stack.workers) / posted * 1000,
@@ -252,7 +251,7 @@ async def _bench_peak(args: argparse.Namespace) -> dict[str, Any]:
         return result
     finally:
         await redis.aclose()
-        _stop_all(procs)
+        stop_all(procs)
         redis_server.stop()
 
 

@@ -28,17 +28,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from .bench import (
-    BENCH_KEY,
-    _cpu_seconds,
-    _pct,
-    _post_all,
-    _spawn,
-    _stop_all,
-    _wait_http,
-    start_stack,
-)
-from .redis_server import EmbeddedRedis, free_port
+from hub.redis_server import EmbeddedRedis, free_port
+
+from .common import BENCH_KEY, cpu_seconds, pct, post_all, spawn, start_stack, stop_all, wait_http
 
 __all__ = ["run_webhooks_bench"]
 
@@ -74,17 +66,17 @@ def _seed_events(n: int, run: str) -> list[dict[str, Any]]:
 async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
     from twilio.request_validator import RequestValidator
 
-    from .config import ROOT, load_settings
+    from hub.config import ROOT, load_settings
 
     n, concurrency = args.events, args.concurrency
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-webhooks-"))
     redis = EmbeddedRedis(tmp / "redis", appendonly=True).start()
     receiver_port = free_port()
-    receiver = _spawn(["-m", "hub.bench", "echo", str(receiver_port)])
+    receiver = spawn(["-m", "proofs.servers", "echo", str(receiver_port)])
     procs = [receiver]
     run = str(int(time.time()))
     try:
-        await _wait_http(f"http://127.0.0.1:{receiver_port}/hook")
+        await wait_http(f"http://127.0.0.1:{receiver_port}/hook")
         subscriptions = [{"url": f"http://127.0.0.1:{receiver_port}/hook", "secret": HOOK_SECRET}]
         stack = await start_stack(
             redis.url,
@@ -98,7 +90,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
         print(f"bench webhooks: {n} customers get an SMS with slots, then all answer", flush=True)
         seeds = _seed_events(n, run)
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {BENCH_KEY}"}
-        await _post_all(
+        await post_all(
             f"http://127.0.0.1:{stack.api_port}/v1/events",
             [json.dumps(e).encode() for e in seeds],
             concurrency,
@@ -133,7 +125,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
         signatures = [validator.compute_signature(url, f) for f in forms]
 
         # The ceiling: the same posters and bodies against a trivial handler.
-        elapsed, _ = await _post_all(
+        elapsed, _ = await post_all(
             f"http://127.0.0.1:{receiver_port}/",
             bodies,
             concurrency,
@@ -144,7 +136,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{receiver_port}/hook") as resp:
                 before = len(await resp.json())
-            cpu_before = {p.pid: _cpu_seconds(p.pid) for p in stack.procs}
+            cpu_before = {p.pid: cpu_seconds(p.pid) for p in stack.procs}
             round_trips: list[float] = []
             answered = Counter[int]()
             sent_at: dict[int, float] = {}
@@ -184,7 +176,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
                 elif time.monotonic() - quiet_since > 2.0:
                     break
                 await asyncio.sleep(0.1)
-        cpu = {p.pid: _cpu_seconds(p.pid) - cpu_before[p.pid] for p in stack.procs}
+        cpu = {p.pid: cpu_seconds(p.pid) - cpu_before[p.pid] for p in stack.procs}
         first_post = min(sent_at.values())
         last_hook = max((h[0] for h in upstream), default=first_post)
         ms = 1000.0
@@ -195,7 +187,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
             "http_ceiling_per_s": ceiling,
             "replies_answered_per_s": n / inbound_s,
             "answers_by_status": dict(answered),
-            "round_trip_ms": {p: _pct(round_trips, q) * ms for p, q in (("p50", 50), ("p95", 95), ("p99", 99))},
+            "round_trip_ms": {p: pct(round_trips, q) * ms for p, q in (("p50", 50), ("p95", 95), ("p99", 99))},
             "upstream_webhooks": len(upstream),
             "upstream_expected": expected_hooks,  # at least: one per understood reply
             "upstream_by_type": dict(Counter(h[1] for h in upstream)),
@@ -206,7 +198,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
             },
         }
     finally:
-        _stop_all(procs)
+        stop_all(procs)
         redis.stop()
 
 

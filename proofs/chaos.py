@@ -44,7 +44,7 @@ webhook type. Webhooks are at least once (docs/webhooks.md): the verdict also re
 webhook id is missing at the receiver, i.e. every delivery the hub made arrived, and every status
 a message passed through that is told upstream (``accepted``, ``unknown``, ``dead``, and each
 applied Twilio report) arrived as a ``message.status`` for that message; repeats are counted,
-not failed (``hub.bench.webhook_figures``).
+not failed (``proofs.webhook_check.webhook_figures``).
 
 ``redis-restart`` with ``--fsync everysec``: Redis may lose the writes of about the last second
 before a crash, and postpones the AOF write itself for up to 2 s while a slow fsync runs (its
@@ -73,18 +73,10 @@ import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .bench import (
-    BENCH_ADMIN_KEY,
-    BENCH_KEY,
-    Stack,
-    _events,
-    _stop_all,
-    settle_webhooks,
-    start_stack,
-    webhook_figures,
-    webhook_lines,
-)
-from .redis_server import EmbeddedRedis
+from hub.redis_server import EmbeddedRedis
+
+from .common import BENCH_ADMIN_KEY, BENCH_KEY, Stack, burst_events, start_stack, stop_all
+from .webhook_check import settle_webhooks, webhook_figures, webhook_lines
 
 __all__ = ["SCENARIOS", "ChaosResult", "run_chaos", "run_chaos_cli"]
 
@@ -121,7 +113,7 @@ class ChaosResult:
     post_retries: int = 0
     seconds: float = 0.0
     fsync: str = ""
-    # The subscriber's webhooks and the status callbacks applied (hub.bench.webhook_figures).
+    # The subscriber's webhooks and the status callbacks applied (proofs.webhook_check.webhook_figures).
     webhooks: dict[str, Any] = field(default_factory=dict)
     # redis-restart: when Redis was killed (unix time); with everysec, what may be lost then.
     redis_kills: list[float] = field(default_factory=list)
@@ -546,7 +538,7 @@ async def run_chaos(scenario: str, events: int = 400, workers: int = 2, fsync: s
         HUB_WEBHOOKS__RETRY_MAX_DELAY="2",
         HUB_WEBHOOKS__TIMEOUT="2",
     )
-    batch_events = _events(events, f"-chaos-{int(time.time())}")
+    batch_events = burst_events(events, f"-chaos-{int(time.time())}")
     all_planned = len(_planned(batch_events, {e["event_id"] for e in batch_events}))
     result = ChaosResult(scenario, events, 0, all_planned, fsync=fsync if scenario == "redis-restart" else "")
     if scenario == "worker-kill":
@@ -617,7 +609,7 @@ async def run_chaos(scenario: str, events: int = 400, workers: int = 2, fsync: s
         return result
     finally:
         await redis.aclose()
-        _stop_all(stack.procs)
+        stop_all(stack.procs)
         redis_server.stop()
 
 

@@ -4,7 +4,7 @@ One run sends N e-mails to the bench sandbox's SMTP sink (aiosmtpd on loopback, 
 ways, and counts every message in the sink:
 
 1. the hub: a private redis-server (AOF on, as in production), the sandbox, ``hub api`` and
-   ``workers`` ``hub worker`` processes (``bench.start_stack``), quiet hours and sender pacing
+   ``workers`` ``hub worker`` processes (``proofs.common.start_stack``), quiet hours and sender pacing
    off as in ``hub bench``; N ``order_confirmed`` events (default channels: e-mail only) for
    customers who have nothing but an e-mail address, so each event is exactly one e-mail;
 2. Apprise, the popular Python notification library, in this process: one ``apprise.Apprise()``
@@ -61,8 +61,9 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from .bench import BENCH_KEY, Stack, _cpu_seconds, _post_all, _stop_all, start_stack
-from .redis_server import EmbeddedRedis
+from hub.redis_server import EmbeddedRedis
+
+from .common import BENCH_KEY, Stack, cpu_seconds, post_all, start_stack, stop_all
 
 if TYPE_CHECKING:
     # apprise is in the bench extra; where it is not installed, pyproject tells mypy to let it be.
@@ -106,7 +107,7 @@ async def _email_count(http: aiohttp.ClientSession, port: int) -> int:
 def _smtp_port(stack: Stack) -> int:
     """The SMTP port of the stack's sandbox: the one its hub sends to (``HUB_SMTP__PORT`` of the
     stack's environment), else the one after the HTTP port on the sandbox's command line
-    (``python -m hub.bench sandbox HTTP_PORT SMTP_PORT ...``)."""
+    (``python -m proofs.servers sandbox HTTP_PORT SMTP_PORT ...``)."""
     env = getattr(stack, "env", None) or {}
     if str(env.get("HUB_SMTP__PORT", "")).isdigit():
         return int(env["HUB_SMTP__PORT"])
@@ -172,10 +173,10 @@ async def _hub(stack: Stack, n: int, run: str, http: aiohttp.ClientSession) -> d
     bodies = [json.dumps(e).encode() for e in events]
     addresses = [_hub_address(run, i) for i in range(n)]
     before = await _get(http, f"http://127.0.0.1:{stack.sandbox_port}/bench/count")
-    cpu_before = {p.pid: _cpu_seconds(p.pid) for p in stack.procs}
+    cpu_before = {p.pid: cpu_seconds(p.pid) for p in stack.procs}
     caller_before = time.process_time()
     start_wall = time.time()
-    post_elapsed, _ = await _post_all(
+    post_elapsed, _ = await post_all(
         f"http://127.0.0.1:{stack.api_port}/v1/events",
         bodies,
         POSTERS,
@@ -191,7 +192,7 @@ async def _hub(stack: Stack, n: int, run: str, http: aiohttp.ClientSession) -> d
         await asyncio.sleep(0.05)
 
     def used(*ps: subprocess.Popen[bytes]) -> float:
-        return sum(_cpu_seconds(p.pid) - cpu_before[p.pid] for p in ps)
+        return sum(cpu_seconds(p.pid) - cpu_before[p.pid] for p in ps)
 
     cpu = {"api": used(stack.api), "workers": used(*stack.workers), "sink": used(stack.sandbox)}
     await asyncio.sleep(0.5)  # anything sent twice or to another channel shows up too
@@ -268,7 +269,7 @@ async def _apprise_run(
     apobj = _apprise(smtp_port, to, paced=mode == "paced")
     subjects = _subjects(sample, mode, n)
     failed = 0
-    sink_before = _cpu_seconds(stack.sandbox.pid)
+    sink_before = cpu_seconds(stack.sandbox.pid)
     cpu_before = time.process_time()
     start_wall = time.time()
     start = time.perf_counter()
@@ -296,7 +297,7 @@ async def _apprise_run(
             gaps.append(time.perf_counter() - t)
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu_before
-    sink_cpu = _cpu_seconds(stack.sandbox.pid) - sink_before
+    sink_cpu = cpu_seconds(stack.sandbox.pid) - sink_before
     await asyncio.sleep(0.3)  # the sink has answered every DATA before notify() returned
     entries = await _received(http, stack.sandbox_port, to)
     last = max((_timestamp(e["received_at"]) for e in entries), default=start_wall + elapsed)
@@ -358,7 +359,7 @@ async def peer_email(n: int, workers: int = 1) -> dict[str, Any]:
             sample = await _sample(http, stack, run)
             result["hub"]["bytes_per_email"] = sample.size
             # Apprise next, against the same sink, with the hub's processes gone.
-            _stop_all([stack.api, *stack.workers])
+            stop_all([stack.api, *stack.workers])
             apprise_figures = {
                 "sequential": await _apprise_run(http, stack, sample, "sequential", n, run),
                 "async_notify": await _apprise_run(http, stack, sample, "async_notify", n, run),
@@ -373,7 +374,7 @@ async def peer_email(n: int, workers: int = 1) -> dict[str, Any]:
         result["ratio_cpu_s_per_1000"] = hub["cpu_s_per_1000"] / peer["cpu_s_per_1000"]
         return result
     finally:
-        _stop_all(procs)
+        stop_all(procs)
         redis.stop()
 
 

@@ -31,19 +31,21 @@ from typing import Any
 
 import aiohttp
 
-from .bench import (
+from hub.config import QuietWindow
+from hub.policy import quiet_until
+from hub.redis_server import EmbeddedRedis
+
+from .common import (
     BENCH_KEY,
-    _arq_noop_ceiling,
-    _cpu_seconds,
-    _pct,
-    _post_all,
-    _redis_info,
-    _stop_all,
+    arq_noop_ceiling,
+    count_statuses,
+    cpu_seconds,
+    pct,
+    post_all,
+    redis_info,
     start_stack,
+    stop_all,
 )
-from .config import QuietWindow
-from .policy import quiet_until
-from .redis_server import EmbeddedRedis
 
 __all__ = ["run_mix_bench"]
 
@@ -150,20 +152,6 @@ async def _held(redis_url: str) -> int:
         await r.aclose()
 
 
-async def _count_status(redis_url: str) -> Counter[str]:
-    from redis.asyncio import Redis
-
-    r = Redis.from_url(redis_url, decode_responses=True)
-    try:
-        counts: Counter[str] = Counter()
-        async for key in r.scan_iter("hub:msg:*", count=1000):
-            if key.count(":") == 2:
-                counts[await r.hget(key, "status") or "?"] += 1
-        return counts
-    finally:
-        await r.aclose()
-
-
 async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
     n, workers, concurrency, max_jobs = args.events, args.workers, args.concurrency, 100
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-mix-"))
@@ -184,7 +172,7 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
     }
     try:
         print(f"bench mix: {len(events)} events; night in {night}, day in {day}", flush=True)
-        result["arq_noop_jobs_per_s"] = await _arq_noop_ceiling(redis.url, len(events), workers, max_jobs, concurrency)
+        result["arq_noop_jobs_per_s"] = await arq_noop_ceiling(redis.url, len(events), workers, max_jobs, concurrency)
         stack = await start_stack(
             redis.url,
             workers,
@@ -202,9 +190,9 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(1.0)
 
         bodies = [json.dumps(e).encode() for e in events]
-        cpu_before = {p.pid: _cpu_seconds(p.pid) for p in [api, sandbox_proc, *worker_procs]}
+        cpu_before = {p.pid: cpu_seconds(p.pid) for p in [api, sandbox_proc, *worker_procs]}
         start_wall = time.time()
-        post_elapsed, sent_at = await _post_all(
+        post_elapsed, sent_at = await post_all(
             f"http://127.0.0.1:{api_port}/v1/events",
             bodies,
             concurrency,
@@ -222,15 +210,15 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
                 if time.perf_counter() > deadline:
                     raise RuntimeError(
                         f"{sent} of {expect['sent']} sent, {held} of {expect['held']} held;"
-                        f" statuses {dict(await _count_status(redis.url))}"
+                        f" statuses {dict(await count_statuses(redis.url))}"
                     )
                 await asyncio.sleep(0.25)
             done_wall = time.time()
         await asyncio.sleep(1.0)  # late duplicates, if any, would land now
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{sandbox_port}/bench/dump") as resp:
             ledger = await resp.json()
-        statuses = await _count_status(redis.url)
-        cpu = sum(_cpu_seconds(p.pid) - cpu_before[p.pid] for p in worker_procs)
+        statuses = await count_statuses(redis.url)
+        cpu = sum(cpu_seconds(p.pid) - cpu_before[p.pid] for p in worker_procs)
         index_of: dict[str, int] = {}
         for i, e in enumerate(events):
             if e["type"] != "eta_changed":  # collapsed updates wait on purpose
@@ -243,7 +231,7 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
             if m["to"] in index_of
         ]
         handled = len(events) / (done_wall - start_wall)
-        info = await _redis_info(redis.url)
+        info = await redis_info(redis.url)
         result.update(
             {
                 "handled_events_per_s": handled,
@@ -251,14 +239,14 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
                 "messages_sent": len(ledger),
                 "duplicates": _doubled(events, ledger, night),
                 "statuses": dict(statuses),
-                "latency_s": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99)},
+                "latency_s": {"p50": pct(latencies, 50), "p95": pct(latencies, 95), "p99": pct(latencies, 99)},
                 "worker_cpu_s_per_1000_events": cpu / len(events) * 1000,
                 "redis_bytes_per_event": info["used_memory"] / len(events),
             }
         )
         return result
     finally:
-        _stop_all(procs)
+        stop_all(procs)
         redis.stop()
 
 

@@ -1,9 +1,11 @@
 """``hub bench scale``: the burst benchmark with 1, 2, … ``--workers`` worker processes, one after
 the other in the same run, each beside its own ceilings; a table, a JSON file and a plot.
 
-The plot (``--plot``, default docs/benchmarks-scaling.png; needs matplotlib from the ``bench``
-extra) shows events fully sent per second and the arq no-op ceiling against the worker count,
-and the p50/p99 event-to-provider latency, so how the hub scales on the machine is seen at once.
+The plot (``--plot``; needs matplotlib from the ``bench`` extra) shows events fully sent per
+second and the arq no-op ceiling against the worker count, and the p50/p99 event-to-provider
+latency, so how the hub scales on the machine is seen at once. By default it goes to
+var/benchmarks-scaling.png in the checkout: a run on a laptop must not overwrite the figure the
+docs show. docs/benchmarks.md names the command that regenerates that one.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .bench import _bench
-from .config import ROOT
+from .bench import measure_burst
+from .common import ROOT
 
-__all__ = ["run_scale_bench"]
+__all__ = ["DEFAULT_PLOT", "run_scale_bench"]
+
+DEFAULT_PLOT = ROOT / "var" / "benchmarks-scaling.png"
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> bool:
@@ -61,7 +65,7 @@ def run_scale_bench(args: argparse.Namespace) -> int:
     results = []
     for w in range(1, max(1, args.workers) + 1):
         one = argparse.Namespace(**{**vars(args), "workers": w})
-        results.append(asyncio.run(_bench(one)))
+        results.append(asyncio.run(measure_burst(one)))
     print()
     print(
         f"{'workers':>7}  {'accepted/s':>10} {'÷http':>6}  {'sent/s':>7} {'÷arq':>6}  {'p50 s':>6} {'p99 s':>6}  "
@@ -75,7 +79,7 @@ def run_scale_bench(args: argparse.Namespace) -> int:
         )
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(results, indent=2))
-    plot = Path(args.plot) if getattr(args, "plot", None) else ROOT / "docs" / "benchmarks-scaling.png"
+    plot = Path(args.plot) if getattr(args, "plot", None) else DEFAULT_PLOT
     if _plot(results, plot):
         print(f"plot: {plot}")
     ok = all(r["messages"] == r["expected_messages"] and r["duplicates"] == 0 for r in results)
