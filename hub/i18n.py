@@ -172,8 +172,8 @@ def page_strings(templates_dir: str | Path) -> dict[str, dict[str, Any]]:
     for lang in catalogs.locales:
         env = environment(loader, catalogs.translations(lang))
         module = env.get_template(PAGE_STRINGS).make_module()
-        strings: dict[str, Any] = dict(module.strings)
-        strings["milestones"] = dict(module.milestones)
+        strings: dict[str, Any] = dict(getattr(module, "strings"))  # noqa: B009 (set by the template)
+        strings["milestones"] = dict(getattr(module, "milestones"))  # noqa: B009
         result[lang] = strings
     return result
 

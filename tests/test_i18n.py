@@ -121,8 +121,9 @@ def test_plural_forms_follow_the_count(renderer: Renderer, locale: str, one: str
 
 def test_concurrent_renders_keep_their_own_language(renderer: Renderer) -> None:
     # Each locale has an environment of its own: nothing is swapped while a template renders.
+    sender = {"sender": {"name": "P", "help_url": None}}
     expected = {
-        locale: renderer.render_block(locale, "_replies", "rating_invalid", {"sender": {"name": "P", "help_url": None}})
+        locale: renderer.render_block(locale, "_replies", "rating_invalid", sender)
         for locale in ("en", "de", "es", "fr")
     }
     assert len(set(expected.values())) == 4
