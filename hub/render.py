@@ -29,7 +29,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .i18n import Catalogs, environment, locale_chain
+from .i18n import SOURCE_LOCALE, Catalogs, environment, locale_chain
 
 __all__ = ["RenderError", "RenderFailure", "Rendered", "Renderer", "TemplateMissing", "locale_chain"]
 
@@ -97,7 +97,10 @@ class Renderer:
         """The environment of a resolved locale: its own templates first, then the shared ones."""
         env = self._envs.get(locale)
         if env is None:
-            loader = jinja2.FileSystemLoader([str(self.directory / locale), str(self.directory)])
+            # The source language's directory last: a milestone not yet moved to the shared
+            # templates reads in English in a language that has only a catalog.
+            paths = [self.directory / locale, self.directory, self.directory / SOURCE_LOCALE]
+            loader = jinja2.FileSystemLoader([str(p) for p in dict.fromkeys(paths)])
             env = environment(
                 loader,
                 self.catalogs.translations(locale),
