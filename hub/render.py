@@ -8,6 +8,7 @@ Layout of ``templates/``::
     _replies.txt.j2          answers to customers' SMS, one block per answer
     locales/<lang>.po        the translations (see ``hub.i18n``)
     <lang>/<name>.j2         optional: a deployer's template for one language, used instead
+                             (also where the milestones not yet shared are written out)
 
 Templates are written once, in English, with ``{% trans %}`` and ``_()``; each locale has an
 environment of its own whose gettext functions speak that locale, so a render never swaps a
