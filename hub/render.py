@@ -1,17 +1,23 @@
-"""Template rendering: a sandboxed Jinja2 environment with a locale fallback chain.
+"""Template rendering: sandboxed Jinja2 environments, one per locale, translated by gettext.
 
 Layout of ``templates/``::
 
-    _layout.html.j2              shared HTML e-mail layout (autoescaped)
-    <locale>/<milestone>.txt.j2  blocks: sms, push_title, push_body, email_subject, email_text
-    <locale>/<milestone>.html.j2 the HTML e-mail body (extends _layout.html.j2, autoescaped)
+    _layout.html.j2          shared HTML e-mail layout (autoescaped)
+    <milestone>.txt.j2       blocks: sms, push_title, push_body, email_subject, email_text
+    <milestone>.html.j2      the HTML e-mail body (extends _layout.html.j2, autoescaped)
+    _replies.txt.j2          answers to customers' SMS, one block per answer
+    locales/<lang>.po        the translations (see ``hub.i18n``)
+    <lang>/<name>.j2         optional: a deployer's template for one language, used instead
+                             (also where the milestones not yet shared are written out)
 
-Plain-text templates are not autoescaped (an SMS must say "Tom's", not "Tom&#39;s"); HTML
-templates are. Undefined variables are errors (``StrictUndefined``), so a typo in a template
-fails loudly in tests instead of sending a message with a hole in it.
+Templates are written once, in English, with ``{% trans %}`` and ``_()``; each locale has an
+environment of its own whose gettext functions speak that locale, so a render never swaps a
+global translation. Plain-text templates are not autoescaped (an SMS must say "Tom's", not
+"Tom&#39;s"); HTML templates are. Undefined variables are errors (``StrictUndefined``), so a
+typo in a template fails loudly in tests instead of sending a message with a hole in it.
 
-Errors: ``TemplateMissing`` (no template for the milestone in any locale of the chain),
-``RenderError`` (the template raised while rendering); both subclass ``RenderFailure``.
+Errors: ``TemplateMissing`` (no template for the milestone), ``RenderError`` (the template
+raised while rendering); both subclass ``RenderFailure``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .i18n import SOURCE_LOCALE, Catalogs, environment, locale_chain
 
 __all__ = ["RenderError", "RenderFailure", "Rendered", "Renderer", "TemplateMissing", "locale_chain"]
 
@@ -50,21 +58,6 @@ class Rendered:
     email_subject: str
     email_text: str
     email_html: str
-
-
-def locale_chain(locale: str | None, default: str = "en") -> list[str]:
-    """``de-AT`` -> ``["de-AT", "de", "en"]``; accepts ``de_AT`` too."""
-    chain: list[str] = []
-    if locale:
-        parts = locale.replace("_", "-").split("-")
-        lang = parts[0].lower()
-        if len(parts) > 1 and parts[1]:
-            chain.append(f"{lang}-{parts[1].upper()}")
-        chain.append(lang)
-    for item in (default, default.split("-")[0]):
-        if item not in chain:
-            chain.append(item)
-    return chain
 
 
 def _autoescape(name: str | None) -> bool:
@@ -97,45 +90,54 @@ class Renderer:
     def __init__(self, directory: str | Path, default_locale: str = "en") -> None:
         self.directory = Path(directory)
         self.default_locale = default_locale
-        self.env = ImmutableSandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(str(self.directory)),
-            autoescape=_autoescape,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            auto_reload=False,
-            bytecode_cache=COMPILED,
-        )
-        self.locales = sorted(p.name for p in self.directory.iterdir() if p.is_dir() and not p.name.startswith("_"))
+        self.catalogs = Catalogs(self.directory, default_locale)
+        self.locales = self.catalogs.locales
+        self._envs: dict[str, ImmutableSandboxedEnvironment] = {}
+
+    def env(self, locale: str) -> ImmutableSandboxedEnvironment:
+        """The environment of a resolved locale: its own templates first, then the shared ones."""
+        env = self._envs.get(locale)
+        if env is None:
+            # The source language's directory last: a milestone not yet moved to the shared
+            # templates reads in English in a language that has only a catalog.
+            paths = [self.directory / locale, self.directory, self.directory / SOURCE_LOCALE]
+            loader = jinja2.FileSystemLoader([str(p) for p in dict.fromkeys(paths)])
+            env = environment(
+                loader,
+                self.catalogs.translations(locale),
+                autoescape=_autoescape,
+                keep_trailing_newline=False,
+                auto_reload=False,
+                bytecode_cache=COMPILED,
+            )
+            self._envs[locale] = env
+        return env
 
     def resolve_locale(self, locale: str | None) -> str:
-        """The first locale of the chain that has templates (falls back to the default)."""
-        for candidate in locale_chain(locale, self.default_locale):
-            if candidate in self.locales:
-                return candidate
-        return self.default_locale
+        """The first locale of the chain that has a catalog (falls back to the default)."""
+        return self.catalogs.resolve(locale)
 
     def milestones(self, locale: str) -> list[str]:
-        files = (self.directory / locale).glob("*.txt.j2")
-        return sorted(p.name[: -len(".txt.j2")] for p in files if not p.name.startswith("_"))
+        names = {p.name for p in self.directory.glob("*.txt.j2")}
+        names.update(p.name for p in (self.directory / locale).glob("*.txt.j2"))
+        return sorted(n[: -len(".txt.j2")] for n in names if not n.startswith("_"))
+
+    def _template(self, locale: str, name: str) -> jinja2.Template:
+        try:
+            return self.env(locale).get_template(name)
+        except jinja2.TemplateNotFound as e:
+            raise TemplateMissing(f"no template {name!r} (locale {locale!r})") from e
 
     def render(self, milestone: str, locale: str | None, context: Mapping[str, Any]) -> Rendered:
-        chosen = None
-        for candidate in locale_chain(locale, self.default_locale):
-            if (self.directory / candidate / f"{milestone}.txt.j2").is_file():
-                chosen = candidate
-                break
-        if chosen is None:
-            raise TemplateMissing(f"no template for {milestone!r} (locale {locale!r})")
+        chosen = self.resolve_locale(locale)
+        text = self._template(chosen, f"{milestone}.txt.j2")
+        html = self._template(chosen, f"{milestone}.html.j2")
         try:
-            text = self.env.get_template(f"{chosen}/{milestone}.txt.j2")
-            html = self.env.get_template(f"{chosen}/{milestone}.html.j2")
             parts = {}
             for block in TEXT_BLOCKS:
                 render_block = text.blocks.get(block)
                 if render_block is None:
-                    raise RenderError(f"{chosen}/{milestone}.txt.j2 has no block {block!r}")
+                    raise RenderError(f"{milestone}.txt.j2 has no block {block!r}")
                 ctx = text.new_context(dict(context))
                 parts[block] = _clean("".join(render_block(ctx)), block)
             parts["email_html"] = html.render(dict(context))
@@ -146,20 +148,16 @@ class Renderer:
         return Rendered(locale=chosen, **parts)
 
     def render_block(self, locale: str | None, name: str, block: str, context: Mapping[str, Any]) -> str:
-        """One block of ``<locale>/<name>.txt.j2`` (e.g. a reply text), collapsed to one line."""
-        for candidate in locale_chain(locale, self.default_locale):
-            if (self.directory / candidate / f"{name}.txt.j2").is_file():
-                break
-        else:
-            raise TemplateMissing(f"no template {name!r} (locale {locale!r})")
+        """One block of ``<name>.txt.j2`` (e.g. a reply text), collapsed to one line."""
+        chosen = self.resolve_locale(locale)
+        template = self._template(chosen, f"{name}.txt.j2")
         try:
-            template = self.env.get_template(f"{candidate}/{name}.txt.j2")
             render = template.blocks.get(block)
             if render is None:
-                raise RenderError(f"{candidate}/{name}.txt.j2 has no block {block!r}")
+                raise RenderError(f"{name}.txt.j2 has no block {block!r}")
             return _collapse("".join(render(template.new_context(dict(context)))))
         except jinja2.TemplateError as e:
-            raise RenderError(f"{candidate}/{name}/{block}: {e}") from e
+            raise RenderError(f"{chosen}/{name}/{block}: {e}") from e
 
 
 def _collapse(text: str) -> str:

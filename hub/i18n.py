@@ -1,0 +1,279 @@
+"""Translations: one gettext catalog per locale, read at start-up, and the locale fallback chain.
+
+Layout, inside the templates directory (the catalogs travel with the templates they translate)::
+
+    locales/messages.pot   every translatable string of templates/, extracted (never edited)
+    locales/<lang>.po      one catalog per language: messages, replies, tracking page, console
+
+Templates are written in English; English is the source language and needs no catalog. Each
+``.po`` is parsed with Babel and compiled in memory when the templates are loaded, so no ``.mo``
+file is committed and there is no build step. Fuzzy and empty entries are left out of the
+compiled catalog: such a string is shown in English until it is translated.
+
+``translations(locale)`` gives the catalog to use for a locale, following the chain of
+``locale_chain`` (``de-AT`` -> ``de``; an unknown language -> the default). Adding a language
+is adding ``locales/<lang>.po`` (``python -m hub.i18n init <lang>`` starts one from the
+template); ``python -m hub.i18n extract`` refreshes the template and every catalog after a
+template changed. Errors: ``CatalogError`` (a catalog that cannot be read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po, write_po
+from babel.support import NullTranslations, Translations
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "SOURCE_LOCALE",
+    "CatalogError",
+    "Catalogs",
+    "extract",
+    "locale_chain",
+    "page_strings",
+    "translations",
+]
+
+SOURCE_LOCALE = "en"  # the language the templates are written in
+CATALOG_DIR = "locales"
+TEMPLATE_FILE = "messages.pot"
+PROJECT = "Parcelhub"
+# The template environment's whitespace options: extraction must see the same message text the
+# renderer looks up, so both use these.
+JINJA_OPTIONS: dict[str, Any] = {"trim_blocks": True, "lstrip_blocks": True}
+JINJA_EXTENSIONS = ("jinja2.ext.i18n",)
+# Where the tracking page's strings are listed (see ``page_strings``).
+PAGE_STRINGS = "_track/strings.j2"
+# Written into every catalog header in place of the time of extraction, which would make each
+# run rewrite every file.
+FIXED_DATE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be read or compiled."""
+
+
+def locale_chain(locale: str | None, default: str = SOURCE_LOCALE) -> list[str]:
+    """``de-AT`` -> ``["de-AT", "de", "en"]``; accepts ``de_AT`` too."""
+    chain: list[str] = []
+    if locale:
+        parts = locale.replace("_", "-").split("-")
+        lang = parts[0].lower()
+        if len(parts) > 1 and parts[1]:
+            chain.append(f"{lang}-{parts[1].upper()}")
+        chain.append(lang)
+    for item in (default, default.split("-")[0]):
+        if item not in chain:
+            chain.append(item)
+    return chain
+
+
+def _compile(path: Path) -> Translations:
+    """Parse a ``.po`` and compile it in memory (fuzzy entries left out)."""
+    try:
+        with path.open("rb") as f:
+            catalog = read_po(f, locale=path.stem.replace("-", "_"), domain="messages")
+    except (OSError, ValueError) as e:
+        raise CatalogError(f"{path}: {e}") from e
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return Translations(fp=buffer)
+
+
+class Catalogs:
+    """Every catalog of a templates directory, compiled once. One instance per process."""
+
+    def __init__(self, templates_dir: str | Path, default_locale: str = SOURCE_LOCALE) -> None:
+        self.directory = Path(templates_dir) / CATALOG_DIR
+        self.default_locale = default_locale
+        self._translations: dict[str, NullTranslations] = {SOURCE_LOCALE: NullTranslations()}
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.po")):
+                self._translations[_tag(path.stem)] = _compile(path)
+
+    @property
+    def locales(self) -> list[str]:
+        """The locales with a catalog, and the source locale."""
+        return sorted(self._translations)
+
+    def resolve(self, locale: str | None) -> str:
+        """The first locale of the chain that has a catalog (else the source locale)."""
+        for candidate in locale_chain(locale, self.default_locale):
+            if candidate in self._translations:
+                return candidate
+        return SOURCE_LOCALE
+
+    def translations(self, locale: str | None) -> NullTranslations:
+        return self._translations[self.resolve(locale)]
+
+
+def _tag(stem: str) -> str:
+    """``de_AT`` (gettext's spelling, also accepted as a file name) -> ``de-AT``."""
+    parts = stem.replace("_", "-").split("-")
+    return "-".join([parts[0].lower(), *(p.upper() for p in parts[1:])])
+
+
+_CATALOGS: dict[Path, Catalogs] = {}
+
+
+def translations(locale: str | None, templates_dir: str | Path, default: str = SOURCE_LOCALE) -> NullTranslations:
+    """The translations for ``locale`` from the catalogs of ``templates_dir`` (read once)."""
+    key = Path(templates_dir).resolve()
+    if key not in _CATALOGS:
+        _CATALOGS[key] = Catalogs(key)
+    catalogs = _CATALOGS[key]
+    for candidate in locale_chain(locale, default):
+        if candidate in catalogs.locales:
+            return catalogs.translations(candidate)
+    return catalogs.translations(SOURCE_LOCALE)
+
+
+def environment(
+    loader: jinja2.BaseLoader, translations: NullTranslations, *, autoescape: Any = False, **options: Any
+) -> ImmutableSandboxedEnvironment:
+    """A sandboxed environment whose ``_``, ``gettext`` and ``ngettext`` speak one language.
+
+    One environment per locale keeps translation out of the render call: nothing is installed
+    or swapped while a template renders, so concurrent renders in different languages are safe.
+    """
+    env = ImmutableSandboxedEnvironment(
+        loader=loader,
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        extensions=list(JINJA_EXTENSIONS),
+        **JINJA_OPTIONS,
+        **options,
+    )
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def page_strings(templates_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """The tracking page's strings per language: ``{lang: {key: text, "milestones": {...}}}``.
+
+    The keys and English texts are listed in ``_track/strings.j2``; every language with a
+    catalog gets them translated (an untranslated string stays English).
+    """
+    catalogs = Catalogs(templates_dir)
+    loader = jinja2.FileSystemLoader(str(templates_dir))
+    result: dict[str, dict[str, Any]] = {}
+    for lang in catalogs.locales:
+        env = environment(loader, catalogs.translations(lang))
+        module = env.get_template(PAGE_STRINGS).make_module()
+        strings: dict[str, Any] = dict(getattr(module, "strings"))  # noqa: B009 (set by the template)
+        strings["milestones"] = dict(getattr(module, "milestones"))  # noqa: B009
+        result[lang] = strings
+    return result
+
+
+# -- extraction -------------------------------------------------------------------------------
+def extracted(templates_dir: str | Path) -> Catalog:
+    """Every translatable string of the templates (``*.j2`` anywhere below the directory)."""
+    catalog = Catalog(project=PROJECT, fuzzy=False, charset="utf-8")
+    options = {"extensions": ",".join(JINJA_EXTENSIONS), "newstyle_gettext": "true", "silent": "false"}
+    options.update({k: str(v).lower() for k, v in JINJA_OPTIONS.items()})
+    found = extract_from_dir(
+        str(templates_dir),
+        method_map=[("**.j2", "jinja2.ext:babel_extract")],
+        options_map={"**.j2": options},
+        comment_tags=("Translators:",),
+        strip_comment_tags=True,
+        # Babel skips directories starting with "_" by default; here they hold shared templates.
+        directory_filter=lambda path: not Path(path).name.startswith("."),
+    )
+    for filename, lineno, message, comments, context in found:
+        catalog.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    return catalog
+
+
+def _ids(catalog: Iterable[Any]) -> set[tuple[Any, str | None]]:
+    return {(m.id, m.context) for m in catalog if m.id}
+
+
+def template_path(templates_dir: str | Path) -> Path:
+    return Path(templates_dir) / CATALOG_DIR / TEMPLATE_FILE
+
+
+def extract(templates_dir: str | Path) -> list[Path]:
+    """Rewrite ``messages.pot`` from the templates and merge it into every ``.po``.
+
+    New strings arrive untranslated, changed ones fuzzy, and removed ones are dropped (gettext's
+    msgmerge behaviour). Returns the files written.
+    """
+    pot = template_path(templates_dir)
+    pot.parent.mkdir(parents=True, exist_ok=True)
+    template = extracted(templates_dir)
+    written = [pot]
+    _write(pot, template)
+    for po in sorted(pot.parent.glob("*.po")):
+        with po.open("rb") as f:
+            catalog = read_po(f, locale=po.stem.replace("-", "_"))
+        catalog.update(template, no_fuzzy_matching=False)
+        catalog.obsolete.clear()
+        _write(po, catalog)
+        written.append(po)
+    return written
+
+
+def init(templates_dir: str | Path, locale: str) -> Path:
+    """Start ``locales/<locale>.po`` from the template (every string untranslated)."""
+    pot = template_path(templates_dir)
+    with pot.open("rb") as f:
+        template = read_po(f)
+    catalog = Catalog(locale=locale.replace("-", "_"), project=PROJECT, fuzzy=False, charset="utf-8")
+    catalog.update(template)
+    path = pot.parent / f"{locale}.po"
+    _write(path, catalog)
+    return path
+
+
+def _write(path: Path, catalog: Catalog) -> None:
+    # No line numbers and no dates: an unchanged template must give an unchanged file.
+    catalog.creation_date = catalog.revision_date = FIXED_DATE
+    buffer = io.BytesIO()
+    write_po(buffer, catalog, width=100, sort_output=True, include_lineno=False, omit_header=False)
+    path.write_bytes(buffer.getvalue())
+
+
+def stale(templates_dir: str | Path) -> set[tuple[Any, str | None]]:
+    """Strings in which the templates and ``messages.pot`` differ (empty when up to date)."""
+    with template_path(templates_dir).open("rb") as f:
+        current = read_po(f)
+    return _ids(extracted(templates_dir)) ^ _ids(current)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hub.i18n", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("extract", "check", "init"))
+    parser.add_argument("locale", nargs="?", help="for init: the new language, e.g. it or pt-BR")
+    parser.add_argument("--templates", default=str(Path(__file__).resolve().parent.parent / "templates"))
+    args = parser.parse_args(argv)
+    if args.command == "extract":
+        for path in extract(args.templates):
+            print(path)
+        return 0
+    if args.command == "init":
+        if not args.locale:
+            parser.error("init needs a locale")
+        print(init(args.templates, args.locale))
+        return 0
+    differences = stale(args.templates)
+    for message_id, context in sorted(differences, key=str):
+        print(f"stale: {context or ''} {message_id!r}", file=sys.stderr)
+    return 1 if differences else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Translations: every catalog is complete and current, every template renders in every locale,
+plural forms follow the count, and the locale fallback chain is the one the messages always had."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+from hub import i18n
+from hub.config import MILESTONES
+from hub.render import Renderer
+from tests.test_reply_templates import BLOCKS, cases
+from tests.test_templates import full_context
+
+TEMPLATES = Path(__file__).parents[1] / "templates"
+CATALOGS = sorted(p.stem for p in (TEMPLATES / "locales").glob("*.po"))
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(TEMPLATES)
+
+
+def test_template_is_current() -> None:
+    # Fails when a template gained or lost a string: run `python -m hub.i18n extract`.
+    assert i18n.stale(TEMPLATES) == set()
+
+
+@pytest.mark.parametrize("lang", CATALOGS)
+def test_catalog_translates_every_string(lang: str) -> None:
+    with i18n.template_path(TEMPLATES).open("rb") as f:
+        template = read_po(f)
+    with (TEMPLATES / "locales" / f"{lang}.po").open("rb") as f:
+        catalog = read_po(f, locale=lang)
+    for message in template:
+        if not message.id:
+            continue
+        found = catalog.get(message.id, context=message.context)
+        assert found is not None, f"{lang}.po misses {message.id!r}"
+        assert not found.fuzzy, f"{lang}.po: {message.id!r} is fuzzy"
+        texts = found.string if isinstance(found.string, tuple) else (found.string,)
+        assert all(texts), f"{lang}.po: {message.id!r} is not translated"
+    assert not catalog.obsolete
+
+
+@pytest.mark.parametrize("locale", ["en", *CATALOGS])
+@pytest.mark.parametrize("milestone", MILESTONES)
+def test_every_milestone_renders_in_every_locale(renderer: Renderer, milestone: str, locale: str) -> None:
+    rendered = renderer.render(milestone, locale, full_context(locale, milestone))
+    assert rendered.locale == locale
+    assert all(getattr(rendered, part) for part in ("sms", "push_title", "push_body", "email_subject", "email_text"))
+    assert "</html>" in rendered.email_html
+
+
+@pytest.mark.parametrize("locale", ["en", *CATALOGS])
+def test_every_reply_renders_in_every_locale(renderer: Renderer, locale: str) -> None:
+    seen = set()
+    for block, _, variables in cases(locale, "gsm"):
+        context = {"sender": {"name": "Parcelhub", "help_url": None}, **variables}
+        assert renderer.render_block(locale, "_replies", block, context)
+        seen.add(block)
+    assert seen == set(BLOCKS)
+
+
+def test_tracking_page_strings_in_every_language() -> None:
+    strings = i18n.page_strings(TEMPLATES)
+    assert sorted(strings) == ["de", "en", "es", "fr"]
+    english = strings["en"]
+    assert english["title"] == "Your delivery"
+    assert set(english["milestones"]) == set(MILESTONES)
+    for lang, table in strings.items():
+        assert set(table) == set(english), lang
+        assert set(table["milestones"]) == set(english["milestones"]), lang
+        if lang != "en":
+            assert table["title"] != english["title"], lang
+        assert "{merchant}" in table["from"], lang
+
+
+@pytest.mark.parametrize(
+    ("requested", "used"),
+    [("de", "de"), ("de-AT", "de"), ("de_CH", "de"), ("fr-CA", "fr"), ("es_MX", "es"), ("pt-BR", "en"), (None, "en")],
+)
+def test_locale_falls_back_to_language_then_default(renderer: Renderer, requested: str | None, used: str) -> None:
+    assert renderer.resolve_locale(requested) == used
+    assert renderer.render("shipped", requested, full_context(used, "shipped")).locale == used
+
+
+def test_default_locale_applies_to_unknown_languages() -> None:
+    assert Renderer(TEMPLATES, default_locale="de").resolve_locale("pt-BR") == "de"
+
+
+@pytest.mark.parametrize(
+    ("locale", "one", "three"),
+    [
+        ("en", "Reply 1 to pick the new slot,", "Reply 1-3 to pick a new slot,"),
+        ("de", "Antworten Sie 1 für den neuen Termin,", "Antworten Sie 1-3 für einen neuen Termin,"),
+        ("es", "Responda 1 para elegir la nueva fecha,", "Responda 1-3 para elegir otra fecha,"),
+        ("fr", "Répondez 1 pour choisir le nouveau créneau,", "Répondez 1-3 pour choisir un autre créneau,"),
+    ],
+)
+def test_plural_forms_follow_the_count(renderer: Renderer, locale: str, one: str, three: str) -> None:
+    def answer(slots: int) -> str:
+        context = {"sender": {"name": "P", "help_url": None}, "slots": slots, "rating": False, "instructions": False}
+        return renderer.render_block(locale, "_replies", "not_understood", context)
+
+    assert one in answer(1)
+    assert three in answer(3)
+    translations = renderer.catalogs.translations(locale)
+    forms = ("1 to pick the new slot,", "1-%(num)s to pick a new slot,")
+    assert translations.ngettext(*forms, 1) != translations.ngettext(*forms, 2)
+    assert translations.ngettext(*forms, 2) == translations.ngettext(*forms, 7)
+
+
+def test_concurrent_renders_keep_their_own_language(renderer: Renderer) -> None:
+    # Each locale has an environment of its own: nothing is swapped while a template renders.
+    sender = {"sender": {"name": "P", "help_url": None}}
+    expected = {
+        locale: renderer.render_block(locale, "_replies", "rating_invalid", sender)
+        for locale in ("en", "de", "es", "fr")
+    }
+    assert len(set(expected.values())) == 4
+    failures: list[str] = []
+
+    def work(locale: str) -> None:
+        for _ in range(200):
+            text = renderer.render_block(
+                locale, "_replies", "rating_invalid", {"sender": {"name": "P", "help_url": None}}
+            )
+            if text != expected[locale]:
+                failures.append(locale)
+
+    threads = [threading.Thread(target=work, args=(locale,)) for locale in expected]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_new_language_is_one_catalog(tmp_path: Path) -> None:
+    # Adding a language: `python -m hub.i18n init it`, translate, restart. Until a string is
+    # translated it is shown in English.
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    path = i18n.init(tmp_path / "templates", "it")
+    text = path.read_text(encoding="utf-8")
+    text = text.replace(
+        'msgid "Thank you for your rating!"\nmsgstr ""', 'msgid "Thank you for your rating!"\nmsgstr "Grazie!"'
+    )
+    path.write_text(text, encoding="utf-8")
+    renderer = Renderer(tmp_path / "templates")
+    assert renderer.resolve_locale("it-CH") == "it"
+    context = {"sender": {"name": "P", "help_url": None}, "rating": 3, "with_comment": False}
+    assert renderer.render_block("it", "_replies", "rating_thanks", context) == "Grazie!"
+    assert "it" in i18n.page_strings(tmp_path / "templates")
+    for milestone in MILESTONES:
+        assert renderer.render(milestone, "it", full_context("en", milestone)).locale == "it"
+
+
+def test_extract_is_stable(tmp_path: Path) -> None:
+    # Running the extraction on current catalogs changes nothing: no dates, no line numbers.
+    shutil.copytree(TEMPLATES, tmp_path / "templates")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "templates" / "locales").iterdir()}
+    assert i18n.main(["extract", "--templates", str(tmp_path / "templates")]) == 0
+    after = {p.name: p.read_bytes() for p in (tmp_path / "templates" / "locales").iterdir()}
+    assert after == before
