@@ -35,8 +35,8 @@ from preferences import check_phone
 
 from . import jsonbody
 from .adapters_map import IdKey, OptOut, Outcome, Skipped, map_aftership, map_generic, map_onfleet
+from .adapters_settings import GenericMapping
 from .appkeys import CONVERSATIONS, CUSTOMERS, SETTINGS, STORE
-from .config import GenericMapping
 from .errors import ApiError
 from .intake import accept_events
 from .masking import mask_phone

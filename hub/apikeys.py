@@ -30,7 +30,8 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from . import keys, lua_records
-from .config import ApiKey, hash_key
+from .config import hash_key
+from .config_sections import ApiKey
 
 __all__ = ["SCOPES", "CreatedKey", "InvalidKeySpec", "KeyRing", "StoredKey", "UnknownKeyId"]
 

@@ -20,7 +20,8 @@ from redis.exceptions import RedisError
 from . import keys
 from .apikeys import KEY_PREFIX
 from .appkeys import KEYRING, REDIS, SETTINGS, TRUSTED_PROXIES
-from .config import ApiKey, hash_key
+from .config import hash_key
+from .config_sections import ApiKey
 from .errors import ApiError
 
 __all__ = ["TooManyFailures", "authenticate", "client_address"]

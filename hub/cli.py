@@ -21,7 +21,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -31,6 +30,7 @@ from .config import ConfigError, Settings, load_settings
 from .data_cli import add_data_commands, run_data_command
 from .logs import setup_logging
 from .redis_server import DataDirInUse
+from .since import InvalidSince, since_ms
 
 __all__ = ["main"]
 
@@ -216,20 +216,11 @@ async def _sandbox_call(args: argparse.Namespace) -> int:
     return 0
 
 
-def _since_ms(raw: str | None) -> int:
-    if not raw:
-        return 0
-    when = datetime.fromisoformat(raw)
-    if when.tzinfo is None:
-        raise ValueError("--since needs a UTC offset, e.g. 2026-11-24T08:00:00Z")
-    return int(when.timestamp() * 1000)
-
-
 async def _messages(settings: Settings, args: argparse.Namespace) -> int:
     from redis.asyncio import Redis
 
-    from .dispatch import replay_messages
     from .masking import mask
+    from .replay import replay_messages
     from .store import HubStore
 
     if not settings.redis_url:
@@ -239,14 +230,14 @@ async def _messages(settings: Settings, args: argparse.Namespace) -> int:
     store = HubStore(redis, settings)
     try:
         if args.messages_command == "list":
-            for m in await store.list_by_status(args.status, since_ms=_since_ms(args.since), limit=args.limit):
+            for m in await store.list_by_status(args.status, since_ms=since_ms(args.since), limit=args.limit):
                 reason = m.get("error") or (m["history"][-1].get("detail", "") if m["history"] else "")
                 to = mask(m.get("channel", ""), m.get("to"))
                 print(f"{m['id']}  {m.get('updated_at', '')}  {m.get('channel')} {to}  {m.get('milestone')}  {reason}")
             return 0
         ids = list(args.id)
         if args.since:
-            ids += [m["id"] for m in await store.list_by_status("dead", since_ms=_since_ms(args.since), limit=100_000)]
+            ids += [m["id"] for m in await store.list_by_status("dead", since_ms=since_ms(args.since), limit=100_000)]
         if not ids:
             print("nothing to replay: give --id or --since", file=sys.stderr)
             return 2
@@ -389,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         if handled is not None:
             return handled
         return _COMMANDS[args.command](settings, args)
+    except InvalidSince as e:
+        print(f"error: --{e}", file=sys.stderr)
+        return 2
     except (ValueError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,8 +46,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from preferences.validation import check_timezone
 
-from .adapters_settings import AdapterSettings, AfterShipSettings, GenericMapping, OnfleetSettings
-from .config_policy import PolicySettings, QuietWindow
+from .adapters_settings import AdapterSettings
+from .config_policy import PolicySettings
 from .config_sections import (
     ApiKey,
     ApiSettings,
@@ -64,28 +64,14 @@ from .config_sections import (
     TwilioHookSettings,
     TwilioSettings,
     WebhookSettings,
-    WebhookSubscription,
     WorkerSettings,
 )
-from .vocabulary import MILESTONES, Channel, Milestone
+from .vocabulary import MILESTONES, Channel
 
 __all__ = [
-    # Re-exported for the modules that still import them from here; they live in
-    # adapters_settings (AfterShipSettings, GenericMapping, OnfleetSettings), config_policy
-    # (PolicySettings, QuietWindow), config_sections (ApiKey, WebhookSubscription) and
-    # vocabulary (MILESTONES, Milestone).
-    "MILESTONES",
     "ROOT",
-    "AfterShipSettings",
-    "ApiKey",
     "ConfigError",
-    "GenericMapping",
-    "Milestone",
-    "OnfleetSettings",
-    "PolicySettings",
-    "QuietWindow",
     "Settings",
-    "WebhookSubscription",
     "check_secrets",
     "hash_key",
     "load_settings",

@@ -33,7 +33,7 @@ from .config import Settings
 from .demo import demo_steps, prepare_customers, run_tag
 from .sandbox import Sandbox
 
-__all__ = ["NEXT_MILESTONE", "add_console_routes", "add_routes", "tell_sandbox"]
+__all__ = ["NEXT_MILESTONE", "add_routes", "tell_sandbox"]
 
 PREFIX = "/sandbox"
 NEXT_MILESTONE = {
@@ -263,22 +263,3 @@ def tell_sandbox(app: web.Application, sandbox: Sandbox) -> None:
 
     sandbox.proxy_numbers = tuple(app[SETTINGS].relay.pool)
     sandbox.directory = directory
-
-
-def add_console_routes(
-    app: web.Application, settings: Settings, sandbox: Sandbox, redis_key: web.AppKey[Redis], prefix: str = PREFIX
-) -> None:
-    """The former entry point (hub dev): the console's routes and the sandbox told, on an app whose
-    settings and Redis client are under other keys than ``hub.appkeys``' (copied on start-up)."""
-    if prefix != PREFIX:
-        raise ValueError(f"the console is mounted under {PREFIX}")
-    if SETTINGS not in app:
-        app[SETTINGS] = settings
-    if redis_key is not REDIS:
-
-        async def share_redis(app: web.Application) -> None:
-            app[REDIS] = app[redis_key]
-
-        app.on_startup.append(share_redis)
-    add_routes(app)
-    tell_sandbox(app, sandbox)

@@ -32,9 +32,9 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .api import REDIS, create_app
+from . import console
+from .api import create_app
 from .config import Settings
-from .console import add_console_routes
 from .demo import reset_demo, run_demo, run_tag
 from .redis_server import DataDirInUse, EmbeddedRedis
 from .sandbox import Sandbox
@@ -196,7 +196,8 @@ async def _start(args: argparse.Namespace, settings: Settings) -> _Dev:
 
         def sandbox_routes(app: web.Application) -> None:
             sandbox.add_routes(app, "/sandbox")
-            add_console_routes(app, dev.settings, sandbox, REDIS)
+            console.add_routes(app)
+            console.tell_sandbox(app, sandbox)
 
         dev.runner = web.AppRunner(create_app(dev.settings, extra_setup=sandbox_routes), access_log=None)
         await dev.runner.setup()

@@ -45,13 +45,11 @@ from .policy import obsoleted_by, quiet_due, spread_offset
 from .records import FRESH, PENDING, TOLD, Claim, Found, Gated, Limited, MessageRecord
 from .relay import Relay
 from .render import Renderer
-from .replay import replay_messages
 from .schema import occurred_ms_of
 from .store import HubStore
 from .webhooks import Webhooks
 
-# replay_messages: kept importable from here for the CLI (it lives in hub.replay).
-__all__ = ["Dispatcher", "replay_messages"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 

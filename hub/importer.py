@@ -40,10 +40,12 @@ from preferences import Contact, CustomerStore, Preferences, normalize_locale
 from preferences.store import encode_contact
 
 from . import keys, lua_records
-from .config import MILESTONES, Settings
+from .config import Settings
 from .masking import mask_numbers
+from .records import now_iso
 from .schema import Customer, validation_fields
-from .store import HubStore, now_iso
+from .store import HubStore
+from .vocabulary import MILESTONES
 
 __all__ = [
     "CSV_COLUMNS",

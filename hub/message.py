@@ -20,7 +20,8 @@ from typing import Any
 from preferences import CustomerRecord
 
 from . import jobs
-from .config import QuietWindow, Settings
+from .config import Settings
+from .config_policy import QuietWindow
 from .jobs import Enqueue, MessageJob, MessageJobKind
 from .policy import customer_timezone, expires_at, quiet_window
 from .records import MessageRecord

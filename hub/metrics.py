@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .config import MILESTONES
+from .vocabulary import MILESTONES
 
 __all__ = [
     "CONTENT_TYPE",

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from . import jsonbody
-from .config import ApiKey
+from .config_sections import ApiKey
 from .errors import ApiError
 from .since import InvalidSince, since_ms
 

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from .config import PolicySettings, QuietWindow
+from .config_policy import PolicySettings, QuietWindow
 
 __all__ = [
     "customer_timezone",

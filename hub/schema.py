@@ -27,7 +27,7 @@ from pydantic import (
 from preferences.model import Contact
 from preferences.validation import check_phone
 
-from .config import MILESTONES, Milestone
+from .vocabulary import MILESTONES, Milestone
 
 __all__ = ["TERMINAL", "Event", "EventInvalid", "PushReceipt", "ReplayRequest", "parse_event", "validation_fields"]
 

@@ -16,7 +16,6 @@ from . import jobs, keys, lua_log
 from .config import Settings
 from .masking import mask_numbers
 from .records import (
-    FRESH,
     PENDING,
     Claim,
     MessageRecord,
@@ -29,8 +28,7 @@ from .records import (
     parse_claim,
 )
 
-# FRESH, PENDING, MessageRecord and now_iso are imported from here by many modules and tests.
-__all__ = ["FRESH", "PENDING", "HubStore", "MessageRecord", "now_iso"]
+__all__ = ["HubStore"]
 
 DAY = 86_400
 HOUR_MS = 3_600_000

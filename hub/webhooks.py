@@ -26,7 +26,8 @@ from arq import Retry
 from redis.asyncio import Redis
 
 from . import jobs, keys, lua_records, metrics
-from .config import Settings, WebhookSubscription
+from .config import Settings
+from .config_sections import WebhookSubscription
 from .signing import signature_header
 
 __all__ = ["Webhooks", "deliver_webhook", "replay_webhooks"]

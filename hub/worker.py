@@ -42,13 +42,10 @@ from .providers import build_channels
 from .relay import close_relay_job
 from .webhooks import deliver_webhook
 
-# job_serializer, job_deserializer: kept importable from here (they live in hub.jobs).
 __all__ = [
     "create_webhook_worker",
     "create_worker",
     "drain",
-    "job_deserializer",
-    "job_serializer",
     "process_event",
     "run_workers",
     "send_message",

@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from hub.config import QuietWindow
+from hub.config_policy import QuietWindow
 from hub.policy import quiet_until
 from hub.redis_server import EmbeddedRedis
 

@@ -32,11 +32,12 @@ from arq.connections import RedisSettings, create_pool
 from hub.api import create_app
 from hub.cli import main as cli_main
 from hub.config import Settings, load_settings
+from hub.jobs import job_deserializer, job_serializer
 from hub.pipeline import Runtime
 from hub.providers import build_channels
 from hub.redis_server import EmbeddedRedis
 from hub.sandbox import Sandbox
-from hub.worker import create_webhook_worker, create_worker, drain, job_deserializer, job_serializer
+from hub.worker import create_webhook_worker, create_worker, drain
 
 # Every provider the tests talk to is a loopback fake over plain HTTP, so no test needs a CA
 # bundle; yet httpx (under firebase-admin) parses one for each client it builds, three per push

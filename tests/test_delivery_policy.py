@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 
 from hub.cli import main as cli_main
 from hub.message import SendInProgress
-from hub.store import HubStore, MessageRecord
+from hub.records import MessageRecord
+from hub.store import HubStore
 from hub.worker import create_worker, drain
 from tests.conftest import ADMIN_KEY, Hub, a_runtime
 from tests.events import make_event

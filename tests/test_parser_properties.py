@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from twilio.request_validator import RequestValidator
 
-from hub.config import PolicySettings, QuietWindow, Settings
+from hub.config import Settings
+from hub.config_policy import PolicySettings, QuietWindow
 from hub.errors import ApiError
 from hub.policy import quiet_until, quiet_window
 from hub.replies import parse_reply

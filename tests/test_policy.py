@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.config import PolicySettings, QuietWindow
+from hub.config_policy import PolicySettings, QuietWindow
 from hub.policy import (
     customer_timezone,
     expires_at,

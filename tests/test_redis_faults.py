@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hub import lua_log
-from hub.records import CLAIMED, Found
+from hub.records import CLAIMED, FRESH, Found, MessageRecord
 from hub.redis_server import free_port
 from hub.schema import parse_event
-from hub.store import FRESH, HubStore, MessageRecord
+from hub.store import HubStore
 from tests.conftest import Hub, a_runtime
 from tests.events import make_event
 

@@ -13,8 +13,8 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from channels.segments import count_segments
-from hub.config import MILESTONES
 from hub.render import Renderer, RenderError
+from hub.vocabulary import MILESTONES
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 
