@@ -34,7 +34,8 @@ from aiohttp import web
 from preferences import check_phone
 
 from . import jsonbody
-from .adapters_map import IdKey, OptOut, Outcome, Skipped, map_aftership, map_generic, map_onfleet
+from .adapters_generic import map_generic
+from .adapters_map import IdKey, OptOut, Outcome, Skipped, map_aftership, map_onfleet
 from .adapters_settings import GenericMapping
 from .appkeys import CONVERSATIONS, CUSTOMERS, SETTINGS, STORE
 from .errors import ApiError

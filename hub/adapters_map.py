@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +21,7 @@ from typing import Any
 
 from preferences import check_phone
 
-from .adapters_settings import AfterShipSettings, GenericMapping, OnfleetSettings
-from .vocabulary import MILESTONES
+from .adapters_settings import AfterShipSettings, OnfleetSettings
 
 __all__ = [
     "IdKey",
@@ -31,10 +29,14 @@ __all__ = [
     "OptOut",
     "Outcome",
     "Skipped",
-    "json_pointer",
+    "as_text",
+    "as_time",
+    "customer_id_for",
+    "make_event_id",
     "map_aftership",
-    "map_generic",
     "map_onfleet",
+    "prune",
+    "safe_id",
 ]
 
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_.:@/+-]")
@@ -61,7 +63,7 @@ Outcome = Mapped | OptOut | Skipped
 
 
 # -- shared helpers --------------------------------------------------------------------------
-def _safe_id(value: Any, limit: int = 128) -> str | None:
+def safe_id(value: Any, limit: int = 128) -> str | None:
     """A vendor value as an id of the event schema (unusual characters become '-'); None if empty."""
     if value is None or isinstance(value, bool | dict | list):
         return None
@@ -70,7 +72,7 @@ def _safe_id(value: Any, limit: int = 128) -> str | None:
     return text[:limit] or None
 
 
-def _event_id(*parts: Any) -> str:
+def make_event_id(*parts: Any) -> str:
     """An event id from its parts; long ones end in a digest of the whole so they stay unique."""
     raw = ":".join(str(p) for p in parts if p not in (None, ""))
     text = _ID_CHARS.sub("-", raw)
@@ -79,7 +81,7 @@ def _event_id(*parts: Any) -> str:
     return text[:95] + ":" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
-def _time(value: Any) -> str | None:
+def as_time(value: Any) -> str | None:
     """An RFC 3339 time from epoch seconds or milliseconds, or an RFC 3339/ISO string as given."""
     if isinstance(value, bool) or value is None:
         return None
@@ -92,7 +94,7 @@ def _time(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():
         text = value.strip()
         if re.fullmatch(r"\d{9,13}(\.\d+)?", text):
-            return _time(float(text))
+            return as_time(float(text))
         return text
     return None
 
@@ -108,7 +110,7 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _text(value: Any, limit: int = 300) -> str | None:
+def as_text(value: Any, limit: int = 300) -> str | None:
     if value is None or isinstance(value, bool | dict | list):
         return None
     text = " ".join(str(value).split())
@@ -141,10 +143,10 @@ class IdKey:
     region: str
 
 
-def _prune(value: Any) -> Any:
+def prune(value: Any) -> Any:
     """Drop None values and empty objects (the schema treats absent and null alike)."""
     if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
+        pruned = {k: prune(v) for k, v in value.items()}
         return {k: v for k, v in pruned.items() if v is not None and v != {}}
     return value
 
@@ -176,10 +178,10 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
     data = body.get("data") if isinstance(body.get("data"), dict) else {}
     assert isinstance(data, dict)
     if trigger.lower() == "smsrecipientoptout":
-        phone = _onfleet_phone(data) or _text(body.get("phone"), 40)
+        phone = _onfleet_phone(data) or as_text(body.get("phone"), 40)
         if not phone:
             return Skipped("SMSRecipientOptOut without a recipient phone")
-        return OptOut(phone, _event_id("onfleet", "optout", body.get("time"), phone))
+        return OptOut(phone, make_event_id("onfleet", "optout", body.get("time"), phone))
     key = trigger.lower()
     if key not in settings.triggers:
         return Skipped(f"trigger {trigger or '(none)'!r} is not mapped")
@@ -188,13 +190,13 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
         return Skipped(f"trigger {trigger!r} is mapped to nothing")
     task = data.get("task") if isinstance(data.get("task"), dict) else {}
     assert isinstance(task, dict)
-    task_id = _safe_id(body.get("taskId") or task.get("id"))
+    task_id = safe_id(body.get("taskId") or task.get("id"))
     delivery_id = _onfleet_delivery_id(task, settings, task_id)
     if not delivery_id or not task_id:
         return Skipped("no task id (delivery id) in the payload")
     completion = task.get("completionDetails") if isinstance(task.get("completionDetails"), dict) else {}
     assert isinstance(completion, dict)
-    occurred = _time(body.get("time")) or _time(completion.get("time")) or _time(task.get("timeLastModified"))
+    occurred = as_time(body.get("time")) or as_time(completion.get("time")) or as_time(task.get("timeLastModified"))
     stamp: Any = body.get("time") if key in _ONFLEET_REPEATING else None
     if key == "taskcompleted" and completion.get("success") is False:
         milestone = settings.triggers.get("taskfailed") or "delivery_failed"
@@ -206,29 +208,34 @@ def map_onfleet(body: Any, settings: OnfleetSettings, ids: IdKey) -> Outcome:
             return Skipped(f"{trigger} without a new ETA", delivery_id)
         stamp = f"eta{int(arrival) // 60000}"  # an update that keeps the ETA is a duplicate
 
-    recipients = [r for r in _list(task.get("recipients")) if isinstance(r, dict)]
-    recipient = recipients[0] if recipients else {}
-    phone = _text(recipient.get("phone"), 40)
     payload = {
-        "event_id": _event_id("onfleet", task_id, key, stamp),
+        "event_id": make_event_id("onfleet", task_id, key, stamp),
         "type": milestone,
         "occurred_at": occurred,
         "delivery": {
             "id": delivery_id,
-            "tracking_code": _text(task.get("shortId"), 64),
+            "tracking_code": as_text(task.get("shortId"), 64),
             "merchant": settings.merchant,
             "address": _onfleet_address(task),
             "eta": eta,
         },
-        "customer": {
-            "id": _safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id, ids),
-            "name": _text(recipient.get("name"), 200),
-            "phone": phone,
-        },
+        "customer": _onfleet_customer(task, delivery_id, ids),
         "driver": _onfleet_driver(body, data, task),
         "data": event_data,
     }
-    return Mapped(_prune(payload))
+    return Mapped(prune(payload))
+
+
+def _onfleet_customer(task: dict[str, Any], delivery_id: str, ids: IdKey) -> dict[str, Any]:
+    """The task's first recipient; its id, or one derived from its phone when Onfleet gave none."""
+    recipients = [r for r in _list(task.get("recipients")) if isinstance(r, dict)]
+    recipient = recipients[0] if recipients else {}
+    phone = as_text(recipient.get("phone"), 40)
+    return {
+        "id": safe_id(recipient.get("id")) or customer_id_for("onfleet", phone, None, delivery_id, ids),
+        "name": as_text(recipient.get("name"), 200),
+        "phone": phone,
+    }
 
 
 def _onfleet_data(
@@ -240,19 +247,19 @@ def _onfleet_data(
         photos = list(_list(completion.get("photoUploadIds")))
         if completion.get("photoUploadId"):
             photos.insert(0, completion["photoUploadId"])
-        photo = _safe_id(photos[0]) if photos else None
+        photo = safe_id(photos[0]) if photos else None
         signed = bool(completion.get("signatureUploadId"))
         event_data["pod"] = {
             "photo_url": settings.photo_url.replace("{id}", photo) if photo else None,
-            "signature": _text(completion.get("signatureText"), 200) or (True if signed else None),
-            "recipient": _text(completion.get("signatureText"), 200),
-            "place": _text(completion.get("notes"), 200),
+            "signature": as_text(completion.get("signatureText"), 200) or (True if signed else None),
+            "recipient": as_text(completion.get("signatureText"), 200),
+            "place": as_text(completion.get("notes"), 200),
         }
     elif milestone == "delivery_failed":
         reason = completion.get("failureReason")
         notes = completion.get("failureNotes") or completion.get("notes")
         text = str(reason).replace("_", " ").lower() if reason else None
-        event_data["reason"] = _text(": ".join(t for t in (text, _text(notes)) if t))
+        event_data["reason"] = as_text(": ".join(t for t in (text, as_text(notes)) if t))
     elif milestone == "exception":
         event_data["kind"] = "delay" if key == "taskdelayed" else None
         delay = body.get("delay")
@@ -272,14 +279,14 @@ def _onfleet_delivery_id(task: dict[str, Any], settings: OnfleetSettings, task_i
         return delivery_id
     for entry in _list(task.get("metadata")):
         if isinstance(entry, dict) and entry.get("name") == settings.delivery_id_metadata:
-            delivery_id = _safe_id(entry.get("value"))
+            delivery_id = safe_id(entry.get("value"))
     return delivery_id
 
 
 def _onfleet_address(task: dict[str, Any]) -> str | None:
     destination = task.get("destination") if isinstance(task.get("destination"), dict) else {}
     address = (destination or {}).get("address") if isinstance((destination or {}).get("address"), dict) else {}
-    return _text((address or {}).get("unparsed"))
+    return as_text((address or {}).get("unparsed"))
 
 
 def _onfleet_eta(task: dict[str, Any]) -> dict[str, Any] | None:
@@ -288,25 +295,25 @@ def _onfleet_eta(task: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(arrival, int | float) and not isinstance(arrival, bool):
         finish = task.get("estimatedCompletionTime")
         finish = finish if isinstance(finish, int | float) and finish >= arrival else arrival
-        return {"start": _time(arrival), "end": _time(finish)}
+        return {"start": as_time(arrival), "end": as_time(finish)}
     if task.get("completeAfter") and task.get("completeBefore"):
-        return {"start": _time(task["completeAfter"]), "end": _time(task["completeBefore"])}
+        return {"start": as_time(task["completeAfter"]), "end": as_time(task["completeBefore"])}
     return None
 
 
 def _onfleet_driver(body: dict[str, Any], data: dict[str, Any], task: dict[str, Any]) -> dict[str, Any] | None:
     worker = data.get("worker") if isinstance(data.get("worker"), dict) else None
-    worker_id = _safe_id((worker or {}).get("id") or body.get("workerId") or task.get("worker"))
+    worker_id = safe_id((worker or {}).get("id") or body.get("workerId") or task.get("worker"))
     if not worker_id:
         return None
-    return {"id": worker_id, "name": _text((worker or {}).get("name"), 200)}
+    return {"id": worker_id, "name": as_text((worker or {}).get("name"), 200)}
 
 
 # -- AfterShip -------------------------------------------------------------------------------
 def _first_text(values: Any) -> str | None:
     if isinstance(values, list):
         for value in values:
-            text = _text(value, 254)
+            text = as_text(value, 254)
             if text:
                 return text
     return None
@@ -327,11 +334,11 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
         milestone = settings.tags[tag.lower()]
     else:
         return Skipped(f"tag {tag or '(none)'!r} is not mapped")
-    tracking = _safe_id(msg.get("tracking_number"))
+    tracking = safe_id(msg.get("tracking_number"))
     delivery_id = {
         "tracking_number": tracking,
-        "order_id": _safe_id(msg.get("order_id")) or tracking,
-        "id": _safe_id(msg.get("id")),
+        "order_id": safe_id(msg.get("order_id")) or tracking,
+        "id": safe_id(msg.get("id")),
     }[settings.delivery_id]
     if milestone is None:
         return Skipped(f"tag {subtag or tag!r} is mapped to nothing", delivery_id)
@@ -343,7 +350,7 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
     checkpoint_time = last.get("checkpoint_time")
     occurred = (
         (checkpoint_time if _has_offset(checkpoint_time) else None)
-        or _time(body.get("ts"))
+        or as_time(body.get("ts"))
         or (msg.get("updated_at") if _has_offset(msg.get("updated_at")) else None)
     )
     stamp = last.get("checkpoint_time") or body.get("event_id") or body.get("ts")
@@ -353,33 +360,33 @@ def map_aftership(body: Any, settings: AfterShipSettings, ids: IdKey) -> Outcome
     if _has_offset(expected):
         eta = {"start": expected, "end": expected}
     payload = {
-        "event_id": _event_id("aftership", msg.get("id") or tracking, (subtag or tag).lower(), stamp),
+        "event_id": make_event_id("aftership", msg.get("id") or tracking, (subtag or tag).lower(), stamp),
         "type": milestone,
         "occurred_at": occurred,
         "delivery": {
             "id": delivery_id,
-            "tracking_code": _text(msg.get("tracking_number"), 64),
-            "merchant": _text(msg.get("title"), 120) if msg.get("title") != msg.get("tracking_number") else None,
+            "tracking_code": as_text(msg.get("tracking_number"), 64),
+            "merchant": as_text(msg.get("title"), 120) if msg.get("title") != msg.get("tracking_number") else None,
             "eta": eta,
         },
         "customer": _aftership_customer(msg, delivery_id, ids),
         "data": _aftership_data(milestone, msg, last, subtag, settings),
     }
-    return Mapped(_prune(payload))
+    return Mapped(prune(payload))
 
 
 def _aftership_customer(msg: dict[str, Any], delivery_id: str, ids: IdKey) -> dict[str, Any]:
     """The tracking's first customer, else its notification lists (``smses``, ``emails``)."""
     customers = [c for c in _list(msg.get("customers")) if isinstance(c, dict)]
     person = customers[0] if customers else {}
-    phone = _text(person.get("phone_number"), 40) or _first_text(msg.get("smses"))
-    email = _text(person.get("email"), 254) or _first_text(msg.get("emails"))
+    phone = as_text(person.get("phone_number"), 40) or _first_text(msg.get("smses"))
+    email = as_text(person.get("email"), 254) or _first_text(msg.get("emails"))
     return {
         "id": customer_id_for("aftership", phone, email, delivery_id, ids),
-        "name": _text(person.get("name"), 200) or _text(msg.get("customer_name"), 200),
+        "name": as_text(person.get("name"), 200) or as_text(msg.get("customer_name"), 200),
         "phone": phone,
         "email": email,
-        "locale": _text(person.get("language") or msg.get("language"), 20),
+        "locale": as_text(person.get("language") or msg.get("language"), 20),
     }
 
 
@@ -388,98 +395,18 @@ def _aftership_data(
 ) -> dict[str, Any]:
     """The event's ``data`` from the tracking and its last checkpoint: reason, kind, proof, pickup."""
     event_data: dict[str, Any] = {}
-    reason = _text(msg.get("subtag_message")) or _text(last.get("message"))
+    reason = as_text(msg.get("subtag_message")) or as_text(last.get("message"))
     if milestone in ("exception", "delivery_failed", "returned"):
         event_data["reason"] = reason
     if milestone == "exception":
         event_data["kind"] = settings.exception_kinds.get(subtag.lower())
     if milestone == "delivered":
-        event_data["pod"] = {"recipient": _text(msg.get("signed_by"), 200), "place": _text(last.get("location"), 200)}
+        event_data["pod"] = {
+            "recipient": as_text(msg.get("signed_by"), 200),
+            "place": as_text(last.get("location"), 200),
+        }
     if milestone == "ready_for_pickup":
-        location = _text(last.get("location"), 200) or _text(msg.get("pickup_location"), 200)
+        location = as_text(last.get("location"), 200) or as_text(msg.get("pickup_location"), 200)
         if location:
-            event_data["pickup"] = {"name": location, "hours": _text(msg.get("pickup_note"), 200)}
+            event_data["pickup"] = {"name": location, "hours": as_text(msg.get("pickup_note"), 200)}
     return event_data
-
-
-# -- generic JSON webhooks -------------------------------------------------------------------
-_MISSING = object()
-
-
-def json_pointer(document: Any, pointer: str) -> Any:
-    """Resolve an RFC 6901 JSON pointer; ``_MISSING`` when any step does not exist."""
-    if pointer == "":
-        return document
-    node = document
-    for raw in pointer.split("/")[1:]:
-        token = raw.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict):
-            if token not in node:
-                return _MISSING
-            node = node[token]
-        elif isinstance(node, list):
-            if not re.fullmatch(r"0|[1-9][0-9]*", token) or int(token) >= len(node):
-                return _MISSING
-            node = node[int(token)]
-        else:
-            return _MISSING
-    return node
-
-
-def map_generic(name: str, body: Any, mapping: GenericMapping, ids: IdKey) -> Outcome:
-    """Any JSON webhook, through the mapping's JSON pointers and status table."""
-    values: dict[str, Any] = {}
-    for field, pointer in mapping.fields.items():
-        value = json_pointer(body, pointer)
-        if value is not _MISSING and value is not None:
-            values[field] = value
-    status = _text(values.get("type"), 100)
-    if status is None:
-        return Skipped("no status at the type pointer")
-    milestone: str | None
-    if status.lower() in mapping.statuses:
-        milestone = mapping.statuses[status.lower()]
-    elif status in MILESTONES:
-        milestone = status
-    else:
-        return Skipped(f"status {status!r} is not mapped")
-    delivery_id = _safe_id(values.get("delivery.id"))
-    if milestone is None:
-        return Skipped(f"status {status!r} is mapped to nothing", delivery_id)
-    if not delivery_id:
-        return Skipped("no delivery id at the delivery.id pointer")
-    source = f"generic-{name}"
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    event_id = _safe_id(values.get("event_id"), 100)
-    payload: dict[str, Any] = {
-        "event_id": _event_id(source, event_id or hashlib.sha256(canonical.encode()).hexdigest()[:32]),
-        "type": milestone,
-        "occurred_at": _time(values.get("occurred_at")) or _time(json_pointer(body, "/time")),
-    }
-    for name_, value in values.items():
-        if name_ in ("event_id", "type", "occurred_at"):
-            continue
-        if name_ in ("delivery.eta.start", "delivery.eta.end"):
-            value = _time(value)
-        elif name_ == "data.minutes":
-            value = value if isinstance(value, int) and not isinstance(value, bool) else None
-        elif name_ == "data.pod.signature" and isinstance(value, bool):
-            pass
-        else:
-            value = _text(value, 300)
-        node = payload
-        parts = name_.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    payload["delivery"]["id"] = delivery_id
-    customer = payload.setdefault("customer", {})
-    if not _safe_id(customer.get("id")):
-        customer["id"] = customer_id_for(source, customer.get("phone"), customer.get("email"), delivery_id, ids)
-    else:
-        customer["id"] = _safe_id(customer["id"])
-    if "driver" in payload and not payload["driver"].get("id"):
-        del payload["driver"]
-    if payload.get("occurred_at") is None:
-        payload.pop("occurred_at")
-    return Mapped(_prune(payload))

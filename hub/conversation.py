@@ -145,47 +145,15 @@ class Conversations:
         phone: str,
         sid: str,
     ) -> Answer:
-        if reply.kind == "stop":
-            await self.opt_out(phone, reply.text, sender)
-            await self.webhooks.emit(
-                "contact.opted_out",
-                {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()},
-                key=sid,
-            )
-            return Answer(self._say(locale, "stop_confirm"), "stop")
-        if reply.kind == "start":
-            await self.redis.delete(keys.sms_optout(self.optout_pepper, phone))
-            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"}, key=sid)
-            return Answer(self._say(locale, "start_confirm"), "start")
-        if reply.kind == "help":
-            return Answer(self._say(locale, "help"), "help")
-
+        if reply.kind in ("stop", "start", "help"):
+            return await self._keyword(reply, customer, locale, sender, phone, sid)
         now = time.time()
         live = prompt is not None and now < float(prompt.get("expires_at", 0))
         open_delivery = prompt is not None and await self._delivery_open(prompt["delivery_id"])
         locale = (prompt or {}).get("locale") or locale
 
         if reply.kind == "number":
-            assert reply.number is not None
-            if prompt is None:
-                # Most likely an answer to a slot offer that is gone.
-                return Answer(self._say(locale, "reschedule_closed", link=None), "number_without_prompt")
-            if prompt["prompt"] == "instructions":
-                return Answer(self._not_understood(locale, None, open_delivery), "not_understood")
-            if prompt["prompt"] == "reschedule":
-                if not live or not open_delivery:
-                    return Answer(self._say(locale, "reschedule_closed", link=None), "reschedule_closed")
-                slots = prompt["slots"]
-                if not 1 <= reply.number <= len(slots):
-                    return Answer(self._say(locale, "reschedule_invalid", count=len(slots)), "reschedule_invalid")
-                return await self.reschedule(customer, prompt, slots[reply.number - 1], locale, sid)
-            # rating prompt
-            if not live:
-                return Answer(self._not_understood(locale, None, open_delivery), "rating_closed")
-            if not 1 <= reply.number <= 5:
-                return Answer(self._say(locale, "rating_invalid"), "rating_invalid")
-            return await self.rate(customer, prompt, reply.number, reply.comment, locale, sid)
-
+            return await self._number(reply, customer, locale, prompt, live, open_delivery, sid)
         if reply.kind == "instructions" and prompt is not None and open_delivery:
             assert reply.instruction is not None
             return await self.instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale, sid)
@@ -198,6 +166,55 @@ class Conversations:
         ):
             return await self.instruct(customer, prompt, "note", reply.note, reply.always, locale, sid)
         return Answer(self._not_understood(locale, prompt if live else None, open_delivery), "not_understood")
+
+    async def _keyword(
+        self, reply: Reply, customer: CustomerRecord, locale: str | None, sender: str, phone: str, sid: str
+    ) -> Answer:
+        """STOP, START and HELP: answered whatever the conversation was about."""
+        if reply.kind == "stop":
+            await self.opt_out(phone, reply.text, sender)
+            await self.webhooks.emit(
+                "contact.opted_out",
+                {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()},
+                key=sid,
+            )
+            return Answer(self._say(locale, "stop_confirm"), "stop")
+        if reply.kind == "start":
+            await self.redis.delete(keys.sms_optout(self.optout_pepper, phone))
+            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"}, key=sid)
+            return Answer(self._say(locale, "start_confirm"), "start")
+        return Answer(self._say(locale, "help"), "help")
+
+    async def _number(
+        self,
+        reply: Reply,
+        customer: CustomerRecord,
+        locale: str | None,
+        prompt: dict[str, Any] | None,
+        live: bool,
+        open_delivery: bool,
+        sid: str,
+    ) -> Answer:
+        """A bare number: a slot when slots were offered, else a rating."""
+        assert reply.number is not None
+        if prompt is None:
+            # Most likely an answer to a slot offer that is gone.
+            return Answer(self._say(locale, "reschedule_closed", link=None), "number_without_prompt")
+        if prompt["prompt"] == "instructions":
+            return Answer(self._not_understood(locale, None, open_delivery), "not_understood")
+        if prompt["prompt"] == "reschedule":
+            if not live or not open_delivery:
+                return Answer(self._say(locale, "reschedule_closed", link=None), "reschedule_closed")
+            slots = prompt["slots"]
+            if not 1 <= reply.number <= len(slots):
+                return Answer(self._say(locale, "reschedule_invalid", count=len(slots)), "reschedule_invalid")
+            return await self.reschedule(customer, prompt, slots[reply.number - 1], locale, sid)
+        # rating prompt
+        if not live:
+            return Answer(self._not_understood(locale, None, open_delivery), "rating_closed")
+        if not 1 <= reply.number <= 5:
+            return Answer(self._say(locale, "rating_invalid"), "rating_invalid")
+        return await self.rate(customer, prompt, reply.number, reply.comment, locale, sid)
 
     def _not_understood(self, locale: str | None, prompt: dict[str, Any] | None, open_delivery: bool) -> str:
         slots = len(prompt["slots"]) if prompt and prompt["prompt"] == "reschedule" else 0
