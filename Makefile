@@ -7,7 +7,7 @@ ARGS   ?= --demo
 BENCH_ARGS ?= --events 2000 --workers 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint fmt typecheck bench bench-smoke chaos large clean browser
+.PHONY: run test lint fmt typecheck bench bench-smoke chaos large clean browser messages docs
 
 # Browser tests drive Debian's chromium through chromedriver. Installed here when missing and
 # possible (apt-get as root, or through passwordless sudo), then checked by running both. When
@@ -68,6 +68,15 @@ fmt: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Every translatable string of templates/ into templates/locales/messages.pot, and each
+# <lang>.po brought up to date with it (tests/test_i18n.py fails while one is stale).
+messages: $(STAMP)
+	$(BIN)/python -m hub.i18n extract
+
+# docs/configuration.md is generated from the settings model (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m hub.confdoc > docs/configuration.md
 
 # The benchmarks and chaos runs are the checkout's proofs/ package (not in the wheel): the
 # editable install below is what lets `hub bench` and `hub chaos` find them.
