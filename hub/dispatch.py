@@ -192,7 +192,7 @@ class Dispatcher:
             # Redis outlasted the patience, or the job was cancelled: the claim may have landed
             # with its answer lost. Nothing was sent, so give it back once Redis answers; left
             # alone it would stay "sending" and end "unknown" without ever being sent.
-            self._release_later(send, spec, rec, token)
+            self.background.spawn(self._release(send, spec, rec, token))
             raise
 
     async def _found(self, send: Send, spec: Spec, rec: MessageRecord, status: str) -> str:
@@ -351,7 +351,7 @@ class Dispatcher:
         try:
             return await outlasting(call, patience=self.settings.worker.job_timeout / 4)
         except BaseException:
-            self._release_later(send, spec, rec, token)
+            self.background.spawn(self._release(send, spec, rec, token))
             raise
 
     async def _look_up(self, send: Send, rec: MessageRecord, outbound: Outbound, since: float, why: str) -> SendResult:
@@ -422,9 +422,6 @@ class Dispatcher:
         return await self._settled(
             send, replace(spec, reason=IN_DOUBT), rec, token, result, {"doubt_ms": str(doubt_ms)}
         )
-
-    def _release_later(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> None:
-        self.background.spawn(self._release(send, spec, rec, token))
 
     async def _release(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> None:
         """Give back a claim that never reached the provider, trying through a Redis outage for
