@@ -131,7 +131,8 @@ async def _keys(redis: Redis, settings: Settings, args: argparse.Namespace) -> i
 
 async def _customers(redis: Redis, settings: Settings, args: argparse.Namespace) -> int:
     # Imported here: the models and tqdm are not needed by the hub's other commands.
-    from .importer import ImportFileError, UnknownCustomer, export_customer, import_customers, summary_lines
+    from .export import UnknownCustomer, export_customer
+    from .importer import ImportFileError, import_customers, summary_lines
 
     if args.customers_command == "import":
         try:

@@ -1,4 +1,4 @@
-"""Bulk customer import (CSV or JSON lines) and the per-customer export (GDPR access requests).
+"""Bulk customer import (CSV or JSON lines); the per-customer export is ``hub.export``.
 
 Import streams the file: rows are validated one by one with the models the API uses
 (``preferences.Contact``, ``preferences.Preferences``, the event schema's id rule) and written in
@@ -27,7 +27,6 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -36,23 +35,19 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from tqdm import tqdm
 
-from preferences import Contact, CustomerStore, Preferences, normalize_locale
+from preferences import Contact, Preferences, normalize_locale
 from preferences.store import encode_contact
 
 from . import keys, lua_records
-from .config import Settings
 from .masking import mask_numbers
 from .records import now_iso
 from .schema import Customer, validation_fields
-from .store import HubStore
 from .vocabulary import MILESTONES
 
 __all__ = [
     "CSV_COLUMNS",
     "ImportFileError",
     "ImportSummary",
-    "UnknownCustomer",
-    "export_customer",
     "import_customers",
     "rejects_path_for",
     "summary_lines",
@@ -82,10 +77,6 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 class ImportFileError(ValueError):
     """The file cannot be imported at all (the message says why and where)."""
-
-
-class UnknownCustomer(LookupError):
-    """The hub holds nothing about this customer."""
 
 
 @dataclass
@@ -406,46 +397,3 @@ def summary_lines(summary: ImportSummary) -> list[str]:
         if summary.rejected > len(summary.first_rejects):
             out.append(f"  ... and {summary.rejected - len(summary.first_rejects)} more")
     return out
-
-
-# -- export -----------------------------------------------------------------------------------
-async def export_customer(redis: Redis, settings: Settings, customer_id: str) -> dict[str, Any]:
-    """Everything the hub holds about one customer, unmasked (a GDPR access request), read
-    through the same store calls as the API's GET views."""
-    record = await CustomerStore(redis).get(customer_id)
-    if record is None:
-        raise UnknownCustomer(f"the hub holds no customer with id {customer_id!r}")
-    store = HubStore(redis, settings)
-    view = record.to_json(unmask=True)
-    preferences = view.pop("preferences")
-    sms_stop: dict[str, str] | None = None
-    open_prompt: Any = None
-    if record.phone:
-        sms_stop = await redis.hgetall(keys.sms_optout(store.optout_pepper, record.phone)) or None
-        # Where the dispatcher keeps it: under the messaging service when one is set, else the number.
-        for sender in dict.fromkeys(
-            s for s in (settings.twilio.messaging_service_sid, settings.twilio.from_number) if s
-        ):
-            raw_prompt = await redis.get(keys.conversation(record.phone, sender))
-            if raw_prompt:
-                open_prompt = json.loads(raw_prompt)
-                break
-    deliveries = []
-    for delivery_id in sorted(await redis.smembers(keys.deliveries_of(customer_id))):
-        delivery = await store.get_delivery(delivery_id)
-        if delivery is None:
-            continue
-        delivery["timeline"] = await store.timeline(delivery_id)
-        delivery["feedback"] = await redis.hgetall(keys.feedback(delivery_id)) or None
-        deliveries.append(delivery)
-    count = int(await redis.zcard(keys.messages_by_customer(customer_id)))
-    messages = await store.list_messages(delivery_id=None, customer_id=customer_id, limit=count) if count else []
-    return {
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "customer": view,
-        "preferences": preferences,
-        "opt_outs": {"channels": preferences.get("opt_out") or [], "sms_stop": sms_stop},
-        "open_prompt": open_prompt,
-        "deliveries": deliveries,
-        "messages": messages,
-    }
