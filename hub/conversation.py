@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from preferences import CustomerRecord, CustomerStore
 
 from . import keys, lua_records
+from .clock import now_iso
 from .config import Settings
 from .masking import mask_phone
 from .render import Renderer
@@ -75,7 +76,7 @@ class Conversations:
         """Record STOP for a phone: when, which keyword, to which sender (kept through erasure)."""
         await self.redis.hset(
             keys.sms_optout(self.optout_pepper, phone),
-            mapping={"at": self._now(), "keyword": keyword.upper(), "sender": sender},
+            mapping={"at": now_iso(), "keyword": keyword.upper(), "sender": sender},
         )
 
     async def may_answer_stranger(self, phone: str) -> bool:
@@ -90,10 +91,6 @@ class Conversations:
             pipe.incr(key)
             _, answered = await pipe.execute()
         return int(answered) <= limits.unknown_number_answers
-
-    @staticmethod
-    def _now() -> str:
-        return datetime.now(UTC).isoformat(timespec="milliseconds")
 
     # -- entry point -------------------------------------------------------------------------
     async def handle(self, sender: str, from_: str, body: str, message_sid: str) -> Answer:
@@ -236,7 +233,7 @@ class Conversations:
             "slot_id": slot["id"],
             "start": slot["start"],
             "end": slot["end"],
-            "at": self._now(),
+            "at": now_iso(),
             "channel": channel,
         }
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "reschedule_requested", json.dumps(request))
@@ -258,7 +255,7 @@ class Conversations:
         sid: str,
         channel: str = "sms",
     ) -> Answer:
-        instruction = {"kind": kind, "note": note or None, "at": self._now(), "channel": channel, "always": always}
+        instruction = {"kind": kind, "note": note or None, "at": now_iso(), "channel": channel, "always": always}
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "instructions", json.dumps(instruction))
         if always:
             await self.customers.patch_preferences(customer.id, {"instructions": {"kind": kind, "note": note or None}})

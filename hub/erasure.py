@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
 from preferences import CustomerStore
 
 from . import jobs, keys
+from .clock import now_iso
 from .config import Settings
 from .relay import Relay
 
@@ -105,7 +105,7 @@ async def _scrub_records(redis: Redis, customer_id: str) -> bool:
             pipe.delete(keys.phone(phone))
             # An SMS opt-out (STOP) is kept: a suppression list must outlive the erasure.
         # contact_at: events received before the erasure cannot bring the contacts back.
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        now = now_iso()
         pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
         # Tracking links stop working at once (their pages answer 410 Gone).
         for link_id in links:

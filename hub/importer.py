@@ -39,8 +39,8 @@ from preferences import Contact, Preferences, normalize_locale
 from preferences.store import encode_contact
 
 from . import keys, lua_records
+from .clock import now_iso
 from .masking import mask_numbers
-from .records import now_iso
 from .schema import Customer, validation_fields
 from .vocabulary import MILESTONES
 

@@ -9,10 +9,10 @@ either known and queued or neither; a repeat of a known event is a duplicate, an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics
+from .clock import now_iso
 from .schema import Event
 from .store import HubStore
 
@@ -21,7 +21,7 @@ __all__ = ["accept_events", "count_invalid"]
 
 async def accept_events(store: HubStore, source: str, events: list[Event]) -> list[str]:
     """Register and enqueue events atomically; returns accepted | duplicate | conflict per event."""
-    received_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    received_at = now_iso()
     items = [(source, e.event_id, e.digest(), {**e.to_job(), "received_at": received_at}) for e in events]
     states = await store.accept_events(items, received_at)
     answers = ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]

@@ -22,6 +22,7 @@ from channels import SendResult
 from preferences import CustomerStore
 
 from . import metrics
+from .clock import now_iso
 from .config import Settings
 from .durable import outlasting
 from .jobs import MessageJobKind
@@ -29,7 +30,7 @@ from .masking import mask
 from .message import IN_DOUBT, Scheduler, Send, Spec, job_payload
 from .planner import next_channel, reachable
 from .prompts import open_prompt, prompt_for
-from .records import TOLD, MessageRecord, now_iso
+from .records import TOLD, MessageRecord
 from .status import apply_parked, tell_status
 from .store import HubStore
 from .webhooks import Webhooks

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import keys
+from .clock import now_iso
 from .masking import mask_numbers
 
 __all__ = [
@@ -82,10 +83,6 @@ def parse_claim(reply: str) -> Claim:
     if reply.startswith("limited:"):
         return Limited(int(reply.removeprefix("limited:")))
     return Found(reply)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def now_ms() -> int:

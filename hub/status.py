@@ -15,7 +15,8 @@ from channels.twilio_errors import INVALID_NUMBER_ERRORS
 from preferences import CustomerStore
 
 from . import keys, metrics
-from .records import MessageRecord, now_iso
+from .clock import now_iso
+from .records import MessageRecord
 from .store import HubStore
 from .webhooks import Webhooks
 

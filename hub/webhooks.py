@@ -18,7 +18,6 @@ import logging
 import random
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -26,6 +25,7 @@ from arq import Retry
 from redis.asyncio import Redis
 
 from . import jobs, keys, lua_records, metrics
+from .clock import now_iso
 from .config import Settings
 from .config_sections import WebhookSubscription
 from .signing import signature_header
@@ -50,7 +50,7 @@ class Webhooks:
         subs = self.subscribers(event_type)
         if not subs:
             return []
-        created_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+        created_at = now_iso()
         now_ms = int(time.time() * 1000)
         ids = []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -144,7 +144,7 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
         return row.get("status", "missing") if row else "missing"
     sub = next((s for s in settings.webhooks.subscriptions if s.url == row["url"]), None)
     attempts = int(row.get("attempts", "0")) + 1
-    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    now = now_iso()
     if sub is None:
         await _dead(redis, key, delivery_id, attempts, "the subscription is no longer configured")
         return "dead"
@@ -204,7 +204,7 @@ async def _dead(redis: Redis, key: str, delivery_id: str, attempts: int, error: 
                 "status": "dead",
                 "attempts": str(attempts),
                 "last_error": error,
-                "updated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "updated_at": now_iso(),
             },
         )
         pipe.zadd(keys.WEBHOOK_DEAD, {delivery_id: int(time.time() * 1000)})

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
 from hub import keys, lua_records
+from hub.clock import now_iso
 from hub.masking import mask_email, mask_numbers, mask_phone, mask_token
 
 __all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore", "encode_contact"]
@@ -99,10 +99,6 @@ def encode_contact(contact: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 class CustomerStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -141,7 +137,7 @@ class CustomerStore:
         fields = encode_contact(contact)
         key = keys.customer(customer_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={**fields, "updated_at": _now()})
+            pipe.hset(key, mapping={**fields, "updated_at": now_iso()})
             if any(f in fields for f in ("phone", "email", "push_tokens")):
                 pipe.hdel(key, "erased")
             await pipe.execute()
@@ -155,7 +151,7 @@ class CustomerStore:
             pipe.exists(key)
             if missing:
                 pipe.hdel(key, *missing)
-            now = _now()
+            now = now_iso()
             pipe.hset(key, mapping={**fields, "updated_at": now, "contact_at": now})
             # Contacts given explicitly are taken as good again.
             pipe.hdel(key, "erased", "phone_invalid", "email_invalid")
@@ -169,6 +165,6 @@ class CustomerStore:
         key = keys.customer(customer_id)
         mapping = {f"pref:{k}": json.dumps(v) for k, v in prefs.items() if k in PREF_FIELDS}
         args: list[str] = []
-        for k, v in {**mapping, "updated_at": _now()}.items():
+        for k, v in {**mapping, "updated_at": now_iso()}.items():
             args += [k, v]
         return bool(await self.redis.eval(lua_records.PATCH_PREFERENCES, 1, key, *args))
