@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
+from preferences.validation import phone_region
+
 from .config_policy import PolicySettings, QuietWindow
 
 __all__ = [
@@ -33,7 +35,6 @@ __all__ = [
     "expires_at",
     "first_instant_at",
     "obsoleted_by",
-    "phone_region",
     "quiet_due",
     "quiet_until",
     "quiet_window",
@@ -133,16 +134,6 @@ def obsoleted_by(milestone: str, newer: Iterable[str], cfg: PolicySettings) -> s
         if other == milestone or other in replaced_by:
             return other
     return None
-
-
-def phone_region(phone: str | None) -> str | None:
-    """ISO country code of an E.164 number, or None."""
-    if not phone:
-        return None
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(phone, None)) or None
-    except phonenumbers.NumberParseException:
-        return None
 
 
 def customer_timezone(

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import phonenumbers
 from redis.asyncio import Redis
+
+from preferences.validation import phone_region
 
 from . import jobs, keys, lua_records, metrics
 from .config import Settings
@@ -61,13 +62,6 @@ class Route:
     shown_number: str  # the proxy number the other participant knows: their caller id
 
 
-def _region(number: str) -> str | None:
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
-    except phonenumbers.NumberParseException:
-        return None
-
-
 class Relay:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
@@ -87,8 +81,8 @@ class Relay:
 
     def pool_for(self, number: str) -> list[str]:
         """The pool with the participant's own country's numbers first."""
-        region = _region(number)
-        return sorted(self.cfg.pool, key=lambda x: _region(x) != region)
+        region = phone_region(number)
+        return sorted(self.cfg.pool, key=lambda x: phone_region(x) != region)
 
     async def open(self, delivery_id: str, driver: str, customer: str) -> tuple[dict[str, str], bool]:
         """Open (or return the open) session for a delivery. True when newly opened."""

@@ -13,7 +13,7 @@ import phonenumbers
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 
-__all__ = ["check_email", "check_phone", "check_timezone", "normalize_locale"]
+__all__ = ["check_email", "check_phone", "check_timezone", "normalize_locale", "phone_region"]
 
 
 def check_phone(value: str, region: str) -> str:
@@ -65,3 +65,13 @@ def normalize_locale(value: str | None) -> str | None:
     except (UnknownLocaleError, ValueError, TypeError):
         return None
     return f"{loc.language}-{loc.territory}" if loc.territory else loc.language
+
+
+def phone_region(phone: str | None) -> str | None:
+    """ISO country code of an E.164 number (``DE`` for ``+49…``), or None when it has none."""
+    if not phone:
+        return None
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(phone, None)) or None
+    except phonenumbers.NumberParseException:
+        return None
