@@ -132,16 +132,6 @@ class CustomerStore:
             return None
         return record
 
-    async def upsert(self, customer_id: str, contact: dict[str, Any]) -> None:
-        """Set the given contact fields; others are kept. New contacts lift an erasure."""
-        fields = encode_contact(contact)
-        key = keys.customer(customer_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={**fields, "updated_at": now_iso()})
-            if any(f in fields for f in ("phone", "email", "push_tokens")):
-                pipe.hdel(key, "erased")
-            await pipe.execute()
-
     async def replace(self, customer_id: str, contact: dict[str, Any]) -> bool:
         """PUT: the contact becomes exactly ``contact`` (preferences kept). True if created."""
         fields = encode_contact(contact)
