@@ -1,4 +1,4 @@
-"""Sending dead letters again (``POST /v1/messages/replay``, ``hub replay``).
+"""Sending dead letters again (``POST /v1/messages/replay``, ``hub messages replay``).
 
 Kept apart from the send path, so the API can queue a replay without loading the dispatcher or
 any provider client: the replay's job (``send_message``, kind ``replay``) runs the whole delivery
