@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 from aiohttp import web
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -47,6 +46,7 @@ from .appkeys import (
     TRACK_TEMPLATES,
 )
 from .context import Formatter
+from .i18n import page_strings
 from .policy import customer_timezone, quiet_window
 from .track_forms import ACTIONS
 from .track_page import CSRF_COOKIE, GROUPS, HEADERS, KINDS, LANGUAGES, NOTE_MAX, Page, proof_of_delivery
@@ -66,15 +66,6 @@ def _csrf_cookie(request: web.Request) -> str | None:
     """This browser's CSRF cookie when it has the shape the page gives it (32 hex digits)."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
     return cookie if len(cookie) == 32 and all(c in string.hexdigits for c in cookie) else None
-
-
-def _load_strings(templates_dir: str) -> dict[str, dict[str, Any]]:
-    raw: dict[str, dict[str, Any]] = yaml.safe_load((Path(templates_dir) / "_track" / "strings.yaml").read_text())
-    english = raw["en"]
-    return {
-        lang: {**english, **values, "milestones": {**english["milestones"], **values.get("milestones", {})}}
-        for lang, values in raw.items()
-    }
 
 
 def _html(request: web.Request, template: str, code: int = 200, **context: Any) -> web.Response:
@@ -286,7 +277,7 @@ def add_routes(app: web.Application) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app[TRACK_STRINGS] = _load_strings(settings.templates_dir)
+    app[TRACK_STRINGS] = page_strings(settings.templates_dir)
     app[TRACK_CSRF_KEY] = hashlib.sha256(b"tracking-csrf\x1f" + (settings.secret_key or "").encode()).digest()
     app.router.add_get("/t/{token}", page_view)
     app.router.add_get("/t/{token}/live", live_view)
