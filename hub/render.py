@@ -8,7 +8,6 @@ Layout of ``templates/``::
     _replies.txt.j2          answers to customers' SMS, one block per answer
     locales/<lang>.po        the translations (see ``hub.i18n``)
     <lang>/<name>.j2         optional: a deployer's template for one language, used instead
-                             (also where the milestones not yet shared are written out)
 
 Templates are written once, in English, with ``{% trans %}`` and ``_()``; each locale has an
 environment of its own whose gettext functions speak that locale, so a render never swaps a
@@ -30,7 +29,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .i18n import SOURCE_LOCALE, Catalogs, environment, locale_chain
+from .i18n import Catalogs, environment, locale_chain
 
 __all__ = ["RenderError", "RenderFailure", "Rendered", "Renderer", "TemplateMissing", "locale_chain"]
 
@@ -98,10 +97,8 @@ class Renderer:
         """The environment of a resolved locale: its own templates first, then the shared ones."""
         env = self._envs.get(locale)
         if env is None:
-            # The source language's directory last: a milestone not yet moved to the shared
-            # templates reads in English in a language that has only a catalog.
-            paths = [self.directory / locale, self.directory, self.directory / SOURCE_LOCALE]
-            loader = jinja2.FileSystemLoader([str(p) for p in dict.fromkeys(paths)])
+            # A deployer's <lang>/ directory first, so one message can be overridden in one language.
+            loader = jinja2.FileSystemLoader([str(self.directory / locale), str(self.directory)])
             env = environment(
                 loader,
                 self.catalogs.translations(locale),

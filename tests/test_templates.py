@@ -355,18 +355,15 @@ def test_sms_includes_tracking_link_when_given(renderer: Renderer, locale: str) 
 
 
 def test_every_milestone_has_one_text_and_one_html_template() -> None:
-    # A milestone is either shared (templates/<milestone>.*.j2, translated by the catalogs) or,
-    # until it moves there, written out in every locale's directory; never both.
+    # Every milestone is shared (templates/<milestone>.*.j2, translated by the catalogs); the
+    # shipped templates hold no per-language copies (templates/<lang>/ is for a deployer's own).
     for milestone in MILESTONES:
-        names = [f"{milestone}.txt.j2", f"{milestone}.html.j2"]
-        shared = [(TEMPLATES / n).is_file() for n in names]
-        per_locale = [(TEMPLATES / locale / n).is_file() for locale in LOCALES for n in names]
-        assert all(shared) != all(per_locale), milestone
-        assert any(shared) == all(shared) and any(per_locale) == all(per_locale), milestone
-    for directory in [TEMPLATES, *(TEMPLATES / locale for locale in LOCALES if (TEMPLATES / locale).is_dir())]:
-        # Files starting with "_" (such as _replies.txt.j2) are shared pieces, not milestones.
-        names = {p.name.split(".")[0] for p in directory.glob("*.j2") if not p.name.startswith("_")}
-        assert names <= set(MILESTONES), directory
+        for name in (f"{milestone}.txt.j2", f"{milestone}.html.j2"):
+            assert (TEMPLATES / name).is_file(), name
+    # Files starting with "_" (such as _replies.txt.j2) are shared pieces, not milestones.
+    names = {p.name.split(".")[0] for p in TEMPLATES.glob("*.j2") if not p.name.startswith("_")}
+    assert names == set(MILESTONES)
+    assert not any((TEMPLATES / locale).exists() for locale in LOCALES)
 
 
 def test_renderer_discovers_all_locales(renderer: Renderer) -> None:
