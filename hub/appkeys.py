@@ -44,6 +44,7 @@ __all__ = [
     "STOPPING",
     "STORE",
     "TRACK_CSRF_KEY",
+    "TRACK_LANGUAGES",
     "TRACK_STRINGS",
     "TRACK_TEMPLATES",
     "TRUSTED_PROXIES",
@@ -71,6 +72,7 @@ KEYRING = web.AppKey("keyring", KeyRing)
 
 # The tracking page's (hub.track), made when its routes are added.
 TRACK_TEMPLATES = web.AppKey("track_templates", jinja2.Environment)
+TRACK_LANGUAGES = web.AppKey("track_languages", tuple[tuple[str, str], ...])  # (code, name in itself)
 TRACK_STRINGS = web.AppKey("track_strings", dict[str, dict[str, Any]])  # language -> the page's strings
 TRACK_CSRF_KEY = web.AppKey("track_csrf_key", bytes)  # the HMAC key of the forms' CSRF tokens
 

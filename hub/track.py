@@ -42,6 +42,7 @@ from .appkeys import (
     SETTINGS,
     STORE,
     TRACK_CSRF_KEY,
+    TRACK_LANGUAGES,
     TRACK_STRINGS,
     TRACK_TEMPLATES,
 )
@@ -49,7 +50,7 @@ from .context import Formatter
 from .i18n import page_strings
 from .policy import customer_timezone, quiet_window
 from .track_forms import ACTIONS
-from .track_page import CSRF_COOKIE, GROUPS, HEADERS, KINDS, LANGUAGES, NOTE_MAX, Page, proof_of_delivery
+from .track_page import CSRF_COOKIE, GROUPS, HEADERS, KINDS, NOTE_MAX, Page, page_languages, proof_of_delivery
 
 __all__ = ["CSRF_COOKIE", "add_routes"]
 
@@ -176,7 +177,7 @@ def _forms_context(request: web.Request, page: Page, terminal: bool) -> dict[str
         "note_max": NOTE_MAX,
         "groups": groups,
         "quiet": {"start": quiet.start, "end": quiet.end} if quiet else {"start": "", "end": ""},
-        "languages": LANGUAGES,
+        "languages": request.app[TRACK_LANGUAGES],
         "reachable": reachable,
         "opted_out": prefs.get("opt_out") or [],
     }
@@ -277,7 +278,9 @@ def add_routes(app: web.Application) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app[TRACK_STRINGS] = page_strings(settings.templates_dir)
+    strings = page_strings(settings.templates_dir)
+    app[TRACK_STRINGS] = strings
+    app[TRACK_LANGUAGES] = page_languages(strings)
     app[TRACK_CSRF_KEY] = hashlib.sha256(b"tracking-csrf\x1f" + (settings.secret_key or "").encode()).digest()
     app.router.add_get("/t/{token}", page_view)
     app.router.add_get("/t/{token}/live", live_view)

@@ -9,7 +9,7 @@ answer by SMS does, with ``channel="web"``.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from preferences import CHANNELS, Preferences
 
 from . import keys
-from .appkeys import CONVERSATIONS, CUSTOMERS, STORE
+from .appkeys import CONVERSATIONS, CUSTOMERS, STORE, TRACK_STRINGS
 from .context import Formatter
-from .track_page import GROUPS, KINDS, LANGUAGES, NEEDS_NOTE, NOTE_MAX, Page, answer_key
+from .track_page import GROUPS, KINDS, NEEDS_NOTE, NOTE_MAX, Page, answer_key
 
 __all__ = ["ACTIONS", "Action"]
 
@@ -115,7 +115,9 @@ async def rate(request: web.Request, page: Page, form: Any) -> list[str]:
     return []
 
 
-def _preferences_change(form: Any, reachable: list[str], t: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def _preferences_change(
+    form: Any, reachable: list[str], t: dict[str, Any], languages: Collection[str]
+) -> tuple[dict[str, Any], list[str]]:
     """The preferences the form asks for, as a change to validate, and the errors found so far."""
     opted_out = [c for c in form.getall("opt_out", []) if c in CHANNELS]
     errors: list[str] = []
@@ -132,7 +134,7 @@ def _preferences_change(form: Any, reachable: list[str], t: dict[str, Any]) -> t
     if start or end:
         change["quiet_hours"] = {"start": start[:5], "end": end[:5]}
     language = str(form.get("language", ""))
-    if language in dict(LANGUAGES):
+    if language in languages:
         change["locale"] = language
     if not change["channels"]:
         del change["channels"]
@@ -142,7 +144,8 @@ def _preferences_change(form: Any, reachable: list[str], t: dict[str, Any]) -> t
 async def prefer(request: web.Request, page: Page, form: Any) -> list[str]:
     t = page.strings
     reachable = [c for c in CHANNELS if page.customer.contact(c)]
-    change, errors = _preferences_change(form, reachable, t)
+    languages = request.app[TRACK_STRINGS].keys()
+    change, errors = _preferences_change(form, reachable, t, languages)
     try:
         prefs = Preferences.model_validate(change)
     except ValidationError as e:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from babel import Locale, UnknownLocaleError
 
 from preferences import CustomerRecord
 
@@ -15,11 +18,11 @@ __all__ = [
     "GROUPS",
     "HEADERS",
     "KINDS",
-    "LANGUAGES",
     "NEEDS_NOTE",
     "NOTE_MAX",
     "Page",
     "answer_key",
+    "page_languages",
     "proof_of_delivery",
 ]
 
@@ -32,7 +35,6 @@ GROUPS = {
     "problems": ("delivery_failed", "exception", "rescheduled"),
     "done": ("delivered", "returned", "ready_for_pickup"),
 }
-LANGUAGES = (("en", "English"), ("de", "Deutsch"), ("es", "Español"), ("fr", "Français"))
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -89,3 +91,19 @@ def answer_key(page: Page, action: str, previous: Any, answer: Any) -> str:
     that changes back after another change is a new one."""
     fact = json.dumps([action, previous, answer], sort_keys=True, default=str)
     return f"web:{page.link_id}:{action}:{hashlib.sha256(fact.encode()).hexdigest()[:32]}"
+
+
+def page_languages(strings: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The page's language choices: every language with a catalog (English first, then by code),
+    each named in its own language ("Deutsch", "Español"), so a new catalog is a new choice."""
+    ordered = sorted(strings, key=lambda lang: (lang != "en", lang))
+    return tuple((lang, _own_name(lang)) for lang in ordered)
+
+
+def _own_name(lang: str) -> str:
+    try:
+        locale = Locale.parse(lang.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        return lang
+    name = locale.get_display_name(locale) or lang
+    return name[:1].upper() + name[1:]

@@ -11,8 +11,9 @@ import pytest
 from babel.messages.pofile import read_po
 
 from hub import i18n
-from hub.config import MILESTONES
 from hub.render import Renderer
+from hub.track_page import page_languages
+from hub.vocabulary import MILESTONES
 from tests.test_reply_templates import BLOCKS, cases
 from tests.test_templates import full_context
 
@@ -155,7 +156,16 @@ def test_new_language_is_one_catalog(tmp_path: Path) -> None:
     assert renderer.resolve_locale("it-CH") == "it"
     context = {"sender": {"name": "P", "help_url": None}, "rating": 3, "with_comment": False}
     assert renderer.render_block("it", "_replies", "rating_thanks", context) == "Grazie!"
-    assert "it" in i18n.page_strings(tmp_path / "templates")
+    page = i18n.page_strings(tmp_path / "templates")
+    assert "it" in page
+    # The tracking page offers it by its own name, after English.
+    assert page_languages(page) == (
+        ("en", "English"),
+        ("de", "Deutsch"),
+        ("es", "Español"),
+        ("fr", "Français"),
+        ("it", "Italiano"),
+    )
     for milestone in MILESTONES:
         assert renderer.render(milestone, "it", full_context("en", milestone)).locale == "it"
 
