@@ -25,9 +25,10 @@ from preferences import CustomerRecord, CustomerStore
 from . import keys, lua_records
 from .clock import now_iso
 from .config import Settings
+from .i18n import reply_words
 from .masking import mask_phone
 from .render import Renderer
-from .replies import Reply, parse_reply
+from .replies import Reply, ReplyWords, parse_reply
 from .webhooks import Webhooks
 
 __all__ = ["Answer", "Conversations"]
@@ -50,6 +51,7 @@ class Conversations:
         self.customers = customers
         self.webhooks = Webhooks(redis, settings)
         self._feedback = redis.register_script(lua_records.RECORD_FEEDBACK)
+        self.reply_words = ReplyWords.of(reply_words(settings.templates_dir))  # from the catalogs
 
     # -- helpers ---------------------------------------------------------------------------
     def _say(self, locale: str | None, block: str, **context: Any) -> str:
@@ -94,7 +96,7 @@ class Conversations:
 
     # -- entry point -------------------------------------------------------------------------
     async def handle(self, sender: str, from_: str, body: str, message_sid: str) -> Answer:
-        reply = parse_reply(body)
+        reply = parse_reply(body, self.reply_words)
         prompt = await self._prompt(from_, sender)
         customer = None
         if prompt is not None:

@@ -20,6 +20,7 @@ template changed. Errors: ``CatalogError`` (a catalog that cannot be read).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,7 +34,12 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 from babel.support import NullTranslations, Translations
+from jinja2 import nodes
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import pass_eval_context
+from jinja2.visitor import NodeTransformer
+from markupsafe import Markup
 
 __all__ = [
     "SOURCE_LOCALE",
@@ -42,6 +48,7 @@ __all__ = [
     "extract",
     "locale_chain",
     "page_strings",
+    "reply_words",
     "translations",
 ]
 
@@ -55,6 +62,9 @@ JINJA_OPTIONS: dict[str, Any] = {"trim_blocks": True, "lstrip_blocks": True}
 JINJA_EXTENSIONS = ("jinja2.ext.i18n",)
 # Where the tracking page's strings are listed (see ``page_strings``).
 PAGE_STRINGS = "_track/strings.j2"
+# Where the words of SMS replies are listed (see ``reply_words``), and their contexts' prefix.
+REPLY_WORDS = "_reply_words.txt.j2"
+REPLY_CONTEXT = "reply words: "
 # Written into every catalog header in place of the time of extraction, which would make each
 # run rewrite every file.
 FIXED_DATE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -143,12 +153,15 @@ def translations(locale: str | None, templates_dir: str | Path, default: str = S
 def environment(
     loader: jinja2.BaseLoader, translations: NullTranslations, *, autoescape: Any = False, **options: Any
 ) -> ImmutableSandboxedEnvironment:
-    """A sandboxed environment whose ``_``, ``gettext`` and ``ngettext`` speak one language.
+    """A sandboxed environment whose ``_``, ``gettext``, ``pgettext``, ``ngettext`` and
+    ``npgettext`` speak one language.
 
     One environment per locale keeps translation out of the render call: nothing is installed
     or swapped while a template renders, so concurrent renders in different languages are safe.
+    Strings with a fixed text are translated when a template is compiled (``Translated``).
     """
-    env = ImmutableSandboxedEnvironment(
+    env = Translated(
+        translations,
         loader=loader,
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
@@ -156,8 +169,97 @@ def environment(
         **JINJA_OPTIONS,
         **options,
     )
-    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
+    env.newstyle_gettext = True  # type: ignore[attr-defined]  # read by the i18n extension's {% trans %}
+    env.globals.update(_gettext_callables(translations))
     return env
+
+
+class Translated(ImmutableSandboxedEnvironment):
+    """An environment of one language that translates, when it compiles a template, every
+    ``_``/``gettext``/``pgettext`` call (and ``{% trans %}`` block) whose text is fixed: the call
+    becomes the translated text, %-formatted with its variables as Jinja's newstyle gettext
+    does (Markup under autoescape, so the variables are escaped and the text is not). A message
+    makes a few dozen such calls; each was a sandboxed call into the catalog at every render.
+    Calls with a count (``ngettext``) stay calls. ``salt`` names the catalog the compiled
+    templates depend on (a template compiled for one language is never loaded by another).
+    """
+
+    def __init__(self, translations: NullTranslations, **options: Any) -> None:
+        super().__init__(**options)
+        self.translations = translations
+        catalog = getattr(translations, "_catalog", {})
+        self.salt = hashlib.sha256(repr(sorted(catalog.items(), key=repr)).encode()).hexdigest()[:16]
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        result = _FixedTexts(self.translations).visit(tree)
+        assert isinstance(result, nodes.Template)
+        return result
+
+
+class _FixedTexts(NodeTransformer):
+    def __init__(self, translations: NullTranslations) -> None:
+        self.translations = translations
+
+    def visit_Call(self, node: nodes.Call) -> nodes.Node:
+        visited = self.generic_visit(node)
+        assert isinstance(visited, nodes.Call)
+        node = visited
+        callee = node.node
+        if not isinstance(callee, nodes.Name) or node.dyn_args is not None or node.dyn_kwargs is not None:
+            return node
+        texts = [arg.value for arg in node.args if isinstance(arg, nodes.Const) and isinstance(arg.value, str)]
+        if len(texts) != len(node.args):
+            return node
+        variables = {kw.key: kw.value for kw in node.kwargs}
+        if callee.name in ("_", "gettext") and len(texts) == 1:
+            translated = str(self.translations.gettext(texts[0]))
+        elif callee.name == "pgettext" and len(texts) == 2:
+            translated = str(self.translations.pgettext(texts[0], texts[1]))
+            variables.setdefault("context", nodes.Const(texts[0]))
+        else:
+            return node
+        text = nodes.MarkSafeIfAutoescape(nodes.Const(translated), lineno=node.lineno)
+        pairs = [nodes.Pair(nodes.Const(key), value, lineno=node.lineno) for key, value in variables.items()]
+        return nodes.Mod(text, nodes.Dict(pairs, lineno=node.lineno), lineno=node.lineno)
+
+
+def _gettext_callables(translations: NullTranslations) -> dict[str, Any]:
+    """``_``, ``gettext``, ``ngettext``, ``pgettext`` and ``npgettext`` with the semantics of
+    Jinja's newstyle gettext (variables as keywords, the result always %-formatted, Markup under
+    autoescape, ``num`` and ``context`` available to the string), calling the catalog directly.
+
+    Jinja's own wrappers reach the catalog through two more sandboxed calls each (an alias to
+    ``gettext``, then ``context.call`` of the catalog's method); with a few dozen strings per
+    message that doubled the cost of rendering one.
+    """
+
+    def done(eval_ctx: EvalContext, text: str, variables: dict[str, Any]) -> str:
+        return (Markup(text) if eval_ctx.autoescape else text) % variables
+
+    @pass_eval_context
+    def gettext(eval_ctx: EvalContext, string: str, /, **variables: Any) -> str:
+        return done(eval_ctx, translations.gettext(string), variables)
+
+    @pass_eval_context
+    def ngettext(eval_ctx: EvalContext, singular: str, plural: str, num: int, /, **variables: Any) -> str:
+        variables.setdefault("num", num)
+        return done(eval_ctx, translations.ngettext(singular, plural, num), variables)
+
+    @pass_eval_context
+    def pgettext(eval_ctx: EvalContext, context: str, string: str, /, **variables: Any) -> str:
+        variables.setdefault("context", context)
+        return done(eval_ctx, str(translations.pgettext(context, string)), variables)
+
+    @pass_eval_context
+    def npgettext(
+        eval_ctx: EvalContext, context: str, singular: str, plural: str, num: int, /, **variables: Any
+    ) -> str:
+        variables.setdefault("context", context)
+        variables.setdefault("num", num)
+        return done(eval_ctx, str(translations.npgettext(context, singular, plural, num)), variables)
+
+    return {"_": gettext, "gettext": gettext, "ngettext": ngettext, "pgettext": pgettext, "npgettext": npgettext}
 
 
 def page_strings(templates_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -176,6 +278,34 @@ def page_strings(templates_dir: str | Path) -> dict[str, dict[str, Any]]:
         strings["milestones"] = dict(getattr(module, "milestones"))  # noqa: B009
         result[lang] = strings
     return result
+
+
+def reply_words(templates_dir: str | Path) -> dict[str, list[str]]:
+    """The words of SMS replies: ``{meaning: [words of every language]}``, e.g. ``{"leave at
+    the door": ["DOOR", "TÜR", "TUER", "PUERTA", "PORTE"], ...}``.
+
+    The meanings and English words are listed in ``_reply_words.txt.j2``; each catalog's
+    translation of an entry is that language's words, separated by spaces. ``hub.replies``
+    understands the words of every language at once.
+    """
+    directory = Path(templates_dir)
+    catalogs = Catalogs(directory)
+    source = (directory / REPLY_WORDS).read_text(encoding="utf-8")
+    env = jinja2.Environment(extensions=list(JINJA_EXTENSIONS), **JINJA_OPTIONS)
+    words: dict[str, list[str]] = {}
+    found_messages = env.extract_translations(source)  # type: ignore[attr-defined]  # added by the i18n extension
+    for _, function, message in found_messages:
+        if function != "pgettext" or not isinstance(message, tuple) or len(message) != 2:
+            continue
+        context, english = message
+        if not (isinstance(context, str) and isinstance(english, str)) or not context.startswith(REPLY_CONTEXT):
+            continue
+        found = words.setdefault(context.removeprefix(REPLY_CONTEXT), [])
+        for lang in catalogs.locales:
+            for word in str(catalogs.translations(lang).pgettext(context, english)).split():
+                if word not in found:
+                    found.append(word)
+    return words
 
 
 # -- extraction -------------------------------------------------------------------------------

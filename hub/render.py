@@ -66,10 +66,21 @@ def _autoescape(name: str | None) -> bool:
 class _CompiledTemplates(jinja2.BytecodeCache):
     """Compiled templates kept for the life of the process, shared by every Renderer: a worker
     (or a test) that builds a new Renderer does not compile the same templates again. Keyed by
-    jinja2 on the template's name and source, so an edited template is compiled afresh."""
+    jinja2 on the template's name and source, so an edited template is compiled afresh, and on
+    the language's catalog: a template is compiled with its fixed texts translated
+    (``hub.i18n.Translated``), so each language (and each version of its catalog) has its own."""
 
     def __init__(self) -> None:
         self._code: dict[str, bytes] = {}
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> jinja2.bccache.Bucket:
+        salt = getattr(environment, "salt", "")
+        key = f"{self.get_cache_key(name, filename)}:{salt}"
+        bucket = jinja2.bccache.Bucket(environment, key, self.get_source_checksum(source))
+        self.load_bytecode(bucket)
+        return bucket
 
     def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
         code = self._code.get(bucket.key)

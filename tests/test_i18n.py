@@ -12,6 +12,7 @@ from babel.messages.pofile import read_po
 
 from hub import i18n
 from hub.render import Renderer
+from hub.replies import ReplyWords, parse_reply
 from hub.track_page import page_languages
 from hub.vocabulary import MILESTONES
 from tests.test_reply_templates import BLOCKS, cases
@@ -151,7 +152,16 @@ def test_new_language_is_one_catalog(tmp_path: Path) -> None:
     text = text.replace(
         'msgid "Thank you for your rating!"\nmsgstr ""', 'msgid "Thank you for your rating!"\nmsgstr "Grazie!"'
     )
+    # Its reply words: Italian customers may answer PORTA (leave at the door) or DUE (2).
+    text = text.replace(
+        'msgctxt "reply words: leave at the door"\nmsgid "DOOR"\nmsgstr ""',
+        'msgctxt "reply words: leave at the door"\nmsgid "DOOR"\nmsgstr "PORTA"',
+    ).replace('msgctxt "reply words: 2"\nmsgid "TWO"\nmsgstr ""', 'msgctxt "reply words: 2"\nmsgid "TWO"\nmsgstr "DUE"')
     path.write_text(text, encoding="utf-8")
+    words = ReplyWords.of(i18n.reply_words(tmp_path / "templates"))
+    assert parse_reply("Porta, grazie", words).instruction == "leave_at_door"
+    assert parse_reply("due", words).number == 2
+    assert parse_reply("Porta, grazie").kind == "text"  # the shipped catalogs know no Italian
     renderer = Renderer(tmp_path / "templates")
     assert renderer.resolve_locale("it-CH") == "it"
     context = {"sender": {"name": "P", "help_url": None}, "rating": 3, "with_comment": False}
