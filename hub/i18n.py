@@ -20,6 +20,7 @@ template changed. Errors: ``CatalogError`` (a catalog that cannot be read).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import sys
@@ -99,19 +100,19 @@ def _compile(path: Path) -> Translations:
     buffer = io.BytesIO()
     write_mo(buffer, catalog, use_fuzzy=False)
     buffer.seek(0)
-    return Translations(fp=buffer)
+    compiled = Translations(fp=buffer)
+    compiled.salt = hashlib.sha256(buffer.getvalue()).hexdigest()[:16]  # type: ignore[attr-defined]
+    return compiled
 
 
 class Catalogs:
-    """Every catalog of a templates directory, compiled once. One instance per process."""
+    """Every catalog of a templates directory. The catalogs are compiled once per process (and
+    again when a file changes): every Renderer, API and worker of a process shares them."""
 
     def __init__(self, templates_dir: str | Path, default_locale: str = SOURCE_LOCALE) -> None:
         self.directory = Path(templates_dir) / CATALOG_DIR
         self.default_locale = default_locale
-        self._translations: dict[str, NullTranslations] = {SOURCE_LOCALE: NullTranslations()}
-        if self.directory.is_dir():
-            for path in sorted(self.directory.glob("*.po")):
-                self._translations[_tag(path.stem)] = _compile(path)
+        self._translations = _compiled(self.directory.resolve(), _stamp(self.directory))
 
     @property
     def locales(self) -> list[str]:
@@ -127,6 +128,23 @@ class Catalogs:
 
     def translations(self, locale: str | None) -> NullTranslations:
         return self._translations[self.resolve(locale)]
+
+
+def _stamp(*paths: Path) -> tuple[tuple[str, int, int], ...]:
+    """What identifies a version of these files (or of the ``.po`` files of these directories):
+    a cache keyed by it reloads an edited catalog or template."""
+    files = [f for p in paths for f in (sorted(p.glob("*.po")) if p.is_dir() else [p])]
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> dict[str, NullTranslations]:
+    """The catalogs of one directory, compiled (``stamp``: which version of them)."""
+    compiled: dict[str, NullTranslations] = {SOURCE_LOCALE: NullTranslations()}
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.po")):
+            compiled[_tag(path.stem)] = _compile(path)
+    return compiled
 
 
 def _tag(stem: str) -> str:
@@ -187,8 +205,8 @@ class Translated(ImmutableSandboxedEnvironment):
     def __init__(self, translations: NullTranslations, **options: Any) -> None:
         super().__init__(**options)
         self.translations = translations
-        catalog = getattr(translations, "_catalog", {})
-        self.salt = hashlib.sha256(repr(sorted(catalog.items(), key=repr)).encode()).hexdigest()[:16]
+        # Set on each compiled catalog (``_compile``); the source language has none.
+        self.salt: str = getattr(translations, "salt", SOURCE_LOCALE)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
@@ -263,6 +281,14 @@ def _gettext_callables(translations: NullTranslations) -> dict[str, Any]:
 
 
 def page_strings(templates_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """See ``_page_strings``; read once per version of the catalogs and of the list (shared:
+    do not change the result)."""
+    directory = Path(templates_dir).resolve()
+    return _page_strings(directory, _stamp(directory / CATALOG_DIR, directory / PAGE_STRINGS))
+
+
+@functools.lru_cache(maxsize=16)
+def _page_strings(templates_dir: Path, stamp: tuple[tuple[str, int, int], ...]) -> dict[str, dict[str, Any]]:
     """The tracking page's strings per language: ``{lang: {key: text, "milestones": {...}}}``.
 
     The keys and English texts are listed in ``_track/strings.j2``; every language with a
@@ -281,6 +307,14 @@ def page_strings(templates_dir: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def reply_words(templates_dir: str | Path) -> dict[str, list[str]]:
+    """See ``_reply_words``; read once per version of the catalogs and of the list (shared: do
+    not change the result)."""
+    directory = Path(templates_dir).resolve()
+    return _reply_words(directory, _stamp(directory / CATALOG_DIR, directory / REPLY_WORDS))
+
+
+@functools.lru_cache(maxsize=16)
+def _reply_words(templates_dir: Path, stamp: tuple[tuple[str, int, int], ...]) -> dict[str, list[str]]:
     """The words of SMS replies: ``{meaning: [words of every language]}``, e.g. ``{"leave at
     the door": ["DOOR", "TÜR", "TUER", "PUERTA", "PORTE"], ...}``.
 
