@@ -10,7 +10,7 @@ Templates are written in English; English is the source language and needs no ca
 file is committed and there is no build step. Fuzzy and empty entries are left out of the
 compiled catalog: such a string is shown in English until it is translated.
 
-``translations(locale)`` gives the catalog to use for a locale, following the chain of
+``Catalogs(templates_dir).translations(locale)`` gives the catalog to use for a locale, following the chain of
 ``locale_chain`` (``de-AT`` -> ``de``; an unknown language -> the default). Adding a language
 is adding ``locales/<lang>.po`` (``python -m hub.i18n init <lang>`` starts one from the
 template); ``python -m hub.i18n extract`` refreshes the template and every catalog after a
@@ -50,7 +50,6 @@ __all__ = [
     "locale_chain",
     "page_strings",
     "reply_words",
-    "translations",
 ]
 
 SOURCE_LOCALE = "en"  # the language the templates are written in
@@ -151,21 +150,6 @@ def _tag(stem: str) -> str:
     """``de_AT`` (gettext's spelling, also accepted as a file name) -> ``de-AT``."""
     parts = stem.replace("_", "-").split("-")
     return "-".join([parts[0].lower(), *(p.upper() for p in parts[1:])])
-
-
-_CATALOGS: dict[Path, Catalogs] = {}
-
-
-def translations(locale: str | None, templates_dir: str | Path, default: str = SOURCE_LOCALE) -> NullTranslations:
-    """The translations for ``locale`` from the catalogs of ``templates_dir`` (read once)."""
-    key = Path(templates_dir).resolve()
-    if key not in _CATALOGS:
-        _CATALOGS[key] = Catalogs(key)
-    catalogs = _CATALOGS[key]
-    for candidate in locale_chain(locale, default):
-        if candidate in catalogs.locales:
-            return catalogs.translations(candidate)
-    return catalogs.translations(SOURCE_LOCALE)
 
 
 def environment(
