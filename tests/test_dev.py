@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +46,17 @@ def _dev(port: int, data_dir: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_DATA_DIR": str(data_dir), "HUB_LOG_LEVEL": "WARNING"})
     cmd = [sys.executable, "-m", "hub", "dev", "--port", str(port)]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_until_running(dev: subprocess.Popen[str]) -> None:
+    """Read ``hub dev``'s output up to its banner, printed once Redis and the API are up (the
+    output ends, and this fails, if it exits first)."""
+    assert dev.stdout is not None
+    for line in dev.stdout:
+        if "is running" in line:
+            return
+    raise AssertionError(f"hub dev exited before it was running: {dev.wait()}")
 
 
 @pytest.mark.slow
@@ -56,14 +64,7 @@ def test_a_second_hub_dev_on_the_same_data_stops_and_names_the_first(tmp_path: P
     first_port = free_port()
     first = _dev(first_port, tmp_path / "var")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{first_port}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert first.poll() is None and time.monotonic() < deadline, "the first hub dev did not start"
-                time.sleep(0.1)
+        _wait_until_running(first)
         second = _dev(free_port(), tmp_path / "var")
         _, err = second.communicate(timeout=30)
         assert second.returncode == 1
