@@ -26,7 +26,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from preferences import CustomerStore
@@ -52,6 +51,7 @@ from .config import Settings, check_secrets, weak_secrets
 from .conversation import Conversations
 from .errors import ApiError, error_response
 from .links import Links
+from .redis_batch import BatchingRedis
 from .relay import Relay
 from .render import Renderer
 from .store import HubStore
@@ -107,7 +107,7 @@ def _check(settings: Settings) -> None:
 
 async def _connect(app: web.Application) -> None:
     settings = app[SETTINGS]
-    redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    redis = BatchingRedis.from_url(str(settings.redis_url), decode_responses=True)
     app[REDIS] = redis
     app[STORE] = HubStore(redis, settings)
     app[CUSTOMERS] = CustomerStore(redis)

@@ -107,12 +107,16 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from .metrics import serve_worker_metrics
+    from .render import Renderer
     from .worker import create_webhook_worker, create_worker, run_workers
 
     if settings.ops.metrics and settings.ops.worker_metrics_port:
         # A daemon thread: it serves across the restarts below and ends with the process.
         serve_worker_metrics(settings.ops.worker_metrics_port)
         log.info("worker metrics on port %d", settings.ops.worker_metrics_port)
+
+    # Templates compile once per process, before the first job (not during the first messages).
+    Renderer(settings.templates_dir, settings.default_locale).precompile()
 
     async def both() -> None:
         await run_workers(

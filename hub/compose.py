@@ -30,8 +30,12 @@ class Composer:
     async def render(self, send: Send) -> Rendered | None:
         """The event's templates for the customer, rendered once (None: rendering failed, and
         ``send.render_error`` says why)."""
-        if send.rendered is not None or send.render_error is not None:
-            return send.rendered
+        async with send.render_lock:
+            if send.rendered is None and send.render_error is None:
+                await self._render(send)
+        return send.rendered
+
+    async def _render(self, send: Send) -> None:
         delivery_id, customer_id, ttl = send.delivery["id"], send.customer.id, self.settings.tracking.link_days * 86_400
         candidates = self.links.link_ids(delivery_id, customer_id)
         link_id = await self.store.ensure_link(candidates, delivery_id, customer_id, ttl)
@@ -53,7 +57,6 @@ class Composer:
             # Retrying cannot fix a template or data problem: the message fails.
             log.error("rendering failed: %s", e, extra=send.ids)
             send.render_error = str(e)
-        return send.rendered
 
     def outbound(self, rec: MessageRecord, rendered: Rendered, link: str = "") -> Outbound:
         if rec.channel == "sms":

@@ -56,6 +56,7 @@ __all__ = [
     "relay_close_job_id",
     "result_key",
     "send_later",
+    "wake_channel",
 ]
 
 PROCESS_EVENT = "process_event"
@@ -83,6 +84,12 @@ def job_serializer(value: dict[str, Any]) -> bytes:
 def job_deserializer(raw: bytes) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(raw)
     return value
+
+
+def wake_channel(queue: str) -> str:
+    """The channel that wakes the workers of ``queue`` (hub.arq_worker): whoever queues a job due
+    now publishes on it, so the job starts at once instead of at the next poll."""
+    return f"hub:wake:{queue}"
 
 
 def job_key(job_id: str) -> str:
@@ -134,6 +141,8 @@ def queue_on(
     other keys in the same transaction); one already queued under ``job_id`` is replaced."""
     pipe.set(job_key(job_id), payload(name, args, enqueued_ms=enqueued_ms), px=max(1, expires_ms))
     pipe.zadd(queue, {job_id: at_ms})
+    if at_ms <= int(time.time() * 1000):
+        pipe.publish(wake_channel(queue), "1")
 
 
 async def enqueue(

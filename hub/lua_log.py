@@ -31,7 +31,8 @@ __all__ = [
 # The job itself is opaque here: its key, queue, result key, id and serialized payload are built
 # by hub.jobs (the caller passes them in).
 # KEYS: event, job key, queue, job result key, the arrival counter.
-# ARGV: digest, received_at (ISO), ttl seconds, job payload, score (ms), job expiry (ms), job id.
+# ARGV: digest, received_at (ISO), ttl seconds, job payload, score (ms), job expiry (ms), job id,
+#   the queue's wake-up channel (hub.jobs.wake_channel: the workers start the job at once).
 ACCEPT_EVENT = """
 local digest = redis.call('HGET', KEYS[1], 'digest')
 local state
@@ -48,6 +49,7 @@ end
 if state ~= 'done' and redis.call('EXISTS', KEYS[2], KEYS[4]) == 0 then
   redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[6])
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[7])
+  redis.call('PUBLISH', ARGV[8], '1')
 end
 return state
 """
@@ -56,15 +58,19 @@ return state
 # lift an erasure), always add the event to the timeline, and update the delivery's fields only
 # when the event is current (not older than the newest applied event, and not a non-terminal
 # milestone after a terminal one). Returns {current (1|0), customer hash, delivery hash}.
-# KEYS: delivery, timeline, customer, the event's idempotency record (its arrival number, ``seq``).
+# KEYS: delivery, timeline, customer, the event's idempotency record (its arrival number, ``seq``),
+#   the phone index of the contact's phone (any key when the event carries none), the customer's
+#   deliveries.
 # ARGV: type, occurred_ms, is_terminal (0|1), timeline
 # member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
 # fields (JSON object of strings, may be empty), lift erasure (0|1), when the hub received the
-# event (ISO, UTC; may be empty), the opt-out pepper (``optout_pepper``). The 4th result says
+# event (ISO, UTC; may be empty), the opt-out pepper (``optout_pepper``), the delivery id, the
+# customer id. The 4th result says
 # whether the customer's phone has texted STOP (``sms_optout``), so planning needs no further round trip; the 5th is the
 # event's arrival number.
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
+local has_phone = contact['phone'] ~= nil
 local seq = tonumber(redis.call('HGET', KEYS[4], 'seq') or '0')
 -- Contact data is applied in the order the hub received it: a retried or late event does not
 -- overwrite a contact that a later event or a PUT already changed.
@@ -74,10 +80,12 @@ local touched = false
 for _, f in ipairs({'phone', 'email'}) do
   if contact[f] and redis.call('HGET', KEYS[3], f) ~= contact[f] then redis.call('HDEL', KEYS[3], f .. '_invalid') end
 end
-for k, v in pairs(contact) do redis.call('HSET', KEYS[3], k, v); touched = true end
+local flat = {}
+for k, v in pairs(contact) do flat[#flat + 1] = k; flat[#flat + 1] = v; touched = true end
 if touched then
-  redis.call('HSET', KEYS[3], 'updated_at', ARGV[7])
-  if ARGV[10] ~= '' then redis.call('HSET', KEYS[3], 'contact_at', ARGV[10]) end
+  flat[#flat + 1] = 'updated_at'; flat[#flat + 1] = ARGV[7]
+  if ARGV[10] ~= '' then flat[#flat + 1] = 'contact_at'; flat[#flat + 1] = ARGV[10] end
+  redis.call('HSET', KEYS[3], unpack(flat))
 end
 if ARGV[9] == '1' and next(contact) ~= nil then redis.call('HDEL', KEYS[3], 'erased') end
 local last_ms = tonumber(redis.call('HGET', KEYS[1], 'last_ms') or '-1')
@@ -92,13 +100,17 @@ if terminal and ARGV[3] ~= '1' then current = 0 end
 -- The member carries the arrival number, so equal timestamps stay ordered in the timeline too.
 redis.call('ZADD', KEYS[2], ms, string.sub(ARGV[4], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}')
 if current == 1 then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'last_ms', ARGV[2], 'last_seq', string.format('%d', seq),
-    'terminal', ARGV[3], 'updated_at', ARGV[7])
-  local fields = cjson.decode(ARGV[5])
-  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+  local set = {'status', ARGV[1], 'last_ms', ARGV[2], 'last_seq', string.format('%d', seq), 'terminal', ARGV[3],
+    'updated_at', ARGV[7]}
+  for k, v in pairs(cjson.decode(ARGV[5])) do set[#set + 1] = k; set[#set + 1] = v end
+  redis.call('HSET', KEYS[1], unpack(set))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
+-- The customer's phone index and list of deliveries (in this step: one round trip per event).
+if has_phone then redis.call('SET', KEYS[5], ARGV[13]) end
+redis.call('SADD', KEYS[6], ARGV[12])
+redis.call('EXPIRE', KEYS[6], ARGV[6])
 local phone = redis.call('HGET', KEYS[3], 'phone')
 local stopped = 0
 if phone and redis.call('EXISTS', 'hub:sms_optout:' .. redis.sha1hex(ARGV[11] .. phone)) == 1 then stopped = 1 end
@@ -132,15 +144,28 @@ if st == 'sending' and ARGV[13] ~= '' and redis.call('HGET', KEYS[1], 'claim') =
 end
 if st and not string.find(ARGV[7], ',' .. st .. ',', 1, true) then return st end
 local fields = cjson.decode(ARGV[4])
--- A message seen for the first time: its record, indexed by delivery and customer.
-local function create_record()
-  if st then return end
-  for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
-  redis.call('HSET', KEYS[1], 'created_at', ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[2], fields['id'])
-  redis.call('ZADD', KEYS[4], ARGV[2], fields['id'])
+local id = fields['id']
+-- Every field this claim writes, in one HSET at the end (later names win, as in HSET itself).
+local set = {}
+local function put(k, v) set[#set + 1] = k; set[#set + 1] = v end
+-- A message seen for the first time: its record, indexed by delivery and customer. Only a
+-- record that existed can be in a status index, or have a due time or a job to clear.
+if not st then
+  for k, v in pairs(fields) do put(k, v) end
+  put('created_at', ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[2], id)
+  redis.call('ZADD', KEYS[4], ARGV[2], id)
   redis.call('EXPIRE', KEYS[3], ARGV[3])
   redis.call('EXPIRE', KEYS[4], ARGV[3])
+end
+local function write(status, entry)
+  put('status', status)
+  put('updated_at', ARGV[1])
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('RPUSH', KEYS[2], cjson.encode(entry))
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  if st then for i = 5, 9 do redis.call('ZREM', KEYS[i], id) end end
 end
 if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
   -- The send gate: whatever the path (first send, held, retried, escalated, fallback, replayed),
@@ -148,34 +173,28 @@ if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
   -- address that is no longer the customer's. Checked here, atomically with the claim.
   local why = nil
   local channel, to = fields['channel'], fields['to']
-  if redis.call('HGET', KEYS[11], 'erased') == '1' then
+  local c = redis.call('HMGET', KEYS[11], 'erased', 'pref:opt_out', 'push_tokens', 'phone', 'email')
+  if c[1] == '1' then
     why = 'the customer was erased'
   elseif channel == 'sms' and redis.call('EXISTS', KEYS[12]) == 1 then
     why = 'the number texted STOP'
   else
-    local opt = redis.call('HGET', KEYS[11], 'pref:opt_out')
-    if opt then
-      for _, c in ipairs(cjson.decode(opt)) do if c == channel then why = 'the customer opted out of ' .. c end end
+    if c[2] then
+      for _, o in ipairs(cjson.decode(c[2])) do if o == channel then why = 'the customer opted out of ' .. o end end
     end
     if not why then
       local current = false
       if channel == 'push' then
-        local tokens = redis.call('HGET', KEYS[11], 'push_tokens')
-        if tokens then for _, t in ipairs(cjson.decode(tokens)) do if t == to then current = true end end end
+        if c[3] then for _, t in ipairs(cjson.decode(c[3])) do if t == to then current = true end end end
       else
-        current = redis.call('HGET', KEYS[11], channel == 'sms' and 'phone' or 'email') == to
+        current = (channel == 'sms' and c[4] or c[5]) == to
       end
       if not current then why = "the address is no longer the customer's" end
     end
   end
   if why then
-    create_record()
-    redis.call('HSET', KEYS[1], 'status', 'skipped', 'updated_at', ARGV[1])
-    redis.call('HDEL', KEYS[1], 'due_at', 'job')
-    redis.call('RPUSH', KEYS[2], cjson.encode({status = 'skipped', at = ARGV[1], detail = why}))
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
-    redis.call('EXPIRE', KEYS[2], ARGV[3])
-    for i = 5, 9 do redis.call('ZREM', KEYS[i], fields['id']) end
+    if st then redis.call('HDEL', KEYS[1], 'due_at', 'job') end
+    write('skipped', {status = 'skipped', at = ARGV[1], detail = why})
     return 'gated:' .. why
   end
 end
@@ -184,30 +203,27 @@ if ARGV[5] == 'sending' and limit > 0 then
   local now = tonumber(ARGV[11])
   local window = tonumber(ARGV[9])
   redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', now - window)
-  if not redis.call('ZSCORE', KEYS[10], fields['id']) then
+  if not redis.call('ZSCORE', KEYS[10], id) then
     if redis.call('ZCARD', KEYS[10]) >= limit then
       local oldest = redis.call('ZRANGE', KEYS[10], 0, 0, 'WITHSCORES')
       return 'limited:' .. string.format('%d', tonumber(oldest[2]) + window)
     end
-    redis.call('ZADD', KEYS[10], now, fields['id'])
+    redis.call('ZADD', KEYS[10], now, id)
   end
   redis.call('PEXPIRE', KEYS[10], window)
 end
-create_record()
-redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[1])
 if ARGV[5] == 'sending' then
-  redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  redis.call('HSET', KEYS[1], 'claimed_ms', ARGV[2], 'claim', ARGV[13], 'prior', st or '')
+  if st or fields['attempts'] then redis.call('HINCRBY', KEYS[1], 'attempts', 1) else put('attempts', '1') end
+  put('claimed_ms', ARGV[2])
+  put('claim', ARGV[13])
+  put('prior', st or '')
 end
-if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'due_at', ARGV[10]) else redis.call('HDEL', KEYS[1], 'due_at') end
-if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'job', ARGV[12]) end
+if ARGV[10] ~= '' then put('due_at', ARGV[10]) elseif st then redis.call('HDEL', KEYS[1], 'due_at') end
+if ARGV[12] ~= '' then put('job', ARGV[12]) end
 local entry = {status = ARGV[5], at = ARGV[1]}
 if ARGV[6] ~= '' then entry['detail'] = ARGV[6] end
-redis.call('RPUSH', KEYS[2], cjson.encode(entry))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-for i = 5, 9 do redis.call('ZREM', KEYS[i], fields['id']) end
-if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[10] ~= '' and ARGV[10] or ARGV[2], fields['id']) end
+write(ARGV[5], entry)
+if ARGV[5] == 'deferred' then redis.call('ZADD', KEYS[7], ARGV[10] ~= '' and ARGV[10] or ARGV[2], id) end
 return 'claimed'
 """
 
@@ -256,7 +272,9 @@ end
 local drop = cjson.decode(ARGV[7])
 if #drop > 0 then redis.call('HDEL', KEYS[1], unpack(drop)) end
 local fields = cjson.decode(ARGV[4])
-for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+local set = {}
+for k, v in pairs(fields) do set[#set + 1] = k; set[#set + 1] = v end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
 redis.call('RPUSH', KEYS[2], ARGV[5])
 if ARGV[6] ~= '' then redis.call('ZADD', KEYS[3], ARGV[6], ARGV[8]) end
 if fields['provider_id'] then redis.call('SET', KEYS[4], ARGV[8], 'EX', ARGV[9]) end

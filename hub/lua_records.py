@@ -21,18 +21,27 @@ __all__ = [
     "ROUTE_RELAY",
 ]
 
-# Create a webhook delivery once (deterministic ids make a repeated emit a no-op) and enqueue
-# its job (key, queue and payload built by hub.jobs). KEYS: delivery hash, index, job key, webhook queue.
-# ARGV: fields (JSON), now (ms), job payload, job id, job expiry (ms), ttl seconds.
+# Create a webhook delivery once (deterministic ids make a repeated emit a no-op), enqueue its
+# job (key, queue and payload built by hub.jobs) and wake the webhook workers; a delivery about
+# a customer is listed under them (erasure scrubs its body).
+# KEYS: delivery hash, index, job key, webhook queue, the customer's deliveries (any key: none).
+# ARGV: fields (JSON), now (ms), job payload, job id, job expiry (ms), ttl seconds, the queue's
+#   wake-up channel, whether the delivery is about a customer (1|0).
 CREATE_WEBHOOK = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fields = cjson.decode(ARGV[1])
-for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+local set = {}
+for k, v in pairs(cjson.decode(ARGV[1])) do set[#set + 1] = k; set[#set + 1] = v end
+redis.call('HSET', KEYS[1], unpack(set))
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[6]) * 1000)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
+redis.call('PUBLISH', ARGV[7], '1')
+if ARGV[8] == '1' then
+  redis.call('SADD', KEYS[5], ARGV[4])
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
 return 1
 """
 

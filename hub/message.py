@@ -9,6 +9,7 @@ delivered meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -94,6 +95,8 @@ class Send:
     rendered: Rendered | None = None
     link: str = ""  # the tracking page's URL, once rendered
     render_error: str | None = None
+    # The event's messages are sent concurrently: the first to render does it for all of them.
+    render_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     prompt: dict[str, Any] | None = None
     prompt_built: bool = False
 

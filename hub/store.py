@@ -58,21 +58,28 @@ class HubStore:
         """Register and queue events, (source, event_id, digest, the event as its job carries it),
         in one round trip (lua_log.ACCEPT_EVENT); returns new | conflict | queued | done for each."""
         at_ms = now_ms()
+        wake = jobs.wake_channel(self.queue)
+
+        async def accept(client: Any, source: str, event_id: str, digest: str, event: dict[str, Any]) -> Any:
+            job_id = jobs.event_job_id(source, event_id)
+            payload = jobs.payload(jobs.PROCESS_EVENT, (source, event), enqueued_ms=at_ms)
+            return await self._accept(
+                keys=[
+                    keys.event(source, event_id),
+                    jobs.job_key(job_id),
+                    self.queue,
+                    jobs.result_key(job_id),
+                    keys.ARRIVALS,
+                ],
+                args=[digest, received_at, self.idem_ttl, payload, at_ms, self.idem_ttl * 1000, job_id, wake],
+                client=client,
+            )
+
+        if len(items) == 1:  # the common case: one EVALSHA, no pipeline (whose scripts cost a SCRIPT EXISTS)
+            return [str(await accept(self.redis, *items[0]))]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for source, event_id, digest, event in items:
-                job_id = jobs.event_job_id(source, event_id)
-                payload = jobs.payload(jobs.PROCESS_EVENT, (source, event), enqueued_ms=at_ms)
-                await self._accept(
-                    keys=[
-                        keys.event(source, event_id),
-                        jobs.job_key(job_id),
-                        self.queue,
-                        jobs.result_key(job_id),
-                        keys.ARRIVALS,
-                    ],
-                    args=[digest, received_at, self.idem_ttl, payload, at_ms, self.idem_ttl * 1000, job_id],
-                    client=pipe,
-                )
+            for item in items:
+                await accept(pipe, *item)
             return [str(r) for r in await pipe.execute()]
 
     async def mark_done(self, source: str, event_id: str) -> None:
@@ -97,35 +104,33 @@ class HubStore:
         """Apply an event (see lua_log.APPLY_EVENT); returns (current, customer hash, delivery,
         whether the customer's phone has opted out of SMS, the event's arrival number)."""
         lift = any(k in contact for k in ("phone", "email", "push_tokens"))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            await self._apply(
-                keys=[
-                    keys.delivery(delivery_id),
-                    keys.timeline(delivery_id),
-                    keys.customer(customer_id),
-                    keys.event(source, event_id),
-                ],
-                args=[
-                    milestone,
-                    occurred_ms,
-                    "1" if terminal else "0",
-                    json.dumps(entry, sort_keys=True, separators=(",", ":")),
-                    json.dumps(fields),
-                    self.timeline_ttl,
-                    now_iso(),
-                    json.dumps(contact),
-                    "1" if lift else "0",
-                    received_at,
-                    self.optout_pepper,
-                ],
-                client=pipe,
-            )
-            if "phone" in contact:
-                pipe.set(keys.phone(contact["phone"]), customer_id)
-            pipe.sadd(keys.deliveries_of(customer_id), delivery_id)
-            pipe.expire(keys.deliveries_of(customer_id), self.timeline_ttl)
-            results = await pipe.execute()
-        current, customer_flat, delivery_flat, sms_stopped, seq = results[0]
+        phone_key = keys.phone(contact["phone"]) if "phone" in contact else keys.customer(customer_id)
+        result = await self._apply(
+            keys=[
+                keys.delivery(delivery_id),
+                keys.timeline(delivery_id),
+                keys.customer(customer_id),
+                keys.event(source, event_id),
+                phone_key,
+                keys.deliveries_of(customer_id),
+            ],
+            args=[
+                milestone,
+                occurred_ms,
+                "1" if terminal else "0",
+                json.dumps(entry, sort_keys=True, separators=(",", ":")),
+                json.dumps(fields),
+                self.timeline_ttl,
+                now_iso(),
+                json.dumps(contact),
+                "1" if lift else "0",
+                received_at,
+                self.optout_pepper,
+                delivery_id,
+                customer_id,
+            ],
+        )
+        current, customer_flat, delivery_flat, sms_stopped, seq = result
         delivery = decode_delivery(delivery_id, pairs(delivery_flat))
         return bool(int(current)), pairs(customer_flat), delivery, bool(int(sms_stopped)), int(seq)
 

@@ -53,49 +53,49 @@ class Webhooks:
         created_at = now_iso()
         now_ms = int(time.time() * 1000)
         ids = []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sub in subs:
-                if key is None:
-                    delivery_id = f"wh_{uuid.uuid4().hex[:24]}"
-                else:
-                    digest = hashlib.sha256(f"{event_type}\x1f{key}\x1f{sub.url}".encode()).hexdigest()
-                    delivery_id = f"wh_{digest[:24]}"
-                body = json.dumps(
-                    {"id": delivery_id, "type": event_type, "created_at": created_at, "data": data},
-                    separators=(",", ":"),
-                    default=str,
-                )
-                fields = {
-                    "id": delivery_id,
-                    "url": sub.url,
-                    "type": event_type,
-                    "body": body,
-                    "status": "pending",
-                    "attempts": "0",
-                    "created_at": created_at,
-                }
-                await self._create(
-                    keys=[
-                        keys.webhook(delivery_id),
-                        keys.WEBHOOK_INDEX,
-                        jobs.job_key(delivery_id),
-                        self.settings.webhooks.queue_name,
-                    ],
-                    args=[
-                        json.dumps(fields),
-                        now_ms,
-                        jobs.payload(jobs.DELIVER_WEBHOOK, (delivery_id,), enqueued_ms=now_ms),
-                        delivery_id,
-                        self.ttl * 1000,
-                        self.ttl,
-                    ],
-                    client=pipe,
-                )
-                ids.append(delivery_id)
-                if data.get("customer_id"):  # erasure scrubs the body (hub.erasure)
-                    pipe.sadd(keys.webhooks_of(str(data["customer_id"])), delivery_id)
-                    pipe.expire(keys.webhooks_of(str(data["customer_id"])), self.ttl)
-            await pipe.execute()
+        customer_id = str(data.get("customer_id") or "")
+        for sub in subs:
+            if key is None:
+                delivery_id = f"wh_{uuid.uuid4().hex[:24]}"
+            else:
+                digest = hashlib.sha256(f"{event_type}\x1f{key}\x1f{sub.url}".encode()).hexdigest()
+                delivery_id = f"wh_{digest[:24]}"
+            body = json.dumps(
+                {"id": delivery_id, "type": event_type, "created_at": created_at, "data": data},
+                separators=(",", ":"),
+                default=str,
+            )
+            fields = {
+                "id": delivery_id,
+                "url": sub.url,
+                "type": event_type,
+                "body": body,
+                "status": "pending",
+                "attempts": "0",
+                "created_at": created_at,
+            }
+            queue = self.settings.webhooks.queue_name
+            # One EVALSHA per delivery, no pipeline (a pipeline's scripts cost a SCRIPT EXISTS).
+            await self._create(
+                keys=[
+                    keys.webhook(delivery_id),
+                    keys.WEBHOOK_INDEX,
+                    jobs.job_key(delivery_id),
+                    queue,
+                    keys.webhooks_of(customer_id) if customer_id else keys.WEBHOOK_INDEX,
+                ],
+                args=[
+                    json.dumps(fields),
+                    now_ms,
+                    jobs.payload(jobs.DELIVER_WEBHOOK, (delivery_id,), enqueued_ms=now_ms),
+                    delivery_id,
+                    self.ttl * 1000,
+                    self.ttl,
+                    jobs.wake_channel(queue),
+                    "1" if customer_id else "0",  # erasure scrubs the body (hub.erasure)
+                ],
+            )
+            ids.append(delivery_id)
         metrics.WEBHOOKS_EMITTED.labels(event_type).inc(len(ids))
         return ids
 
@@ -168,16 +168,18 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
             await resp.read()
             metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
             if 200 <= resp.status < 300:
-                await redis.hset(
-                    key,
-                    mapping={
-                        "status": "delivered",
-                        "attempts": str(attempts),
-                        "delivered_at": now,
-                        "last_status": str(resp.status),
-                    },
-                )
-                await redis.hdel(key, "last_error")
+                async with redis.pipeline(transaction=True) as pipe:  # one round trip
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "status": "delivered",
+                            "attempts": str(attempts),
+                            "delivered_at": now,
+                            "last_status": str(resp.status),
+                        },
+                    )
+                    pipe.hdel(key, "last_error")
+                    await pipe.execute()
                 metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
                 return "delivered"
             error = f"HTTP {resp.status}"

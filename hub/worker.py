@@ -27,18 +27,16 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.typing import StartupShutdown
 from arq.worker import Worker, func
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from . import jobs, keys, metrics
+from .arq_worker import HubWorker
 from .config import Settings
 from .erasure import migrate_optout_keys
 from .jobs import job_deserializer, job_serializer
 from .message import SendInProgress
 from .pipeline import Runtime
 from .providers import build_channels
+from .redis_batch import BatchingRedis
 from .relay import close_relay_job
 from .webhooks import deliver_webhook
 
@@ -124,49 +122,6 @@ def _grace(settings: Settings) -> int:
     return math.ceil(settings.ops.shutdown_grace_seconds)
 
 
-# Redis gone: redis-py raises WatchError, not ConnectionError, when the connection breaks
-# while keys are watched (arq watches a job's in-progress key before it starts it).
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, WatchError, ConnectionError)
-
-
-class HubWorker(Worker):
-    """arq's worker, riding out a Redis outage: a poll that cannot reach Redis is logged and tried
-    again a moment later, instead of stopping the worker with its jobs in flight. Jobs that were
-    running finish, writing their outcomes once Redis is back (see hub.durable)."""
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        # arq takes a job slot (its semaphore and counter) before it asks Redis whether the job is
-        # free, and keeps it if Redis fails right then: give the slot back, or every outage would
-        # leave the worker with fewer slots until it takes no jobs at all.
-        for job_id in job_ids:
-            try:
-                await super().start_jobs([job_id])
-            except _UNREACHABLE:
-                task = self.tasks.get(job_id.decode())  # a retried job's last run may still be there
-                if task is None or task.done():
-                    self.job_counter -= 1
-                    self.sem.release()
-                raise
-
-    async def _poll_iteration(self) -> None:
-        try:
-            await super()._poll_iteration()
-        except _UNREACHABLE as e:
-            running = sum(not t.done() for t in self.tasks.values())
-            log.warning(
-                "Redis unreachable (%s); polling again in 0.5 s (jobs: %d counted, %d running)",
-                e,
-                self.job_counter,
-                running,
-            )
-            await asyncio.sleep(0.5)
-        except Exception:
-            # Whatever else a poll meets (a job's own error surfacing here, say), the worker
-            # must go on taking jobs: a poll loop that ends leaves the process alive but idle.
-            log.exception("worker poll failed; polling again in 0.5 s")
-            await asyncio.sleep(0.5)
-
-
 def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
     """The arq worker that delivers outbound webhooks (its own queue; see hub.webhooks)."""
     if not settings.redis_url:
@@ -177,7 +132,7 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["hub_redis"] = Redis.from_url(str(settings.redis_url), decode_responses=True)
+        ctx["hub_redis"] = BatchingRedis.from_url(str(settings.redis_url), decode_responses=True)
         ctx["http"] = aiohttp.ClientSession()
         ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(ctx["hub_redis"], name))
 
@@ -282,7 +237,7 @@ def _event_hooks(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         # arq's own connection returns bytes; the stores work with str.
-        redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+        redis = BatchingRedis.from_url(str(settings.redis_url), decode_responses=True)
         ctx["hub_redis"] = redis
         await migrate_optout_keys(redis, settings.secret_key)  # opt-outs of an older release
         ctx["runtime"] = Runtime(
