@@ -323,7 +323,10 @@ def _report(r: dict[str, Any]) -> str:
     ]
     for ch, v in sorted(r["messages_per_s"].items()):
         lines.append(f"{'messages /s ' + ch:<34}{v:>12.0f}")
-    lines[-1] += f"  {r['bare_clients_msgs_per_s']:>12.0f} bare clients  {r['ratio_msgs_vs_bare_clients']:>7.2f}"
+        if ch == "all":
+            lines[-1] += (
+                f"  {r['bare_clients_msgs_per_s']:>13.0f} bare clients  {r['ratio_msgs_vs_bare_clients']:>7.2f}"
+            )
     lines.append(
         f"{'CPU ms / message: workers':<34}{r['worker_cpu_ms_per_message']:>12.2f}  "
         f"{r['bare_clients_cpu_ms_per_message']:>13.2f} bare clients  "
