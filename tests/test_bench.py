@@ -44,6 +44,17 @@ def test_burst_reports_its_figures_beside_same_run_ceilings(tmp_path: Path) -> N
     assert r["http_ceiling_per_s"] > 0 and r["arq_noop_jobs_per_s"] > 0 and r["redis_round_trips_per_s"] > 0
     assert r["ratio_sent_vs_arq_noop"] > 0 and r["latency_s"]["p50"] <= r["latency_s"]["p99"]
     assert r["memory"]["customer"] > 0 and r["memory"]["message"] > 0
+    # The bare clients' ceiling: the same 500 messages, each received once with the hub's text.
+    bare = r["bare_clients"]
+    assert bare["messages"] == bare["received"] == 500 and bare["by_channel"] == {"sms": 200, "push": 200, "email": 100}
+    assert bare["duplicates"] == bare["changed"] == 0 and bare["failed"] == {}
+    assert r["bare_clients_msgs_per_s"] > 0 and r["bare_clients_cpu_ms_per_message"] > 0
+    assert r["ratio_msgs_vs_bare_clients"] == r["messages_per_s"]["all"] / r["bare_clients_msgs_per_s"]
+    assert r["worker_cpu_ms_per_event"] == pytest.approx(r["worker_cpu_ms_per_message"] * 2.5)
+    assert r["worker_cpu_ms_per_message"] > 0
+    by_name = r["redis_commands_by_name_per_event"]
+    assert r["redis_commands_per_event"] >= sum(by_name.values()) > 0 and "info" not in by_name
+    assert r["redis_net_bytes_per_event"]["in"] > 0 and r["redis_net_bytes_per_event"]["out"] > 0
     hooks = r["webhooks"]
     assert_every_webhook_received(hooks, sms=200)
     assert hooks["message_status"]["accepted"] == 500 and hooks["by_type"] == {"message.status": hooks["unique"]}
