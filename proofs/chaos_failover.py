@@ -54,6 +54,11 @@ BATCH = 10
 RATE = 20.0  # events posted per second
 KILL_AT = 0.35  # share of the events accepted when the primary is killed
 RETRY_PAUSE = 0.1  # seconds before a batch is posted again
+# No persistence (the replicas hold the data); a new replica's first sync streamed at once.
+_NODE_OPTIONS = (
+    *("--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "redis.log"),
+    *("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"),
+)
 
 
 @dataclass
@@ -113,11 +118,12 @@ class RedisGroup:
 
     async def start(self, timeout: float = 30.0) -> None:
         primary, *replicas = self.ports
-        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--logfile", "redis.log"]
-        common += ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
-        self._spawn(primary, "--port", str(primary), *common)
+        self._spawn(primary, "--port", str(primary), *_NODE_OPTIONS)
         for port in replicas:
-            self._spawn(port, "--port", str(port), *common, "--replicaof", "127.0.0.1", str(primary))
+            self.start_replica(port, primary)
+        # The sentinel learns of the replicas from the primary's INFO, asked at once, then every
+        # 10 s: started after they are in sync, it knows them from the first answer.
+        await self.until(lambda: self.synced(primary, len(replicas)), timeout, "the replicas")
         conf = self.root / "sentinel.conf"
         conf.write_text(
             f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.root}\nlogfile sentinel.log\n"
@@ -127,9 +133,14 @@ class RedisGroup:
             f"sentinel parallel-syncs {SERVICE} 2\n"
         )
         self._spawn(self.sentinel_port, str(conf), "--sentinel")
-        await self._until(lambda: self._ready(primary, len(replicas)), timeout, "the replicas and the sentinel")
+        await self.until(lambda: self._ready(primary, len(replicas)), timeout, "the replicas and the sentinel")
 
-    async def _until(self, check: Any, timeout: float, what: str) -> None:
+    def start_replica(self, port: int, primary: int) -> None:
+        """(Re)start the server on ``port`` as a replica of ``primary``."""
+        self._spawn(port, "--port", str(port), *_NODE_OPTIONS, "--replicaof", "127.0.0.1", str(primary))
+
+    async def until(self, check: Any, timeout: float, what: str) -> None:
+        """Wait until ``check()`` (a coroutine function) is true, up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while not await check():
             if time.monotonic() > deadline:
@@ -145,8 +156,11 @@ class RedisGroup:
 
     async def synced(self, primary: int, replicas: int) -> bool:
         """``primary`` is a primary with ``replicas`` replicas online (caught up)."""
-        async with _client(primary) as r:
-            info = await r.info("replication")
+        try:
+            async with _client(primary) as r:
+                info = await r.info("replication")
+        except (RedisError, OSError):
+            return False
         online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
         return bool(info.get("role") == "master" and sum(v.get("state") == "online" for v in online) >= replicas)
 
@@ -178,7 +192,7 @@ class RedisGroup:
             found[:] = [port]
             return port != old
 
-        await self._until(named, timeout, "a new primary")
+        await self.until(named, timeout, "a new primary")
         return found[0]
 
     def stop(self) -> None:
