@@ -3,7 +3,8 @@ other tests use, ``proofs.chaos_failover.RedisGroup``).
 
 - The settings: one of ``redis_url`` and ``redis_sentinel.sentinels``, named when wrong.
 - An event is answered 202 only once a replica holds it: with no replica, 503 with Retry-After;
-  posted again once one is back, it is a duplicate, answered 202 (real API, real Redis).
+  posted again once one is back, it is a duplicate, answered 202 (real API, real Redis). The
+  same wait (``replicated``) guards a worker's claim before the provider call.
 - The chaos run (marked ``chaos``): the primary killed while events are posted to real `hub api`
   and `hub worker` processes; nothing accepted is lost, nothing sent twice, the recovery timed
   (``hub chaos redis-failover`` prints the same figures).
@@ -21,7 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hub.api import create_app
 from hub.config import ROOT, ConfigError, Settings, load_settings
-from hub.redis_conn import arq_redis_settings, connect, require_redis
+from hub.redis_conn import NotReplicated, arq_redis_settings, connect, replicated, require_redis
 from proofs.chaos_failover import SERVICE, RedisGroup, run_failover
 from tests.conftest import API_KEY
 from tests.events import make_event
@@ -100,6 +101,13 @@ async def test_an_event_no_replica_holds_is_answered_503_and_accepted_when_poste
         assert refused.status == 503, await refused.text()
         assert refused.headers["Retry-After"]
         assert (await refused.json())["error"]["code"] == "store_unavailable"
+        redis = connect(settings)
+        try:  # what a worker's claim meets too (hub.dispatch): it is given back, not sent
+            with pytest.raises(NotReplicated, match="0 of 1 replicas"):
+                await replicated(redis, settings)
+            await replicated(redis, settings.replace(**{"redis_sentinel.min_replicas_acked": 0}))
+        finally:
+            await redis.aclose()
 
         group.start_replica(replicas[0], primary)
 
