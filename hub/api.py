@@ -51,7 +51,7 @@ from .config import Settings, check_secrets, weak_secrets
 from .conversation import Conversations
 from .errors import ApiError, error_response
 from .links import Links
-from .redis_batch import BatchingRedis
+from .redis_conn import connect, require_redis
 from .relay import Relay
 from .render import Renderer
 from .store import HubStore
@@ -93,8 +93,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 def _check(settings: Settings) -> None:
     """Refuse to build an app that could not work or would be unsafe where others reach it."""
-    if not settings.redis_url:
-        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    require_redis(settings)
     if not settings.secret_key:
         raise ValueError("secret_key is required (set HUB_SECRET_KEY)")
     if not settings.all_keys():
@@ -107,7 +106,7 @@ def _check(settings: Settings) -> None:
 
 async def _connect(app: web.Application) -> None:
     settings = app[SETTINGS]
-    redis = BatchingRedis.from_url(str(settings.redis_url), decode_responses=True)
+    redis = connect(settings)
     app[REDIS] = redis
     app[STORE] = HubStore(redis, settings)
     app[CUSTOMERS] = CustomerStore(redis)

@@ -19,7 +19,6 @@ import importlib.util
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +106,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from .metrics import serve_worker_metrics
+    from .redis_conn import wait_until_reachable
     from .render import Renderer
     from .worker import create_webhook_worker, create_worker, run_workers
 
@@ -135,36 +135,18 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         except (RedisError, OSError) as e:
             log.warning("worker stopped: Redis unreachable (%s); starting again when it answers", e)
-            _wait_for_redis(str(settings.redis_url))
-
-
-def _wait_for_redis(url: str, *, first: float = 0.2, most: float = 5.0) -> None:
-    from redis import Redis
-
-    delay = first
-    while True:
-        client = Redis.from_url(url, socket_connect_timeout=1)
-        try:
-            if client.ping():
-                return
-        except RedisError:
-            pass
-        finally:
-            client.close()
-        time.sleep(delay)
-        delay = min(most, delay * 2)
+            wait_until_reachable(settings)
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
     from . import keys
+    from .redis_conn import connect, redis_configured
     from .webhooks import replay_webhooks
 
-    if not settings.redis_url:
-        print("set HUB_REDIS_URL", file=sys.stderr)
+    if not redis_configured(settings):
+        print("set HUB_REDIS_URL (or HUB_REDIS_SENTINEL__SENTINELS)", file=sys.stderr)
         return 2
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect(settings)
     try:
         ids = list(args.id)
         if args.dead:
@@ -221,16 +203,15 @@ async def _sandbox_call(args: argparse.Namespace) -> int:
 
 
 async def _messages(settings: Settings, args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
     from .masking import mask
+    from .redis_conn import connect, redis_configured
     from .replay import replay_messages
     from .store import HubStore
 
-    if not settings.redis_url:
-        print("set HUB_REDIS_URL", file=sys.stderr)
+    if not redis_configured(settings):
+        print("set HUB_REDIS_URL (or HUB_REDIS_SENTINEL__SENTINELS)", file=sys.stderr)
         return 2
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    redis = connect(settings)
     store = HubStore(redis, settings)
     try:
         if args.messages_command == "list":
@@ -321,7 +302,8 @@ def _add_chaos(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "chaos", help="post a fixed set of events while injecting faults; check the ledgers (source checkout)"
     )
     chaos.add_argument(
-        "scenario", choices=["all", "worker-kill", "redis-restart", "providers", "api-kill", "lost-answers"]
+        "scenario",
+        choices=["all", "worker-kill", "redis-restart", "providers", "api-kill", "lost-answers", "redis-failover"],
     )
     chaos.add_argument("--events", type=int, default=400)
     chaos.add_argument("--workers", type=int, default=2, help="worker processes")

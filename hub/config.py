@@ -40,7 +40,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
 
@@ -54,6 +54,7 @@ from .config_sections import (
     ConversationSettings,
     FcmSettings,
     OpsSettings,
+    RedisSentinelSettings,
     RelaySettings,
     RetentionSettings,
     SandboxSettings,
@@ -88,7 +89,9 @@ class ConfigError(Exception):
 
 class Settings(Section):
     redis_url: str | None = None
-    """Redis URL, e.g. redis://10.0.0.5:6379/0. `hub dev` starts a private Redis when unset."""
+    """Redis URL, e.g. redis://10.0.0.5:6379/0. `hub dev` starts a private Redis when unset. For
+    failover through Redis Sentinel set redis_sentinel.sentinels instead (one of the two)."""
+    redis_sentinel: RedisSentinelSettings = RedisSentinelSettings()
     api_key: str | None = None
     """A plain API key for source "default" (scopes events, read); secret, environment only. At
     least 20 characters unless public_url is on this machine."""
@@ -156,6 +159,12 @@ class Settings(Section):
         if unknown:
             raise ValueError(f"unknown milestone(s): {', '.join(unknown)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.redis_url and self.redis_sentinel.sentinels:
+            raise ValueError("set redis_url or redis_sentinel.sentinels, not both")
+        return self
 
     @field_validator("default_timezone")
     @classmethod

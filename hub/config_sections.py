@@ -21,6 +21,7 @@ __all__ = [
     "ConversationSettings",
     "FcmSettings",
     "OpsSettings",
+    "RedisSentinelSettings",
     "RelaySettings",
     "RetentionSettings",
     "SandboxSettings",
@@ -268,3 +269,35 @@ class OpsSettings(Section):
     shutdown_grace_seconds: float = Field(25.0, ge=0)
     """On SIGTERM, how long in-flight requests and jobs may take to finish before the rest are
     left to be re-queued."""
+
+
+class RedisSentinelSettings(Section):
+    sentinels: tuple[str, ...] = ()
+    """Redis Sentinel addresses as "host:port" (e.g. ["10.0.0.5:26379", "10.0.0.6:26379",
+    "10.0.0.7:26379"]), instead of redis_url: the API, the workers and arq's queue ask them for the
+    primary, and ask again after a failover (docs/deployment.md). Leave empty to use redis_url."""
+    service: str = Field("mymaster", min_length=1)
+    """The name the sentinels monitor the primary under (`sentinel monitor <service> ...`)."""
+    password: str | None = None
+    """Password of the Redis servers behind the sentinels (their requirepass); secret, environment
+    only. The sentinels themselves are asked without one."""
+    db: int = Field(0, ge=0)
+    """Redis database number on the primary."""
+    min_replicas_acked: int = Field(1, ge=0)
+    """Replicas that must hold an accepted event before the API answers 202, and a message's claim
+    before a worker calls the provider (Redis WAIT), so that a failover loses neither; 0 turns the
+    wait off. Keep it below the number of replicas, or the hub stops accepting after a failover
+    leaves fewer."""
+    ack_timeout_ms: int = Field(1000, ge=1)
+    """How long to wait for those replicas. Past it the API answers 503 with Retry-After (the
+    client posts again; the event id makes that safe) and a worker gives the claim back and tries
+    later."""
+
+    @field_validator("sentinels")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            host, _, port = address.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{address!r} is not host:port")
+        return tuple(a.strip() for a in value)

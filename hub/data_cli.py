@@ -7,7 +7,7 @@
   exit code 1 when some rows were rejected.
 - ``hub customers export ID [--output PATH]``: all the hub holds about a customer, as JSON.
 
-All of them talk to the Redis at ``redis_url`` (``HUB_REDIS_URL``).
+All of them talk to the Redis at ``redis_url`` (``HUB_REDIS_URL``) or behind ``redis_sentinel``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from .apikeys import SCOPES, KeyRing, UnknownKeyId
 from .config import Settings
+from .redis_conn import connect, redis_configured
 
 __all__ = ["add_data_commands", "run_data_command"]
 
@@ -70,14 +71,14 @@ def run_data_command(settings: Settings, args: argparse.Namespace) -> int | None
     command = commands.get(args.command)
     if command is None:
         return None
-    if not settings.redis_url:
-        print("set HUB_REDIS_URL", file=sys.stderr)
+    if not redis_configured(settings):
+        print("set HUB_REDIS_URL (or HUB_REDIS_SENTINEL__SENTINELS)", file=sys.stderr)
         return 2
     return asyncio.run(_with_redis(settings, args, command))
 
 
 async def _with_redis(settings: Settings, args: argparse.Namespace, command: Command) -> int:
-    redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    redis = connect(settings)
     try:
         return await command(redis, settings, args)
     finally:

@@ -29,13 +29,13 @@ from typing import Any
 from aiohttp import web
 from arq.worker import Worker
 from redis import Redis as SyncRedis
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from . import console
 from .api import create_app
 from .config import Settings
 from .demo import reset_demo, run_demo, run_tag
+from .redis_conn import connect
 from .redis_server import DataDirInUse, EmbeddedRedis
 from .sandbox import Sandbox
 from .worker import create_webhook_worker, create_worker
@@ -102,6 +102,7 @@ def dev_settings(settings: Settings, *, redis_url: str, origin: str, smtp_port: 
     return settings.replace(
         **{
             "redis_url": redis_url,
+            "redis_sentinel.sentinels": (),  # hub dev runs on its own single Redis
             "api_key": api_key,
             "secret_key": settings.secret_key or persistent_secret(data_dir / "secret_key"),
             "public_url": origin,
@@ -165,7 +166,7 @@ def _banner(dev: _Dev, workers: int) -> str:
 
 
 async def _reset_demo(settings: Settings) -> None:
-    redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    redis = connect(settings)
     try:
         await reset_demo(redis, settings)
     finally:

@@ -43,6 +43,7 @@ from .message import IN_DOUBT, Scheduler, Send, SendInProgress, Spec, iso, job_p
 from .outcomes import Outcomes
 from .policy import obsoleted_by, quiet_due, spread_offset
 from .records import FRESH, PENDING, TOLD, Claim, Found, Gated, Limited, MessageRecord
+from .redis_conn import replicated
 from .relay import Relay
 from .render import Renderer
 from .schema import occurred_ms_of
@@ -178,7 +179,7 @@ class Dispatcher:
         token, a claim whose answer was lost is still this handler's (without, the message would
         be left "sending", then "unknown")."""
         try:
-            return await outlasting(
+            claim = await outlasting(
                 lambda: self.store.claim(
                     rec,
                     hourly_limit=self._hourly_limit(spec.channel),
@@ -188,6 +189,8 @@ class Dispatcher:
                 ),
                 patience=self.settings.worker.job_timeout / 4,
             )
+            await replicated(self.redis, self.settings)  # with Sentinel: a failover must not forget it
+            return claim
         except BaseException:
             # Redis outlasted the patience, or the job was cancelled: the claim may have landed
             # with its answer lost. Nothing was sent, so give it back once Redis answers; left

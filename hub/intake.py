@@ -5,6 +5,11 @@
 (``hub.adapters``). Registering and queueing happen atomically in the store, so an event is
 either known and queued or neither; a repeat of a known event is a duplicate, and the same
 ``event_id`` with another payload is a conflict.
+
+With Redis Sentinel, the answer waits until the replicas hold the events
+(``hub.redis_conn.replicated``), so a failover cannot lose an event the sender was told is
+accepted; if they do not confirm in time, ``NotReplicated`` makes it a 503 and the sender posts
+again: the repeat is a duplicate, and it waits for the replicas in its turn.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from . import metrics
 from .clock import now_iso
+from .redis_conn import replicated
 from .schema import Event
 from .store import HubStore
 
@@ -24,6 +30,8 @@ async def accept_events(store: HubStore, source: str, events: list[Event]) -> li
     received_at = now_iso()
     items = [(source, e.event_id, e.digest(), {**e.to_job(), "received_at": received_at}) for e in events]
     states = await store.accept_events(items, received_at)
+    # Duplicates too: the first post's write may be on the primary alone (its wait timed out).
+    await replicated(store.redis, store.settings)
     answers = ["conflict" if s == "conflict" else "accepted" if s == "new" else "duplicate" for s in states]
     for event, answer in zip(events, answers, strict=True):
         labels = (metrics.event_type(event.type), source)

@@ -45,6 +45,8 @@ lifetimes:
   keyed by the opt-out pepper, so the name holds no number.
 - ``hub:arrivals``                   counter: the last arrival number given to an accepted event.
   No TTL.
+- ``hub:replication:fence``         counter: written just before a Redis WAIT, so the wait covers
+  every earlier write, whichever connection made it (hub.redis_conn.replicated). No TTL.
 - ``hub:workers:heartbeat``          sorted set: worker name -> last heartbeat (unix s).
 - arq's keys: the queue (``worker.queue_name``, sorted set of job ids by due time),
   ``arq:job:{job_id}`` (serialized job), ``arq:in-progress:{job_id}``, ``arq:retry:{job_id}``.
@@ -60,6 +62,7 @@ import hmac
 __all__ = [
     "ARRIVALS",
     "INDEXED_STATUSES",
+    "REPLICATION_FENCE",
     "WEBHOOK_DEAD",
     "WEBHOOK_INDEX",
     "WORKER_HEARTBEAT",
@@ -102,6 +105,7 @@ __all__ = [
 
 WORKER_HEARTBEAT = "hub:workers:heartbeat"
 ARRIVALS = "hub:arrivals"
+REPLICATION_FENCE = "hub:replication:fence"
 
 
 def event(source: str, event_id: str) -> str:

@@ -37,6 +37,7 @@ HOUR_MS = 3_600_000
 class HubStore:
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
+        self.settings = settings
         self.idem_ttl = settings.retention.idempotency_days * DAY
         self.log_ttl = settings.retention.message_log_days * DAY
         self.timeline_ttl = settings.retention.timeline_days * DAY

@@ -23,7 +23,6 @@ from typing import Any
 
 import aiohttp
 from arq import Retry
-from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.typing import StartupShutdown
 from arq.worker import Worker, func
@@ -36,7 +35,7 @@ from .jobs import job_deserializer, job_serializer
 from .message import SendInProgress
 from .pipeline import Runtime
 from .providers import build_channels
-from .redis_batch import BatchingRedis
+from .redis_conn import arq_redis_settings, connect, require_redis
 from .relay import close_relay_job
 from .webhooks import deliver_webhook
 
@@ -124,15 +123,14 @@ def _grace(settings: Settings) -> int:
 
 def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
     """The arq worker that delivers outbound webhooks (its own queue; see hub.webhooks)."""
-    if not settings.redis_url:
-        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    require_redis(settings)
     cfg = settings.webhooks
 
     name = f"webhooks:{socket.gethostname()}:{os.getpid()}:{id(settings):x}"
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["hub_redis"] = BatchingRedis.from_url(str(settings.redis_url), decode_responses=True)
+        ctx["hub_redis"] = connect(settings)
         ctx["http"] = aiohttp.ClientSession()
         ctx["heartbeat"] = asyncio.get_running_loop().create_task(_heartbeat(ctx["hub_redis"], name))
 
@@ -146,7 +144,7 @@ def create_webhook_worker(settings: Settings, *, burst: bool = False, handle_sig
     return HubWorker(
         functions=[func(deliver_webhook, name=jobs.DELIVER_WEBHOOK, max_tries=cfg.max_attempts + 5)],
         queue_name=cfg.queue_name,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=arq_redis_settings(settings),
         burst=burst,
         on_startup=on_startup,
         on_shutdown=on_shutdown,
@@ -237,7 +235,7 @@ def _event_hooks(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         # arq's own connection returns bytes; the stores work with str.
-        redis = BatchingRedis.from_url(str(settings.redis_url), decode_responses=True)
+        redis = connect(settings)
         ctx["hub_redis"] = redis
         await migrate_optout_keys(redis, settings.secret_key)  # opt-outs of an older release
         ctx["runtime"] = Runtime(
@@ -269,8 +267,7 @@ def create_worker(
 ) -> Worker:
     """The event worker. ``clock`` is the delivery policy's clock (quiet hours, expiry, limits);
     tests pass a fixed one."""
-    if not settings.redis_url:
-        raise ValueError("redis_url is required (set HUB_REDIS_URL)")
+    require_redis(settings)
     wcfg = settings.worker
     on_startup, on_shutdown = _event_hooks(
         settings, f"{socket.gethostname()}:{os.getpid()}:{id(settings):x}", channels_factory, clock
@@ -282,7 +279,7 @@ def create_worker(
             func(close_relay_job, name=jobs.CLOSE_RELAY_SESSION, max_tries=5),
         ],
         queue_name=wcfg.queue_name,
-        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        redis_settings=arq_redis_settings(settings),
         burst=burst,
         on_startup=on_startup,
         on_shutdown=on_shutdown,

@@ -7,7 +7,7 @@ import argparse
 import signal
 from collections.abc import Callable
 
-from . import bench, bench_mix, bench_peak, bench_peer, bench_relay, bench_scale, bench_webhooks, chaos
+from . import bench, bench_mix, bench_peak, bench_peer, bench_relay, bench_scale, bench_webhooks, chaos, chaos_failover
 
 __all__ = ["run"]
 
@@ -36,6 +36,8 @@ def _interrupt_on_sigterm() -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hub bench <scenario>`` or ``hub chaos <scenario>``; the exit status is the verdict."""
     _interrupt_on_sigterm()
+    if args.command == "chaos" and args.scenario == "redis-failover":
+        return chaos_failover.run_failover_cli(args)
     if args.command == "chaos":
         return chaos.run_chaos_cli(args)
     return SCENARIOS[args.scenario](args)
