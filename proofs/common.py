@@ -325,6 +325,7 @@ async def start_stack(
         await wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
         if receiver:
             await wait_http(f"{stack.receiver_url}/hook/count")
+        await wait_workers(redis_url, workers)
     except BaseException:
         stop_all(stack.procs)
         raise
@@ -403,5 +404,24 @@ async def count_statuses(redis_url: str) -> Counter[str]:
             if key.count(":") == 2:
                 counts[await r.hget(key, "status") or "?"] += 1
         return counts
+    finally:
+        await r.aclose()
+
+
+async def wait_workers(redis_url: str, workers: int, timeout: float = 60.0) -> None:
+    """Wait until ``workers`` `hub worker` processes are taking jobs (each beats for its event
+    worker and its webhook worker once it has started: templates compiled, clients made), so
+    what a run measures is the work, not the start-up."""
+    from redis.asyncio import Redis
+
+    from hub import keys
+
+    r = Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while await r.zcard(keys.WORKER_HEARTBEAT) < 2 * workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} worker process(es) did not start within {timeout:.0f} s")
+            await asyncio.sleep(0.1)
     finally:
         await r.aclose()
