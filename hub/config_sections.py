@@ -188,7 +188,10 @@ class WebhookSettings(Section):
     timeout: float = Field(10.0, gt=0)
     """Seconds a receiver gets to answer."""
     concurrency: int = Field(20, ge=1)
-    """Deliveries in flight per worker process."""
+    """Deliveries in flight per worker process, from the webhook queue."""
+    direct_concurrency: int = Field(100, ge=0)
+    """Deliveries a worker POSTs itself as it makes them, in flight at once per process (their
+    queued jobs only a backstop); past it, or at 0, they go through the webhook queue."""
 
 
 class TwilioHookSettings(Section):

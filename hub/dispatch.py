@@ -82,7 +82,7 @@ class Dispatcher:
         self.renderer = Renderer(settings.templates_dir, settings.default_locale)
         self.channels = channels
         self.links = Links(settings.secret_key, settings.public_url)
-        self.webhooks = Webhooks(redis, settings)
+        self.webhooks = Webhooks(redis, settings, direct=True)  # a worker POSTs what it makes
         self.relay = Relay(redis, settings)
         self.clock = clock
         self.scheduler = Scheduler(enqueue, clock)

@@ -19,6 +19,7 @@ __all__ = [
     "REMOVE_PUSH_TOKEN",
     "REVOKE_API_KEY",
     "ROUTE_RELAY",
+    "SETTLE_WEBHOOK",
 ]
 
 # Create a webhook delivery once (deterministic ids make a repeated emit a no-op), enqueue its
@@ -26,7 +27,8 @@ __all__ = [
 # a customer is listed under them (erasure scrubs its body).
 # KEYS: delivery hash, index, job key, webhook queue, the customer's deliveries (any key: none).
 # ARGV: fields (JSON), now (ms), job payload, job id, job expiry (ms), ttl seconds, the queue's
-#   wake-up channel, whether the delivery is about a customer (1|0).
+#   wake-up channel, whether the delivery is about a customer (1|0), when the job is due (ms: now,
+#   or later when the process that made the delivery POSTs it itself; see SETTLE_WEBHOOK).
 CREATE_WEBHOOK = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local set = {}
@@ -36,11 +38,30 @@ redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[6]) * 1000)
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[5])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[4])
-redis.call('PUBLISH', ARGV[7], '1')
+redis.call('ZADD', KEYS[4], ARGV[9], ARGV[4])
+if tonumber(ARGV[9]) <= tonumber(ARGV[2]) then redis.call('PUBLISH', ARGV[7], '1') end
 if ARGV[8] == '1' then
   redis.call('SADD', KEYS[5], ARGV[4])
   redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
+return 1
+"""
+
+# The outcome of a delivery POSTed by the process that made it (hub.webhooks.Webhooks.emit),
+# recorded only while it is still pending (its own job, or a replay, may have moved on): delivered
+# drops its job; failed makes the job due for its retry.
+# KEYS: delivery hash, job key, webhook queue. ARGV: id, fields (JSON), retry due (ms; 0: delivered).
+SETTLE_WEBHOOK = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+local set = {}
+for k, v in pairs(cjson.decode(ARGV[2])) do set[#set + 1] = k; set[#set + 1] = v end
+redis.call('HSET', KEYS[1], unpack(set))
+if ARGV[3] == '0' then
+  redis.call('HDEL', KEYS[1], 'last_error')
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], 'XX', ARGV[3], ARGV[1])
 end
 return 1
 """

@@ -88,13 +88,16 @@ class Runtime:
         return await self.dispatcher.resolve_in_doubt(rec)
 
     async def settle(self) -> None:
-        """Wait for the writes outliving their jobs: claims given back, outcomes recorded."""
+        """Wait for the writes outliving their jobs (claims given back, outcomes recorded) and
+        the webhooks being POSTed."""
         await self.dispatcher.settle()
+        await self.dispatcher.webhooks.settle()
 
     async def close(self) -> None:
         # Claims being given back and outcomes being written (with their follow-ups) outlive
         # their jobs; let them finish within the shutdown grace, and say which did not.
         await self.dispatcher.background.close(max(5.0, self.settings.ops.shutdown_grace_seconds))
+        await self.dispatcher.webhooks.close(max(5.0, self.settings.ops.shutdown_grace_seconds))
         await asyncio.gather(*(c.close() for c in self.dispatcher.channels.values()), return_exceptions=True)
 
     async def process(self, source: str, event: dict[str, Any], job_try: int = 1) -> Outcome:

@@ -12,6 +12,7 @@ Body: ``{"id", "type", "created_at", "data"}``; header ``Hub-Signature`` (see ``
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -35,12 +36,31 @@ __all__ = ["Webhooks", "deliver_webhook", "replay_webhooks"]
 log = logging.getLogger(__name__)
 
 
+# Seconds a delivery's job waits behind the POST of the process that made it (``direct``): the
+# POST's timeout, and this much more for the outcome to be recorded.
+DIRECT_MARGIN = 5.0
+
+
 class Webhooks:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    """``direct`` (a worker): the process that makes a delivery also POSTs it at once, while it
+    has a free slot (``webhooks.direct_concurrency``); the delivery's job is queued all the same, due
+    when that POST must have ended, and runs only if its outcome was not recorded by then (the
+    process died, Redis was away). Delivered, the job is dropped; failed, the job takes over at
+    the first retry. A delivery then costs its POST and two Redis calls instead of a job's
+    round trips through the queue, and reaches the receiver without waiting for a worker's poll."""
+
+    def __init__(self, redis: Redis, settings: Settings, *, direct: bool = False) -> None:
         self.redis = redis
         self.settings = settings
         self._create = redis.register_script(lua_records.CREATE_WEBHOOK)
+        self._settle = redis.register_script(lua_records.SETTLE_WEBHOOK)
         self.ttl = settings.retention.message_log_days * 86_400
+        # With one attempt allowed, a failed direct POST would be the last: the job path decides.
+        cfg = settings.webhooks
+        direct = direct and cfg.max_attempts > 1 and cfg.direct_concurrency > 0
+        self._slots = asyncio.Semaphore(cfg.direct_concurrency) if direct else None
+        self._http: aiohttp.ClientSession | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
 
     def subscribers(self, event_type: str) -> list[WebhookSubscription]:
         return [s for s in self.settings.webhooks.subscriptions if not s.events or event_type in s.events]
@@ -54,12 +74,9 @@ class Webhooks:
         now_ms = int(time.time() * 1000)
         ids = []
         customer_id = str(data.get("customer_id") or "")
+        lease_ms = int((self.settings.webhooks.timeout + DIRECT_MARGIN) * 1000)
         for sub in subs:
-            if key is None:
-                delivery_id = f"wh_{uuid.uuid4().hex[:24]}"
-            else:
-                digest = hashlib.sha256(f"{event_type}\x1f{key}\x1f{sub.url}".encode()).hexdigest()
-                delivery_id = f"wh_{digest[:24]}"
+            delivery_id = _delivery_id(event_type, key, sub.url)
             body = json.dumps(
                 {"id": delivery_id, "type": event_type, "created_at": created_at, "data": data},
                 separators=(",", ":"),
@@ -75,8 +92,12 @@ class Webhooks:
                 "created_at": created_at,
             }
             queue = self.settings.webhooks.queue_name
+            slots = self._slots
+            direct = slots is not None and not slots.locked()
+            if slots is not None and direct:
+                await slots.acquire()  # free: taken at once
             # One EVALSHA per delivery, no pipeline (a pipeline's scripts cost a SCRIPT EXISTS).
-            await self._create(
+            created = await self._create(
                 keys=[
                     keys.webhook(delivery_id),
                     keys.WEBHOOK_INDEX,
@@ -93,11 +114,65 @@ class Webhooks:
                     self.ttl,
                     jobs.wake_channel(queue),
                     "1" if customer_id else "0",  # erasure scrubs the body (hub.erasure)
+                    now_ms + lease_ms if direct else now_ms,
                 ],
             )
             ids.append(delivery_id)
+            if direct:
+                self._start(sub, delivery_id, event_type, body, bool(created))
         metrics.WEBHOOKS_EMITTED.labels(event_type).inc(len(ids))
         return ids
+
+    def _start(self, sub: WebhookSubscription, delivery_id: str, kind: str, body: str, created: bool) -> None:
+        assert self._slots is not None
+        if not created:  # made before (a repeated emit): its job or an earlier POST has it
+            self._slots.release()
+            return
+        task = asyncio.get_running_loop().create_task(self._deliver_now(sub, delivery_id, kind, body))
+        self._inflight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        assert self._slots is not None
+        self._slots.release()
+
+    async def _deliver_now(self, sub: WebhookSubscription, delivery_id: str, kind: str, body: str) -> None:
+        """POST a delivery just made, and record the outcome (see the class's docstring)."""
+        try:
+            if self._http is None:
+                self._http = aiohttp.ClientSession()
+            code, error = await _post(self._http, self.settings, sub, delivery_id, kind, body.encode())
+            now = now_iso()
+            if error is None:
+                fields = {"status": "delivered", "attempts": "1", "delivered_at": now, "last_status": str(code)}
+                due_ms = 0
+            else:
+                fields = {"status": "retrying", "attempts": "1", "last_error": error, "updated_at": now}
+                due_ms = int((time.time() + _backoff(self.settings, 1)) * 1000)
+            queue = self.settings.webhooks.queue_name
+            await self._settle(
+                keys=[keys.webhook(delivery_id), jobs.job_key(delivery_id), queue],
+                args=[delivery_id, json.dumps(fields), due_ms],
+            )
+            metrics.WEBHOOK_DELIVERIES.labels("retry" if error else "delivered").inc()
+        except Exception as e:  # Redis away, say: the delivery's job delivers it when due
+            log.warning(
+                "webhook POSTed but not recorded (%s); its job takes over", e, extra={"message_id": delivery_id}
+            )
+
+    async def settle(self) -> None:
+        """Wait for the deliveries this process is POSTing."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def close(self, timeout: float = 15.0) -> None:
+        """Let the POSTs in flight end (their jobs cover any cut off), then close the HTTP session."""
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=timeout)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def list(self, *, status: str | None, event_type: str | None, limit: int) -> list[dict[str, Any]]:
         source = keys.WEBHOOK_DEAD if status == "dead" else keys.WEBHOOK_INDEX
@@ -114,6 +189,14 @@ class Webhooks:
             row["body"] = json.loads(row["body"])
             out.append(row)
         return out[-limit:]
+
+
+def _delivery_id(event_type: str, key: str | None, url: str) -> str:
+    """Derived from (type, key, url) when there is a key, so the same fact is one delivery."""
+    if key is None:
+        return f"wh_{uuid.uuid4().hex[:24]}"
+    digest = hashlib.sha256(f"{event_type}\x1f{key}\x1f{url}".encode()).hexdigest()
+    return f"wh_{digest[:24]}"
 
 
 def _backoff(settings: Settings, attempts: int) -> float:
@@ -134,6 +217,33 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
         raise Retry(defer=_backoff(ctx["settings"], max(1, ctx.get("job_try", 1)))) from e
 
 
+async def _post(
+    http: aiohttp.ClientSession, settings: Settings, sub: WebhookSubscription, delivery_id: str, kind: str, body: bytes
+) -> tuple[int | None, str | None]:
+    """POST one delivery, signed; returns the HTTP status (None: no answer) and the error, if any."""
+    started = time.perf_counter()
+    try:
+        async with http.post(
+            sub.url,
+            data=body,
+            headers={
+                "Content-Type": "application/json",
+                "Hub-Signature": signature_header(sub.secret, body),
+                "Hub-Webhook-Id": delivery_id,
+                "Hub-Event-Type": kind,
+                "User-Agent": "delivery-hub-webhooks/1",
+            },
+            timeout=aiohttp.ClientTimeout(total=settings.webhooks.timeout),
+            allow_redirects=False,
+        ) as resp:
+            await resp.read()
+            metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
+            return resp.status, None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
+        return None, f"{type(e).__name__}: {e}"[:300]
+
+
 async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     settings: Settings = ctx["settings"]
     redis: Redis = ctx["hub_redis"]
@@ -148,44 +258,23 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     if sub is None:
         await _dead(redis, key, delivery_id, attempts, "the subscription is no longer configured")
         return "dead"
-    body = row["body"].encode()
-    error = None
-    started = time.perf_counter()
-    try:
-        async with http.post(
-            sub.url,
-            data=body,
-            headers={
-                "Content-Type": "application/json",
-                "Hub-Signature": signature_header(sub.secret, body),
-                "Hub-Webhook-Id": delivery_id,
-                "Hub-Event-Type": row["type"],
-                "User-Agent": "delivery-hub-webhooks/1",
-            },
-            timeout=aiohttp.ClientTimeout(total=settings.webhooks.timeout),
-            allow_redirects=False,
-        ) as resp:
-            await resp.read()
-            metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
-            if 200 <= resp.status < 300:
-                async with redis.pipeline(transaction=True) as pipe:  # one round trip
-                    pipe.hset(
-                        key,
-                        mapping={
-                            "status": "delivered",
-                            "attempts": str(attempts),
-                            "delivered_at": now,
-                            "last_status": str(resp.status),
-                        },
-                    )
-                    pipe.hdel(key, "last_error")
-                    await pipe.execute()
-                metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
-                return "delivered"
-            error = f"HTTP {resp.status}"
-    except (TimeoutError, aiohttp.ClientError, OSError) as e:
-        metrics.WEBHOOK_SECONDS.observe(time.perf_counter() - started)
-        error = f"{type(e).__name__}: {e}"[:300]
+    code, error = await _post(http, settings, sub, delivery_id, row["type"], row["body"].encode())
+    if error is None:
+        async with redis.pipeline(transaction=True) as pipe:  # one round trip
+            pipe.hset(
+                key,
+                mapping={
+                    "status": "delivered",
+                    "attempts": str(attempts),
+                    "delivered_at": now,
+                    "last_status": str(code),
+                },
+            )
+            pipe.hdel(key, "last_error")
+            await pipe.execute()
+        metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
+        return "delivered"
+    assert error is not None
     if attempts >= settings.webhooks.max_attempts:
         await _dead(redis, key, delivery_id, attempts, error)
         return "dead"

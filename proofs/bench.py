@@ -217,6 +217,10 @@ def _sent_figures(
         return datetime.fromisoformat(m["received_at"].replace("Z", "+00:00")).timestamp()
 
     latencies = [received(m) - sent_at[index_of[m["to"]]] for m in ledger if m["to"] in index_of]
+    per_channel: dict[str, list[float]] = {}
+    for m in ledger:
+        if m["to"] in index_of:
+            per_channel.setdefault(m["channel"], []).append(received(m) - sent_at[index_of[m["to"]]])
     by_channel = Counter(m["channel"] for m in ledger)
     span = max(max(received(m) for m in ledger) - start_wall, 1e-9)
     return {
@@ -230,6 +234,9 @@ def _sent_figures(
             "p95": pct(latencies, 95),
             "p99": pct(latencies, 99),
             "mean": statistics.fmean(latencies) if latencies else float("nan"),
+        },
+        "latency_s_by_channel": {
+            ch: {"p50": pct(v, 50), "p95": pct(v, 95), "p99": pct(v, 99)} for ch, v in sorted(per_channel.items())
         },
     }
 
@@ -337,6 +344,11 @@ def _report(r: dict[str, Any]) -> str:
         f"{'event-to-provider latency p50':<34}{lat['p50'] * 1000:>10.0f}ms",
         f"{'event-to-provider latency p95':<34}{lat['p95'] * 1000:>10.0f}ms",
         f"{'event-to-provider latency p99':<34}{lat['p99'] * 1000:>10.0f}ms",
+        *(
+            f"{'  ' + ch + ' p50 / p95 / p99':<34}"
+            f"{v['p50'] * 1000:>10.0f} / {v['p95'] * 1000:.0f} / {v['p99'] * 1000:.0f} ms"
+            for ch, v in r.get("latency_s_by_channel", {}).items()
+        ),
         f"{'CPU s / 1,000 events: api':<34}{r['cpu_s_per_1000_events']['api']:>12.2f}",
         f"{'CPU s / 1,000 events: workers':<34}{r['cpu_s_per_1000_events']['workers']:>12.2f}",
         f"{'CPU s / 1,000 events: sandbox':<34}{r['cpu_s_per_1000_events']['sandbox']:>12.2f}",

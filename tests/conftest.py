@@ -111,11 +111,16 @@ class Receiver:
         self.fail_next = 0  # answer 500 to this many requests first
         self.always_fail = False
         self.attempts = 0
+        self.gate: asyncio.Event | None = None  # when set: every request waits for it to open
+        self.arrived = asyncio.Event()  # a request came
         self.app = web.Application()
         self.app.router.add_post("/hooks", self._handle)
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
+        self.arrived.set()
+        if self.gate is not None:
+            await self.gate.wait()
         body = await request.read()
         if self.always_fail or self.fail_next > 0:
             self.fail_next = max(0, self.fail_next - 1)
