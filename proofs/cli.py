@@ -7,7 +7,7 @@ import argparse
 import signal
 from collections.abc import Callable
 
-from . import bench, bench_mix, bench_peak, bench_peer, bench_relay, bench_scale, bench_webhooks, chaos
+from . import bench, bench_mix, bench_peak, bench_peer, bench_redis, bench_relay, bench_scale, bench_webhooks, chaos
 
 __all__ = ["run"]
 
@@ -20,6 +20,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scale": bench_scale.run_scale_bench,
     "webhooks": bench_webhooks.run_webhooks_bench,
     "email-peer": bench_peer.run_peer_bench,
+    "redis-capacity": bench_redis.run_redis_capacity,
 }
 
 
