@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,16 @@ def _window(raw: list[bytes], probe: str) -> tuple[list[Line], int]:
     return lines, sum(len(r) for r in raw[start:end])
 
 
+def _script_names() -> dict[str, str]:
+    """sha1 -> ``module.NAME`` of the hub's Lua scripts."""
+    return {
+        hashlib.sha1(v.encode()).hexdigest(): f"{module.__name__.rsplit('.', 1)[1]}.{k}"
+        for module in (lua_log, lua_records, jobs)
+        for k, v in vars(module).items()
+        if isinstance(v, str) and "redis.call" in v
+    }
+
+
 def _scripts(raw: list[bytes]) -> dict[str, bytes]:
     """sha1 -> body of every script the run loaded or sent whole, and of the hub's own."""
     bodies: list[bytes] = []
@@ -234,9 +245,10 @@ async def record_mix(n: int, concurrency: int, tmp: Path) -> tuple[dict[str, Any
         "top_commands_per_event": {k: v / n for k, v in by_name.most_common(12)},
         "clients": len({line.client for line in top}),
     }
-    scripts = _scripts(tap.lines)
-    shas = {line.args[1].decode() for line in top if line.name == b"EVALSHA"}
-    figures["scripts_unknown"] = sorted(shas - set(scripts))
+    scripts, names = _scripts(tap.lines), _script_names()
+    shas = Counter(line.args[1].decode() for line in top if line.name == b"EVALSHA")
+    figures["scripts_unknown"] = sorted(set(shas) - set(scripts))
+    figures["script_calls_per_event"] = {names.get(sha, sha): calls / n for sha, calls in shas.most_common()}
     stream = {
         "requests": [(r.client, r.commands) for r in requests],
         "ids": sorted(_event_ids(run["events"]) | ids_in_keys(top)),
@@ -246,8 +258,10 @@ async def record_mix(n: int, concurrency: int, tmp: Path) -> tuple[dict[str, Any
 
 
 def _redis_counters(r: Redis) -> dict[str, float]:
-    cpu, stats = r.info("cpu"), r.info("stats")
-    calls = sum(v["calls"] for v in r.info("commandstats").values())
+    cpu: dict[str, Any] = r.info("cpu")  # type: ignore[assignment]  # the sync client's answer
+    stats: dict[str, Any] = r.info("stats")  # type: ignore[assignment]
+    commandstats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
+    calls = sum(v["calls"] for v in commandstats.values())
     return {
         "cpu_s": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
         "commands": float(calls),
@@ -321,15 +335,18 @@ def _report(rec: dict[str, Any], rep: dict[str, Any]) -> str:
             f"recorded: {rec['events']} events ({rec['messages']} messages, status callbacks, a webhook subscriber),"
             f" {rec['clients']} Redis connections, {rec['recorded_s']:.1f} s",
             f"{'Redis commands / event (top-level)':<44}{rec['commands_per_event']:>10.1f}",
-            f"{'  run by Lua scripts / all':<44}{rec['lua_commands_per_event']:>10.1f} / {rec['all_commands_per_event']:.1f}",
+            f"{'  run by Lua scripts / all':<44}{rec['lua_commands_per_event']:>10.1f}"
+            f" / {rec['all_commands_per_event']:.1f}",
             f"{'requests / event (pipelines as one)':<44}{rec['requests_per_event']:>10.1f}",
             f"{'round trips / event (Redis reads)':<44}{rec['reads_per_event']:>10.1f}",
             f"{'bytes / event in / out':<44}{rec['bytes_in_per_event']:>10.0f} / {rec['bytes_out_per_event']:.0f}",
             f"top commands / event: {top}",
+            "scripts / event: " + ", ".join(f"{k} {v:.1f}" for k, v in rec["script_calls_per_event"].items()),
             "",
             f"replay: {rep['clients']} client processes, {rep['events']} events, {rep['elapsed_s']:.1f} s",
             f"{'events /s served (this machine)':<44}{rep['events_per_s']:>10.0f}",
-            f"{'  requests /s, commands /s (Lua incl.)':<44}{rep['requests_per_s']:>10.0f} / {rep['commands_per_s']:.0f}",
+            f"{'  requests /s, commands /s (Lua incl.)':<44}{rep['requests_per_s']:>10.0f}"
+            f" / {rep['commands_per_s']:.0f}",
             f"{'Redis CPU: share of one core':<44}{rep['redis_cpu_share']:>10.2f}",
             f"{'Redis CPU ms / event':<44}{rep['redis_cpu_ms_per_event']:>10.3f}",
             f"{'events /s per fully used Redis core':<44}{rep['events_per_s_per_redis_core']:>10.0f}",
@@ -345,8 +362,11 @@ def run_redis_capacity(args: argparse.Namespace) -> int:
     clients = max(1, getattr(args, "clients", 8))
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-redis-"))
     print(f"bench: recording {n} events through the hub, then {clients} replay clients", flush=True)
-    recorded, stream = asyncio.run(record_mix(n, args.concurrency, tmp))
-    replayed = replay_mix(stream, n, clients, tmp)
+    try:
+        recorded, stream = asyncio.run(record_mix(n, args.concurrency, tmp))
+        replayed = replay_mix(stream, n, clients, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(_report(recorded, replayed))
     result = {"recorded": recorded, "replay": replayed, "cpus": os.cpu_count()}

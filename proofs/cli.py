@@ -7,7 +7,18 @@ import argparse
 import signal
 from collections.abc import Callable
 
-from . import bench, bench_mix, bench_peak, bench_peer, bench_redis, bench_relay, bench_scale, bench_webhooks, chaos
+from . import (
+    bench,
+    bench_hosts,
+    bench_mix,
+    bench_peak,
+    bench_peer,
+    bench_redis,
+    bench_relay,
+    bench_scale,
+    bench_webhooks,
+    chaos,
+)
 
 __all__ = ["run"]
 
@@ -21,6 +32,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], int]] = {
     "webhooks": bench_webhooks.run_webhooks_bench,
     "email-peer": bench_peer.run_peer_bench,
     "redis-capacity": bench_redis.run_redis_capacity,
+    "hosts": bench_hosts.run_hosts_bench,
 }
 
 
