@@ -269,6 +269,24 @@ def _redis_counters(r: Redis) -> dict[str, float]:
     }
 
 
+def _start_clients(port: int, path: Path, clients: int) -> list[subprocess.Popen[bytes]]:
+    """The replay clients, each with its copy prepared and connected (they said ``ready``)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "proofs.redis_replay", str(port), str(path), str(copy)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        for copy in range(clients)
+    ]
+    for p in procs:
+        if p.stdout is None or p.stdout.readline().strip() != b"ready":
+            stop_all(procs)
+            raise RuntimeError("a replay client failed to start")
+    return procs
+
+
 def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[str, Any]:
     """Replay ``clients`` copies of the stream at once, flat out; Redis's figures over the replay."""
     redis = EmbeddedRedis(tmp / "replay", appendonly=True).start()
@@ -279,17 +297,7 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
     try:
         for body in stream["scripts"].values():
             r.script_load(body)
-        for copy in range(clients):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "proofs.redis_replay", str(redis.port), str(path), str(copy)],
-                    cwd=ROOT,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                )
-            )
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == b"ready", "a replay client failed"
+        procs += _start_clients(redis.port, path, clients)
         before = _redis_counters(r)
         start = time.perf_counter()
         for p in procs:
@@ -299,6 +307,7 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
         done = [json.loads(p.stdout.readline()) for p in procs if p.stdout is not None]
         elapsed = time.perf_counter() - start
         after = _redis_counters(r)
+        aof = sum(f.stat().st_size for f in (tmp / "replay").glob("appendonly*"))
     finally:
         r.close()
         for p in procs:
@@ -321,6 +330,7 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
         "redis_cpu_share": cpu / elapsed,
         "redis_cpu_ms_per_event": cpu / events * 1000,
         "events_per_s_per_redis_core": events / cpu if cpu else float("nan"),
+        "aof_bytes_per_event": aof / events,
         "clients_cpu_s": sum(c["cpu_s"] for c in done),
         "errors": sum(c["errors"] for c in done),
         "aborted_transactions": sum(c["aborted_transactions"] for c in done),
@@ -350,6 +360,7 @@ def _report(rec: dict[str, Any], rep: dict[str, Any]) -> str:
             f"{'Redis CPU: share of one core':<44}{rep['redis_cpu_share']:>10.2f}",
             f"{'Redis CPU ms / event':<44}{rep['redis_cpu_ms_per_event']:>10.3f}",
             f"{'events /s per fully used Redis core':<44}{rep['events_per_s_per_redis_core']:>10.0f}",
+            f"{'AOF bytes / event':<44}{rep['aof_bytes_per_event']:>10.0f}",
             f"{'replay clients CPU s (the other core)':<44}{rep['clients_cpu_s']:>10.1f}",
             f"{'replay commands / event (Lua incl.)':<44}{rep['all_commands_per_event']:>10.1f}",
             f"{'replay errors / aborted transactions':<44}{rep['errors']:>10} / {rep['aborted_transactions']}",
