@@ -47,7 +47,13 @@ __all__ = ["MAX_RECORDED", "record_mix", "replay_mix", "run_redis_capacity"]
 
 MAX_RECORDED = 500  # events: the mix is per event, a longer recording only costs memory
 QUIET_S = 1.5  # nothing new at the providers or the subscriber for this long: the run is over
-_STATS = ("total_net_input_bytes", "total_net_output_bytes", "total_reads_processed", "total_error_replies")
+_STATS = (
+    "total_net_input_bytes",
+    "total_net_output_bytes",
+    "total_reads_processed",
+    "total_error_replies",
+    "total_connections_received",
+)
 
 
 class _Tap:
@@ -242,6 +248,7 @@ async def record_mix(n: int, concurrency: int, tmp: Path) -> tuple[dict[str, Any
         "bytes_in_per_event": (d["total_net_input_bytes"] - run["probe_in"]) / n,
         "bytes_out_per_event": (d["total_net_output_bytes"] - monitor_bytes - run["start_reply"]) / n,
         "error_replies": d["total_error_replies"],
+        "connections_opened": d["total_connections_received"],
         "top_commands_per_event": {k: v / n for k, v in by_name.most_common(12)},
         "clients": len({line.client for line in top}),
     }
@@ -343,7 +350,8 @@ def _report(rec: dict[str, Any], rep: dict[str, Any]) -> str:
         [
             f"machine: {os.cpu_count()} CPUs shared by Redis and the replay clients; Python {sys.version.split()[0]}",
             f"recorded: {rec['events']} events ({rec['messages']} messages, status callbacks, a webhook subscriber),"
-            f" {rec['clients']} Redis connections, {rec['recorded_s']:.1f} s",
+            f" {rec['clients']} Redis connections ({rec['connections_opened']} opened meanwhile),"
+            f" {rec['error_replies']} error replies, {rec['recorded_s']:.1f} s",
             f"{'Redis commands / event (top-level)':<44}{rec['commands_per_event']:>10.1f}",
             f"{'  run by Lua scripts / all':<44}{rec['lua_commands_per_event']:>10.1f}"
             f" / {rec['all_commands_per_event']:.1f}",
