@@ -265,6 +265,7 @@ async def record_mix(n: int, concurrency: int, tmp: Path) -> tuple[dict[str, Any
 
 
 def _redis_counters(r: Redis) -> dict[str, float]:
+    """Redis's CPU, commands, reads, and microseconds spent per command (``usec:<name>``)."""
     cpu: dict[str, Any] = r.info("cpu")  # type: ignore[assignment]  # the sync client's answer
     stats: dict[str, Any] = r.info("stats")  # type: ignore[assignment]
     commandstats: dict[str, Any] = r.info("commandstats")  # type: ignore[assignment]
@@ -273,7 +274,15 @@ def _redis_counters(r: Redis) -> dict[str, float]:
         "cpu_s": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
         "commands": float(calls),
         "reads": float(stats["total_reads_processed"]),
+        **{f"usec:{k.removeprefix('cmdstat_')}": float(v["usec"]) for k, v in commandstats.items()},
     }
+
+
+def _usec_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """Microseconds Redis spent per event in each command, the costliest first (a script's time
+    includes the commands it ran, which are also counted under their own names)."""
+    spent = {k[5:]: (v - before.get(k, 0.0)) / events for k, v in after.items() if k.startswith("usec:")}
+    return dict(sorted(((k, v) for k, v in spent.items() if v > 0), key=lambda kv: -kv[1]))
 
 
 def _start_clients(port: int, path: Path, clients: int) -> list[subprocess.Popen[bytes]]:
@@ -304,6 +313,9 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
     try:
         for body in stream["scripts"].values():
             r.script_load(body)
+        # The AOF's growth is then what the replay appended: no automatic rewrite shrinks it (a
+        # rewrite runs in a child process, whose CPU is not counted as Redis's anyway).
+        r.config_set("auto-aof-rewrite-percentage", 0)
         procs += _start_clients(redis.port, path, clients)
         before = _redis_counters(r)
         start = time.perf_counter()
@@ -324,6 +336,7 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
         redis.stop()
     events = n * clients
     cpu = after["cpu_s"] - before["cpu_s"]
+    by_command = _usec_per_event(before, after, events)
     return {
         "clients": clients,
         "events": events,
@@ -338,6 +351,10 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
         "redis_cpu_ms_per_event": cpu / events * 1000,
         "events_per_s_per_redis_core": events / cpu if cpu else float("nan"),
         "aof_bytes_per_event": aof / events,
+        # At most this much of Redis's CPU per event ran commands (scripts' commands counted twice);
+        # the rest is reading requests, writing replies and appending to the AOF.
+        "redis_command_usec_per_event_at_most": sum(by_command.values()),
+        "redis_usec_per_event_by_command": dict(list(by_command.items())[:12]),
         "clients_cpu_s": sum(c["cpu_s"] for c in done),
         "errors": sum(c["errors"] for c in done),
         "aborted_transactions": sum(c["aborted_transactions"] for c in done),
@@ -369,8 +386,11 @@ def _report(rec: dict[str, Any], rep: dict[str, Any]) -> str:
             f"{'Redis CPU ms / event':<44}{rep['redis_cpu_ms_per_event']:>10.3f}",
             f"{'events /s per fully used Redis core':<44}{rep['events_per_s_per_redis_core']:>10.0f}",
             f"{'AOF bytes / event':<44}{rep['aof_bytes_per_event']:>10.0f}",
+            f"{'Redis CPU µs / event in commands, at most':<44}{rep['redis_command_usec_per_event_at_most']:>10.0f}",
             f"{'replay clients CPU s (the other core)':<44}{rep['clients_cpu_s']:>10.1f}",
             f"{'replay commands / event (Lua incl.)':<44}{rep['all_commands_per_event']:>10.1f}",
+            "Redis µs / event by command (a script's own time includes its commands'): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in rep["redis_usec_per_event_by_command"].items()),
             f"{'replay errors / aborted transactions':<44}{rep['errors']:>10} / {rep['aborted_transactions']}",
         ]
     )
