@@ -298,9 +298,19 @@ def _start_clients(port: int, path: Path, clients: int) -> list[subprocess.Popen
     ]
     for p in procs:
         if p.stdout is None or p.stdout.readline().strip() != b"ready":
-            stop_all(procs)
+            _stop_clients(procs)
             raise RuntimeError("a replay client failed to start")
     return procs
+
+
+def _stop_clients(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+        for pipe in (p.stdin, p.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[str, Any]:
@@ -329,10 +339,7 @@ def replay_mix(stream: dict[str, Any], n: int, clients: int, tmp: Path) -> dict[
         aof = sum(f.stat().st_size for f in (tmp / "replay").glob("appendonly*"))
     finally:
         r.close()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(10)
+        _stop_clients(procs)
         redis.stop()
     events = n * clients
     cpu = after["cpu_s"] - before["cpu_s"]
