@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib
 import json
 import os
 import pickle
+import pkgutil
 import shutil
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from typing import Any
 import aiohttp
 from redis import Redis
 
-from hub import jobs, lua_log, lua_records
+import hub
 from hub.redis_server import EmbeddedRedis
 
 from .common import BENCH_KEY, ROOT, burst_events, post_all, start_stack, stop_all
@@ -143,26 +145,31 @@ def _window(raw: list[bytes], probe: str) -> tuple[list[Line], int]:
     return lines, sum(len(r) for r in raw[start:end])
 
 
-def _script_names() -> dict[str, str]:
-    """sha1 -> ``module.NAME`` of the hub's Lua scripts."""
-    return {
-        hashlib.sha1(v.encode()).hexdigest(): f"{module.__name__.rsplit('.', 1)[1]}.{k}"
-        for module in (lua_log, lua_records, jobs)
-        for k, v in vars(module).items()
-        if isinstance(v, str) and "redis.call" in v
-    }
+def _hub_scripts() -> dict[str, tuple[str, bytes]]:
+    """sha1 -> (``module.NAME``, body) of every Lua script a hub module holds as a constant,
+    wherever the scripts live."""
+    found: dict[str, tuple[str, bytes]] = {}
+    for info in pkgutil.iter_modules(hub.__path__):
+        if info.name.startswith("_"):
+            continue  # __main__ runs the command line
+        try:
+            module = importlib.import_module(f"hub.{info.name}")
+        except ImportError:
+            continue
+        for name, value in vars(module).items():
+            if isinstance(value, str) and "redis.call" in value and name.isupper():
+                found[hashlib.sha1(value.encode()).hexdigest()] = (f"{info.name}.{name}", value.encode())
+    return found
 
 
 def _scripts(raw: list[bytes]) -> dict[str, bytes]:
     """sha1 -> body of every script the run loaded or sent whole, and of the hub's own."""
-    bodies: list[bytes] = []
+    bodies = [body for _, body in _hub_scripts().values()]
     for r in raw:
         if b'"SCRIPT" "LOAD"' in r or b'] "EVAL" ' in r:
             line = parse_line(r)
             if line:
                 bodies.append(line.args[2] if line.name == b"SCRIPT" else line.args[1])
-    for module in (lua_log, lua_records, jobs):
-        bodies += [v.encode() for v in vars(module).values() if isinstance(v, str) and "redis.call" in v]
     return {hashlib.sha1(b).hexdigest(): b for b in bodies}
 
 
@@ -252,7 +259,8 @@ async def record_mix(n: int, concurrency: int, tmp: Path) -> tuple[dict[str, Any
         "top_commands_per_event": {k: v / n for k, v in by_name.most_common(12)},
         "clients": len({line.client for line in top}),
     }
-    scripts, names = _scripts(tap.lines), _script_names()
+    scripts = _scripts(tap.lines)
+    names = {sha: name for sha, (name, _) in _hub_scripts().items()}
     shas = Counter(line.args[1].decode() for line in top if line.name == b"EVALSHA")
     figures["scripts_unknown"] = sorted(set(shas) - set(scripts))
     figures["script_calls_per_event"] = {names.get(sha, sha): calls / n for sha, calls in shas.most_common()}
