@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -182,9 +183,12 @@ def run_hosts_bench(args: argparse.Namespace) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-hosts-"))
     results = []
-    for hosts in range(1, max(1, args.workers) + 1):
-        print(f"bench: {args.events} events, {hosts} worker host(s) sharing one Redis", flush=True)
-        results.append(asyncio.run(measure_hosts(hosts, args.events, args.concurrency, tmp)))
+    try:
+        for hosts in range(1, max(1, args.workers) + 1):
+            print(f"bench: {args.events} events, {hosts} worker host(s) sharing one Redis", flush=True)
+            results.append(asyncio.run(measure_hosts(hosts, args.events, args.concurrency, tmp)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the workers' logs and the Redis data
     print(f"\nmachine: {os.cpu_count()} CPUs shared by every host; one worker process per host")
     print(f"{'hosts':>5}  {'sent ev/s':>9}  {'sent/doubled/two hosts':>22}  messages by host (worker CPU s)")
     for r in results:
