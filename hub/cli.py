@@ -283,17 +283,30 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "scenario",
         nargs="?",
         default="events",
-        choices=["burst", "events", "peak", "mix", "relay", "webhooks", "email-peer", "scale"],
+        choices=[
+            "burst",
+            "events",
+            "peak",
+            "mix",
+            "relay",
+            "webhooks",
+            "email-peer",
+            "scale",
+            "redis-capacity",
+            "hosts",
+        ],
         help="burst (or events): N events as fast as accepted (default); peak: a compressed delivery"
         " day for --events customers; mix: the delivery policy at work; relay: masked-number routing;"
         " webhooks: many inbound replies; email-peer: the same e-mails through Apprise and the hub;"
-        " scale: burst with 1 to --workers worker processes, with a plot",
+        " scale: burst with 1 to --workers worker processes, with a plot; redis-capacity: the events/s one"
+        " Redis serves with the hub's command mix; hosts: workers under 1 to --workers host names, one Redis",
     )
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")
     bench.add_argument("--concurrency", type=int, default=16, help="parallel HTTP posters")
     bench.add_argument("--rate", type=float, default=0.0, help="pace posts at this many events/s (0: flat out)")
     bench.add_argument("--json", help="also write the figures to this JSON file")
+    bench.add_argument("--clients", type=int, default=8, help="redis-capacity: replay client processes")
     bench.add_argument("--plot", help="scale: where to write the PNG (default var/benchmarks-scaling.png)")
 
 

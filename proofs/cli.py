@@ -7,7 +7,19 @@ import argparse
 import signal
 from collections.abc import Callable
 
-from . import bench, bench_mix, bench_peak, bench_peer, bench_relay, bench_scale, bench_webhooks, chaos, chaos_failover
+from . import (
+    bench,
+    bench_hosts,
+    bench_mix,
+    bench_peak,
+    bench_peer,
+    bench_redis,
+    bench_relay,
+    bench_scale,
+    bench_webhooks,
+    chaos,
+    chaos_failover,
+)
 
 __all__ = ["run"]
 
@@ -20,6 +32,8 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scale": bench_scale.run_scale_bench,
     "webhooks": bench_webhooks.run_webhooks_bench,
     "email-peer": bench_peer.run_peer_bench,
+    "redis-capacity": bench_redis.run_redis_capacity,
+    "hosts": bench_hosts.run_hosts_bench,
 }
 
 
