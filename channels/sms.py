@@ -109,6 +109,8 @@ class TwilioSms:
             raise ValueError("twilio.from_number or twilio.messaging_service_sid is required")
         self._http = _OriginHttpClient(base_url, timeout)
         self._client = Client(account_sid, auth_token, http_client=self._http)
+        # twilio imports its API's modules on first use: here, not while the first SMS waits.
+        self._messages = self._client.messages
         self._from = from_number
         self._service = messaging_service_sid
         self._status_callback = status_callback
@@ -127,7 +129,7 @@ class TwilioSms:
             kwargs["status_callback"] = self._status_callback
         _last_headers.set(MappingProxyType({}))
         try:
-            created = await self._client.messages.create_async(**kwargs)
+            created = await self._messages.create_async(**kwargs)
         except TwilioRestException as e:
             return _classify(e, _last_headers.get())
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
@@ -146,7 +148,7 @@ class TwilioSms:
         if sender:
             query["from_"] = sender
         try:
-            page = await self._client.messages.page_async(**query)
+            page = await self._messages.page_async(**query)
             for _ in range(RECONCILE_PAGES):
                 for listed in page:
                     if self._is_copy(listed, message, sender, since):

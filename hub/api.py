@@ -51,7 +51,7 @@ from .config import Settings, check_secrets, weak_secrets
 from .conversation import Conversations
 from .errors import ApiError, error_response
 from .links import Links
-from .redis_conn import connect, require_redis
+from .redis_conn import connect, load_scripts, require_redis
 from .relay import Relay
 from .render import Renderer
 from .store import HubStore
@@ -107,6 +107,7 @@ def _check(settings: Settings) -> None:
 async def _connect(app: web.Application) -> None:
     settings = app[SETTINGS]
     redis = connect(settings)
+    await load_scripts(redis)
     app[REDIS] = redis
     app[STORE] = HubStore(redis, settings)
     app[CUSTOMERS] = CustomerStore(redis)

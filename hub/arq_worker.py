@@ -126,6 +126,8 @@ class HubWorker(Worker):
         lean = BatchingRedis(connection_pool=self.pool.connection_pool)
         self._start_script = lean.register_script(START_JOBS)
         self._finish_script = lean.register_script(FINISH_JOB)
+        await lean.script_load(START_JOBS)  # not a NOSCRIPT for each of the first jobs
+        await lean.script_load(FINISH_JOB)
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)

@@ -105,6 +105,7 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from .context import warm as warm_formats
     from .metrics import serve_worker_metrics
     from .redis_conn import wait_until_reachable
     from .render import Renderer
@@ -115,8 +116,11 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
         serve_worker_metrics(settings.ops.worker_metrics_port)
         log.info("worker metrics on port %d", settings.ops.worker_metrics_port)
 
-    # Templates compile once per process, before the first job (not during the first messages).
-    Renderer(settings.templates_dir, settings.default_locale).precompile()
+    # Templates compile, and each language's date names load, once per process before the first
+    # job (not while the first messages wait).
+    renderer = Renderer(settings.templates_dir, settings.default_locale)
+    renderer.precompile()
+    warm_formats(renderer.locales)
 
     async def both() -> None:
         await run_workers(

@@ -6,22 +6,39 @@ templates only place strings (see ``templates/`` for the variables each template
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_time
 
-__all__ = ["Formatter", "build_context"]
+__all__ = ["Formatter", "build_context", "warm"]
+
+
+@functools.lru_cache(maxsize=256)
+def _babel_locale(locale: str) -> Locale:
+    """One Locale per language and process: its CLDR data is read (and merged with its parents')
+    on first use, then kept, instead of once per message."""
+    try:
+        return Locale.parse(locale.replace("-", "_"))
+    except (ValueError, TypeError):
+        return Locale.parse("en")
+
+
+def warm(locales: Iterable[str]) -> None:
+    """Read each language's date and time names now (a worker does this when it starts), not
+    while the first messages in that language wait."""
+    now = datetime.now(UTC)
+    for locale in locales:
+        Formatter(locale, "UTC").window(now.isoformat(), now.isoformat())
 
 
 class Formatter:
     def __init__(self, locale: str, timezone: str) -> None:
-        try:
-            self.locale = Locale.parse(locale.replace("-", "_"))
-        except (ValueError, TypeError):
-            self.locale = Locale.parse("en")
+        self.locale = _babel_locale(locale)
         self.tz = ZoneInfo(timezone)
 
     def _local(self, value: str | datetime) -> datetime:

@@ -17,6 +17,7 @@ Exceptions: ``NotReplicated`` (a ``RedisError``: the API's error handler turns i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -27,7 +28,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 from redis.sentinel import Sentinel as SyncSentinel
 
-from . import keys
+from . import keys, lua_log, lua_records
 from .config import Settings
 from .redis_batch import BatchingRedis
 
@@ -35,6 +36,7 @@ __all__ = [
     "NotReplicated",
     "arq_redis_settings",
     "connect",
+    "load_scripts",
     "redis_configured",
     "replicated",
     "require_redis",
@@ -113,6 +115,16 @@ def connect(settings: Settings, *, decode_responses: bool = True, **options: Any
         raise TypeError(f"master_for returned {type(client).__name__}")
     client.sentinel_clients = tuple(sentinel.sentinels)
     return client
+
+
+async def load_scripts(redis: Redis) -> None:
+    """Load the message log's and records' Lua scripts into Redis now (a process does this when
+    it starts): the first calls would otherwise each meet NOSCRIPT, load and run again. Redis
+    unreachable is no error here: the scripts load themselves on first use."""
+    with contextlib.suppress(RedisError, OSError):
+        for module in (lua_log, lua_records):
+            for name in module.__all__:
+                await redis.script_load(getattr(module, name))
 
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:

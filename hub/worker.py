@@ -35,7 +35,7 @@ from .jobs import job_deserializer, job_serializer
 from .message import SendInProgress
 from .pipeline import Runtime
 from .providers import build_channels
-from .redis_conn import arq_redis_settings, connect, require_redis
+from .redis_conn import arq_redis_settings, connect, load_scripts, require_redis
 from .relay import close_relay_job
 from .webhooks import deliver_webhook
 
@@ -236,6 +236,7 @@ def _event_hooks(
     async def on_startup(ctx: dict[str, Any]) -> None:
         # arq's own connection returns bytes; the stores work with str.
         redis = connect(settings)
+        await load_scripts(redis)
         ctx["hub_redis"] = redis
         await migrate_optout_keys(redis, settings.secret_key)  # opt-outs of an older release
         ctx["runtime"] = Runtime(
