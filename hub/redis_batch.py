@@ -106,7 +106,12 @@ class BatchingRedis(Redis):
                 _resolve(future, result)
             return
         pool = self.connection_pool
-        conn = await pool.get_connection()
+        try:
+            conn = await pool.get_connection()
+        except BaseException as e:  # Redis unreachable: every caller hears it, none waits forever
+            for _, _, future in batch:
+                _fail(future, e)
+            return
         try:
             await conn.send_packed_command(conn.pack_commands([args for args, _, _ in batch]))
             for args, options, future in batch:

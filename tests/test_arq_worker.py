@@ -1,0 +1,139 @@
+"""HubWorker (hub.arq_worker): a queued job wakes the worker at once instead of waiting for its
+poll; a poll leaves the jobs this worker runs alone; jobs keep arq's semantics (a job id runs
+once, a failed job is not retried, a Retry defers it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import func
+
+from hub import jobs
+from hub.arq_worker import HubWorker
+
+QUEUE = "test:arq-worker"
+POLL = 30.0  # far longer than any test waits: a job that starts soon was woken, not polled
+
+
+async def _commands(client: aioredis.Redis, name: str) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+
+async def _until(check: Any, *, limit: float = 20.0) -> None:
+    """Wait until ``check()`` is true (a safety bound only; the condition is what is awaited)."""
+    async with asyncio.timeout(limit):
+        while not await check():
+            await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    redis_url: str, *functions: Any, poll: float = POLL
+) -> AsyncIterator[tuple[HubWorker, aioredis.Redis]]:
+    worker = HubWorker(
+        functions=list(functions),
+        queue_name=QUEUE,
+        redis_settings=RedisSettings.from_dsn(redis_url),
+        handle_signals=False,
+        poll_delay=poll,
+        keep_result=0,
+        job_serializer=jobs.job_serializer,
+        job_deserializer=jobs.job_deserializer,
+    )
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    task = asyncio.ensure_future(worker.main())
+
+    async def listening() -> bool:
+        counts = await client.pubsub_numsub(jobs.wake_channel(QUEUE))
+        return bool(counts and counts[0][1] >= 1)
+
+    try:
+        await _until(listening)
+        yield worker, client
+        # Jobs settle after they return: let them, before the worker stops.
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+        await client.aclose()
+
+
+async def _enqueue(client: aioredis.Redis, name: str, job_id: str, *args: Any) -> None:
+    await jobs.enqueue(client, QUEUE, name, args, job_id=job_id, at_ms=0, expires_ms=60_000)
+
+
+async def test_a_queued_job_starts_at_once_not_at_the_next_poll(redis_url: str) -> None:
+    ran: list[str] = []
+    done = asyncio.Event()
+
+    async def note(ctx: dict[str, Any], label: str) -> None:
+        ran.append(label)
+        done.set()
+
+    async with running(redis_url, func(note, name="note")) as (_, client):
+        for label in ("first", "second"):  # the second comes after the first poll for sure
+            done.clear()
+            await _enqueue(client, "note", f"job-{label}", label)
+            await asyncio.wait_for(done.wait(), 10)  # well within the 30 s poll: woken
+    assert ran == ["first", "second"]
+
+
+async def test_a_poll_leaves_the_jobs_this_worker_runs_alone(redis_url: str) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def long(ctx: dict[str, Any]) -> None:
+        started.set()
+        await release.wait()
+
+    async with running(redis_url, func(long, name="long")) as (_, client):
+        await _enqueue(client, "long", "job-long")
+        await asyncio.wait_for(started.wait(), 10)
+        polls, scripts = await _commands(client, "zrangebyscore"), await _commands(client, "evalsha")
+        for n in range(1, 4):  # wake the worker: each wake-up is a poll that finds the running job
+
+            async def polled(n: int = n) -> bool:
+                return await _commands(client, "zrangebyscore") >= polls + n
+
+            await client.publish(jobs.wake_channel(QUEUE), "1")
+            await _until(polled)
+        assert await _commands(client, "evalsha") == scripts  # the running job was not examined again
+        release.set()
+
+        async def finished() -> bool:
+            return await client.zcard(QUEUE) == 0
+
+        await _until(finished)
+
+
+async def test_jobs_keep_arqs_semantics(redis_url: str) -> None:
+    tries: dict[str, int] = {}
+
+    async def flaky(ctx: dict[str, Any], label: str) -> str:
+        tries[label] = ctx["job_try"]
+        if label == "retry" and ctx["job_try"] == 1:
+            raise Retry(defer=0.01)
+        if label == "fail":
+            raise ValueError("for good")
+        return label
+
+    # The production poll: a deferred job comes due between wake-ups, and a poll finds it.
+    async with running(redis_url, func(flaky, name="flaky"), poll=0.05) as (worker, client):
+        for label in ("ok", "retry", "fail"):
+            await _enqueue(client, "flaky", f"job-{label}", label)
+
+        async def empty() -> bool:
+            return tries.get("retry") == 2 and await client.zcard(QUEUE) == 0
+
+        await _until(empty)
+        assert tries == {"ok": 1, "retry": 2, "fail": 1}  # a failure is not retried; a Retry is
+        assert await client.keys("arq:*") == []  # every job's keys gone: lease, tries, payload
+        assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (2, 1, 1)
