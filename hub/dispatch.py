@@ -126,7 +126,7 @@ class Dispatcher:
         # Render (and store the tracking link) before the claim: between the claim and the
         # provider call nothing touches Redis, so an outage there cannot strand a claimed
         # message that was never sent.
-        await self.composer.render(send)
+        await self.composer.render(send, spec.channel)
         token = secrets.token_hex(8)
         claim = await self._claim(send, spec, rec, fresh, now, token)
         match claim:
@@ -273,7 +273,7 @@ class Dispatcher:
 
     # -- sending ------------------------------------------------------------------------------
     async def _send(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> str:
-        rendered = await self.composer.render(send)
+        rendered = await self.composer.render(send, rec.channel)
         if rendered is None:
             await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
             metrics.MESSAGES.labels(rec.channel, "failed").inc()
@@ -393,7 +393,7 @@ class Dispatcher:
             raise SendInProgress(rec.id, (lease_ms - held_ms) / 1000 + 1)
         metrics.MESSAGES.labels(rec.channel, "in_doubt").inc()
         if send is not None and spec is not None and self.channels[rec.channel].in_doubt is InDoubtPolicy.RECONCILE:
-            rendered = await self.composer.render(send)
+            rendered = await self.composer.render(send, rec.channel)
             if rendered is not None:
                 outbound = self.composer.outbound(rec, rendered, send.link)
                 return await self._reconcile_cut_off(send, spec, rec, fields, claimed_ms, outbound)

@@ -92,7 +92,9 @@ class Send:
     stopped: frozenset[str]
     driver_contact: str | None = None
     used: set[str] = field(default_factory=set)  # channels this event already has messages on
-    rendered: Rendered | None = None
+    rendered: Rendered | None = None  # the parts of the channels in ``rendered_for``
+    rendered_for: set[str] = field(default_factory=set)
+    context: dict[str, Any] | None = None  # the templates' context, built once
     link: str = ""  # the tracking page's URL, once rendered
     render_error: str | None = None
     # The event's messages are sent concurrently: the first to render does it for all of them.

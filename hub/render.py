@@ -22,7 +22,7 @@ raised while rendering); both subclass ``RenderFailure``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,10 @@ from .i18n import Catalogs, environment, locale_chain
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RenderError", "RenderFailure", "Rendered", "Renderer", "TemplateMissing", "locale_chain"]
+__all__ = ["PARTS", "RenderError", "RenderFailure", "Rendered", "Renderer", "TemplateMissing", "locale_chain"]
 
 TEXT_BLOCKS = ("sms", "push_title", "push_body", "email_subject", "email_text")
+PARTS = (*TEXT_BLOCKS, "email_html")
 
 
 class RenderFailure(Exception):
@@ -155,24 +156,30 @@ class Renderer:
         except jinja2.TemplateNotFound as e:
             raise TemplateMissing(f"no template {name!r} (locale {locale!r})") from e
 
-    def render(self, milestone: str, locale: str | None, context: Mapping[str, Any]) -> Rendered:
+    def render(
+        self, milestone: str, locale: str | None, context: Mapping[str, Any], parts: Collection[str] | None = None
+    ) -> Rendered:
+        """The message's parts (``parts``: only those, the others left empty; None: all)."""
         chosen = self.resolve_locale(locale)
         text = self._template(chosen, f"{milestone}.txt.j2")
-        html = self._template(chosen, f"{milestone}.html.j2")
+        wanted = set(PARTS if parts is None else parts)
         try:
-            parts = {}
+            out = dict.fromkeys(PARTS, "")
             for block in TEXT_BLOCKS:
+                if block not in wanted:
+                    continue
                 render_block = text.blocks.get(block)
                 if render_block is None:
                     raise RenderError(f"{milestone}.txt.j2 has no block {block!r}")
                 ctx = text.new_context(dict(context))
-                parts[block] = _clean("".join(render_block(ctx)), block)
-            parts["email_html"] = html.render(dict(context))
+                out[block] = _clean("".join(render_block(ctx)), block)
+            if "email_html" in wanted:
+                out["email_html"] = self._template(chosen, f"{milestone}.html.j2").render(dict(context))
         except jinja2.TemplateNotFound as e:
             raise TemplateMissing(str(e)) from e
         except jinja2.TemplateError as e:
             raise RenderError(f"{chosen}/{milestone}: {e}") from e
-        return Rendered(locale=chosen, **parts)
+        return Rendered(locale=chosen, **out)
 
     def render_block(self, locale: str | None, name: str, block: str, context: Mapping[str, Any]) -> str:
         """One block of ``<name>.txt.j2`` (e.g. a reply text), collapsed to one line."""
