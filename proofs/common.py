@@ -325,7 +325,8 @@ async def start_stack(
         await wait_http(f"http://127.0.0.1:{sandbox_port}/bench/count")
         if receiver:
             await wait_http(f"{stack.receiver_url}/hook/count")
-        await wait_workers(redis_url, workers)
+        if redis_url:  # a stack given only sentinels waits on its own conditions
+            await wait_workers(redis_url, workers)
     except BaseException:
         stop_all(stack.procs)
         raise
