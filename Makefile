@@ -91,7 +91,8 @@ bench: $(VENV)/.bench
 bench-smoke: $(VENV)/.bench
 	$(BIN)/pytest -m bench $(PYTEST_ARGS)
 
-# The short chaos runs (tests/test_chaos.py, on proofs/chaos.py); `hub chaos all --events 1000` is the long one.
+# The short chaos runs (tests/test_chaos.py on proofs/chaos.py, tests/test_sentinel.py on proofs/chaos_failover.py);
+# `hub chaos all --events 1000` is the long one.
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
