@@ -52,8 +52,8 @@ async def apply_status(
     Upstream is told first, then the status recorded: a crash between the two leaves a webhook
     whose status the log lacks (the next report moves it on), never a recorded status upstream
     never hears of (providers do not send a report twice)."""
-    message = await store.get_message(message_id)
-    if message is None or STATUS_RANK[status] <= _RECORDED_RANK.get(message.get("status") or "", 0):
+    message = await store.message_fields(message_id)  # the record only: its history is not needed
+    if not message or STATUS_RANK[status] <= _RECORDED_RANK.get(message.get("status") or "", 0):
         return False
     record = MessageRecord.from_fields(message)
     await tell_status(webhooks, record, status, provider_id=sid, error_code=error_code or None)
