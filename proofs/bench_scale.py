@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import measure_burst
+from .bench_bare import bare_ok
 from .common import ROOT
 
 __all__ = ["DEFAULT_PLOT", "run_scale_bench"]
@@ -82,5 +83,7 @@ def run_scale_bench(args: argparse.Namespace) -> int:
     plot = Path(args.plot) if getattr(args, "plot", None) else DEFAULT_PLOT
     if _plot(results, plot):
         print(f"plot: {plot}")
-    ok = all(r["messages"] == r["expected_messages"] and r["duplicates"] == 0 for r in results)
+    ok = all(
+        r["messages"] == r["expected_messages"] and r["duplicates"] == 0 and bare_ok(r["bare_clients"]) for r in results
+    )
     return 0 if ok else 1
