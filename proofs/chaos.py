@@ -417,6 +417,10 @@ async def _worker_kill(run: _Run) -> None:
     run.ended()
 
 
+# Seconds the events of a worker-kill run are posted over: a worker fast enough to catch up
+# with whatever is posted must still have events to take after each kill (posting only ahead of
+# what the fakes hold, it could send the whole run in the second the first kill waits).
+WORKER_SPAN = 10.0
 REDIS_SPAN = 16.0  # seconds the events of a redis-restart run are posted over
 
 
@@ -553,7 +557,12 @@ async def run_chaos(scenario: str, events: int = 400, workers: int = 2, fsync: s
             run = _Run(stack, redis_server, http, progress, poster, all_planned, result)
             deadline = time.monotonic() + 120 + events / 5
             inject = asyncio.get_running_loop().create_task(INJECTORS[scenario](run))
-            span = {"providers": PROVIDERS_SPAN, "redis-restart": REDIS_SPAN, "lost-answers": LOST_SPAN}.get(scenario)
+            span = {
+                "providers": PROVIDERS_SPAN,
+                "redis-restart": REDIS_SPAN,
+                "lost-answers": LOST_SPAN,
+                "worker-kill": WORKER_SPAN,
+            }.get(scenario)
             await poster.run(deadline, progress, rate=events / span if span else 0.0)
             await inject
             ids = sorted(poster.accepted)
