@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from arq import Retry
@@ -15,7 +17,8 @@ from arq.connections import RedisSettings
 from arq.worker import func
 
 from hub import jobs
-from hub.arq_worker import HubWorker
+from hub.arq_worker import START_JOBS, HubWorker
+from tests.test_redis_faults import CuttingProxy
 
 QUEUE = "test:arq-worker"
 POLL = 30.0  # far longer than any test waits: a job that starts soon was woken, not polled
@@ -35,12 +38,14 @@ async def _until(check: Any, *, limit: float = 20.0) -> None:
 
 @contextlib.asynccontextmanager
 async def running(
-    redis_url: str, *functions: Any, poll: float = POLL
+    redis_url: str, *functions: Any, poll: float = POLL, max_jobs: int = 10, worker_url: str | None = None
 ) -> AsyncIterator[tuple[HubWorker, aioredis.Redis]]:
+    """A HubWorker on ``QUEUE`` (reaching Redis at ``worker_url``, if given) and a client of Redis."""
     worker = HubWorker(
         functions=list(functions),
         queue_name=QUEUE,
-        redis_settings=RedisSettings.from_dsn(redis_url),
+        redis_settings=RedisSettings.from_dsn(worker_url or redis_url),
+        max_jobs=max_jobs,
         handle_signals=False,
         poll_delay=poll,
         keep_result=0,
@@ -50,12 +55,8 @@ async def running(
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     task = asyncio.ensure_future(worker.main())
 
-    async def listening() -> bool:
-        counts = await client.pubsub_numsub(jobs.wake_channel(QUEUE))
-        return bool(counts and counts[0][1] >= 1)
-
     try:
-        await _until(listening)
+        await _until(lambda: _listening(client))
         yield worker, client
         # Jobs settle after they return: let them, before the worker stops.
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
@@ -65,6 +66,11 @@ async def running(
             await task
         await worker.close()
         await client.aclose()
+
+
+async def _listening(client: aioredis.Redis) -> bool:
+    counts = await client.pubsub_numsub(jobs.wake_channel(QUEUE))
+    return bool(counts and counts[0][1] >= 1)
 
 
 async def _enqueue(client: aioredis.Redis, name: str, job_id: str, *args: Any) -> None:
@@ -137,3 +143,63 @@ async def test_jobs_keep_arqs_semantics(redis_url: str) -> None:
         assert tries == {"ok": 1, "retry": 2, "fail": 1}  # a failure is not retried; a Retry is
         assert await client.keys("arq:*") == []  # every job's keys gone: lease, tries, payload
         assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (2, 1, 1)
+
+
+async def test_a_start_whose_answer_redis_lost_gives_its_slot_back(redis_url: str) -> None:
+    """The connection breaks right after START_JOBS reached Redis: the worker gets no answer, so
+    it must give back the slot it took, or each outage would leave it fewer until it took no
+    job at all (here it has one)."""
+    target = urlsplit(redis_url)
+    trigger = hashlib.sha1(START_JOBS.encode()).hexdigest().encode()
+    proxy = CuttingProxy(target.hostname or "127.0.0.1", target.port or 6379, 0.5, trigger)
+    await proxy.start()
+    ran: list[str] = []
+    done = asyncio.Event()
+
+    async def note(ctx: dict[str, Any], label: str) -> None:
+        ran.append(label)
+        done.set()
+
+    try:
+        proxy_url = f"redis://127.0.0.1:{proxy.port}/0"
+        async with running(redis_url, func(note, name="note"), max_jobs=1, worker_url=proxy_url) as (
+            worker,
+            client,
+        ):
+            proxy.armed = True
+            await _enqueue(client, "note", "job-cut", "cut")  # its start's answer is lost
+
+            async def given_back() -> bool:
+                return proxy.cuts == 1 and worker.job_counter == 0
+
+            await _until(given_back)
+            await _until(lambda: _listening(client))  # subscribed again after the outage
+            await _enqueue(client, "note", "job-after", "after")
+            await asyncio.wait_for(done.wait(), 10)  # the one slot takes it: it was given back
+            assert ran == ["after"]  # the cut job waits out its lease (arq's), it is not lost
+            assert await client.exists("arq:in-progress:job-cut") == 1
+    finally:
+        await proxy.close()
+
+
+async def test_two_workers_on_one_queue_run_each_job_once(redis_url: str) -> None:
+    """Both are woken by every job and race for it: the lease START_JOBS takes is the one lock."""
+    ran: list[str] = []
+
+    async def note(ctx: dict[str, Any], label: str) -> None:
+        await asyncio.sleep(0)
+        ran.append(label)
+
+    async with (
+        running(redis_url, func(note, name="note"), poll=0.05) as (_, client),
+        running(redis_url, func(note, name="note"), poll=0.05),
+    ):
+        labels = [f"j{i}" for i in range(60)]
+        for label in labels:
+            await _enqueue(client, "note", f"job-{label}", label)
+
+        async def all_ran() -> bool:
+            return len(ran) >= len(labels) and await client.zcard(QUEUE) == 0
+
+        await _until(all_ran)
+    assert sorted(ran) == sorted(labels)  # each once: none lost, none twice
