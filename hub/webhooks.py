@@ -91,37 +91,51 @@ class Webhooks:
                 "attempts": "0",
                 "created_at": created_at,
             }
-            queue = self.settings.webhooks.queue_name
-            slots = self._slots
-            direct = slots is not None and not slots.locked()
-            if slots is not None and direct:
-                await slots.acquire()  # free: taken at once
-            # One EVALSHA per delivery, no pipeline (a pipeline's scripts cost a SCRIPT EXISTS).
-            created = await self._create(
-                keys=[
-                    keys.webhook(delivery_id),
-                    keys.WEBHOOK_INDEX,
-                    jobs.job_key(delivery_id),
-                    queue,
-                    keys.webhooks_of(customer_id) if customer_id else keys.WEBHOOK_INDEX,
-                ],
-                args=[
-                    json.dumps(fields),
-                    now_ms,
-                    jobs.payload(jobs.DELIVER_WEBHOOK, (delivery_id,), enqueued_ms=now_ms),
-                    delivery_id,
-                    self.ttl * 1000,
-                    self.ttl,
-                    jobs.wake_channel(queue),
-                    "1" if customer_id else "0",  # erasure scrubs the body (hub.erasure)
-                    now_ms + lease_ms if direct else now_ms,
-                ],
-            )
+            # A free slot of its own (taken at once), or this delivery goes through the queue.
+            slots = self._slots if self._slots is not None and not self._slots.locked() else None
+            if slots is not None:
+                await slots.acquire()
+            try:
+                due_ms = now_ms + lease_ms if slots is not None else now_ms
+                created = await self._create_delivery(delivery_id, fields, customer_id, now_ms, due_ms)
+            except BaseException:
+                if slots is not None:  # not made, so nothing to POST: the slot goes back
+                    slots.release()
+                raise
             ids.append(delivery_id)
-            if direct:
-                self._start(sub, delivery_id, event_type, body, bool(created))
+            if slots is not None:
+                self._start(sub, delivery_id, event_type, body, created)
         metrics.WEBHOOKS_EMITTED.labels(event_type).inc(len(ids))
         return ids
+
+    async def _create_delivery(
+        self, delivery_id: str, fields: dict[str, str], customer_id: str, now_ms: int, due_ms: int
+    ) -> bool:
+        """The record and its job, due at ``due_ms`` (lua_records.CREATE_WEBHOOK); False when the
+        delivery was made before. One EVALSHA, no pipeline (a pipeline's scripts cost a SCRIPT
+        EXISTS)."""
+        queue = self.settings.webhooks.queue_name
+        created = await self._create(
+            keys=[
+                keys.webhook(delivery_id),
+                keys.WEBHOOK_INDEX,
+                jobs.job_key(delivery_id),
+                queue,
+                keys.webhooks_of(customer_id) if customer_id else keys.WEBHOOK_INDEX,
+            ],
+            args=[
+                json.dumps(fields),
+                now_ms,
+                jobs.payload(jobs.DELIVER_WEBHOOK, (delivery_id,), enqueued_ms=now_ms),
+                delivery_id,
+                self.ttl * 1000,
+                self.ttl,
+                jobs.wake_channel(queue),
+                "1" if customer_id else "0",  # erasure scrubs the body (hub.erasure)
+                due_ms,
+            ],
+        )
+        return bool(created)
 
     def _start(self, sub: WebhookSubscription, delivery_id: str, kind: str, body: str, created: bool) -> None:
         assert self._slots is not None
@@ -274,7 +288,6 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
             await pipe.execute()
         metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
         return "delivered"
-    assert error is not None
     if attempts >= settings.webhooks.max_attempts:
         await _dead(redis, key, delivery_id, attempts, error)
         return "dead"

@@ -5,15 +5,21 @@ first attempt hands over to the queue at its first retry (hub.webhooks.Webhooks,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub import keys
+from hub import keys, lua_records
+from hub.redis_batch import BatchingRedis
+from hub.webhooks import Webhooks
 from hub.worker import create_webhook_worker, create_worker, drain
 from tests.conftest import Hub
 from tests.events import make_event
+from tests.test_redis_faults import CuttingProxy
 
 
 async def _status_hooks(hub: Hub) -> dict[str, dict[str, str]]:
@@ -100,3 +106,32 @@ async def test_with_direct_delivery_off_every_webhook_goes_through_the_queue(hub
     await drain(create_webhook_worker(hub.settings, handle_signals=False))
     assert {r["status"] for r in (await _status_hooks(hub)).values()} == {"delivered"}
     assert await _queued(hub) == {}
+
+
+@pytest.mark.settings(**{"webhooks.direct_concurrency": 1})
+async def test_a_delivery_redis_failed_to_make_gives_its_slot_back(hub: Hub) -> None:
+    """The connection breaks as the record is made: the emit fails (its caller retries), and the
+    direct slot it took goes back; else each outage would leave fewer until none were left and
+    every webhook waited for the queue. Here there is one slot: the next webhook still uses it."""
+    client = aioredis.Redis.from_url(str(hub.settings.redis_url))
+    await client.script_load(lua_records.CREATE_WEBHOOK)
+    await client.aclose()
+    target = urlsplit(str(hub.settings.redis_url))
+    trigger = hashlib.sha1(lua_records.CREATE_WEBHOOK.encode()).hexdigest().encode()
+    proxy = CuttingProxy(target.hostname or "127.0.0.1", target.port or 6379, 0.2, trigger)
+    await proxy.start()
+    redis = BatchingRedis.from_url(f"redis://127.0.0.1:{proxy.port}/0", decode_responses=True)
+    webhooks = Webhooks(redis, hub.settings, direct=True)
+    try:
+        proxy.armed = True
+        with pytest.raises((RedisConnectionError, OSError)):
+            await webhooks.emit("message.status", {"message_id": "m-cut", "status": "accepted"}, key="m-cut")
+        while asyncio.get_running_loop().time() < proxy.down_until:  # the outage ends
+            await asyncio.sleep(0.01)
+        await webhooks.emit("message.status", {"message_id": "m-next", "status": "accepted"}, key="m-next")
+        await webhooks.settle()  # a direct POST, no webhook worker
+        assert [w["data"]["message_id"] for w in hub.receiver.of_type("message.status")] == ["m-next"]
+    finally:
+        await webhooks.close()
+        await redis.aclose()
+        await proxy.close()
