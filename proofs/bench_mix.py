@@ -187,7 +187,6 @@ async def _bench_mix(args: argparse.Namespace) -> dict[str, Any]:
         flaky = max(1, expect["sent"] // 20)  # about one SMS in ten (SMS are about half the messages)
         async with aiohttp.ClientSession() as http:
             await http.post(f"{origin}/faults", json={"provider": "twilio", "mode": "500", "count": flaky})
-        await asyncio.sleep(1.0)
 
         bodies = [json.dumps(e).encode() for e in events]
         cpu_before = {p.pid: cpu_seconds(p.pid) for p in [api, sandbox_proc, *worker_procs]}

@@ -349,12 +349,10 @@ async def peer_email(n: int, workers: int = 1) -> dict[str, Any]:
             redis.url,
             workers,
             MAX_JOBS,
-            HUB_POLICY__QUIET_HOURS="",
-            HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
+            unpaced=True,
         )
         procs += stack.procs
         async with aiohttp.ClientSession() as http:
-            await asyncio.sleep(1.0)  # workers connect
             result["hub"] = await _hub(stack, n, run, http)
             sample = await _sample(http, stack, run)
             result["hub"]["bytes_per_email"] = sample.size

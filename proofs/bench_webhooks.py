@@ -82,8 +82,7 @@ async def _bench_webhooks(args: argparse.Namespace) -> dict[str, Any]:
             redis.url,
             args.workers,
             100,
-            HUB_POLICY__QUIET_HOURS="",
-            HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
+            unpaced=True,
             HUB_WEBHOOKS__SUBSCRIPTIONS=json.dumps(subscriptions),
         )
         procs += stack.procs

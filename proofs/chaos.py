@@ -75,7 +75,7 @@ from redis.exceptions import RedisError
 
 from hub.redis_server import EmbeddedRedis
 
-from .common import BENCH_ADMIN_KEY, BENCH_KEY, Stack, burst_events, start_stack, stop_all
+from .common import BENCH_ADMIN_KEY, BENCH_KEY, QUICK_RECOVERY, Stack, burst_events, start_stack, stop_all
 from .webhook_check import settle_webhooks, webhook_figures, webhook_lines
 
 __all__ = ["SCENARIOS", "ChaosResult", "run_chaos", "run_chaos_cli"]
@@ -529,17 +529,12 @@ async def run_chaos(scenario: str, events: int = 400, workers: int = 2, fsync: s
         fault_timeout=4.0,
         status_callbacks=True,
         subscriber=True,
-        HUB_POLICY__QUIET_HOURS="",
-        HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
-        # Short leases and retries so a run recovers in seconds; production keeps the defaults.
-        HUB_WORKER__JOB_TIMEOUT="6",
-        HUB_WORKER__RETRY_BASE_DELAY="0.2",
+        unpaced=True,
+        **QUICK_RECOVERY,
         HUB_WORKER__MAX_TRIES="6",
         HUB_TWILIO__TIMEOUT="1.5",
         HUB_SMTP__TIMEOUT="3",
         HUB_FCM__TIMEOUT="3",
-        HUB_WEBHOOKS__RETRY_BASE_DELAY="0.2",
-        HUB_WEBHOOKS__RETRY_MAX_DELAY="2",
         HUB_WEBHOOKS__TIMEOUT="2",
     )
     batch_events = burst_events(events, f"-chaos-{int(time.time())}")

@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 
 from hub.redis_server import find_redis_server, free_port
 
-from .common import BENCH_KEY, Stack, burst_events, start_stack, stop_all
+from .common import BENCH_KEY, QUICK_RECOVERY, Stack, burst_events, start_stack, stop_all
 from .webhook_check import webhook_figures, webhook_lines
 
 __all__ = ["FailoverResult", "RedisGroup", "run_failover", "run_failover_cli"]
@@ -310,13 +310,8 @@ async def run_failover(events: int = 200, timeout: float = 120.0) -> FailoverRes
             HUB_REDIS_URL="",  # the sentinel only
             HUB_REDIS_SENTINEL__SENTINELS=json.dumps([f"127.0.0.1:{group.sentinel_port}"]),
             HUB_REDIS_SENTINEL__SERVICE=SERVICE,
-            HUB_POLICY__QUIET_HOURS="",
-            HUB_POLICY__SENDER_RATE="{sms: 0, email: 0, push: 0}",
-            # Short leases and retries so the run recovers in seconds; production keeps the defaults.
-            HUB_WORKER__JOB_TIMEOUT="6",
-            HUB_WORKER__RETRY_BASE_DELAY="0.2",
-            HUB_WEBHOOKS__RETRY_BASE_DELAY="0.2",
-            HUB_WEBHOOKS__RETRY_MAX_DELAY="2",
+            unpaced=True,
+            **QUICK_RECOVERY,
         )
         await _run(group, stack, result, events, begin + timeout)
     finally:

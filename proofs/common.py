@@ -56,6 +56,16 @@ BENCH_KEY = "bench-key"
 BENCH_ADMIN_KEY = "bench-admin-key"
 NOOP_QUEUE = "bench:noop"
 HOOK_SECRET = "bench-subscriber-secret-0123456789"  # the stack's webhook subscription
+# The pipeline's own speed, whatever the hour of the run: nothing held for quiet hours, no sender
+# pacing (`hub bench mix` and `peak` measure the policy at work).
+UNPACED = {"HUB_POLICY__QUIET_HOURS": "", "HUB_POLICY__SENDER_RATE": "{sms: 0, email: 0, push: 0}"}
+# Short leases and retries so a chaos run recovers in seconds; production keeps the defaults.
+QUICK_RECOVERY = {
+    "HUB_WORKER__JOB_TIMEOUT": "6",
+    "HUB_WORKER__RETRY_BASE_DELAY": "0.2",
+    "HUB_WEBHOOKS__RETRY_BASE_DELAY": "0.2",
+    "HUB_WEBHOOKS__RETRY_MAX_DELAY": "2",
+}
 
 
 # -- measurement helpers ---------------------------------------------------------------------
@@ -282,13 +292,17 @@ async def start_stack(
     fault_timeout: float = 30.0,
     status_callbacks: bool = False,
     subscriber: bool = False,
+    unpaced: bool = False,
     **env: str,
 ) -> Stack:
     """Start the sandbox, `hub api` and ``workers`` `hub worker` processes; wait until they answer.
     ``fault_timeout``: how long the sandbox holds a request under a "timeout" fault.
     ``status_callbacks``: the Twilio fake reports ``sent`` and ``delivered`` for every SMS it takes,
     as Twilio does; ``subscriber``: a receiver (``Stack.receiver_url``) subscribed to every webhook
-    type, as an upstream system is in production."""
+    type, as an upstream system is in production; ``unpaced``: the pipeline's own speed
+    (``UNPACED``)."""
+    if unpaced:
+        env = {**UNPACED, **env}
     sandbox_port, smtp_port, api_port = free_port(), free_port(), free_port()
     ports = [str(sandbox_port), str(smtp_port)]
     sandbox = spawn(
