@@ -40,9 +40,10 @@ class Composer:
     async def render(self, send: Send, channel: str) -> Rendered | None:
         """The event's templates for the customer, with ``channel``'s parts (None: rendering
         failed, and ``send.render_error`` says why). The first call renders the parts of every
-        channel the event has planned so far; a later channel (a fallback) adds its own."""
+        channel the event has planned so far; a later channel (a fallback) adds its own. A failed
+        render is not tried again for the same event: retrying cannot fix a template."""
         async with send.render_lock:
-            if channel not in send.rendered_for:
+            if channel not in send.rendered_for and send.render_error is None:
                 await self._render(send, channel)
         return send.rendered if channel in send.rendered_for else None
 

@@ -194,6 +194,21 @@ def test_every_part_renders_non_empty(renderer: Renderer, locale: str, milestone
     assert f'lang="{locale}"' in rendered.email_html
 
 
+@pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_only_the_parts_asked_for_are_rendered_and_they_are_the_same(
+    renderer: Renderer, locale: str, milestone: str
+) -> None:
+    """A message renders only its channels' parts (hub.compose): each part is what a full render
+    gives, and the others are left empty, the HTML layout too."""
+    context = full_context(locale, milestone)
+    whole = renderer.render(milestone, locale, context)
+    for asked in (("sms",), ("push_title", "push_body"), ("email_subject", "email_text", "email_html")):
+        some = renderer.render(milestone, locale, context, asked)
+        for part in PARTS:
+            assert getattr(some, part) == (getattr(whole, part) if part in asked else ""), part
+
+
 @pytest.mark.parametrize("shape", sorted(CONTEXTS), ids=_id)
 @pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
 @pytest.mark.parametrize("locale", LOCALES, ids=_id)
