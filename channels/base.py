@@ -39,12 +39,14 @@ class InDoubtPolicy(enum.Enum):
 @dataclass(frozen=True)
 class Outbound:
     message_id: str
-    channel: Literal["sms", "email", "push"]
+    channel: Literal["sms", "email", "push", "whatsapp"]
     to: str  # E.164 phone, e-mail address or push token
     text: str  # SMS body, push body or e-mail plain text
     subject: str = ""  # e-mail subject or push title
     html: str = ""
     data: dict[str, str] = field(default_factory=dict)  # push data payload
+    content_sid: str | None = None  # WhatsApp: send this approved Content template instead of ``text``
+    content_variables: str | None = None  # WhatsApp: the template's variables, JSON {"1": ...}
     collapse_key: str | None = None  # push: a newer message with this key replaces older ones
     unsubscribe_url: str | None = None  # e-mail List-Unsubscribe
     locale: str = "en"

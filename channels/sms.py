@@ -34,7 +34,7 @@ from twilio.rest import Client
 from .base import InDoubtPolicy, Outbound, SendResult
 from .twilio_errors import INVALID_NUMBER_ERRORS, PERMANENT_SMS_ERRORS
 
-__all__ = ["PERMANENT_SMS_ERRORS", "RECONCILE_PAGES", "RECONCILE_PAGE_SIZE", "TwilioSms"]
+__all__ = ["PERMANENT_SMS_ERRORS", "RECONCILE_PAGES", "RECONCILE_PAGE_SIZE", "TwilioSms", "skeleton"]
 
 TWILIO_ORIGIN = "https://api.twilio.com"
 # A reconciliation reads at most this many pages of the number's messages before giving up
@@ -127,6 +127,10 @@ class TwilioSms:
             kwargs["media_url"] = list(message.media_urls)
         if self._status_callback and not message.sender:
             kwargs["status_callback"] = self._status_callback
+        return await self._create(kwargs)
+
+    async def _create(self, kwargs: dict[str, object]) -> SendResult:
+        """One ``messages.create`` call, its answer (or its loss) as a ``SendResult``."""
         _last_headers.set(MappingProxyType({}))
         try:
             created = await self._messages.create_async(**kwargs)
@@ -170,8 +174,12 @@ class TwilioSms:
             and listed.to == message.to
             and (listed.from_ == sender if sender else listed.messaging_service_sid == self._service)
             and (created is None or created.timestamp() >= since)
-            and (listed.body == message.text or _skeleton(listed.body or "") == _skeleton(message.text))
+            and self._same_text(listed.body or "", message)
         )
+
+    def _same_text(self, body: str, message: Outbound) -> bool:
+        """Whether a listed message's body is ``message``'s text."""
+        return body == message.text or skeleton(body) == skeleton(message.text)
 
     async def close(self) -> None:
         await self._http.close()
@@ -194,7 +202,7 @@ def _classify(error: TwilioRestException, headers: Mapping[str, str]) -> SendRes
     return SendResult.permanent(reason, code=code)
 
 
-def _skeleton(text: str) -> str:
+def skeleton(text: str) -> str:
     """The letters and digits of ``text``, accents and case dropped: what Twilio's Smart Encoding
     (quotes, dashes, ellipses, spaces replaced by GSM-7 ones) leaves unchanged."""
     return "".join(c for c in unicodedata.normalize("NFKD", text) if c.isalnum()).casefold()

@@ -25,6 +25,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
     "sms": ("sms",),
     "push": ("push_title", "push_body"),
     "email": ("email_subject", "email_text", "email_html"),
+    "whatsapp": ("sms",),  # the SMS text, free-form inside the window and as the template's `text` (hub.whatsapp)
 }
 
 log = logging.getLogger(__name__)

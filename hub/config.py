@@ -65,6 +65,7 @@ from .config_sections import (
     TwilioHookSettings,
     TwilioSettings,
     WebhookSettings,
+    WhatsAppSettings,
     WorkerSettings,
 )
 from .vocabulary import MILESTONES, Channel
@@ -151,6 +152,7 @@ class Settings(Section):
     """Channels per milestone unless the customer's preferences say otherwise."""
     fallback: tuple[Channel, ...] = ("push", "sms", "email")
     """When none of a milestone's channels reaches the customer, the first reachable one of these."""
+    whatsapp: WhatsAppSettings = WhatsAppSettings()
 
     @field_validator("channels")
     @classmethod

@@ -79,9 +79,9 @@ class PolicySettings(Section):
     }
     """A message that waited (quiet hours, collapsing, rate limit, retry) is dropped as
     `superseded` when a newer event of the same milestone, or of one listed here, has arrived."""
-    per_customer_hour: dict[Channel, int] = {"sms": 6, "email": 10, "push": 12}
+    per_customer_hour: dict[Channel, int] = {"sms": 6, "email": 10, "push": 12, "whatsapp": 6}
     """At most this many messages per customer and channel in any hour (0: no limit); more wait."""
-    sender_rate: dict[Channel, float] = {"sms": 10.0, "email": 20.0, "push": 0.0}
+    sender_rate: dict[Channel, float] = {"sms": 10.0, "email": 20.0, "push": 0.0, "whatsapp": 10.0}
     """Messages per second per sender (Twilio number or service, SMTP account, FCM project),
     shared by all workers (0: no limit)."""
     sender_max_wait: float = Field(5.0, ge=0)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from preferences.validation import check_phone
 
-from .vocabulary import WebhookEvent
+from .vocabulary import MILESTONES, WebhookEvent
 
 __all__ = [
     "ApiKey",
@@ -33,6 +33,7 @@ __all__ = [
     "TwilioSettings",
     "WebhookSettings",
     "WebhookSubscription",
+    "WhatsAppSettings",
     "WorkerSettings",
 ]
 
@@ -304,3 +305,48 @@ class RedisSentinelSettings(Section):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{address!r} is not host:port")
         return tuple(a.strip() for a in value)
+
+
+# What a WhatsApp template variable can be (hub.whatsapp.variables explains each).
+WHATSAPP_VALUES = ("name", "shop", "window", "link", "tracking_code", "text")
+
+
+class WhatsAppSettings(Section):
+    from_number: str | None = None
+    """The WhatsApp sender's number (E.164), registered with Twilio as a WhatsApp sender. Unset:
+    no WhatsApp; customers who prefer it get the next channel of their fallback order."""
+    templates: dict[str, dict[str, str]] = {}
+    """Approved Content templates per milestone and locale: {milestone: {locale: content_sid}},
+    e.g. {"out_for_delivery": {"en": "HX...", "de": "HX..."}}. A locale falls back to its language
+    ("de-AT" to "de"). Outside the customer's 24-hour window a message goes out only as its
+    template; with none for its milestone and locale it is not sent on WhatsApp (the fallback
+    order takes over)."""
+    variables: tuple[str, ...] = ("name", "text")
+    """What fills the templates' {{1}}, {{2}}, ...: the n-th name fills {{n}}. Names: name (the
+    customer's first name), shop (the merchant, else sender.name), window (the delivery window),
+    link (the tracking page), tracking_code, text (the hub's rendered SMS text). Whitespace is
+    collapsed to single spaces and an empty value is sent as "-"."""
+    window_hours: float = Field(24.0, gt=0, le=24)
+    """How long after a customer's last WhatsApp message free-form text may be sent (WhatsApp's
+    customer service window is 24 hours; a shorter value leaves a margin)."""
+
+    @field_validator("from_number")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return None if value is None else check_phone(value.removeprefix("whatsapp:"), "US")
+
+    @field_validator("templates")
+    @classmethod
+    def _milestones(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        unknown = sorted(set(value) - set(MILESTONES))
+        if unknown:
+            raise ValueError(f"unknown milestone(s): {', '.join(unknown)}")
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [v for v in value if v not in WHATSAPP_VALUES]
+        if unknown:
+            raise ValueError(f"unknown variable(s) {', '.join(unknown)}; use {', '.join(WHATSAPP_VALUES)}")
+        return value

@@ -30,6 +30,7 @@ from .masking import mask_phone
 from .render import Renderer
 from .replies import Reply, ReplyWords, parse_reply
 from .webhooks import Webhooks
+from .whatsapp import split_address
 
 __all__ = ["Answer", "Conversations"]
 
@@ -74,10 +75,15 @@ class Conversations:
         terminal = await self.redis.hget(keys.delivery(delivery_id), "terminal")
         return bool(terminal != "1")
 
-    async def opt_out(self, phone: str, keyword: str, sender: str) -> None:
-        """Record STOP for a phone: when, which keyword, to which sender (kept through erasure)."""
+    def _optout_key(self, phone: str, channel: str) -> str:
+        optout = keys.whatsapp_optout if channel == "whatsapp" else keys.sms_optout
+        return optout(self.optout_pepper, phone)
+
+    async def opt_out(self, phone: str, keyword: str, sender: str, channel: str = "sms") -> None:
+        """Record STOP for a phone on a channel (SMS, or WhatsApp: each stops only its own): when,
+        which keyword, to which sender (kept through erasure)."""
         await self.redis.hset(
-            keys.sms_optout(self.optout_pepper, phone),
+            self._optout_key(phone, channel),
             mapping={"at": now_iso(), "keyword": keyword.upper(), "sender": sender},
         )
 
@@ -96,20 +102,25 @@ class Conversations:
 
     # -- entry point -------------------------------------------------------------------------
     async def handle(self, sender: str, from_: str, body: str, message_sid: str) -> Answer:
+        """A reply by SMS, or over WhatsApp (``from_`` and ``sender`` prefixed ``whatsapp:``):
+        the same words mean the same, and STOP stops the channel it came on."""
         reply = parse_reply(body, self.reply_words)
         prompt = await self._prompt(from_, sender)
+        channel, number = split_address(from_)
         customer = None
         if prompt is not None:
             # The customer the prompt was sent to, while that is still this phone's owner.
             candidate = await self.customers.get(prompt["customer_id"])
-            if candidate is not None and not candidate.erased and candidate.phone == from_:
+            if candidate is not None and not candidate.erased and number in candidate.contact(channel):
                 customer = candidate
         if customer is None:
-            customer = await self.customers.by_phone(from_)
+            customer = await self.customers.by_phone(number)
+            if customer is not None and number not in customer.contact(channel):
+                customer = None  # the phone's owner has another WhatsApp number
         if customer is None:
-            if reply.kind == "stop" and prompt is not None:
+            if reply.kind == "stop" and (prompt is not None or channel == "whatsapp"):
                 # We have texted this number: its STOP is honoured even if no customer owns it now.
-                await self.opt_out(from_, reply.text, sender)
+                await self.opt_out(number, reply.text, sender, channel)
                 return Answer(self._say(prompt.get("locale"), "stop_confirm"), "stop")
             if not await self.may_answer_stranger(from_):
                 log.info("SMS from an unknown number %s not answered (answered already)", mask_phone(from_))
@@ -119,7 +130,7 @@ class Conversations:
         if prompt is not None and prompt.get("customer_id") != customer.id:
             prompt = None  # another customer's prompt: not this customer's to answer
         locale = customer.prefs.get("locale") or customer.locale
-        answer = await self._dispatch(reply, customer, locale, prompt, sender, from_, message_sid)
+        answer = await self._dispatch(reply, customer, locale, prompt, sender, from_, message_sid, channel)
         await self.webhooks.emit(
             "customer.reply",
             {
@@ -143,19 +154,21 @@ class Conversations:
         sender: str,
         phone: str,
         sid: str,
+        channel: str = "sms",
     ) -> Answer:
         if reply.kind in ("stop", "start", "help"):
-            return await self._keyword(reply, customer, locale, sender, phone, sid)
+            return await self._keyword(reply, customer, locale, sender, split_address(phone)[1], sid, channel)
         now = time.time()
         live = prompt is not None and now < float(prompt.get("expires_at", 0))
         open_delivery = prompt is not None and await self._delivery_open(prompt["delivery_id"])
         locale = (prompt or {}).get("locale") or locale
 
         if reply.kind == "number":
-            return await self._number(reply, customer, locale, prompt, live, open_delivery, sid)
+            return await self._number(reply, customer, locale, prompt, live, open_delivery, sid, channel)
         if reply.kind == "instructions" and prompt is not None and open_delivery:
             assert reply.instruction is not None
-            return await self.instruct(customer, prompt, reply.instruction, reply.note, reply.always, locale, sid)
+            kind, note = reply.instruction, reply.note
+            return await self.instruct(customer, prompt, kind, note, reply.always, locale, sid, channel)
         if (
             reply.kind == "text"
             and prompt is not None
@@ -163,24 +176,31 @@ class Conversations:
             and live
             and open_delivery
         ):
-            return await self.instruct(customer, prompt, "note", reply.note, reply.always, locale, sid)
+            return await self.instruct(customer, prompt, "note", reply.note, reply.always, locale, sid, channel)
         return Answer(self._not_understood(locale, prompt if live else None, open_delivery), "not_understood")
 
     async def _keyword(
-        self, reply: Reply, customer: CustomerRecord, locale: str | None, sender: str, phone: str, sid: str
+        self,
+        reply: Reply,
+        customer: CustomerRecord,
+        locale: str | None,
+        sender: str,
+        phone: str,
+        sid: str,
+        channel: str = "sms",
     ) -> Answer:
         """STOP, START and HELP: answered whatever the conversation was about."""
         if reply.kind == "stop":
-            await self.opt_out(phone, reply.text, sender)
+            await self.opt_out(phone, reply.text, sender, channel)
             await self.webhooks.emit(
                 "contact.opted_out",
-                {"customer_id": customer.id, "channel": "sms", "keyword": reply.text.upper()},
+                {"customer_id": customer.id, "channel": channel, "keyword": reply.text.upper()},
                 key=sid,
             )
             return Answer(self._say(locale, "stop_confirm"), "stop")
         if reply.kind == "start":
-            await self.redis.delete(keys.sms_optout(self.optout_pepper, phone))
-            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"}, key=sid)
+            await self.redis.delete(self._optout_key(phone, channel))
+            await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": channel}, key=sid)
             return Answer(self._say(locale, "start_confirm"), "start")
         return Answer(self._say(locale, "help"), "help")
 
@@ -193,6 +213,7 @@ class Conversations:
         live: bool,
         open_delivery: bool,
         sid: str,
+        channel: str = "sms",
     ) -> Answer:
         """A bare number: a slot when slots were offered, else a rating."""
         assert reply.number is not None
@@ -207,13 +228,13 @@ class Conversations:
             slots = prompt["slots"]
             if not 1 <= reply.number <= len(slots):
                 return Answer(self._say(locale, "reschedule_invalid", count=len(slots)), "reschedule_invalid")
-            return await self.reschedule(customer, prompt, slots[reply.number - 1], locale, sid)
+            return await self.reschedule(customer, prompt, slots[reply.number - 1], locale, sid, channel)
         # rating prompt
         if not live:
             return Answer(self._not_understood(locale, None, open_delivery), "rating_closed")
         if not 1 <= reply.number <= 5:
             return Answer(self._say(locale, "rating_invalid"), "rating_invalid")
-        return await self.rate(customer, prompt, reply.number, reply.comment, locale, sid)
+        return await self.rate(customer, prompt, reply.number, reply.comment, locale, sid, channel)
 
     def _not_understood(self, locale: str | None, prompt: dict[str, Any] | None, open_delivery: bool) -> str:
         slots = len(prompt["slots"]) if prompt and prompt["prompt"] == "reschedule" else 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -38,6 +39,7 @@ from .demo import reset_demo, run_demo, run_tag
 from .redis_conn import connect
 from .redis_server import DataDirInUse, EmbeddedRedis
 from .sandbox import Sandbox
+from .vocabulary import MILESTONES
 from .worker import create_webhook_worker, create_worker
 
 __all__ = ["DEV_RELAY_POOL", "run_dev"]
@@ -45,6 +47,18 @@ __all__ = ["DEV_RELAY_POOL", "run_dev"]
 # Proxy numbers of the sandbox relay when config gives none: one per demo customer with a phone,
 # so the driver has a distinct number for each of them at once.
 DEV_RELAY_POOL = ("+4915700000100", "+4915700000101", "+4915700000102")
+# The WhatsApp sender of `hub dev` when config gives none (Twilio's own WhatsApp sandbox number).
+DEV_WHATSAPP_NUMBER = "+14155238886"
+
+
+def dev_whatsapp_templates(templates_dir: str) -> dict[str, dict[str, str]]:
+    """A made-up Content SID for every milestone and catalog locale, so `hub dev` sends WhatsApp
+    templates outside the 24-hour window as a deployment with approved templates would."""
+    locales = sorted({"en", *(p.stem for p in (Path(templates_dir) / "locales").glob("*.po"))})
+    return {
+        m: {loc: "HX" + hashlib.md5(f"{m}:{loc}".encode(), usedforsecurity=False).hexdigest() for loc in locales}
+        for m in MILESTONES
+    }
 
 
 def persistent_secret(path: Path) -> str:
@@ -116,6 +130,8 @@ def dev_settings(settings: Settings, *, redis_url: str, origin: str, smtp_port: 
             "smtp.use_tls": False,
             "smtp.start_tls": False,
             "relay.pool": settings.relay.pool or DEV_RELAY_POOL,
+            "whatsapp.from_number": settings.whatsapp.from_number or DEV_WHATSAPP_NUMBER,
+            "whatsapp.templates": settings.whatsapp.templates or dev_whatsapp_templates(settings.templates_dir),
         }
     )
 
@@ -133,6 +149,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
         "HUB_SMTP__PORT": str(settings.smtp.port),
         "HUB_SMTP__HOST": "127.0.0.1",
         "HUB_RELAY__POOL": json.dumps(list(settings.relay.pool)),
+        "HUB_WHATSAPP__FROM_NUMBER": str(settings.whatsapp.from_number),
+        "HUB_WHATSAPP__TEMPLATES": json.dumps(settings.whatsapp.templates),
     }
 
 
@@ -192,6 +210,7 @@ async def _start(args: argparse.Namespace, settings: Settings) -> _Dev:
     try:
         smtp_port = await sandbox.start_smtp("127.0.0.1", args.smtp_port or settings.sandbox.smtp_port)
         dev.settings = dev_settings(settings, redis_url=redis_url, origin=origin, smtp_port=smtp_port)
+        sandbox.whatsapp_number = dev.settings.whatsapp.from_number
         if args.demo:
             await _reset_demo(dev.settings)  # before any worker can run an earlier run's job
 

@@ -41,7 +41,8 @@ from .jobs import Enqueue, MessageJobKind
 from .links import Links
 from .message import IN_DOUBT, Scheduler, Send, SendInProgress, Spec, iso, job_payload
 from .outcomes import Outcomes
-from .policy import obsoleted_by, quiet_due, spread_offset
+from .policy import hourly_limit, obsoleted_by, quiet_due, spread_offset
+from .providers import sender_id
 from .records import FRESH, PENDING, TOLD, Claim, Found, Gated, Limited, MessageRecord
 from .redis_conn import replicated
 from .relay import Relay
@@ -49,6 +50,7 @@ from .render import Renderer
 from .schema import occurred_ms_of
 from .store import HubStore
 from .webhooks import Webhooks
+from .whatsapp import Windows, outbound_for
 
 __all__ = ["Dispatcher"]
 
@@ -84,6 +86,7 @@ class Dispatcher:
         self.links = Links(settings.secret_key, settings.public_url)
         self.webhooks = Webhooks(redis, settings, direct=True)  # a worker POSTs what it makes
         self.relay = Relay(redis, settings)
+        self.windows = Windows(redis, settings)
         self.clock = clock
         self.scheduler = Scheduler(enqueue, clock)
         self.background = Background()  # writes outliving their job
@@ -135,7 +138,7 @@ class Dispatcher:
                 log.info("message %s skipped: %s", rec.channel, reason, extra={**send.ids, "message_id": rec.id})
                 return "skipped"
             case Limited(until_ms):
-                limit = self._hourly_limit(spec.channel)
+                limit = hourly_limit(self.settings.policy, spec.channel)
                 why = f"more than {limit} {spec.channel} messages to this customer in an hour"
                 return await self._defer(send, rec, spec, until_ms / 1000, why)
             case Found(status):
@@ -145,9 +148,6 @@ class Dispatcher:
 
     async def _deliver_fresh(self, send: Send, spec: Spec) -> str:
         return await self.deliver(send, spec, fresh=True)
-
-    def _hourly_limit(self, channel: str) -> int:
-        return int(self.settings.policy.per_customer_hour.get(channel, 0))  # type: ignore[call-overload]
 
     async def _outdated(self, send: Send, spec: Spec, rec: MessageRecord, fresh: bool, now: float) -> str | None:
         """Drop a message past its time to live, or one that waited and a newer event replaced."""
@@ -167,7 +167,9 @@ class Dispatcher:
         cfg = self.settings.policy
         rate = cfg.sender_rate.get(spec.channel, 0.0)  # type: ignore[call-overload]
         if rate > 0:
-            wait = await self.store.pace(spec.channel, self._sender(spec.channel), rate, cfg.sender_max_wait)
+            wait = await self.store.pace(
+                spec.channel, sender_id(self.settings, spec.channel), rate, cfg.sender_max_wait
+            )
             if wait < 0:
                 return now - wait, "the provider sender is at its rate limit"
             if wait > 0:
@@ -182,7 +184,7 @@ class Dispatcher:
             claim = await outlasting(
                 lambda: self.store.claim(
                     rec,
-                    hourly_limit=self._hourly_limit(spec.channel),
+                    hourly_limit=hourly_limit(self.settings.policy, spec.channel),
                     clock_ms=int(now * 1000),
                     allowed=FRESH if fresh else PENDING,
                     token=token,
@@ -263,14 +265,6 @@ class Dispatcher:
         )
         return "deferred"
 
-    def _sender(self, channel: str) -> str:
-        if channel == "sms":
-            tw = self.settings.twilio
-            return tw.messaging_service_sid or tw.from_number or "default"
-        if channel == "email":
-            return self.settings.smtp.username or self.settings.smtp.from_address
-        return self.settings.fcm.project_id
-
     # -- sending ------------------------------------------------------------------------------
     async def _send(self, send: Send, spec: Spec, rec: MessageRecord, token: str) -> str:
         rendered = await self.composer.render(send, rec.channel)
@@ -278,7 +272,8 @@ class Dispatcher:
             await self.store.record(rec.id, "failed", error=f"rendering: {send.render_error}")
             metrics.MESSAGES.labels(rec.channel, "failed").inc()
             return "failed"
-        outbound = self.composer.outbound(rec, rendered, send.link)
+        ask = lambda call: self._before_provider(send, spec, rec, token, call)  # noqa: E731  (WhatsApp's window, once claimed)
+        outbound, refused = await outbound_for(self.composer, self.windows, send, rec, rendered, ask)
         extra: dict[str, str] = {}
         if rec.channel == "sms":
             info = count_segments(outbound.text)
@@ -292,7 +287,7 @@ class Dispatcher:
         started = time.perf_counter()
         sent_ms = int(time.time() * 1000)
         try:
-            result = await self.channels[rec.channel].send(outbound)
+            result = refused or await self.channels[rec.channel].send(outbound)
         except Exception as e:  # an adapter bug must not lose the message: retry it
             log.exception("channel %s raised", rec.channel, extra={**send.ids, "message_id": rec.id})
             result = SendResult.transient(f"adapter error: {type(e).__name__}")
@@ -395,7 +390,7 @@ class Dispatcher:
         if send is not None and spec is not None and self.channels[rec.channel].in_doubt is InDoubtPolicy.RECONCILE:
             rendered = await self.composer.render(send, rec.channel)
             if rendered is not None:
-                outbound = self.composer.outbound(rec, rendered, send.link)
+                outbound, _ = await outbound_for(self.composer, self.windows, send, rec, rendered)
                 return await self._reconcile_cut_off(send, spec, rec, fields, claimed_ms, outbound)
         await self.store.record(rec.id, "unknown", error="a worker stopped during the provider call; not resent")
         metrics.MESSAGES.labels(rec.channel, "unknown").inc()

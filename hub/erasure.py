@@ -5,14 +5,16 @@ goes through. It scrubs the customer's record (contacts, preferences; a tombston
 addresses in the message log, the deliveries' personal fields and timelines, tracking links, and:
 
 - relay sessions: closed, the customer's number taken out of them, their sticky proxy dropped;
-- open reply prompts (``hub:conv:{phone}:{sender}``: the number is in the key's name);
+- open reply prompts (``hub:conv:{phone}:{sender}``: the number is in the key's name), the
+  WhatsApp ones (``hub:conv:whatsapp:{number}:...``) and the WhatsApp window (``hub:wa_window``);
 - jobs of messages still waiting (quiet hours, retries): their payload holds the event, with the
   customer's name and contacts; the messages become ``skipped`` and are never sent;
 - outbound webhook records (``hub:wh:{id}``) about the customer: their bodies keep the ids and
   outcome fields, not what the customer wrote (reply texts, notes, comments).
 
-The SMS suppression list (``hub:sms_optout:{ref}``) stays: its name is a keyed hash, not the
-number, and a STOP must outlive the erasure.
+The SMS suppression list (``hub:sms_optout:{ref}``) stays, and so does a WhatsApp STOP
+(``hub:wa_optout:{ref}``): their names are keyed hashes, not the number, and a STOP must outlive
+the erasure.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ async def erase_customer(redis: Redis, settings: Settings, relay: Relay, custome
     if phone:
         async for name in redis.scan_iter(match=keys.conversation(phone, "*"), count=1000):
             await redis.delete(name)
+    if record is not None:
+        await _erase_whatsapp(redis, settings, record.whatsapp_number)
     await _drop_waiting_jobs(redis, settings, customer_id)
     await _scrub_webhooks(redis, customer_id)
     return await _scrub_records(redis, customer_id)
@@ -127,6 +131,17 @@ async def _scrub_records(redis: Redis, customer_id: str) -> bool:
                     )
         await pipe.execute()
     return existed
+
+
+async def _erase_whatsapp(redis: Redis, settings: Settings, number: str | None) -> None:
+    """The WhatsApp number's open prompts and its 24-hour window (the number is in the prompts'
+    key names; the window would let free-form text go to it). A WhatsApp STOP stays, as an SMS
+    STOP does. The ``whatsapp`` contact goes with the customer's record."""
+    if not number:
+        return
+    async for name in redis.scan_iter(match=keys.conversation(f"whatsapp:{number}", "*"), count=1000):
+        await redis.delete(name)
+    await redis.delete(keys.whatsapp_window(keys.optout_pepper(settings.secret_key), number))
 
 
 async def _drop_waiting_jobs(redis: Redis, settings: Settings, customer_id: str) -> None:

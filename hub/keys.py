@@ -101,6 +101,8 @@ __all__ = [
     "timeline",
     "webhook",
     "webhooks_of",
+    "whatsapp_optout",
+    "whatsapp_window",
 ]
 
 WORKER_HEARTBEAT = "hub:workers:heartbeat"
@@ -201,6 +203,14 @@ def collapse(delivery_id: str, milestone: str) -> str:
 # - ``hub:wh:index``                   sorted set: webhook delivery ids by creation time (ms);
 #   entries older than the delivery records' TTL are trimmed on every emit.
 # - ``hub:wh:dead``                    sorted set: dead-lettered webhook delivery ids by time (ms).
+# - ``hub:wa_optout:{ref}``            hash: at, keyword, sender. A STOP sent over WhatsApp (stops
+#   WhatsApp only), removed by START over WhatsApp. No TTL, kept through erasure, like
+#   ``hub:sms_optout``; ``ref`` keyed the same way.
+# - ``hub:wa_window:{ref}``            string: the time (unix s) of the number's last inbound
+#   WhatsApp message: while it exists, free-form WhatsApp text may be sent (hub.whatsapp). TTL
+#   whatsapp.window_hours; deleted on erasure.
+# - WhatsApp prompts use ``hub:conv:{e164}:{sender}`` with both parts as Twilio writes them,
+#   ``whatsapp:+...``, so an SMS prompt and a WhatsApp prompt for one number never mix.
 
 
 def phone(e164: str) -> str:
@@ -216,6 +226,14 @@ def sms_optout(pepper: str, e164: str) -> str:
     # SHA-1 because Lua has it (redis.sha1hex in lua_log.APPLY_EVENT), keyed by the pepper: the name
     # reveals no number, and a list of numbers cannot be matched against it without the secret.
     return f"hub:sms_optout:{hashlib.sha1((pepper + e164).encode()).hexdigest()}"
+
+
+def whatsapp_optout(pepper: str, e164: str) -> str:
+    return f"hub:wa_optout:{hashlib.sha1((pepper + e164).encode()).hexdigest()}"
+
+
+def whatsapp_window(pepper: str, e164: str) -> str:
+    return f"hub:wa_window:{hashlib.sha1((pepper + e164).encode()).hexdigest()}"
 
 
 def conversation(e164: str, sender: str) -> str:

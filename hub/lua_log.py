@@ -132,7 +132,8 @@ return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]),
 # message it stops becomes "skipped" with the reason, and "gated:<reason>" is returned.
 # KEYS: message, history, by-delivery index, by-customer index, the five status indexes (dead,
 #   unknown, deferred, transient, replaying), the customer's rate window for the channel, the
-#   customer, the SMS opt-out of the address (``sms_optout``; any key for other channels).
+#   customer, the SMS opt-out of the address (``sms_optout``; ``whatsapp_optout`` for WhatsApp; any
+#   key for other channels).
 # ARGV: now (ISO), now (ms), ttl seconds, record fields (JSON object of strings), target status,
 #   detail (why; may be empty), statuses allowing the change, hourly limit (0: none), window (ms),
 #   due (ms, for deferred; may be empty), policy clock (ms), job payload for a waiting message
@@ -173,11 +174,13 @@ if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
   -- address that is no longer the customer's. Checked here, atomically with the claim.
   local why = nil
   local channel, to = fields['channel'], fields['to']
-  local c = redis.call('HMGET', KEYS[11], 'erased', 'pref:opt_out', 'push_tokens', 'phone', 'email')
+  local c = redis.call('HMGET', KEYS[11], 'erased', 'pref:opt_out', 'push_tokens', 'phone', 'email', 'whatsapp')
   if c[1] == '1' then
     why = 'the customer was erased'
   elseif channel == 'sms' and redis.call('EXISTS', KEYS[12]) == 1 then
     why = 'the number texted STOP'
+  elseif channel == 'whatsapp' and redis.call('EXISTS', KEYS[12]) == 1 then
+    why = 'the number sent STOP on WhatsApp'
   else
     if c[2] then
       for _, o in ipairs(cjson.decode(c[2])) do if o == channel then why = 'the customer opted out of ' .. o end end
@@ -186,6 +189,8 @@ if ARGV[5] == 'sending' and redis.call('EXISTS', KEYS[11]) == 1 then
       local current = false
       if channel == 'push' then
         if c[3] then for _, t in ipairs(cjson.decode(c[3])) do if t == to then current = true end end end
+      elseif channel == 'whatsapp' then
+        current = (c[6] or c[4]) == to
       else
         current = (channel == 'sms' and c[4] or c[5]) == to
       end
@@ -303,7 +308,7 @@ STATUS_FORWARD = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return '' end
 local ranks = {sending = 0, accepted = 1, queued = 1, sent = 2, delivered = 3, undelivered = 3, failed = 3,
-  read = 3}
+  read = 4}
 local rank = ranks[current]
 if rank == nil then rank = 0 end
 if tonumber(ARGV[2]) <= rank then return '' end

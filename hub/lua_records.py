@@ -108,7 +108,7 @@ return 1
 # ARGV: contact fields (JSON object of strings), preference fields ("pref:<name>" -> JSON text,
 # as a JSON object), now (ISO), customer id.
 IMPORT_CUSTOMER = """
-local names = {'name', 'phone', 'email', 'push_tokens', 'locale', 'timezone'}
+local names = {'name', 'phone', 'email', 'push_tokens', 'locale', 'timezone', 'whatsapp'}
 local contact = cjson.decode(ARGV[1])
 local prefs = cjson.decode(ARGV[2])
 local existed = redis.call('EXISTS', KEYS[1]) == 1

@@ -57,7 +57,7 @@ def mask_numbers(text: str) -> str:
 
 
 def mask(channel: str, value: str | None) -> str | None:
-    if channel == "sms":
+    if channel in ("sms", "whatsapp"):
         return mask_phone(value)
     if channel == "email":
         return mask_email(value)

@@ -66,6 +66,7 @@ class CustomerView(BaseModel):
     erased: bool
     updated_at: str | None
     invalid: dict[str, str] = Field(description="phone/email the provider rejected, with the reason")
+    whatsapp: str | None = Field(None, description="WhatsApp number (E.164) when not the phone; masked like phone")
 
 
 class StatusChange(BaseModel):
@@ -81,7 +82,7 @@ class MessageView(BaseModel):
     delivery_id: str
     customer_id: str
     milestone: str
-    channel: Literal["sms", "email", "push"] | str
+    channel: Literal["sms", "email", "push", "whatsapp"] | str
     to: str | None
     template: str
     locale: str

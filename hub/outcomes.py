@@ -172,7 +172,8 @@ class Outcomes:
     def _reconcile_after(self, channel: str) -> float:
         """Seconds before the provider is asked about a send whose answer was lost: as long as
         the client waited, so a request the provider was still working on has ended."""
-        timeouts = {"sms": self.settings.twilio.timeout, "email": self.settings.smtp.timeout}
+        timeouts = {"sms": self.settings.twilio.timeout, "whatsapp": self.settings.twilio.timeout}
+        timeouts["email"] = self.settings.smtp.timeout
         return float(timeouts.get(channel, self.settings.fcm.timeout))
 
     @staticmethod
@@ -190,13 +191,13 @@ class Outcomes:
         status = decision.status
         extra = {**send.ids, "message_id": rec.id}
         log.info("message %s %s to %s", rec.channel, decision.label, mask(rec.channel, rec.to), extra=extra)
-        if result.provider_id and rec.channel == "sms":
+        if result.provider_id and rec.channel in ("sms", "whatsapp"):
             await apply_parked(self.store, self.customers, self.webhooks, rec.id, result.provider_id)
-        if rec.channel == "sms" and (status == "accepted" or decision.label == "in_doubt"):
+        if rec.channel in ("sms", "whatsapp") and (status == "accepted" or decision.label == "in_doubt"):
             # In doubt too: the customer may have the SMS, and a reply to it should be understood.
             prompt = prompt_for(send, self.settings)
             if prompt is not None:
-                await open_prompt(self.redis, self.settings, rec.to, prompt)
+                await open_prompt(self.redis, self.settings, rec.to, prompt, rec.channel)
         if status in ("accepted", "failed", "unknown"):
             await self.tell(rec, status, result)
         elif status == "dead":

@@ -43,6 +43,7 @@ from .records import Claimed, MessageRecord
 from .relay import PoolExhausted, RelayUnavailable, schedule_relay_close
 from .retries import MessageJobs
 from .schema import TERMINAL, occurred_ms_of
+from .whatsapp import blocked as whatsapp_blocked
 
 __all__ = ["Outcome", "Runtime"]
 
@@ -133,6 +134,7 @@ class Runtime:
         customer = CustomerRecord.from_hash(customer_id, customer_raw or {})
         delivery = stored_delivery or {"id": delivery_id}
         stopped = frozenset({customer.phone}) if sms_stopped and customer.phone else frozenset()
+        stopped |= await whatsapp_blocked(self.redis, self.settings, customer)
         decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
         outcome = Outcome("processed")
         driver_contact = await self._relay_for(milestone, delivery, customer, ids)

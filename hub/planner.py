@@ -4,12 +4,16 @@ Rules, in order:
 1. An erased customer gets nothing.
 2. Channels for the milestone come from the customer's preferences (``channels[milestone]``,
    else ``channels["default"]``), else from config (``channels`` per milestone).
-3. A channel the customer opted out of (preferences, or STOP by SMS), or has no usable contact
-   for (none given, or the provider rejected it), is skipped, and the log says why.
+3. A channel the customer opted out of (preferences, or STOP by SMS or over WhatsApp, each
+   stopping its own channel), or has no usable contact for (none given, or the provider rejected
+   it), is skipped, and the log says why; so is WhatsApp while no WhatsApp sender is configured.
+   ``stopped_numbers`` holds the numbers that texted STOP, ``whatsapp:<number>`` for a STOP over
+   WhatsApp, and ``whatsapp:off`` when WhatsApp has no sender (hub.whatsapp.blocked).
 4. If that leaves nothing but the customer is reachable on some channel, the first reachable
    channel of the fallback order (preferences, else config) is used instead. The same order
    picks the next channel when a send fails permanently (``next_channel``, see hub.dispatch).
-Push fans out to every registered token.
+Push fans out to every registered token. WhatsApp goes to the customer's ``whatsapp`` number,
+else to their phone.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ class Planned:
 @dataclass(frozen=True)
 class Skipped:
     channel: str
-    reason: str  # "erased" | "opted_out" | "no_contact" | "contact_invalid" | "sms_stopped"
+    reason: str  # "erased" | "opted_out" | "no_contact" | "contact_invalid" | "sms_stopped" | "whatsapp_stopped"
+    # | "not_configured" (WhatsApp without a sender)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ def reachable(
         return [], "contact_invalid" if customer.invalid(channel) else "no_contact"
     if channel == "sms" and addresses[0] in stopped_numbers:
         return [], "sms_stopped"
+    if channel == "whatsapp" and "whatsapp:off" in stopped_numbers:
+        return [], "not_configured"
+    if channel == "whatsapp" and "whatsapp:" + addresses[0] in stopped_numbers:
+        return [], "whatsapp_stopped"
     return addresses, None
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "customer_timezone",
     "expires_at",
     "first_instant_at",
+    "hourly_limit",
     "obsoleted_by",
     "quiet_due",
     "quiet_until",
@@ -171,3 +172,8 @@ def quiet_window(prefs: Mapping[str, Any], phone: str | None, cfg: PolicySetting
         if region and region in cfg.quiet_hours_by_country:
             return cfg.quiet_hours_by_country[region]
     return cfg.quiet_hours
+
+
+def hourly_limit(cfg: PolicySettings, channel: str) -> int:
+    """The most messages a customer gets on ``channel`` in an hour (0: no limit)."""
+    return int(cfg.per_customer_hour.get(channel, 0))  # type: ignore[call-overload]

@@ -1,5 +1,5 @@
-"""Reply prompts: what an SMS invites the customer to answer (a rating, a slot, instructions),
-remembered per phone and sender so hub.conversation understands the reply."""
+"""Reply prompts: what an SMS or a WhatsApp message invites the customer to answer (a rating, a
+slot, instructions), remembered per phone and sender so hub.conversation understands the reply."""
 
 from __future__ import annotations
 
@@ -16,9 +16,18 @@ from .config import Settings
 from .context import Formatter
 from .message import Send
 
-__all__ = ["open_prompt", "prompt_for"]
+__all__ = ["open_prompt", "prompt_for", "prompt_key"]
 
 log = logging.getLogger(__name__)
+
+
+def prompt_key(settings: Settings, phone: str, channel: str = "sms") -> str:
+    """Where the prompt of a message to ``phone`` lives: keyed by the addresses a reply comes from
+    and to, as Twilio posts them. An SMS is sent by the messaging service when one is set, else by
+    the number; a WhatsApp message by ``whatsapp.from_number``, both with the ``whatsapp:`` prefix."""
+    if channel == "whatsapp":
+        return keys.conversation(f"whatsapp:{phone}", f"whatsapp:{settings.whatsapp.from_number or ''}")
+    return keys.conversation(phone, settings.twilio.messaging_service_sid or settings.twilio.from_number or "")
 
 
 def prompt_for(send: Send, settings: Settings) -> dict[str, Any] | None:
@@ -67,12 +76,13 @@ def _build(send: Send, settings: Settings) -> dict[str, Any] | None:
     }
 
 
-async def open_prompt(redis: Redis, settings: Settings, phone: str, prompt: dict[str, Any]) -> None:
-    """Remember what replies to this SMS mean (hub.conversation); the latest prompt wins,
-    except that an update asking nothing new keeps an open slot offer for the same delivery."""
-    # The same sender the SMS adapter uses: the messaging service when set, else the number.
-    sender = settings.twilio.messaging_service_sid or settings.twilio.from_number or ""
-    key = keys.conversation(phone, sender)
+async def open_prompt(
+    redis: Redis, settings: Settings, phone: str, prompt: dict[str, Any], channel: str = "sms"
+) -> None:
+    """Remember what replies to this SMS (or WhatsApp message) mean (hub.conversation); the latest
+    prompt wins, except that an update asking nothing new keeps an open slot offer for the same
+    delivery."""
+    key = prompt_key(settings, phone, channel)
     if prompt["prompt"] == "instructions":
         current = await redis.get(key)
         if current:

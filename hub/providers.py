@@ -7,10 +7,11 @@ from channels.base import Channel
 from channels.email import SmtpEmail
 from channels.push import FcmPush
 from channels.sms import TwilioSms
+from channels.whatsapp import TwilioWhatsApp
 
 from .config import Settings
 
-__all__ = ["build_channels", "sms_client"]
+__all__ = ["build_channels", "sender_id", "sms_client"]
 
 
 def sms_client(settings: Settings, *, status_callback: str | None) -> TwilioSms:
@@ -28,10 +29,12 @@ def sms_client(settings: Settings, *, status_callback: str | None) -> TwilioSms:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    """The worker's three channel clients, configured from the settings."""
-    smtp, fcm = settings.smtp, settings.fcm
+    """The worker's four channel clients, configured from the settings (WhatsApp's refuses every
+    send while whatsapp.from_number is unset; the planner does not choose it then)."""
+    smtp, fcm, tw = settings.smtp, settings.fcm, settings.twilio
+    status_callback = f"{settings.public_url.rstrip('/')}/webhooks/twilio/status"
     return {
-        "sms": sms_client(settings, status_callback=f"{settings.public_url.rstrip('/')}/webhooks/twilio/status"),
+        "sms": sms_client(settings, status_callback=status_callback),
         "email": SmtpEmail(
             host=smtp.host,
             port=smtp.port,
@@ -50,4 +53,24 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
             timeout=fcm.timeout,
             max_concurrency=fcm.max_concurrency,
         ),
+        "whatsapp": TwilioWhatsApp(
+            account_sid=tw.account_sid,
+            auth_token=tw.auth_token,
+            from_number=settings.whatsapp.from_number,
+            status_callback=status_callback,
+            base_url=tw.base_url,
+            timeout=tw.timeout,
+        ),
     }
+
+
+def sender_id(settings: Settings, channel: str) -> str:
+    """The provider sender a channel's messages go out from (their shared pace is per sender)."""
+    if channel == "sms":
+        tw = settings.twilio
+        return tw.messaging_service_sid or tw.from_number or "default"
+    if channel == "whatsapp":
+        return settings.whatsapp.from_number or "default"
+    if channel == "email":
+        return settings.smtp.username or settings.smtp.from_address
+    return settings.fcm.project_id

@@ -19,6 +19,7 @@ from .dispatch import Dispatcher
 from .jobs import MessageJob, MessageJobKind
 from .message import Send, Spec, message_id
 from .records import PENDING, Claimed, MessageRecord
+from .whatsapp import blocked as whatsapp_blocked
 
 __all__ = ["MessageJobs"]
 
@@ -88,6 +89,7 @@ class MessageJobs:
         stopped: frozenset[str] = frozenset()
         if customer.phone and await d.redis.exists(keys.sms_optout(self.store.optout_pepper, customer.phone)):
             stopped = frozenset({customer.phone})
+        stopped |= await whatsapp_blocked(d.redis, d.settings, customer)
         session = await d.relay.for_delivery(delivery["id"]) if d.relay.cfg.pool else None
         contact = session["customer_proxy"] if session and session.get("status") == "open" else None
         send = d.context(source, event, customer, delivery, stopped, contact)

@@ -31,7 +31,7 @@ STATUS_RANK = {
     "delivered": 3,
     "undelivered": 3,
     "failed": 3,
-    "read": 3,
+    "read": 4,  # WhatsApp's read receipt comes after "delivered"
 }
 # The rank of a status found in the log (as STATUS_FORWARD ranks it): the hub's own "sending" is
 # before any report.
@@ -60,7 +60,9 @@ async def apply_status(
     if not await store.status_forward(message_id, status, STATUS_RANK[status], error_code):
         return False  # another report moved it on meanwhile
     metrics.MESSAGES.labels(message.get("channel") or "sms", status).inc()  # delivery reports, read receipts
-    if status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
+    # A WhatsApp refusal says nothing about the number's SMS: only an SMS marks the phone invalid.
+    sms = (message.get("channel") or "sms") == "sms"
+    if sms and status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):
         await customers.mark_invalid(message["customer_id"], "sms", f"twilio error {error_code}", message["to"])
     return True
 

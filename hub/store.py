@@ -194,7 +194,9 @@ class HubStore:
                 *(keys.messages_by_status(s) for s in keys.INDEXED_STATUSES),
                 keys.rate_window(record.customer_id, record.channel),
                 keys.customer(record.customer_id),
-                keys.sms_optout(self.optout_pepper, record.to),
+                (keys.whatsapp_optout if record.channel == "whatsapp" else keys.sms_optout)(
+                    self.optout_pepper, record.to
+                ),
             ],
             args=[
                 now_iso(),

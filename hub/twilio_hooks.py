@@ -1,5 +1,7 @@
 """Twilio's webhooks: inbound SMS (``/webhooks/twilio/sms``) and message status callbacks
-(``/webhooks/twilio/status``).
+(``/webhooks/twilio/status``). A WhatsApp sender's webhooks point at the same two URLs: its
+messages come with ``From``/``To`` prefixed ``whatsapp:``, open the number's 24-hour window
+(hub.whatsapp), and are answered in the same TwiML, which Twilio sends back over WhatsApp.
 
 Both are refused with 403 unless ``X-Twilio-Signature`` validates with twilio's own
 ``RequestValidator`` against the URL Twilio called: ``public_url`` + path, or, with
@@ -22,6 +24,7 @@ from .errors import ApiError
 from .masking import mask_phone
 from .relay_hooks import relay_sms, voice, voice_status
 from .status import STATUS_RANK, apply_parked, apply_status, park
+from .whatsapp import Windows, split_address
 
 __all__ = ["add_routes", "signed_form"]
 
@@ -73,6 +76,9 @@ async def inbound_sms(request: web.Request) -> web.Response:
         return twiml(None)
     relay = request.app[RELAY]
     try:
+        channel, number = split_address(from_)
+        if channel == "whatsapp":  # the customer wrote: free-form WhatsApp text may go to them for a while
+            await Windows(redis, request.app[SETTINGS]).open(number)
         conversations = request.app[CONVERSATIONS]
         if to in relay.pool:
             return await relay_sms(relay, request.app[SMS], form, conversations.may_answer_stranger)

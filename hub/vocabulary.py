@@ -27,7 +27,7 @@ Milestone = Literal[
 ]
 MILESTONES: tuple[str, ...] = get_args(Milestone)
 
-Channel = Literal["sms", "email", "push"]
+Channel = Literal["sms", "email", "push", "whatsapp"]
 CHANNELS: tuple[str, ...] = get_args(Channel)
 
 # What the hub tells subscribers about (docs/webhooks.md); a subscription lists some or all.

@@ -44,8 +44,9 @@ class Contact(_Edge):
     push_tokens: list[str] | None = Field(None, max_length=10)
     locale: LocaleTag = None
     timezone: TimeZoneName = None
+    whatsapp: str | None = Field(None, max_length=40)  # the WhatsApp number when it is not ``phone``
 
-    @field_validator("phone")
+    @field_validator("phone", "whatsapp")
     @classmethod
     def _phone(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else check_phone(value, region_of(info))

@@ -22,7 +22,7 @@ from hub.masking import mask_email, mask_numbers, mask_phone, mask_token
 
 __all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore", "encode_contact"]
 
-CONTACT_FIELDS = ("name", "phone", "email", "push_tokens", "locale", "timezone")
+CONTACT_FIELDS = ("name", "phone", "email", "push_tokens", "locale", "timezone", "whatsapp")
 PREF_FIELDS = ("channels", "fallback", "quiet_hours", "locale", "timezone", "instructions", "opt_out")
 
 
@@ -40,6 +40,7 @@ class CustomerRecord:
     updated_at: str | None = None
     phone_invalid: str | None = None  # why the provider rejected the phone number, if it did
     email_invalid: str | None = None  # why the mail server rejected the address, if it did
+    whatsapp: str | None = None  # the WhatsApp number, when the customer gave one apart from the phone
 
     @classmethod
     def from_hash(cls, customer_id: str, raw: dict[str, str]) -> CustomerRecord:
@@ -57,6 +58,7 @@ class CustomerRecord:
             updated_at=raw.get("updated_at"),
             phone_invalid=raw.get("phone_invalid") or None,
             email_invalid=raw.get("email_invalid") or None,
+            whatsapp=raw.get("whatsapp") or None,
         )
 
     def contact(self, channel: str) -> list[str]:
@@ -65,7 +67,14 @@ class CustomerRecord:
             return [self.phone] if self.phone and not self.phone_invalid else []
         if channel == "email":
             return [self.email] if self.email and not self.email_invalid else []
+        if channel == "whatsapp":
+            return [self.whatsapp_number] if self.whatsapp_number else []
         return list(self.push_tokens)
+
+    @property
+    def whatsapp_number(self) -> str | None:
+        """The number WhatsApp messages go to: ``whatsapp`` when given, else the phone."""
+        return self.whatsapp or self.phone
 
     def invalid(self, channel: str) -> bool:
         """The contact exists but the provider said it cannot be reached."""
@@ -86,6 +95,7 @@ class CustomerRecord:
             "erased": self.erased,
             "updated_at": self.updated_at,
             "invalid": {k: v for k, v in (("phone", self.phone_invalid), ("email", self.email_invalid)) if v},
+            "whatsapp": self.whatsapp if unmask else mask_phone(self.whatsapp),
         }
 
 

@@ -8,8 +8,8 @@ Typical use::
     ...
     await sb.close()
 
-Routes added under the prefix, besides the provider APIs (see ``twilio_fake``, ``twilio_webhooks``
-and ``fcm_fake``) and the phones page (``page``):
+Routes added under the prefix, besides the provider APIs (see ``twilio_fake``, ``twilio_webhooks``,
+``whatsapp_fake`` and ``fcm_fake``) and the phones page (``page``):
 
 ``GET {prefix}/messages``     ledger entries, newest last; ``?to=``, ``?channel=``, ``?limit=``
 ``DELETE {prefix}/messages``  clear the ledger (204)
@@ -39,6 +39,7 @@ from .page import SandboxPage
 from .smtp_sink import SmtpSink
 from .twilio_fake import TwilioFake
 from .twilio_webhooks import API_VERSION, TwilioWebhooks
+from .whatsapp_fake import WhatsAppInbound
 
 __all__ = ["Sandbox"]
 
@@ -94,6 +95,7 @@ class Sandbox:
         self.smtp = SmtpSink(ledger=self.ledger, faults=self.faults, hostname=smtp_hostname)
         self.prefix: str | None = None
         self.sms_number: str | None = None  # the hub's SMS number, for replies sent from the page
+        self.whatsapp_number: str | None = None  # the hub's WhatsApp number (POST .../whatsapp/inbound)
         self.proxy_numbers: tuple[str, ...] = ()  # relay numbers the page offers to call
         self.last_calls: dict[str, str] = {}  # caller -> what the last simulated call did
         # Address -> who it is ("Ana Weber", "driver Sam"), for the page; set by `hub dev`.
@@ -138,6 +140,7 @@ class Sandbox:
         app.router.add_delete(f"{prefix}/faults", self._handle_clear_faults)
         self.twilio.add_routes(app, prefix)
         self.twilio_webhooks.add_routes(app, prefix)
+        WhatsAppInbound(self).add_routes(app, prefix)
         self.fcm.add_routes(app, prefix)
         SandboxPage(self, prefix).add_routes(app)
         app.on_shutdown.append(self._on_app_shutdown)

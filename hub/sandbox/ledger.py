@@ -25,7 +25,7 @@ __all__ = ["CHANNELS", "Channel", "Ledger", "LedgerEntry"]
 
 logger = logging.getLogger(__name__)
 
-Channel = Literal["sms", "email", "push"]
+Channel = Literal["sms", "email", "push", "whatsapp"]
 CHANNELS: tuple[Channel, ...] = get_args(Channel)
 
 

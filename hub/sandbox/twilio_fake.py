@@ -34,6 +34,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import json
 import logging
 import re
 from collections.abc import Collection, Mapping
@@ -55,6 +56,7 @@ from ._outbound import Outbound
 from .faults import ACCEPTING, MODES, Faults
 from .ledger import Ledger, LedgerEntry
 from .twilio_webhooks import API_VERSION, TwilioWebhooks
+from .whatsapp_fake import PREFIX, bare, ledger_address, lifecycle, template_body
 
 __all__ = ["SANDBOX_POOL_NUMBER", "TwilioFake"]
 
@@ -116,6 +118,8 @@ class _Draft:
     media_urls: tuple[str, ...]
     callback_url: str | None
     content_sid: bool
+    content: str | None = None  # the ContentSid itself
+    variables: str = ""  # ContentVariables (JSON)
 
     @classmethod
     def read(cls, form: MultiDictProxy[Any]) -> _Draft:
@@ -127,6 +131,8 @@ class _Draft:
             media_urls=tuple(str(u) for u in form.getall("MediaUrl", [])),
             callback_url=str(form.get("StatusCallback", "")).strip() or None,
             content_sid=bool(form.get("ContentSid")),
+            content=str(form.get("ContentSid", "")).strip() or None,
+            variables=str(form.get("ContentVariables", "")),
         )
 
 
@@ -234,7 +240,11 @@ class TwilioFake:
             return twilio_error(400, 21602, "Message body is required.")
         if len(draft.body) > MAX_BODY_CHARS:
             return twilio_error(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
-        if not _is_valid_address(to) or to in self.invalid_numbers:
+        if (to.startswith(PREFIX)) != bool(sender and sender.startswith(PREFIX)) and draft.service_sid is None:
+            return twilio_error(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
+        if draft.content and template_body(draft.variables) is None:
+            return twilio_error(400, 21656, "The ContentVariables Parameter is invalid.")
+        if not _is_valid_address(to) or bare(to) in self.invalid_numbers:
             logger.info("twilio: rejecting invalid number %s", mask_phone(to))
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if sender is not None and not _is_valid_address(sender) and not sender.isalnum():
@@ -245,11 +255,12 @@ class TwilioFake:
         """Create the Message resource for ``draft``, record it in the ledger, return it."""
         sid = new_sid("MM" if draft.media_urls else "SM")
         now = rfc2822(utcnow())
+        body = (template_body(draft.variables) or "") if draft.content else draft.body
         account = f"/{API_VERSION}/Accounts/{self.account_sid}"
         resource: dict[str, Any] = {
             "account_sid": self.account_sid,
             "api_version": API_VERSION,
-            "body": draft.body,
+            "body": body,
             "date_created": now,
             "date_sent": None,
             "date_updated": now,
@@ -259,7 +270,7 @@ class TwilioFake:
             "from": draft.sender,
             "messaging_service_sid": draft.service_sid,
             "num_media": str(len(draft.media_urls)),
-            "num_segments": str(count_segments(draft.body).segments),
+            "num_segments": str(count_segments(body).segments),
             "price": None,
             "price_unit": "USD",
             "sid": sid,
@@ -279,7 +290,11 @@ class TwilioFake:
             "messaging_service_sid": draft.service_sid,
             "media_urls": list(draft.media_urls),
         }
-        entry = LedgerEntry(channel="sms", to=draft.to, from_=draft.sender, text=draft.body, provider_id=sid, meta=meta)
+        if draft.content:
+            meta |= {"content_sid": draft.content, "content_variables": json.loads(draft.variables or "{}")}
+        channel, to = ledger_address(draft.to)
+        sender = ledger_address(draft.sender)[1]
+        entry = LedgerEntry(channel=channel, to=to, from_=sender, text=body, provider_id=sid, meta=meta)
         self._entries[sid] = self._ledger.record(entry)
         logger.info("twilio: accepted %s to %s", sid, mask_phone(draft.to))
         return resource
@@ -350,8 +365,8 @@ class TwilioFake:
 
     async def _progress(self, sid: str, callback_url: str | None) -> None:
         first = self._messages.get(sid)
-        error_code = self.failing_numbers.get(str(first["to"])) if first else None
-        for status in ("sent", "undelivered" if error_code else "delivered"):
+        error_code = self.failing_numbers.get(bare(str(first["to"]))) if first else None
+        for status in lifecycle(str(first["to"]) if first else "", bool(error_code)):
             await asyncio.sleep(self.callback_delay)
             resource = self._messages.get(sid)
             if resource is None:

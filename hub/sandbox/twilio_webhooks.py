@@ -33,6 +33,7 @@ from ..masking import mask_phone
 from ._formats import json_error, new_sid
 from ._outbound import Outbound
 from .ledger import Ledger, LedgerEntry
+from .whatsapp_fake import ledger_address
 
 __all__ = ["API_VERSION", "INBOUND_WEBHOOK_PATH", "VOICE_WEBHOOK_PATH", "TwilioWebhooks"]
 
@@ -141,11 +142,12 @@ class TwilioWebhooks:
         url = (self.hub_url or "").rstrip("/") + INBOUND_WEBHOOK_PATH
         sid = new_sid("SM")
         params = self._inbound_params(sid, from_, to, body)
+        channel, sender = ledger_address(from_)
         entry = self._ledger.record(
             LedgerEntry(
-                channel="sms",
-                to=to,
-                from_=from_,
+                channel=channel,
+                to=ledger_address(to)[1],
+                from_=sender,
                 text=body,
                 provider_id=sid,
                 meta={"direction": "inbound", "webhook_url": url},
@@ -183,7 +185,13 @@ class TwilioWebhooks:
             "AccountSid": self.account_sid,
             "From": from_,
             "ApiVersion": API_VERSION,
-        }
+        } | self._whatsapp_fields(from_)
+
+    @staticmethod
+    def _whatsapp_fields(from_: str) -> dict[str, str]:
+        """The fields Twilio adds to a WhatsApp message: the sender's WhatsApp id and name."""
+        channel, number = ledger_address(from_)
+        return {"WaId": (number or "").lstrip("+"), "ProfileName": ""} if channel == "whatsapp" else {}
 
     def _record_replies(self, text: str, content_type: str, *, from_: str, to: str) -> list[str]:
         """Record ``<Message>`` verbs of the hub's TwiML answer to a text from ``from_`` to
@@ -199,11 +207,12 @@ class TwilioWebhooks:
             body_el = verb.find("Body")
             body = ((body_el.text if body_el is not None else verb.text) or "").strip()
             replies.append(body)
+            channel, recipient = ledger_address(verb.get("to") or from_)
             self._ledger.record(
                 LedgerEntry(
-                    channel="sms",
-                    to=verb.get("to") or from_,
-                    from_=verb.get("from") or to,
+                    channel=channel,
+                    to=recipient,
+                    from_=ledger_address(verb.get("from") or to)[1],
                     text=body,
                     provider_id=new_sid("SM"),
                     meta={
@@ -239,9 +248,9 @@ def _call_outcome(twiml: str) -> dict[str, Any]:
 
 
 def _country(number: str) -> str:
-    """ISO country code of an E.164 number, or ``""``."""
+    """ISO country code of an E.164 number (``whatsapp:`` prefix or not), or ``""``."""
     try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(number.removeprefix("whatsapp:"), None))
     except phonenumbers.NumberParseException:
         return ""
     return str(region or "")

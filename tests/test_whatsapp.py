@@ -1,0 +1,274 @@
+"""WhatsApp, the fourth channel, end to end: templates outside the customer's 24-hour window,
+free-form text inside it, replies in the SMS reply language answered over WhatsApp, STOP per
+channel, read receipts, fallback, lost answers, erasure, and the sandbox's simulation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from hub import keys
+from hub.config import Settings
+from hub.sandbox.ledger import CHANNELS as LEDGER_CHANNELS
+from hub.vocabulary import CHANNELS
+from hub.whatsapp import template_for, variables
+from tests.conftest import ADMIN_KEY, Hub
+from tests.events import make_event
+from tests.test_lost_answer import SHORT, everything_settled, messages, steps, until
+from tests.test_twoway import SLOTS
+
+PHONE = "+4915112345678"
+WHATSAPP = "+4915199990000"  # the customer's WhatsApp number, not their phone
+SENDER = "+14155238886"
+OFD_DE = "HX" + "0" * 31 + "1"
+TEMPLATES = {
+    "out_for_delivery": {"de": OFD_DE, "en": "HX" + "0" * 31 + "2"},
+    "delivered": {"de": "HX" + "0" * 31 + "3"},
+}
+WHATSAPP_ON = {"whatsapp.from_number": SENDER, "whatsapp.templates": TEMPLATES}
+pytestmark = pytest.mark.settings(**WHATSAPP_ON)
+
+FAR_SLOTS = [
+    {**s, "start": s["start"].replace("2026-11-25", "2099-11-25"), "end": s["end"].replace("2026-11-25", "2099-11-25")}
+    for s in SLOTS
+]
+
+
+async def redis_of(hub: Hub) -> aioredis.Redis:
+    return aioredis.Redis.from_url(hub.settings.redis_url or "", decode_responses=True)
+
+
+async def prefer_whatsapp(hub: Hub, whatsapp: str | None = WHATSAPP, **prefs: Any) -> None:
+    contact = {"name": "Ana Weber", "phone": PHONE, "email": "ana@example.com", "locale": "de-DE"}
+    if whatsapp:
+        contact["whatsapp"] = whatsapp
+    assert (await hub.request("PUT", "/v1/customers/C-77", json=contact)).status in (200, 201)
+    body = {"channels": {"default": ["whatsapp"]}, "fallback": ["whatsapp", "sms", "email"], **prefs}
+    assert (await hub.request("PATCH", "/v1/customers/C-77/preferences", json=body)).status == 200
+
+
+def event(type_: str = "out_for_delivery", **changes: Any) -> dict[str, Any]:
+    """An event without inline contacts: the customer's stored ones count."""
+    e = make_event(type_, **changes)
+    e["customer"] = {"id": "C-77"}
+    return e
+
+
+async def write_whatsapp(hub: Hub, body: str, from_: str = WHATSAPP) -> dict[str, Any]:
+    resp = await hub.http.post(hub.sandbox_url + "/whatsapp/inbound", json={"from": from_, "body": body, "to": SENDER})
+    assert resp.status == 200, await resp.text()
+    result: dict[str, Any] = await resp.json()
+    return result
+
+
+def whatsapps(hub: Hub) -> list[dict[str, Any]]:
+    return hub.messages(channel="whatsapp")
+
+
+# -- the vocabulary ------------------------------------------------------------------------------
+def test_whatsapp_is_a_channel_everywhere_a_channel_is_named() -> None:
+    assert CHANNELS[-1] == "whatsapp" and "whatsapp" in LEDGER_CHANNELS
+    settings = Settings()
+    assert settings.policy.per_customer_hour["whatsapp"] > 0  # type: ignore[index]
+    assert "whatsapp" not in {c for chans in settings.channels.values() for c in chans}  # only when named
+
+
+def test_template_lookup_falls_back_to_the_language_and_variables_are_flat() -> None:
+    settings = Settings().replace(**{"whatsapp.templates": TEMPLATES, "whatsapp.variables": ["name", "shop", "text"]})
+    assert template_for(settings, "out_for_delivery", "de-AT") == OFD_DE
+    assert template_for(settings, "out_for_delivery", "fr") is None
+    context = {"customer": {"first_name": "Ana"}, "delivery": {"merchant": ""}, "sender": {"name": "Parcelhub"}}
+    filled = json.loads(variables(settings, context, "Heute\n  zwischen 10 und 12 Uhr."))
+    assert filled == {"1": "Ana", "2": "Parcelhub", "3": "Heute zwischen 10 und 12 Uhr."}
+
+
+# -- sending -------------------------------------------------------------------------------------
+async def test_a_customer_preferring_whatsapp_gets_the_template_outside_the_window_and_text_inside(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    assert (await hub.post_event(event())).status == 202
+    await hub.run_worker()
+    [first] = whatsapps(hub)
+    assert first["to"] == WHATSAPP and first["from"] == SENDER  # bare numbers in the ledger
+    assert first["meta"]["content_sid"] == OFD_DE
+    assert set(first["meta"]["content_variables"]) == {"1", "2"}
+    assert first["meta"]["content_variables"]["1"] == "Ana"
+    assert hub.messages(channel="sms") == [] and hub.messages(channel="email") == []
+    # The customer writes: the window opens, and the next message is free-form text.
+    await write_whatsapp(hub, "Danke!")
+    assert (await hub.post_event(event("delivered", occurred_at="2026-11-24T10:30:00+01:00"))).status == 202
+    await hub.run_worker()
+    second = whatsapps(hub)[-1]
+    assert "content_sid" not in second["meta"] and second["text"]
+    log = await messages(hub)
+    assert log["whatsapp"]["channel"] == "whatsapp"
+
+
+async def test_no_template_outside_the_window_falls_back_and_never_sends_free_text(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    assert (await hub.post_event(event("arriving_soon"))).status == 202  # no template for it
+    await hub.run_worker()
+    assert whatsapps(hub) == []
+    assert len(hub.messages(channel="sms")) == 1  # the fallback order's next channel
+    log = await messages(hub)
+    assert log["whatsapp"]["status"] == "failed"
+    assert "no approved template for arriving_soon" in log["whatsapp"]["error"]
+
+
+async def test_whatsapp_goes_to_the_phone_when_no_whatsapp_number_is_given(hub: Hub) -> None:
+    await prefer_whatsapp(hub, whatsapp=None)
+    await hub.post_event(event())
+    await hub.run_worker()
+    assert [m["to"] for m in whatsapps(hub)] == [PHONE]
+
+
+@pytest.mark.settings(**{"whatsapp.from_number": None})
+async def test_without_a_whatsapp_sender_the_planner_skips_it_and_falls_back(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await hub.post_event(event())
+    await hub.run_worker()
+    assert whatsapps(hub) == [] and len(hub.messages(channel="sms")) == 1
+    log = await messages(hub)
+    assert log["whatsapp"]["status"] == "skipped" and steps(log["whatsapp"]) == ["skipped"]
+    assert log["whatsapp"]["history"][0]["detail"] == "not_configured"
+
+
+@pytest.mark.sandbox(status_callbacks=True, callback_delay=0.01)
+async def test_read_receipts_are_recorded_and_told_upstream(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await hub.post_event(event())
+    await hub.run_worker()
+
+    async def read() -> bool:
+        return bool((await messages(hub))["whatsapp"]["status"] == "read")
+
+    await until(read)  # the sandbox reports sent, delivered, then read
+    log = await messages(hub)
+    assert [s for s in steps(log["whatsapp"]) if s in ("sent", "delivered", "read")] == ["sent", "delivered", "read"]
+    await hub.run_worker()
+    told = [w["data"]["status"] for w in hub.receiver.of_type("message.status") if w["data"]["channel"] == "whatsapp"]
+    assert "read" in told
+
+
+# -- replies -------------------------------------------------------------------------------------
+async def test_a_whatsapp_reply_2_reschedules_upstream_and_is_answered_over_whatsapp(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await hub.post_event(event(data={"reschedule_slots": FAR_SLOTS}))
+    await hub.run_worker()
+    assert len(whatsapps(hub)) == 1
+    result = await write_whatsapp(hub, "2")
+    [answer] = result["replies"]
+    assert answer
+    reply = [e.to_dict() for e in hub.ledger.entries() if (e.meta or {}).get("direction") == "reply"][-1]
+    assert reply["channel"] == "whatsapp" and reply["to"] == WHATSAPP
+    await hub.run_worker()
+    [requested] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert requested["data"]["slot_id"] == "s2" and requested["data"]["channel"] == "whatsapp"
+    # An SMS "2" from the phone finds no WhatsApp prompt: prompts are kept per channel.
+    sms = await hub.text_hub(PHONE, "2")
+    await hub.run_worker()
+    assert sms["replies"] and len(hub.receiver.of_type("delivery.reschedule_requested")) == 1
+
+
+async def test_whatsapp_stop_stops_whatsapp_and_not_sms(hub: Hub) -> None:
+    await prefer_whatsapp(hub, channels={"default": ["whatsapp", "sms"]})
+    await hub.post_event(event())
+    await hub.run_worker()
+    assert len(whatsapps(hub)) == 1 and len(hub.messages(channel="sms")) == 1
+    result = await write_whatsapp(hub, "STOP")
+    assert result["replies"]
+    r = await redis_of(hub)
+    pepper = keys.optout_pepper(hub.settings.secret_key)
+    assert await r.exists(keys.whatsapp_optout(pepper, WHATSAPP))
+    assert not await r.exists(keys.sms_optout(pepper, WHATSAPP)) and not await r.exists(keys.sms_optout(pepper, PHONE))
+    await r.aclose()
+    await hub.post_event(event("delivered", occurred_at="2026-11-24T10:30:00+01:00"))
+    await hub.run_worker()
+    assert len(whatsapps(hub)) == 1  # nothing more on WhatsApp
+    assert len(hub.messages(channel="sms")) == 2  # SMS goes on
+    await hub.run_worker()
+    [opted_out] = hub.receiver.of_type("contact.opted_out")
+    assert opted_out["data"]["channel"] == "whatsapp"
+    # START over WhatsApp lifts it.
+    await write_whatsapp(hub, "START")
+    await hub.post_event(event("delivered", occurred_at="2026-11-24T10:40:00+01:00", delivery__id="D-2"))
+    await hub.run_worker()
+    assert len(whatsapps(hub)) == 2
+
+
+@pytest.mark.settings(**{**WHATSAPP_ON, "policy.quiet_hours": {"start": "07:00", "end": "07:01"}})
+async def test_a_held_whatsapp_message_is_not_sent_after_a_whatsapp_stop(hub: Hub) -> None:
+    await prefer_whatsapp(hub, quiet_hours={"start": "00:00", "end": "23:59"})
+    await hub.post_event(event("delivered"))
+    await hub.run_worker()
+    assert whatsapps(hub) == []
+    log = await messages(hub)
+    assert log["whatsapp"]["status"] == "deferred"
+    await write_whatsapp(hub, "STOP")
+    await hub.fast_forward(86_400)
+    await hub.run_worker()
+    assert whatsapps(hub) == []
+    log = await messages(hub)
+    assert log["whatsapp"]["status"] == "skipped"
+    assert "STOP on WhatsApp" in log["whatsapp"]["history"][-1]["detail"]
+
+
+# -- the sandbox ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"body": "hi"}, "from"),
+        ({"from": "12345", "body": "hi"}, "from"),
+        ({"from": WHATSAPP}, "body"),
+        ({"from": WHATSAPP, "body": "  "}, "body"),
+        ({"from": WHATSAPP, "body": "hi", "to": 5}, "to"),
+        (["not", "an", "object"], "object"),
+    ],
+)
+async def test_the_sandbox_refuses_bad_whatsapp_input_naming_the_field(hub: Hub, body: Any, field: str) -> None:
+    resp = await hub.http.post(hub.sandbox_url + "/whatsapp/inbound", json=body)
+    assert resp.status == 400
+    assert field in json.dumps(await resp.json())
+
+
+async def test_the_sandbox_needs_the_hubs_whatsapp_number(hub: Hub) -> None:
+    resp = await hub.http.post(hub.sandbox_url + "/whatsapp/inbound", json={"from": WHATSAPP, "body": "hi"})
+    assert resp.status == 409
+    hub.sandbox.whatsapp_number = SENDER
+    resp = await hub.http.post(hub.sandbox_url + "/whatsapp/inbound", json={"from": WHATSAPP, "body": "hi"})
+    assert resp.status == 200
+    [inbound] = [e.to_dict() for e in hub.ledger.entries() if (e.meta or {}).get("direction") == "inbound"]
+    assert inbound["channel"] == "whatsapp" and inbound["from"] == WHATSAPP and inbound["to"] == SENDER
+
+
+# -- lost answers, erasure -----------------------------------------------------------------------
+@pytest.mark.settings(**{**WHATSAPP_ON, **SHORT})
+@pytest.mark.parametrize("mode", ["accept-stall", "accept-drop"])
+async def test_a_lost_whatsapp_answer_is_reconciled_and_never_sent_twice(hub: Hub, mode: str) -> None:
+    await prefer_whatsapp(hub)
+    hub.sandbox.faults.set("twilio", mode, count=1)
+    await hub.post_event(event())
+    await everything_settled(hub)
+    assert len(whatsapps(hub)) == 1
+    log = await messages(hub)
+    assert log["whatsapp"]["status"] in ("accepted", "sent", "delivered", "read")
+    assert steps(log["whatsapp"])[:4] == ["sending", "in_doubt", "sending", "accepted"]
+    assert log["whatsapp"]["provider_id"] == whatsapps(hub)[0]["provider_id"]
+
+
+async def test_erasure_removes_the_window_and_the_whatsapp_prompts(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await hub.post_event(event(data={"reschedule_slots": FAR_SLOTS}))
+    await hub.run_worker()
+    await write_whatsapp(hub, "hallo")
+    r = await redis_of(hub)
+    pepper = keys.optout_pepper(hub.settings.secret_key)
+    window = keys.whatsapp_window(pepper, WHATSAPP)
+    prompts = [k async for k in r.scan_iter(match=f"hub:conv:whatsapp:{WHATSAPP}:*")]
+    assert await r.exists(window) and prompts
+    assert (await hub.request("DELETE", "/v1/customers/C-77", key=ADMIN_KEY)).status in (200, 204)
+    assert not await r.exists(window)
+    assert [k async for k in r.scan_iter(match=f"hub:conv:whatsapp:{WHATSAPP}:*")] == []
+    await r.aclose()
