@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .config import ROOT, Settings
-from .vocabulary import MILESTONES
+from .vocabulary import CHANNELS, MILESTONES
 
 __all__ = ["render"]
 
@@ -44,7 +44,8 @@ never in `config.yaml` or the repository.
 
 def _type_name(annotation: Any) -> str:
     text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    text = re.sub(r"\bhub\.\w+\.", "", text).replace("Literal['sms', 'email', 'push']", "channel")
+    channels = "Literal[" + ", ".join(f"'{c}'" for c in CHANNELS) + "]"
+    text = re.sub(r"\bhub\.\w+\.", "", text).replace(channels, "channel")
     milestones = "Literal[" + ", ".join(f"'{m}'" for m in MILESTONES) + "]"
     text = text.replace(milestones, "milestone")
     text = text.replace("Literal['send', 'push_only', 'defer']", "send/push_only/defer")

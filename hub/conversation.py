@@ -121,7 +121,7 @@ class Conversations:
             if reply.kind == "stop" and (prompt is not None or channel == "whatsapp"):
                 # We have texted this number: its STOP is honoured even if no customer owns it now.
                 await self.opt_out(number, reply.text, sender, channel)
-                return Answer(self._say(prompt.get("locale"), "stop_confirm"), "stop")
+                return Answer(self._say((prompt or {}).get("locale"), "stop_confirm"), "stop")
             if not await self.may_answer_stranger(from_):
                 log.info("SMS from an unknown number %s not answered (answered already)", mask_phone(from_))
                 return Answer("", "unknown_number_unanswered")

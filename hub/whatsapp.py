@@ -157,6 +157,9 @@ async def outbound_for(
     the claim back if Redis stays away)."""
     if rec.channel != "whatsapp":
         return composer.outbound(rec, rendered, send.link), None
-    call = lambda: windows.is_open(rec.to)  # noqa: E731
+
+    async def call() -> bool:
+        return await windows.is_open(rec.to)
+
     window_open = await (ask(call) if ask else call())
     return whatsapp_outbound(composer.settings, rec, rendered, send.context or {}, window_open)

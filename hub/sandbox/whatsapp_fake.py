@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ._formats import json_error
 from .ledger import Channel
-
-if TYPE_CHECKING:
-    from .core import Sandbox
 
 __all__ = ["PREFIX", "WhatsAppInbound", "bare", "ledger_address", "lifecycle", "template_body"]
 
@@ -66,10 +63,26 @@ def lifecycle(to: str, failing: bool) -> tuple[str, ...]:
     return ("sent", "delivered", "read") if to.startswith(PREFIX) else ("sent", "delivered")
 
 
+class _Phones(Protocol):
+    async def simulate_inbound(self, from_: str, to: str, body: str) -> dict[str, Any]: ...
+
+
+class _Sandbox(Protocol):
+    """What the handler needs of ``core.Sandbox`` (named structurally: core imports this module)."""
+
+    whatsapp_number: str | None
+
+    @property
+    def hub_url(self) -> str | None: ...
+
+    @property
+    def twilio_webhooks(self) -> _Phones: ...
+
+
 class WhatsAppInbound:
     """``POST {prefix}/whatsapp/inbound``: a customer writes to the hub over WhatsApp."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: _Sandbox) -> None:
         self.sandbox = sandbox
 
     def add_routes(self, app: web.Application, prefix: str) -> None:
