@@ -149,8 +149,8 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
 
 
 def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
-    """Preferences the demo gives its customers. Yuki asked for quiet hours that end two minutes
-    from now, so her non-urgent messages are held and then arrive while you watch; the others
+    """Preferences the demo gives its customers. Lucía prefers WhatsApp. Yuki asked for quiet
+    hours that end two minutes from now, so her non-urgent messages are held and then arrive while you watch; the others
     have none, so the tour in the README works at any hour."""
     now = now or datetime.now(UTC)
     tokyo = now.astimezone(ZoneInfo("Asia/Tokyo"))
@@ -161,7 +161,8 @@ def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
     never = {"start": "00:00", "end": "00:00"}
     return {
         "C-1": {"quiet_hours": never},
-        "C-2": {"quiet_hours": never},
+        # Lucía reads WhatsApp before SMS, as much of Spain does: her news goes there (SMS if it cannot).
+        "C-2": {"quiet_hours": never, "channels": {"default": ["whatsapp"]}, "fallback": ["whatsapp", "sms", "email"]},
         "C-3": {"quiet_hours": never, "channels": {"default": ["push"]}},
         "C-4": {"quiet_hours": never},
         "C-5": {"quiet_hours": yuki_quiet},
@@ -223,6 +224,8 @@ async def reset_demo(redis: Redis, settings: Settings) -> None:
     doomed = [keys.feedback_days(str(DRIVER["id"]))]
     for number in demo_numbers():
         doomed += [keys.phone(number), keys.sms_optout(pepper, number), keys.relay_sticky(number)]
+        doomed += [keys.whatsapp_optout(pepper, number), keys.whatsapp_window(pepper, number)]
+        doomed += [k async for k in redis.scan_iter(match=keys.conversation(f"whatsapp:{number}", "*"), count=1000)]
         doomed += [k async for k in redis.scan_iter(match=keys.conversation(number, "*"), count=1000)]
         doomed += [k async for k in redis.scan_iter(match=keys.relay_route(number, "*"), count=1000)]
     await redis.delete(*doomed)

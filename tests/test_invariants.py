@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import hypothesis.strategies as st
+import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, example, given, settings
 
@@ -216,6 +217,107 @@ async def test_the_promises_hold_over_any_interleaving(hub: Hub, script: list[tu
             assert await stale_news(hub, before) == [], step
             await world.check(redis)
         await hub.fast_forward(24 * 3600)  # everything held falls due
+        await hub.run_worker()
+        await world.check(redis)
+    finally:
+        hub.sandbox.faults.clear()
+        await redis.aclose()
+
+
+# -- WhatsApp: the same promises over a fourth channel ----------------------------------------------
+# Customer 1 has a WhatsApp number of its own, customer 2 is on WhatsApp with its phone; both want
+# SMS, WhatsApp and e-mail. Replies come by SMS and over WhatsApp; a STOP stops its own channel.
+WA_NUMBERS = {1: "+4915199990001", 2: CUSTOMERS[2]["phone"]}
+WA_SENDER = "+14155238886"
+WA_TEMPLATES = {m: {"en": f"HX{i:032d}"} for i, m in enumerate(["eta_changed", "arriving_soon", "delivered"])}
+wreplies = st.tuples(st.just("wreply"), st.sampled_from([1, 2]), st.sampled_from(["STOP", "START", "1", "4 fine"]))
+wa_steps = st.tuples(steps, st.lists(st.tuples(st.integers(0, 10), wreplies), max_size=4)).map(
+    lambda drawn: _interleave(*drawn)
+)
+
+
+def _interleave(script: list[tuple[Any, ...]], extra: list[tuple[int, tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    merged = list(script)
+    for at, step in extra:
+        merged.insert(min(at, len(merged)), step)
+    return merged
+
+
+class WhatsAppWorld(World):
+    """The world with WhatsApp: STOPs are kept per (channel, number)."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__(hub)
+        self.wa_stopped_at: dict[str, int] = {}
+
+    async def apply(self, step: tuple[Any, ...]) -> None:
+        if step[0] != "wreply":
+            await super().apply(step)
+            return
+        number = WA_NUMBERS[step[1]]
+        resp = await self.hub.http.post(
+            self.hub.sandbox_url + "/whatsapp/inbound", json={"from": number, "body": step[2], "to": WA_SENDER}
+        )
+        assert resp.status == 200, await resp.text()
+        if step[2] == "STOP":
+            self.wa_stopped_at.setdefault(number, len(self.sent()))
+        elif step[2] == "START":
+            self.wa_stopped_at.pop(number, None)
+
+    async def check(self, redis: aioredis.Redis) -> None:
+        sent = self.sent()
+        keyed = Counter(
+            (m["channel"], m["to"], m.get("text") or m.get("subject")) for m in sent if m["channel"] != "push"
+        )
+        assert not [k for k, c in keyed.items() if c > 1], f"sent twice: {keyed}"
+        for phone, at in self.stopped_at.items():
+            assert [m for m in sent[at:] if m["to"] == phone and m["channel"] == "sms"] == [], f"SMS after STOP {phone}"
+        for number, at in self.wa_stopped_at.items():
+            late = [m for m in sent[at:] if m["to"] == number and m["channel"] == "whatsapp"]
+            assert late == [], f"WhatsApp to {number} after its WhatsApp STOP"
+        for n, at in self.erased_at.items():
+            contacts = {CUSTOMERS[n]["phone"], CUSTOMERS[n]["email"], f"tok-{n}", WA_NUMBERS[n]}
+            assert [m for m in sent[at:] if m["to"] in contacts] == [], f"message to C-{n} after erasure"
+            traces = [
+                name
+                for name, value in await everything_in(redis)
+                for needle in (*contacts, CUSTOMERS[n]["name"])
+                if needle in name or needle in value
+            ]
+            assert traces == [], f"C-{n} erased, yet in {traces}"
+
+
+@pytest.mark.settings(**{"whatsapp.from_number": WA_SENDER, "whatsapp.templates": WA_TEMPLATES})
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(script=wa_steps)
+# A held WhatsApp message after a WhatsApp STOP; an SMS STOP that must not stop WhatsApp; a lost answer.
+@example(script=[("event", 1, "eta_changed", 0), ("wreply", 1, "STOP"), ("clock", 3)])
+@example(script=[("reply", 2, "STOP"), ("event", 2, "arriving_soon", 1), ("wreply", 2, "1")])
+@example(script=[("fault", ("twilio", "accept-drop")), ("event", 1, "arriving_soon", 2), ("clock", 60)])
+@example(script=[("event", 1, "delivered", 0), ("wreply", 1, "4 fine"), ("erase", 1), ("clock", 3)])
+async def test_the_promises_hold_with_whatsapp(hub: Hub, script: list[tuple[Any, ...]]) -> None:
+    redis = aioredis.Redis.from_url(hub.settings.redis_url or "", decode_responses=True)
+    try:
+        await redis.flushall()
+        hub.sandbox.ledger.clear()
+        hub.sandbox.faults.clear()
+        hub.now = TEST_NOW
+        for n, contact in CUSTOMERS.items():
+            body = {**contact, "push_tokens": [f"tok-{n}"], "timezone": "Europe/Berlin", "locale": "en-US"}
+            if WA_NUMBERS[n] != contact["phone"]:
+                body["whatsapp"] = WA_NUMBERS[n]
+            await hub.request("PUT", f"/v1/customers/C-{n}", json=body)
+            prefs = {"channels": {"default": ["sms", "whatsapp", "email"]}}
+            await hub.request("PATCH", f"/v1/customers/C-{n}/preferences", json=prefs)
+        world = WhatsAppWorld(hub)
+        for step in script:
+            before = await accepted_ids(hub)
+            await world.apply(step)
+            await hub.run_worker()
+            assert await quiet_violations(hub, before) == [], step
+            assert await stale_news(hub, before) == [], step
+            await world.check(redis)
+        await hub.fast_forward(24 * 3600)
         await hub.run_worker()
         await world.check(redis)
     finally:

@@ -250,6 +250,7 @@ async def test_failures_where_the_provider_surely_has_nothing_are_retried_not_in
         "sms": InDoubtPolicy.RECONCILE,
         "email": InDoubtPolicy.UNKNOWN,
         "push": InDoubtPolicy.UNKNOWN,
+        "whatsapp": InDoubtPolicy.RECONCILE,
     }
 
 

@@ -1,4 +1,5 @@
-"""``GET /sandbox``: one page showing every phone and inbox the fake providers served, with a
+"""``GET /sandbox``: one page showing every phone and inbox the fake providers served (a phone's
+WhatsApp thread beside its texts, with its own answer box), with a
 reply box per phone that texts the hub as that phone (through the same signed path as
 ``POST /sandbox/sms/inbound``), a button per proxy number that calls it from that phone, tracking
 links as buttons that open them, and e-mails rendered. Cards are named after the customer or
@@ -30,6 +31,7 @@ class PageSource(Protocol):
     ledger: Ledger
     twilio_webhooks: TwilioWebhooks
     sms_number: str | None  # the hub's SMS number, which replies from the page go to
+    whatsapp_number: str | None  # the hub's WhatsApp number, which WhatsApp replies go to
     proxy_numbers: tuple[str, ...]  # relay numbers the page offers to call
     last_calls: dict[str, str]  # caller -> what the last simulated call did
     directory: Callable[[], Awaitable[dict[str, str]]] | None  # address -> who it is
@@ -46,6 +48,8 @@ form{display:flex;gap:.4rem;margin-top:.6rem}input[type=text]{flex:1;padding:.35
 details summary{cursor:pointer}a.open{display:inline-block;margin:.3rem 0;padding:.2rem .5rem;border-radius:.3rem;
 background:#1d4ed8;color:#fff;text-decoration:none}iframe{width:100%;height:24rem;border:1px solid #ccd;background:#fff}
 .who{color:#667;font-weight:normal;font-size:.85rem}nav a{margin-right:1rem}
+.whatsapp{border-color:#25d366;background:#f0fbf4}.wa{border-top:2px solid #25d366;margin-top:.6rem;padding-top:.3rem}
+.wa h3{font-size:.9rem;margin:.2rem 0;color:#128c4a}
 """
 _LINK = re.compile(r"https?://[^\s<]+/t/[A-Za-z0-9]{12}")
 
@@ -78,6 +82,11 @@ def _entry_html(e: dict[str, Any]) -> str:
     else:
         body = _linkify(escape(e.get("text") or ""))
     label = {"in": "customer wrote", "reply": "hub answered"}.get(kind, e["channel"])
+    if e["channel"] == "whatsapp":
+        kind += " whatsapp"
+        label = f"{label} · WhatsApp" if direction else "WhatsApp"
+        if e.get("meta", {}).get("content_sid"):
+            label += f" template {e['meta']['content_sid']}"
     return f'<div class="msg {kind}"><span class="meta">{when} · {label}</span>\n{body}</div>'
 
 
@@ -126,11 +135,26 @@ class SandboxPage:
         )
         last_call = sandbox.last_calls.get(who)
         call_note = f'<p class="meta">Last call: {escape(last_call)}</p>' if last_call else ""
-        items = "".join(_entry_html(e) for e in entries[-12:])
+        items = "".join(_entry_html(e) for e in entries[-12:] if e["channel"] != "whatsapp")
         label = f' <span class="who">{escape(name)}</span>' if name is not None else ""
         return (
             f'<section class="card" data-address="{escape(who)}"><h2>{escape(who)}{label}</h2>'
-            f"{items}{form}{calls}{call_note}</section>"
+            f"{items}{form}{calls}{call_note}{self._whatsapp_thread(who, entries)}</section>"
+        )
+
+    def _whatsapp_thread(self, who: str, entries: Entries) -> str:
+        """A phone's WhatsApp messages, beside its texts, with a box to answer over WhatsApp."""
+        chat = [e for e in entries if e["channel"] == "whatsapp"]
+        if not chat:
+            return ""
+        return (
+            f'<div class="wa" data-channel="whatsapp"><h3>WhatsApp</h3>{"".join(_entry_html(e) for e in chat[-12:])}'
+            f'<form method="post" action="{self._prefix}/ui/reply">'
+            f'<input type="hidden" name="from" value="{escape(who)}">'
+            '<input type="hidden" name="channel" value="whatsapp">'
+            f'<input type="text" name="body" placeholder="Answer on WhatsApp (e.g. 2, STOP)" '
+            f'aria-label="Answer on WhatsApp as {escape(who)}" required>'
+            '<button type="submit">Send</button></form></div>'
         )
 
     async def handle_call(self, request: web.Request) -> web.Response:
@@ -150,7 +174,10 @@ class SandboxPage:
         form = await request.post()
         from_, body = str(form.get("from", "")), str(form.get("body", ""))
         webhooks = self._sandbox.twilio_webhooks
-        if from_ and webhooks.hub_url:
+        if from_ and webhooks.hub_url and form.get("channel") == "whatsapp":
+            to = str(form.get("to") or self._sandbox.whatsapp_number or "")
+            await webhooks.simulate_inbound(f"whatsapp:{from_}", f"whatsapp:{to}", body)
+        elif from_ and webhooks.hub_url:
             to = str(form.get("to") or self._sandbox.sms_number or "")
             await webhooks.simulate_inbound(from_, to, body)
         raise web.HTTPSeeOther(self._prefix or "/")
