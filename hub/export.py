@@ -43,6 +43,10 @@ async def export_customer(redis: Redis, settings: Settings, customer_id: str) ->
             if raw_prompt:
                 open_prompt = json.loads(raw_prompt)
                 break
+    whatsapp_stop: dict[str, Any] = {}  # shown only when the number sent STOP over WhatsApp
+    if record.whatsapp_number:
+        found = await redis.hgetall(keys.whatsapp_optout(store.optout_pepper, record.whatsapp_number))
+        whatsapp_stop = {"whatsapp_stop": found} if found else {}
     deliveries = []
     for delivery_id in sorted(await redis.smembers(keys.deliveries_of(customer_id))):
         delivery = await store.get_delivery(delivery_id)
@@ -57,7 +61,7 @@ async def export_customer(redis: Redis, settings: Settings, customer_id: str) ->
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "customer": view,
         "preferences": preferences,
-        "opt_outs": {"channels": preferences.get("opt_out") or [], "sms_stop": sms_stop},
+        "opt_outs": {"channels": preferences.get("opt_out") or [], "sms_stop": sms_stop, **whatsapp_stop},
         "open_prompt": open_prompt,
         "deliveries": deliveries,
         "messages": messages,

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from hub import keys
 from hub.config import Settings
+from hub.export import export_customer
 from hub.sandbox.ledger import CHANNELS as LEDGER_CHANNELS
 from hub.vocabulary import CHANNELS
 from hub.whatsapp import template_for, variables
@@ -271,3 +272,16 @@ async def test_erasure_removes_the_window_and_the_whatsapp_prompts(hub: Hub) -> 
     assert not await r.exists(window)
     assert [k async for k in r.scan_iter(match=f"hub:conv:whatsapp:{WHATSAPP}:*")] == []
     await r.aclose()
+
+
+async def test_a_whatsapp_stop_is_in_the_customers_export(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await write_whatsapp(hub, "STOP")
+    r = await redis_of(hub)
+    try:
+        exported = await export_customer(r, hub.settings, "C-77")
+    finally:
+        await r.aclose()
+    assert exported["customer"]["whatsapp"] == WHATSAPP
+    assert exported["opt_outs"]["whatsapp_stop"]["keyword"] == "STOP"
+    assert exported["opt_outs"]["sms_stop"] is None
