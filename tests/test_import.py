@@ -153,7 +153,7 @@ async def test_jsonl_import_and_rejects_file_option(
     by_line = {r["line"]: r for r in rejects}
     assert by_line["4"]["id"] == "J-3" and by_line["4"]["reason"].startswith("phone: not a phone number")
     assert "email: not a valid e-mail address" in by_line["5"]["reason"]
-    assert "preferences.fallback.1: Input should be 'sms', 'email' or 'push'" in by_line["5"]["reason"]
+    assert "preferences.fallback.1: Input should be 'sms', 'email', 'push' or 'whatsapp'" in by_line["5"]["reason"]
     assert by_line["6"]["reason"].startswith("not valid JSON") and by_line["6"]["record"] == "{this is not json"
     assert by_line["7"]["reason"] == "shoe_size: Extra inputs are not permitted"
     assert json.loads(by_line["7"]["record"]) == JSONL_ROWS[5]

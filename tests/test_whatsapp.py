@@ -12,9 +12,10 @@ import redis.asyncio as aioredis
 
 from hub import keys
 from hub.config import Settings
+from hub.dev import DEV_WHATSAPP_NUMBER, dev_settings
 from hub.export import export_customer
 from hub.sandbox.ledger import CHANNELS as LEDGER_CHANNELS
-from hub.vocabulary import CHANNELS
+from hub.vocabulary import CHANNELS, MILESTONES
 from hub.whatsapp import template_for, variables
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
@@ -285,3 +286,28 @@ async def test_a_whatsapp_stop_is_in_the_customers_export(hub: Hub) -> None:
     assert exported["customer"]["whatsapp"] == WHATSAPP
     assert exported["opt_outs"]["whatsapp_stop"]["keyword"] == "STOP"
     assert exported["opt_outs"]["sms_stop"] is None
+
+
+def test_hub_dev_sends_whatsapp_without_settings(tmp_path: Any) -> None:
+    """`hub dev`: a sandbox WhatsApp sender and a template for every milestone and catalog locale."""
+    plain = Settings().replace(data_dir=str(tmp_path))
+    dev = dev_settings(plain, redis_url="redis://127.0.0.1:1", origin="http://127.0.0.1:1", smtp_port=1)
+    assert dev.whatsapp.from_number == DEV_WHATSAPP_NUMBER
+    assert set(dev.whatsapp.templates) == set(MILESTONES)
+    assert all({"en", "de", "es", "fr"} <= set(by_locale) for by_locale in dev.whatsapp.templates.values())
+
+
+async def test_the_sandbox_page_shows_the_whatsapp_thread_and_answers_on_whatsapp(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await hub.post_event(event())
+    await hub.run_worker()
+    hub.sandbox.whatsapp_number = SENDER
+    page = await (await hub.http.get(hub.sandbox_url + "?refresh=0")).text()
+    assert 'data-channel="whatsapp"' in page and 'name="channel" value="whatsapp"' in page
+    form = {"from": WHATSAPP, "channel": "whatsapp", "body": "HELP"}
+    resp = await hub.http.post(hub.sandbox_url + "/ui/reply", data=form, allow_redirects=False)
+    assert resp.status == 303
+    inbound = [e.to_dict() for e in hub.ledger.entries() if (e.meta or {}).get("direction") == "inbound"]
+    assert [(e["channel"], e["from"], e["text"]) for e in inbound] == [("whatsapp", WHATSAPP, "HELP")]
+    replies = [e.to_dict() for e in hub.ledger.entries() if (e.meta or {}).get("direction") == "reply"]
+    assert replies and replies[-1]["channel"] == "whatsapp"
