@@ -121,7 +121,7 @@ class Conversations:
             if reply.kind == "stop" and (prompt is not None or channel == "whatsapp"):
                 # We have texted this number: its STOP is honoured even if no customer owns it now.
                 await self.opt_out(number, reply.text, sender, channel)
-                return Answer(self._say((prompt or {}).get("locale"), "stop_confirm"), "stop")
+                return Answer(self._say((prompt or {}).get("locale"), "stop_confirm", channel=channel), "stop")
             if not await self.may_answer_stranger(from_):
                 log.info("SMS from an unknown number %s not answered (answered already)", mask_phone(from_))
                 return Answer("", "unknown_number_unanswered")
@@ -197,11 +197,11 @@ class Conversations:
                 {"customer_id": customer.id, "channel": channel, "keyword": reply.text.upper()},
                 key=sid,
             )
-            return Answer(self._say(locale, "stop_confirm"), "stop")
+            return Answer(self._say(locale, "stop_confirm", channel=channel), "stop")
         if reply.kind == "start":
             await self.redis.delete(self._optout_key(phone, channel))
             await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": channel}, key=sid)
-            return Answer(self._say(locale, "start_confirm"), "start")
+            return Answer(self._say(locale, "start_confirm", channel=channel), "start")
         return Answer(self._say(locale, "help"), "help")
 
     async def _number(
@@ -265,7 +265,7 @@ class Conversations:
             {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **request},
             key=sid,
         )
-        return Answer(self._say(locale, "reschedule_confirm", slot=slot["label"]), "reschedule")
+        return Answer(self._say(locale, "reschedule_confirm", slot=slot["label"], channel=channel), "reschedule")
 
     async def instruct(
         self,

@@ -311,3 +311,19 @@ async def test_the_sandbox_page_shows_the_whatsapp_thread_and_answers_on_whatsap
     assert [(e["channel"], e["from"], e["text"]) for e in inbound] == [("whatsapp", WHATSAPP, "HELP")]
     replies = [e.to_dict() for e in hub.ledger.entries() if (e.meta or {}).get("direction") == "reply"]
     assert replies and replies[-1]["channel"] == "whatsapp"
+
+
+async def test_answers_over_whatsapp_speak_of_whatsapp(hub: Hub) -> None:
+    """STOP over WhatsApp is confirmed for WhatsApp (SMS goes on), not as an SMS unsubscription."""
+    await prefer_whatsapp(hub, locale="en")
+    await hub.post_event(event(data={"reschedule_slots": FAR_SLOTS}))
+    await hub.run_worker()
+    [slot] = (await write_whatsapp(hub, "1"))["replies"]
+    assert "message you to confirm" in slot
+    [stop] = (await write_whatsapp(hub, "STOP"))["replies"]
+    assert "WhatsApp" in stop and "SMS" not in stop
+    [start] = (await write_whatsapp(hub, "START"))["replies"]
+    assert "WhatsApp" in start
+    [sms_stop] = (await hub.text_hub(PHONE, "STOP"))["replies"]
+    await hub.run_worker()
+    assert "SMS" in sms_stop
