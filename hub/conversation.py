@@ -139,6 +139,7 @@ class Conversations:
                 "text": reply.text,
                 "understood_as": answer.intent,
                 "message_sid": message_sid,
+                "channel": channel,
             },
             key=message_sid,
         )

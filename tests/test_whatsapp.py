@@ -168,6 +168,8 @@ async def test_a_whatsapp_reply_2_reschedules_upstream_and_is_answered_over_what
     await hub.run_worker()
     [requested] = hub.receiver.of_type("delivery.reschedule_requested")
     assert requested["data"]["slot_id"] == "s2" and requested["data"]["channel"] == "whatsapp"
+    [told] = hub.receiver.of_type("customer.reply")
+    assert told["data"]["channel"] == "whatsapp" and told["data"]["understood_as"] == "reschedule"
     # An SMS "2" from the phone finds no WhatsApp prompt: prompts are kept per channel.
     sms = await hub.text_hub(PHONE, "2")
     await hub.run_worker()
