@@ -12,6 +12,7 @@ from channels import Outbound
 
 from .config import Settings
 from .context import build_context
+from .i18n import reason_texts
 from .links import Links
 from .message import Send
 from .records import MessageRecord
@@ -83,7 +84,14 @@ class Composer:
             link=send.link,
             unsubscribe_url=self.links.unsubscribe_url(send.customer.id),
             driver_contact=send.driver_contact,
+            reasons=self._reasons(send),
         )
+
+    def _reasons(self, send: Send) -> dict[str, str] | None:
+        # Read only for an event with a reason code: finding the catalogs' version costs a stat each.
+        if not (send.event.get("data") or {}).get("reason_code"):
+            return None
+        return reason_texts(self.settings.templates_dir).get(self.renderer.resolve_locale(send.locale))
 
     def outbound(self, rec: MessageRecord, rendered: Rendered, link: str = "") -> Outbound:
         if rec.channel == "sms":

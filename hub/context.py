@@ -7,13 +7,13 @@ templates only place strings (see ``templates/`` for the variables each template
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_time
+from babel.dates import format_skeleton, format_time
 
 __all__ = ["Formatter", "build_context", "warm"]
 
@@ -46,7 +46,9 @@ class Formatter:
         return dt.astimezone(self.tz)
 
     def date(self, value: str | datetime) -> str:
-        return str(format_date(self._local(value), "EEE d MMM", locale=self.locale))
+        # CLDR's own short date with the weekday for each language ("Sat, Dec 5", "Sa., 5. Dez.",
+        # "12月5日(土)"), not one pattern for all: word order and punctuation differ.
+        return str(format_skeleton("MMMEd", self._local(value), locale=self.locale))
 
     def time(self, value: str | datetime) -> str:
         return str(format_time(self._local(value), "HH:mm", locale=self.locale))
@@ -73,15 +75,16 @@ def _first_name(name: str | None) -> str:
     return name.split()[0] if name and name.split() else ""
 
 
-def _data(fmt: Formatter, data: dict[str, Any]) -> dict[str, Any]:
-    """The event's own details (``data``), formatted: a delay, a reason, a proof of delivery, a
-    pickup point, the next attempt."""
+def _data(fmt: Formatter, data: dict[str, Any], reasons: Mapping[str, str]) -> dict[str, Any]:
+    """The event's own details (``data``), formatted: a delay, a reason (a known code's wording in
+    the customer's language, else the free text), a proof of delivery, a pickup point, the next
+    attempt."""
     pod = data.get("pod")
     pickup = data.get("pickup")
     next_attempt = data.get("next_attempt")
     return {
         "minutes": data.get("minutes"),
-        "reason": data.get("reason") or "",
+        "reason": reasons.get(data.get("reason_code") or "") or data.get("reason") or "",
         "kind": data.get("kind") or "",
         "next_attempt": fmt.window(next_attempt["start"], next_attempt["end"])["window"] if next_attempt else None,
         "pod": {
@@ -115,8 +118,10 @@ def build_context(
     link: str | None,
     unsubscribe_url: str | None,
     driver_contact: str | None = None,
+    reasons: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...)."""
+    """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...);
+    ``reasons`` what each reason code says in the message's language (``hub.i18n.reason_texts``)."""
     fmt = Formatter(locale, timezone)
     data = event.get("data") or {}
     eta = delivery.get("eta")
@@ -136,7 +141,7 @@ def build_context(
         if driver and driver.get("name")
         else None,
         "event": {"type": event["type"], "occurred_at": fmt.datetime(event["occurred_at"])},
-        "data": _data(fmt, data),
+        "data": _data(fmt, data, reasons or {}),
         "slots": [
             {"n": n, "label": fmt.slot(slot["start"], slot["end"])}
             for n, slot in enumerate(data.get("reschedule_slots") or [], start=1)

@@ -27,7 +27,7 @@ from pydantic import (
 from preferences.model import Contact
 from preferences.validation import check_phone
 
-from .vocabulary import MILESTONES, Milestone
+from .vocabulary import MILESTONES, Milestone, ReasonCode
 
 __all__ = ["TERMINAL", "Event", "EventInvalid", "PushReceipt", "ReplayRequest", "parse_event", "validation_fields"]
 
@@ -116,6 +116,8 @@ class EventData(BaseModel):
     reschedule_slots: list[Slot] | None = Field(None, max_length=9)
     minutes: int | None = Field(None, ge=0, le=24 * 60)
     reason: str | None = Field(None, max_length=300)
+    # Shown in the customer's language instead of ``reason`` (kept for upstream and the timeline).
+    reason_code: ReasonCode | None = None
     kind: str | None = Field(None, max_length=40)
     next_attempt: Window | None = None
     pod: ProofOfDelivery | None = None
