@@ -5,6 +5,9 @@ Every Japanese SMS is UCS-2, whatever the data. Dates are as Babel formats the h
 data adds the longer slot form and typographic characters.
 """
 
+# Japanese text is written with full-width brackets and colons, as the catalog writes it.
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
 from typing import Any
