@@ -43,5 +43,8 @@ LOCALE: dict[str, Any] = {
     "slot_reply": "Risponda 1 per",
     "rating": "risponda 1-5",
     "call_phrases": ("chiamare o scrivere",),
-    "not_understood_plural": ("Risponda 1 per scegliere il nuovo orario,", "Risponda 1-3 per scegliere un nuovo orario,"),
+    "not_understood_plural": (
+        "Risponda 1 per scegliere il nuovo orario,",
+        "Risponda 1-3 per scegliere un nuovo orario,",
+    ),
 }
