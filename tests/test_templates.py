@@ -13,6 +13,7 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from channels.segments import count_segments
+from hub.context import Formatter
 from hub.render import Renderer, RenderError
 from hub.vocabulary import MILESTONES
 from tests.locale_data import ALL, LOCALES
@@ -522,3 +523,38 @@ def test_rendering_leaves_the_context_untouched(renderer: Renderer) -> None:
     renderer.render("delivered", "en", context)
 
     assert context == before
+
+
+@pytest.mark.parametrize("shape", ("full", "sparse"), ids=_id)
+@pytest.mark.parametrize("milestone", SLOT_MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_slots_as_the_hub_labels_them_fit_the_budget(
+    renderer: Renderer, locale: str, milestone: str, shape: str
+) -> None:
+    # The labels hub.context makes (not the test data's): slots in the coming days by weekday.
+    fmt = Formatter(locale, "Europe/Berlin")
+    offered = "2026-11-29T18:00:00+01:00"
+    days = ("2026-11-30T09:00|12:00", "2026-11-30T14:00|18:00", "2026-12-01T09:00|12:00")
+    context = CONTEXTS[shape](locale, milestone)
+    context["slots"] = [
+        {"n": n, "label": fmt.slot(f"{day.split('|')[0]}:00+01:00", f"{day[:11]}{day.split('|')[1]}:00+01:00", offered)}
+        for n, day in enumerate(days, start=1)
+    ]
+
+    sms = renderer.render(milestone, locale, context).sms
+
+    assert all(slot["label"] in sms for slot in context["slots"]) or shape == "full", sms
+    assert count_segments(sms).segments <= MAX_SMS_SEGMENTS, sms
+    if locale in UCS2_LOCALES:
+        assert len(sms) <= UCS2_TWO_SEGMENTS, f"{len(sms)} chars: {sms}"
+
+
+def test_a_slot_a_week_away_is_labelled_with_its_date() -> None:
+    fmt = Formatter("de", "Europe/Berlin")
+    offered = "2026-11-29T18:00:00+01:00"
+    assert fmt.slot("2026-11-30T09:00:00+01:00", "2026-11-30T12:00:00+01:00", offered) == "Mo. 9-12"
+    assert fmt.slot("2026-12-07T09:00:00+01:00", "2026-12-07T12:00:00+01:00", offered) == "Mo., 7. Dez. 9-12"
+    assert (
+        Formatter("ja", "Asia/Tokyo").slot("2026-11-30T09:00:00+09:00", "2026-11-30T12:00:00+09:00", offered)
+        == "月曜日 9-12"
+    )
