@@ -36,6 +36,9 @@ def warm(locales: Iterable[str]) -> None:
         Formatter(locale, "UTC").window(now.isoformat(), now.isoformat())
 
 
+_Moment = datetime  # the class's own method named datetime hides the type inside it
+
+
 class Formatter:
     def __init__(self, locale: str, timezone: str) -> None:
         self.locale = _babel_locale(locale)
@@ -74,7 +77,7 @@ class Formatter:
             return f"{self._weekday(s)} {hours}"
         return f"{self.date(s)} {hours}"
 
-    def _weekday(self, value: datetime) -> str:
+    def _weekday(self, value: _Moment) -> str:
         short = str(format_date(value, "EEE", locale=self.locale))
         # A one-letter name ("月" in Japanese is also "month") is spelled out: "月曜日".
         return short if len(short.rstrip(".")) > 1 else str(format_date(value, "EEEE", locale=self.locale))
