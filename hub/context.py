@@ -115,8 +115,11 @@ def build_context(
     link: str | None,
     unsubscribe_url: str | None,
     driver_contact: str | None = None,
+    merchant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...)."""
+    """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...);
+    ``merchant`` the registered shop's identity (``hub.merchants.Brand.context``), whose name
+    every text says as ``delivery.merchant`` (else the event's own ``delivery.merchant``)."""
     fmt = Formatter(locale, timezone)
     data = event.get("data") or {}
     eta = delivery.get("eta")
@@ -127,7 +130,7 @@ def build_context(
         "delivery": {
             "id": delivery.get("id") or event["delivery"]["id"],
             "tracking_code": delivery.get("tracking_code") or "",
-            "merchant": delivery.get("merchant") or "",
+            "merchant": (merchant or {}).get("name") or delivery.get("merchant") or "",
             "address": delivery.get("address") or "",
             "eta": fmt.window(eta["start"], eta["end"]) if eta else None,
         },
@@ -144,4 +147,5 @@ def build_context(
         "link": link,
         "unsubscribe_url": unsubscribe_url,
         "lang": locale.split("-")[0],
+        "merchant": merchant,
     }
