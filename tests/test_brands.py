@@ -339,3 +339,21 @@ def test_a_shop_template_changes_only_the_blocks_it_overrides(shop_templates: Pa
     assert (english.sms, english.push_body, english.email_subject) == (plain.sms, plain.push_body, plain.email_subject)
     other = renderer.render("out_for_delivery", "en", _context("en"), shop="nordlicht")
     assert other == plain
+
+
+async def test_the_demo_runs_two_shops_with_different_brands(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.demo import SHOPS, run_demo
+    from tests.conftest import API_KEY
+    from tests.test_demo import _DemoClock
+
+    monkeypatch.setattr("hub.demo.datetime", _DemoClock)  # the demo's route dated at the policy clock
+    assert await run_demo(hub.base, API_KEY, pause=0) == 20
+    await hub.run_worker()
+    listed = await (await hub.request("GET", "/v1/merchants")).json()
+    assert [m["id"] for m in listed["merchants"]] == list(SHOPS)
+    mails = {m["to"]: m for m in hub.messages(channel="email")}
+    ana, lucia = mails["ana.weber@example.com"], mails["lucia@example.es"]
+    assert ana["from"] == SHOPS["acme-shoes"]["email_from"] and "#c0392b" in ana["html"]
+    assert lucia["from"] == SHOPS["nordlicht-books"]["email_from"] and "#0f766e" in lucia["html"]
+    senders = {m["from"] for m in hub.messages(channel="sms")}
+    assert {"Acme Shoes", "Nordlicht", hub.settings.twilio.from_number} <= senders
