@@ -14,9 +14,11 @@ import redis.asyncio as aioredis
 
 from hub.config import hash_key
 from hub.context import build_context
+from hub.merchants import text_colour
 from hub.render import Renderer
 from tests.conftest import ADMIN_KEY, ROOT, Hub
 from tests.events import make_event
+from tests.test_lost_answer import SHORT, everything_settled, messages
 from tests.test_track import SLOTS, link_in
 from tests.test_twoway import answer_of
 
@@ -357,3 +359,46 @@ async def test_the_demo_runs_two_shops_with_different_brands(hub: Hub, monkeypat
     assert lucia["from"] == SHOPS["nordlicht-books"]["email_from"] and "#0f766e" in lucia["html"]
     senders = {m["from"] for m in hub.messages(channel="sms")}
     assert {"Acme Shoes", "Nordlicht", hub.settings.twilio.from_number} <= senders
+
+
+@pytest.mark.settings(**{"twilio.messaging_service_sid": "MG" + "0" * 32})
+async def test_with_a_messaging_service_the_shops_sender_goes_beside_it(hub: Hub) -> None:
+    await register(hub, "acme", ACME)
+    await hub.post_event(shop_event("out_for_delivery", "acme", 1))
+    await hub.post_event(make_event("out_for_delivery", delivery__id="D-2", customer__id="C-2", event_id="plain"))
+    await hub.run_worker()
+    shop, plain = sorted(hub.messages(channel="sms"), key=lambda m: m["from"] is None)
+    assert shop["from"] == "Acme Shoes" and shop["meta"]["messaging_service_sid"] == "MG" + "0" * 32
+    assert plain["from"] is None and plain["meta"]["messaging_service_sid"] == "MG" + "0" * 32
+
+
+@pytest.mark.settings(**SHORT)
+async def test_a_lost_answer_is_looked_up_under_the_shops_sender(hub: Hub) -> None:
+    await register(hub, "acme", ACME)
+    hub.sandbox.faults.set("twilio", "accept-drop", count=1)
+    await hub.post_event(shop_event("out_for_delivery", "acme", 1))
+    await everything_settled(hub)
+    [sms] = hub.messages(channel="sms")  # Twilio had it: found under "Acme Shoes", not sent again
+    assert sms["from"] == "Acme Shoes"
+    log = await messages(hub, "D-acme-1")
+    assert log["sms"]["status"] == "accepted" and log["sms"]["provider_id"] == sms["provider_id"]
+
+
+async def test_stop_to_the_shops_number_stops_the_hubs_sms(hub: Hub) -> None:
+    await register(hub, "nordlicht", NORDLICHT)
+    await hub.post_event(shop_event("out_for_delivery", "nordlicht", 1))
+    await hub.run_worker()
+    resp = await hub.http.post(
+        hub.sandbox_url + "/sms/inbound", json={"from": "+4915112345678", "to": NORDLICHT_NUMBER, "body": "STOP"}
+    )
+    assert resp.status == 200
+    await hub.post_event(make_event("arriving_soon", occurred_at="2026-11-24T08:20:00+01:00", data={"minutes": 5}))
+    await hub.run_worker()
+    assert len(hub.messages(channel="sms")) == 1  # the other delivery's SMS from the hub's number: not sent
+    log = await messages(hub)
+    assert log["sms"]["status"] == "skipped" and log["sms"]["history"][-1]["detail"] == "sms_stopped"
+
+
+def test_the_header_text_is_black_or_white_whichever_reads_better() -> None:
+    assert text_colour("#c0392b") == text_colour("#0f766e") == "#ffffff"
+    assert text_colour("#ffd60a") == text_colour("#f2f4f7") == "#111111"
