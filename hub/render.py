@@ -148,7 +148,13 @@ class Renderer:
         count = 0
         for locale in self.locales:
             overrides = sorted(p.name for p in (self.directory / locale).glob("*.j2"))
-            for name in dict.fromkeys([*names, *overrides]):
+            shops = [
+                str(p.relative_to(self.directory))
+                for shop in sorted(self.shops)
+                for pattern in ("*.j2", f"{locale}/*.j2")
+                for p in sorted((self.directory / "shops" / shop).glob(pattern))
+            ]
+            for name in dict.fromkeys([*names, *overrides, *shops]):
                 try:
                     self.env(locale).get_template(name)
                     count += 1

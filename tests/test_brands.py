@@ -402,3 +402,8 @@ async def test_stop_to_the_shops_number_stops_the_hubs_sms(hub: Hub) -> None:
 def test_the_header_text_is_black_or_white_whichever_reads_better() -> None:
     assert text_colour("#c0392b") == text_colour("#0f766e") == "#ffffff"
     assert text_colour("#ffd60a") == text_colour("#f2f4f7") == "#111111"
+
+
+def test_a_worker_compiles_the_shops_templates_when_it_starts(shop_templates: Path) -> None:
+    plain = Renderer(ROOT / "templates").precompile()
+    assert Renderer(shop_templates).precompile() == plain + len(Renderer(shop_templates).locales) + 1
