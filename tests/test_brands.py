@@ -5,6 +5,7 @@ contact in HELP answers, and a shop's own wording for one block of one milestone
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -407,3 +408,29 @@ def test_the_header_text_is_black_or_white_whichever_reads_better() -> None:
 def test_a_worker_compiles_the_shops_templates_when_it_starts(shop_templates: Path) -> None:
     plain = Renderer(ROOT / "templates").precompile()
     assert Renderer(shop_templates).precompile() == plain + len(Renderer(shop_templates).locales) + 1
+
+
+async def test_any_json_body_on_put_merchant_gets_a_precise_answer(hub: Hub) -> None:
+    """A real shop with values replaced by any JSON value, or any JSON document: never a 5xx, and a
+    422 always names the fields."""
+    from hypothesis import given
+
+    from tests.test_fuzz import JSON_VALUES, Bridge, bounded, in_thread, mutated
+
+    async def put(body: Any) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+        async with hub.http.put(f"{hub.base}/v1/merchants/acme", data=json.dumps(body), headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    def run(bridge: Bridge) -> None:
+        @bounded(150)
+        @given(mutated([ACME, NORDLICHT]) | JSON_VALUES)
+        def posted(body: Any) -> None:
+            status, answer = bridge(put(body))
+            assert status in (200, 201, 400, 422), (status, answer)
+            if status == 422:
+                assert answer["error"]["fields"]
+
+        posted()
+
+    await in_thread(run)
