@@ -69,7 +69,7 @@ class Formatter:
         return {"date": self.date(s), "start": self.time(s), "end": self.time(e), "window": label}
 
     def slot(self, start: str, end: str, since: str | None = None) -> str:
-        """"Wed, Nov 25 9-12"; within six days after ``since`` (the news that offers it) the
+        """ "Wed, Nov 25 9-12"; within six days after ``since`` (the news that offers it) the
         weekday alone says which day ("Wed 9-12"), which keeps an SMS with three slots short."""
         s, e = self._local(start), self._local(end)
         hours = f"{s.hour}-{e.hour}" if s.minute == e.minute == 0 else f"{self.time(s)}-{self.time(e)}"
@@ -131,9 +131,12 @@ def build_context(
     unsubscribe_url: str | None,
     driver_contact: str | None = None,
     reasons: Mapping[str, str] | None = None,
+    merchant: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``event`` is the normalized event; ``delivery`` the stored delivery (eta, driver, ...);
-    ``reasons`` what each reason code says in the message's language (``hub.i18n.reason_texts``)."""
+    ``reasons`` what each reason code says in the message's language (``hub.i18n.reason_texts``);
+    ``merchant`` the registered shop's identity (``hub.merchants.Brand.context``), whose name
+    every text says as ``delivery.merchant`` (else the event's own ``delivery.merchant``)."""
     fmt = Formatter(locale, timezone)
     data = event.get("data") or {}
     eta = delivery.get("eta")
@@ -144,7 +147,7 @@ def build_context(
         "delivery": {
             "id": delivery.get("id") or event["delivery"]["id"],
             "tracking_code": delivery.get("tracking_code") or "",
-            "merchant": delivery.get("merchant") or "",
+            "merchant": (merchant or {}).get("name") or delivery.get("merchant") or "",
             "address": delivery.get("address") or "",
             "eta": fmt.window(eta["start"], eta["end"]) if eta else None,
         },
@@ -161,4 +164,5 @@ def build_context(
         "link": link,
         "unsubscribe_url": unsubscribe_url,
         "lang": locale.split("-")[0],
+        "merchant": merchant,
     }

@@ -27,6 +27,7 @@ from .clock import now_iso
 from .config import Settings
 from .i18n import reply_words
 from .masking import mask_phone
+from .merchants import Merchants
 from .render import Renderer
 from .replies import Reply, ReplyWords, parse_reply
 from .webhooks import Webhooks
@@ -50,6 +51,7 @@ class Conversations:
         self.renderer = renderer
         self.customers = customers
         self.webhooks = Webhooks(redis, settings)
+        self.merchants = Merchants(redis, settings.brands.merchants, settings.brands.cache_seconds)
         self._feedback = redis.register_script(lua_records.RECORD_FEEDBACK)
         self.reply_words = ReplyWords.of(reply_words(settings.templates_dir))  # from the catalogs
 
@@ -58,9 +60,23 @@ class Conversations:
         sender = {"name": self.settings.sender.name, "help_url": self.settings.sender.help_url}
         return self.renderer.render_block(locale, "_replies", block, {"sender": sender, **context})
 
+    async def _merchant(self, prompt: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The shop of the prompt's delivery (hub.merchants), as the HELP answer names it."""
+        if prompt is None:
+            return None
+        merchant_id = await self.redis.hget(keys.delivery(prompt["delivery_id"]), "merchant_id")
+        found = await self.merchants.get(merchant_id)
+        return (
+            {"name": found.name, "support_url": found.support_url, "support_phone": found.support_phone}
+            if found
+            else None
+        )
+
     async def _prompt(self, phone: str, sender: str) -> dict[str, Any] | None:
         candidates = [sender]
-        service = self.settings.twilio.messaging_service_sid
+        # Prompts are kept under the hub's sender (hub.prompts); a reply to another number of the
+        # hub's (a shop's own, hub.merchants) finds them there too.
+        service = self.settings.twilio.messaging_service_sid or self.settings.twilio.from_number
         if service and service != sender:
             candidates.append(service)
         for key in candidates:
@@ -145,7 +161,7 @@ class Conversations:
         sid: str,
     ) -> Answer:
         if reply.kind in ("stop", "start", "help"):
-            return await self._keyword(reply, customer, locale, sender, phone, sid)
+            return await self._keyword(reply, customer, locale, sender, phone, sid, prompt)
         now = time.time()
         live = prompt is not None and now < float(prompt.get("expires_at", 0))
         open_delivery = prompt is not None and await self._delivery_open(prompt["delivery_id"])
@@ -167,7 +183,14 @@ class Conversations:
         return Answer(self._not_understood(locale, prompt if live else None, open_delivery), "not_understood")
 
     async def _keyword(
-        self, reply: Reply, customer: CustomerRecord, locale: str | None, sender: str, phone: str, sid: str
+        self,
+        reply: Reply,
+        customer: CustomerRecord,
+        locale: str | None,
+        sender: str,
+        phone: str,
+        sid: str,
+        prompt: dict[str, Any] | None = None,
     ) -> Answer:
         """STOP, START and HELP: answered whatever the conversation was about."""
         if reply.kind == "stop":
@@ -182,7 +205,7 @@ class Conversations:
             await self.redis.delete(keys.sms_optout(self.optout_pepper, phone))
             await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": "sms"}, key=sid)
             return Answer(self._say(locale, "start_confirm"), "start")
-        return Answer(self._say(locale, "help"), "help")
+        return Answer(self._say(locale, "help", merchant=await self._merchant(prompt)), "help")
 
     async def _number(
         self,

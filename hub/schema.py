@@ -27,6 +27,7 @@ from pydantic import (
 from preferences.model import Contact
 from preferences.validation import check_phone
 
+from .merchants import MERCHANT_ID
 from .vocabulary import MILESTONES, Milestone, ReasonCode
 
 __all__ = ["TERMINAL", "Event", "EventInvalid", "PushReceipt", "ReplayRequest", "parse_event", "validation_fields"]
@@ -76,6 +77,8 @@ class Delivery(_Edge):
     merchant: str | None = Field(None, max_length=120)
     address: str | None = Field(None, max_length=300)
     eta: Window | None = None
+    # The shop (hub.merchants); an id no shop has is no error: the hub's own identity applies.
+    merchant_id: str | None = Field(None, max_length=64, pattern=MERCHANT_ID)
 
 
 class Customer(Contact):
