@@ -52,6 +52,10 @@ class Outbound:
     locale: str = "en"
     sender: str | None = None  # SMS: send from this number (relay forwarding) instead of the default
     media_urls: tuple[str, ...] = ()  # SMS: MMS media to pass on
+    # A shop's identity (hub.merchants), None: the hub's own.
+    brand_sender: str | None = None  # SMS: the shop's sender (alphanumeric id or number), status callbacks kept
+    email_from: str | None = None  # e-mail: From header ("Name <address>"); the envelope stays the hub's
+    reply_to: str | None = None  # e-mail: Reply-To address
 
 
 @dataclass(frozen=True)

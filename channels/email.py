@@ -33,6 +33,9 @@ _BAD_ADDRESS = {550, 551, 553}
 
 def build_email(message: Outbound, sender: str, domain: str) -> Message:
     """multipart/alternative (text, HTML) with a Message-ID and one-click List-Unsubscribe.
+    From is the shop's (``message.email_from``) when it has one, else ``sender``; Reply-To the
+    shop's when set. The Message-ID's domain and the envelope sender stay the hub's (bounces come
+    back to it).
 
     Built with the compat32 MIME classes: the same wire format as ``EmailMessage``, at a
     fraction of the CPU (the default policy parses every header it is given).
@@ -44,7 +47,9 @@ def build_email(message: Outbound, sender: str, domain: str) -> Message:
         msg.attach(MIMEText(message.html, "html", "utf-8"))
     else:
         msg = text
-    msg["From"] = sender
+    msg["From"] = _address_header(message.email_from or sender)
+    if message.reply_to:
+        msg["Reply-To"] = message.reply_to
     msg["To"] = message.to
     msg["Subject"] = Header(message.subject, "utf-8").encode() if not message.subject.isascii() else message.subject
     msg["Date"] = email.utils.formatdate(localtime=False)
@@ -54,6 +59,14 @@ def build_email(message: Outbound, sender: str, domain: str) -> Message:
         msg["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     return msg
+
+
+def _address_header(value: str) -> str:
+    """``Name <address>`` as a header value: a name in other than ASCII encoded (RFC 2047)."""
+    if value.isascii():
+        return value
+    name, address = email.utils.parseaddr(value)
+    return email.utils.formataddr((name, address), charset="utf-8")
 
 
 class _Client(aiosmtplib.SMTP):

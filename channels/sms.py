@@ -119,6 +119,12 @@ class TwilioSms:
         kwargs: dict[str, object] = {"to": message.to, "body": message.text}
         if message.sender:
             kwargs["from_"] = message.sender
+        elif message.brand_sender:
+            # A shop's sender. Twilio takes From beside a messaging service (the service's
+            # settings still apply) and sends from it.
+            kwargs["from_"] = message.brand_sender
+            if self._service:
+                kwargs["messaging_service_sid"] = self._service
         elif self._service:
             kwargs["messaging_service_sid"] = self._service
         else:
@@ -147,7 +153,7 @@ class TwilioSms:
 
     async def reconcile(self, message: Outbound, since: float) -> SendResult:
         """Whether Twilio has ``message`` from an earlier ``send`` (see the module docstring)."""
-        sender = message.sender or (None if self._service else self._from)
+        sender = message.sender or message.brand_sender or (None if self._service else self._from)
         query: dict[str, Any] = {"to": message.to, "page_size": RECONCILE_PAGE_SIZE}
         if sender:
             query["from_"] = sender

@@ -260,6 +260,8 @@ def _onfleet_data(
         notes = completion.get("failureNotes") or completion.get("notes")
         text = str(reason).replace("_", " ").lower() if reason else None
         event_data["reason"] = as_text(": ".join(t for t in (text, as_text(notes)) if t))
+        if code := settings.reason_codes.get(str(reason).lower()):
+            event_data["reason_code"] = code
     elif milestone == "exception":
         event_data["kind"] = "delay" if key == "taskdelayed" else None
         delay = body.get("delay")
@@ -398,6 +400,8 @@ def _aftership_data(
     reason = as_text(msg.get("subtag_message")) or as_text(last.get("message"))
     if milestone in ("exception", "delivery_failed", "returned"):
         event_data["reason"] = reason
+        if code := settings.reason_codes.get(subtag.lower()):
+            event_data["reason_code"] = code
     if milestone == "exception":
         event_data["kind"] = settings.exception_kinds.get(subtag.lower())
     if milestone == "delivered":

@@ -17,12 +17,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from .config_sections import Section
-from .vocabulary import Milestone
+from .vocabulary import Milestone, ReasonCode
 
 __all__ = [
     "AFTERSHIP_EXCEPTION_KINDS",
+    "AFTERSHIP_REASON_CODES",
     "AFTERSHIP_SUBTAGS",
     "AFTERSHIP_TAGS",
+    "ONFLEET_REASON_CODES",
     "ONFLEET_TRIGGERS",
     "AdapterSettings",
     "AfterShipSettings",
@@ -69,6 +71,29 @@ AFTERSHIP_EXCEPTION_KINDS: dict[str, str | None] = {
     "exception_007": "address",
     "exception_012": "damage",
 }
+# The vendors' failure codes -> the hub's reason codes (hub.vocabulary.REASON_CODES), whose
+# wording every language translates; a code not listed keeps the vendor's text as the reason.
+ONFLEET_REASON_CODES: dict[str, ReasonCode | None] = {
+    "nobody": "nobody_home",
+    "closed": "business_closed",
+    "refused": "refused",
+    "unable_to_locate": "address_problem",
+    "damaged": "damaged",
+}
+AFTERSHIP_REASON_CODES: dict[str, ReasonCode | None] = {
+    "attemptfail_002": "nobody_home",
+    "attemptfail_003": "business_closed",
+    "exception_002": "address_problem",
+    "exception_003": "refused",
+    "exception_004": "customs",
+    "exception_005": "delayed",
+    "exception_006": "payment_due",
+    "exception_007": "address_problem",
+    "exception_012": "damaged",
+    "exception_013": "lost",
+    "exception_016": "delayed",
+    "exception_017": "weather",
+}
 GenericField = Literal[
     "event_id",
     "type",
@@ -111,11 +136,19 @@ class OnfleetSettings(Section):
     """Merchant name shown in messages for Onfleet tasks (unset: none)."""
     photo_url: str = Field("https://d15p8tr8p0vffz.cloudfront.net/{id}/800x.png", pattern=r"^https?://.*\{id\}")
     """Where a proof-of-delivery photo is seen, from its upload id ({id})."""
+    reason_codes: dict[str, ReasonCode | None] = ONFLEET_REASON_CODES
+    """A failed task's `failureReason` -> the hub's reason code (docs/integrations.md), merged
+    over the defaults; a value not listed keeps Onfleet's wording and the driver's notes."""
 
     @field_validator("triggers", mode="before")
     @classmethod
     def _triggers(cls, value: Any) -> Any:
         return _merged_table(ONFLEET_TRIGGERS, value)
+
+    @field_validator("reason_codes", mode="before")
+    @classmethod
+    def _reason_codes(cls, value: Any) -> Any:
+        return _merged_table(ONFLEET_REASON_CODES, value)
 
 
 class AfterShipSettings(Section):
@@ -133,6 +166,9 @@ class AfterShipSettings(Section):
     docs/integrations.md)."""
     delivery_id: Literal["tracking_number", "order_id", "id"] = "tracking_number"
     """Which tracking field is the hub's delivery id (order_id falls back to the tracking number)."""
+    reason_codes: dict[str, ReasonCode | None] = AFTERSHIP_REASON_CODES
+    """Sub-status -> the hub's reason code (docs/integrations.md), merged over the defaults; a
+    sub-status not listed keeps its message as the reason."""
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -148,6 +184,11 @@ class AfterShipSettings(Section):
     @classmethod
     def _kinds(cls, value: Any) -> Any:
         return _merged_table(AFTERSHIP_EXCEPTION_KINDS, value)
+
+    @field_validator("reason_codes", mode="before")
+    @classmethod
+    def _reason_codes(cls, value: Any) -> Any:
+        return _merged_table(AFTERSHIP_REASON_CODES, value)
 
 
 class GenericMapping(Section):

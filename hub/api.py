@@ -12,6 +12,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.twilio_hooks   /webhooks/twilio/{sms,status,voice,voice/status} (Twilio-signed)
     hub.track          /t/{token}... the customer's tracking page, /static/
     hub.adapters       /webhooks/{onfleet,aftership,generic/{name}} (vendor-signed)
+    hub.api_merchants  /v1/merchants[/{id}]
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -30,7 +31,18 @@ from redis.exceptions import RedisError
 
 from preferences import CustomerStore
 
-from . import adapters, api_customers, api_events, api_messages, api_ops, api_relay, apidocs, track, twilio_hooks
+from . import (
+    adapters,
+    api_customers,
+    api_events,
+    api_merchants,
+    api_messages,
+    api_ops,
+    api_relay,
+    apidocs,
+    track,
+    twilio_hooks,
+)
 from .apikeys import KeyRing
 from .appkeys import (
     CONVERSATIONS,
@@ -62,7 +74,18 @@ __all__ = ["REDIS", "create_app"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ROUTES = (api_events, api_customers, api_messages, api_ops, apidocs, api_relay, twilio_hooks, track, adapters)
+ROUTES = (
+    api_events,
+    api_customers,
+    api_messages,
+    api_ops,
+    apidocs,
+    api_relay,
+    twilio_hooks,
+    track,
+    adapters,
+    api_merchants,
+)
 
 
 @web.middleware

@@ -23,6 +23,7 @@ from .apikeys import KeyRing
 from .config import Settings
 from .conversation import Conversations
 from .links import Links
+from .merchants import Merchants
 from .relay import Relay
 from .store import HubStore
 from .webhooks import Webhooks
@@ -37,6 +38,7 @@ __all__ = [
     "CUSTOMERS",
     "KEYRING",
     "LINKS",
+    "MERCHANTS",
     "REDIS",
     "RELAY",
     "SETTINGS",
@@ -79,3 +81,6 @@ TRACK_CSRF_KEY = web.AppKey("track_csrf_key", bytes)  # the HMAC key of the form
 # The sandbox console's (hub.console, hub dev only).
 CONSOLE_TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 CONSOLE_DEMO = web.AppKey("console_demo", dict[str, Any])  # the demo route's round, run tag and task
+
+# The shops (hub.api_merchants fills it on start-up; the tracking page reads it too).
+MERCHANTS = web.AppKey("merchants", Merchants)

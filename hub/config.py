@@ -51,6 +51,7 @@ from .config_policy import PolicySettings
 from .config_sections import (
     ApiKey,
     ApiSettings,
+    BrandSettings,
     ConversationSettings,
     FcmSettings,
     OpsSettings,
@@ -152,7 +153,10 @@ class Settings(Section):
     """Channels per milestone unless the customer's preferences say otherwise."""
     fallback: tuple[Channel, ...] = ("push", "sms", "email")
     """When none of a milestone's channels reaches the customer, the first reachable one of these."""
+    brands: BrandSettings = BrandSettings()
+    """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
+    """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
 
     @field_validator("channels")
     @classmethod

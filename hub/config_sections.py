@@ -13,11 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from preferences.validation import check_phone
 
+from .merchants import MerchantEntry
 from .vocabulary import MILESTONES, WebhookEvent
 
 __all__ = [
     "ApiKey",
     "ApiSettings",
+    "BrandSettings",
     "ConversationSettings",
     "FcmSettings",
     "OpsSettings",
@@ -305,6 +307,44 @@ class RedisSentinelSettings(Section):
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{address!r} is not host:port")
         return tuple(a.strip() for a in value)
+
+
+# Where Twilio delivers an alphanumeric sender id as it is (no registration needed beforehand in
+# most of them); elsewhere (the US and Canada among them) a shop's SMS comes from the hub's number.
+_ALPHANUMERIC_COUNTRIES = (
+    *("AT", "BE", "CH", "DE", "DK", "ES", "FI", "FR"),
+    *("GB", "IE", "IT", "NL", "NO", "PL", "PT", "SE"),
+)
+
+
+class BrandSettings(Section):
+    merchants: tuple[MerchantEntry, ...] = ()
+    """Shops known from the configuration, as {id, name, email_from, reply_to, sms_sender, logo_url,
+    brand_color, support_url, support_phone} entries (what PUT /v1/merchants/{id} takes, with the
+    id). Read-only base entries: a shop registered through the API with the same id wins, and
+    deleting that one brings this one back (docs/brands.md)."""
+    alphanumeric_countries: tuple[str, ...] = _ALPHANUMERIC_COUNTRIES
+    """Countries (ISO 3166 codes) of the customer's phone where a shop's alphanumeric sms_sender
+    may be used. Check Twilio's country guide: some ask for the sender id to be registered first."""
+    cache_seconds: float = Field(10.0, ge=0)
+    """How long a worker or API process keeps a shop it read (a change through the API reaches
+    the other processes within this time; 0: read on every event)."""
+
+    @field_validator("merchants")
+    @classmethod
+    def _unique(cls, value: tuple[MerchantEntry, ...]) -> tuple[MerchantEntry, ...]:
+        ids = [m.id for m in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a merchant id is listed twice")
+        return value
+
+    @field_validator("alphanumeric_countries")
+    @classmethod
+    def _countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        codes = tuple(v.strip().upper() for v in value)
+        if any(len(c) != 2 or not c.isalpha() or not c.isascii() for c in codes):
+            raise ValueError("use two-letter ISO 3166 country codes, e.g. DE")
+        return codes
 
 
 # What a WhatsApp template variable can be (hub.whatsapp.variables explains each).

@@ -27,6 +27,7 @@ from .clock import now_iso
 from .config import Settings
 from .i18n import reply_words
 from .masking import mask_phone
+from .merchants import Merchants
 from .render import Renderer
 from .replies import Reply, ReplyWords, parse_reply
 from .webhooks import Webhooks
@@ -51,6 +52,7 @@ class Conversations:
         self.renderer = renderer
         self.customers = customers
         self.webhooks = Webhooks(redis, settings)
+        self.merchants = Merchants(redis, settings.brands.merchants, settings.brands.cache_seconds)
         self._feedback = redis.register_script(lua_records.RECORD_FEEDBACK)
         self.reply_words = ReplyWords.of(reply_words(settings.templates_dir))  # from the catalogs
 
@@ -59,9 +61,23 @@ class Conversations:
         sender = {"name": self.settings.sender.name, "help_url": self.settings.sender.help_url}
         return self.renderer.render_block(locale, "_replies", block, {"sender": sender, **context})
 
+    async def _merchant(self, prompt: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The shop of the prompt's delivery (hub.merchants), as the HELP answer names it."""
+        if prompt is None:
+            return None
+        merchant_id = await self.redis.hget(keys.delivery(prompt["delivery_id"]), "merchant_id")
+        found = await self.merchants.get(merchant_id)
+        return (
+            {"name": found.name, "support_url": found.support_url, "support_phone": found.support_phone}
+            if found
+            else None
+        )
+
     async def _prompt(self, phone: str, sender: str) -> dict[str, Any] | None:
         candidates = [sender]
-        service = self.settings.twilio.messaging_service_sid
+        # Prompts are kept under the hub's sender (hub.prompts); a reply to another number of the
+        # hub's (a shop's own, hub.merchants) finds them there too.
+        service = self.settings.twilio.messaging_service_sid or self.settings.twilio.from_number
         if service and service != sender:
             candidates.append(service)
         for key in candidates:
@@ -158,7 +174,8 @@ class Conversations:
         channel: str = "sms",
     ) -> Answer:
         if reply.kind in ("stop", "start", "help"):
-            return await self._keyword(reply, customer, locale, sender, split_address(phone)[1], sid, channel)
+            number = split_address(phone)[1]
+            return await self._keyword(reply, customer, locale, sender, number, sid, prompt, channel)
         now = time.time()
         live = prompt is not None and now < float(prompt.get("expires_at", 0))
         open_delivery = prompt is not None and await self._delivery_open(prompt["delivery_id"])
@@ -188,6 +205,7 @@ class Conversations:
         sender: str,
         phone: str,
         sid: str,
+        prompt: dict[str, Any] | None = None,
         channel: str = "sms",
     ) -> Answer:
         """STOP, START and HELP: answered whatever the conversation was about."""
@@ -203,7 +221,7 @@ class Conversations:
             await self.redis.delete(self._optout_key(phone, channel))
             await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": channel}, key=sid)
             return Answer(self._say(locale, "start_confirm", channel=channel), "start")
-        return Answer(self._say(locale, "help"), "help")
+        return Answer(self._say(locale, "help", merchant=await self._merchant(prompt)), "help")
 
     async def _number(
         self,

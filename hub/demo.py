@@ -70,6 +70,30 @@ CUSTOMERS: list[dict[str, Any]] = [
 ]
 MERCHANTS = ["Acme Shoes", "Nordlicht Books", "Casa Verde", "Atelier Lune", "Tokyo Tea House"]
 DRIVER = {"id": "DR-5", "name": "Sam Okafor", "phone": "+49 157 00000001"}
+# Two registered shops with brands of their own (docs/brands.md): Ana's and Lucía's deliveries are
+# theirs. Their logos are the hub's own files, so the demo needs no network.
+SHOPS: dict[str, dict[str, Any]] = {
+    "acme-shoes": {
+        "name": "Acme Shoes",
+        "email_from": "Acme Shoes <orders@acme-shoes.example>",
+        "reply_to": "help@acme-shoes.example",
+        "sms_sender": "Acme Shoes",
+        "logo_url": "/static/brands/acme-shoes.svg",
+        "brand_color": "#c0392b",
+        "support_url": "https://acme-shoes.example/help",
+        "support_phone": "+49 30 1234567",
+    },
+    "nordlicht-books": {
+        "name": "Nordlicht Books",
+        "email_from": "Nordlicht Books <hallo@nordlicht-books.example>",
+        "reply_to": "service@nordlicht-books.example",
+        "sms_sender": "Nordlicht",
+        "logo_url": "/static/brands/nordlicht-books.svg",
+        "brand_color": "#0f766e",
+        "support_phone": "+49 40 7654321",
+    },
+}
+SHOP_OF = ["acme-shoes", "nordlicht-books"]  # the shop of the first deliveries, in order
 
 
 def _iso(dt: datetime) -> str:
@@ -124,6 +148,7 @@ def demo_steps(now: datetime | None = None, run: str = "") -> list[list[dict[str
             "id": f"D-{1001 + i}{run}",
             "tracking_code": f"LM{400100200 + i}",
             "merchant": MERCHANTS[i],
+            **({"merchant_id": SHOP_OF[i]} if i < len(SHOP_OF) else {}),
             "address": f"{12 + i} Harbour Street",
             "eta": eta,
         }
@@ -161,8 +186,13 @@ def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
     never = {"start": "00:00", "end": "00:00"}
     return {
         "C-1": {"quiet_hours": never},
-        # Lucía reads WhatsApp before SMS, as much of Spain does: her news goes there (SMS if it cannot).
-        "C-2": {"quiet_hours": never, "channels": {"default": ["whatsapp"]}, "fallback": ["whatsapp", "sms", "email"]},
+        # Lucía reads WhatsApp before SMS, as much of Spain does: her news goes there and by e-mail
+        # (by SMS where the hub has no WhatsApp).
+        "C-2": {
+            "quiet_hours": never,
+            "channels": {"default": ["whatsapp", "email"]},
+            "fallback": ["whatsapp", "sms", "email"],
+        },
         "C-3": {"quiet_hours": never, "channels": {"default": ["push"]}},
         "C-4": {"quiet_hours": never},
         "C-5": {"quiet_hours": yuki_quiet},
@@ -185,6 +215,8 @@ async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "
     headers = {"Authorization": f"Bearer {api_key}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         await prepare_customers(http, base_url)
+        for shop_id, shop in SHOPS.items():
+            await (await http.put(f"{base_url}/v1/merchants/{shop_id}", json=shop)).release()
         for n, batch in enumerate(demo_steps(run=run)):
             async with http.post(f"{base_url}/v1/events/batch", json={"events": batch}) as resp:
                 body = await resp.json()

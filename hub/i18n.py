@@ -49,6 +49,7 @@ __all__ = [
     "extract",
     "locale_chain",
     "page_strings",
+    "reason_texts",
     "reply_words",
 ]
 
@@ -65,6 +66,8 @@ PAGE_STRINGS = "_track/strings.j2"
 # Where the words of SMS replies are listed (see ``reply_words``), and their contexts' prefix.
 REPLY_WORDS = "_reply_words.txt.j2"
 REPLY_CONTEXT = "reply words: "
+# Where the wording of each reason code is listed (see ``reason_texts``).
+REASONS = "_reasons.j2"
 # Written into every catalog header in place of the time of extraction, which would make each
 # run rewrite every file.
 FIXED_DATE = datetime(2024, 1, 1, tzinfo=UTC)
@@ -278,16 +281,36 @@ def _page_strings(templates_dir: Path, stamp: tuple[tuple[str, int, int], ...]) 
     The keys and English texts are listed in ``_track/strings.j2``; every language with a
     catalog gets them translated (an untranslated string stays English).
     """
-    catalogs = Catalogs(templates_dir)
-    loader = jinja2.FileSystemLoader(str(templates_dir))
     result: dict[str, dict[str, Any]] = {}
-    for lang in catalogs.locales:
-        env = environment(loader, catalogs.translations(lang))
-        module = env.get_template(PAGE_STRINGS).make_module()
+    for lang, module in _translated_modules(templates_dir, PAGE_STRINGS).items():
         strings: dict[str, Any] = dict(getattr(module, "strings"))  # noqa: B009 (set by the template)
         strings["milestones"] = dict(getattr(module, "milestones"))  # noqa: B009
         result[lang] = strings
     return result
+
+
+def reason_texts(templates_dir: str | Path) -> dict[str, dict[str, str]]:
+    """What each reason code says, per language: ``{lang: {code: text}}`` from ``_reasons.j2``;
+    read once per version of the catalogs and of the list (shared: do not change the result)."""
+    directory = Path(templates_dir).resolve()
+    return _reason_texts(directory, _stamp(directory / CATALOG_DIR, directory / REASONS))
+
+
+@functools.lru_cache(maxsize=16)
+def _reason_texts(templates_dir: Path, stamp: tuple[tuple[str, int, int], ...]) -> dict[str, dict[str, str]]:
+    modules = _translated_modules(templates_dir, REASONS)
+    return {lang: {code: str(text) for code, text in module.reasons.items()} for lang, module in modules.items()}
+
+
+def _translated_modules(templates_dir: Path, name: str) -> dict[str, Any]:
+    """Each language's module of the template ``name``: its top-level ``set`` values, translated
+    by that language's catalog (English: as written)."""
+    catalogs = Catalogs(templates_dir)
+    loader = jinja2.FileSystemLoader(str(templates_dir))
+    return {
+        lang: environment(loader, catalogs.translations(lang)).get_template(name).make_module()
+        for lang in catalogs.locales
+    }
 
 
 def reply_words(templates_dir: str | Path) -> dict[str, list[str]]:

@@ -62,6 +62,7 @@ import hmac
 __all__ = [
     "ARRIVALS",
     "INDEXED_STATUSES",
+    "MERCHANTS",
     "REPLICATION_FENCE",
     "WEBHOOK_DEAD",
     "WEBHOOK_INDEX",
@@ -317,3 +318,9 @@ def api_key(digest: str) -> str:
 def api_key_index() -> str:
     """``hub:apikeys`` hash: key id -> SHA-256 digest, for listing and revoking by id. No TTL."""
     return "hub:apikeys"
+
+
+# -- merchants (hub.merchants) -------------------------------------------------------------------
+# ``hub:merchants`` hash: merchant id -> the shop's record (JSON) as PUT /v1/merchants/{id} stored it.
+# No TTL (removed by DELETE /v1/merchants/{id}). It holds no personal data.
+MERCHANTS = "hub:merchants"

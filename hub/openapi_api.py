@@ -124,6 +124,52 @@ def _customer_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[st
     }
 
 
+def _merchant_paths() -> dict[str, Any]:
+    """Merchants (shops) and their identity."""
+    merchant_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    }
+    return {
+        "/v1/merchants": {
+            "get": {
+                "summary": "Every merchant in force (registered here or in the configuration)",
+                "operationId": "listMerchants",
+                "responses": {"200": json_answer("MerchantList", "the merchants"), **error_answers(401, 403)},
+            }
+        },
+        "/v1/merchants/{id}": {
+            "parameters": [merchant_id],
+            "put": {
+                "summary": "Create or replace a merchant's identity",
+                "operationId": "putMerchant",
+                "requestBody": json_body("Merchant"),
+                "responses": {
+                    "200": json_answer("MerchantView", "replaced"),
+                    "201": json_answer("MerchantView", "created"),
+                    **error_answers(400, 401, 403, 415, 422),
+                },
+            },
+            "get": {
+                "summary": "A merchant",
+                "operationId": "getMerchant",
+                "responses": {"200": json_answer("MerchantView", "the merchant"), **error_answers(400, 401, 403, 404)},
+            },
+            "delete": {
+                "summary": "Remove a merchant registered here (a configured one with its id applies again)",
+                "operationId": "deleteMerchant",
+                "responses": {
+                    "204": {"description": "removed"},
+                    "409": json_answer("Error", "only in the configuration (brands.merchants)"),
+                    **error_answers(400, 401, 403, 404),
+                },
+            },
+        },
+    }
+
+
 def _delivery_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any]:
     """A delivery, and the messages of one or in a status."""
     return {
@@ -225,6 +271,7 @@ def api_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any
     return {
         **_event_paths(),
         **_customer_paths(id_param, reveal),
+        **_merchant_paths(),
         **_delivery_paths(id_param, reveal),
         **_message_paths(id_param, reveal),
         **_health_paths(),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from preferences import Contact, Preferences
 
+from .merchants import Merchant
 from .schema import Event, PushReceipt, ReplayRequest
 
 __all__ = ["MODELS"]
@@ -187,9 +188,27 @@ class DeliveryView(BaseModel):
     terminal: bool
     tracking_code: str | None = None
     merchant: str | None = None
+    merchant_id: str | None = None
     eta: dict[str, str] | None = None
     driver: dict[str, Any] | None = None
     timeline: list[TimelineEntry]
+
+
+class MerchantView(BaseModel):
+    id: str
+    name: str
+    email_from: str | None = None
+    reply_to: str | None = None
+    sms_sender: str | None = None
+    logo_url: str | None = None
+    brand_color: str | None = None
+    support_url: str | None = None
+    support_phone: str | None = None
+    source: Literal["api", "config"] = Field(description="registered through the API, or listed in the configuration")
+
+
+class MerchantList(BaseModel):
+    merchants: list[MerchantView]
 
 
 # Every model the document's components describe (requests and answers).
@@ -213,4 +232,7 @@ MODELS: list[type[BaseModel]] = [
     ReplayResult,
     PushReceipt,
     AdapterAnswer,
+    Merchant,
+    MerchantView,
+    MerchantList,
 ]

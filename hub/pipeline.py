@@ -231,7 +231,7 @@ def _timeline_entry(source: str, event: dict[str, Any]) -> dict[str, Any]:
 def _delivery_fields(event: dict[str, Any]) -> dict[str, str]:
     d = event["delivery"]
     fields = {"customer_id": event["customer"]["id"]}
-    for name in ("tracking_code", "merchant", "address"):
+    for name in ("tracking_code", "merchant", "address", "merchant_id"):
         if d.get(name):
             fields[name] = d[name]
     if d.get("eta"):

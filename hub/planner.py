@@ -10,8 +10,10 @@ Rules, in order:
    ``stopped_numbers`` holds the numbers that texted STOP, ``whatsapp:<number>`` for a STOP over
    WhatsApp, and ``whatsapp:off`` when WhatsApp has no sender (hub.whatsapp.blocked).
 4. If that leaves nothing but the customer is reachable on some channel, the first reachable
-   channel of the fallback order (preferences, else config) is used instead. The same order
-   picks the next channel when a send fails permanently (``next_channel``, see hub.dispatch).
+   channel of the fallback order (preferences, else config) is used instead; so it is in place
+   of WhatsApp when the hub has no WhatsApp sender (``not_configured``), whatever else is left.
+   The same order picks the next channel when a send fails permanently (``next_channel``, see
+   hub.dispatch).
 Push fans out to every registered token. WhatsApp goes to the customer's ``whatsapp`` number,
 else to their phone.
 """
@@ -101,6 +103,7 @@ def plan(
         if why:
             skipped.append(Skipped(channel, why))
         send.extend(Planned(channel, a) for a in addresses)
-    if not send:
-        send = next_channel(customer, set(wanted), default_fallback, stopped_numbers)
+    if not send or any(s.reason == "not_configured" for s in skipped):
+        # Nothing left, or a channel the hub cannot send on at all: the fallback order stands in.
+        send += next_channel(customer, set(wanted) | {p.channel for p in send}, default_fallback, stopped_numbers)
     return Plan(send, skipped)

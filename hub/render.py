@@ -8,6 +8,10 @@ Layout of ``templates/``::
     _replies.txt.j2          answers to customers' SMS, one block per answer
     locales/<lang>.po        the translations (see ``hub.i18n``)
     <lang>/<name>.j2         optional: a deployer's template for one language, used instead
+    shops/<merchant_id>/<milestone>.txt.j2 (or .html.j2)
+                             optional: a shop's own wording, ``{% extends "<milestone>.txt.j2" %}``
+                             with only the blocks it changes; shops/<merchant_id>/<lang>/... for
+                             one language (docs/templates.md)
 
 Templates are written once, in English, with ``{% trans %}`` and ``_()``; each locale has an
 environment of its own whose gettext functions speak that locale, so a render never swaps a
@@ -31,6 +35,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .i18n import Catalogs, environment, locale_chain
+from .merchants import Brand
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ class Rendered:
     email_subject: str
     email_text: str
     email_html: str
+    brand: Brand | None = None  # the shop whose identity the message carries (hub.compose)
 
 
 def _autoescape(name: str | None) -> bool:
@@ -107,6 +113,11 @@ class Renderer:
         self.catalogs = Catalogs(self.directory, default_locale)
         self.locales = self.catalogs.locales
         self._envs: dict[str, ImmutableSandboxedEnvironment] = {}
+        # Shops with templates of their own (directories under shops/), found once; and per
+        # (locale, shop, template) the name to load, so a message looks at the disk once at most.
+        shops = self.directory / "shops"
+        self.shops = frozenset(p.name for p in shops.iterdir() if p.is_dir()) if shops.is_dir() else frozenset()
+        self._shop_names: dict[tuple[str, str, str], str] = {}
 
     def env(self, locale: str) -> ImmutableSandboxedEnvironment:
         """The environment of a resolved locale: its own templates first, then the shared ones."""
@@ -137,7 +148,13 @@ class Renderer:
         count = 0
         for locale in self.locales:
             overrides = sorted(p.name for p in (self.directory / locale).glob("*.j2"))
-            for name in dict.fromkeys([*names, *overrides]):
+            shops = [
+                str(p.relative_to(self.directory))
+                for shop in sorted(self.shops)
+                for pattern in ("*.j2", f"{locale}/*.j2")
+                for p in sorted((self.directory / "shops" / shop).glob(pattern))
+            ]
+            for name in dict.fromkeys([*names, *overrides, *shops]):
                 try:
                     self.env(locale).get_template(name)
                     count += 1
@@ -150,36 +167,75 @@ class Renderer:
         names.update(p.name for p in (self.directory / locale).glob("*.txt.j2"))
         return sorted(n[: -len(".txt.j2")] for n in names if not n.startswith("_"))
 
-    def _template(self, locale: str, name: str) -> jinja2.Template:
+    def _template(self, locale: str, name: str, shop: str | None = None) -> jinja2.Template:
         try:
-            return self.env(locale).get_template(name)
+            return self.env(locale).get_template(self._shop_name(locale, name, shop))
         except jinja2.TemplateNotFound as e:
             raise TemplateMissing(f"no template {name!r} (locale {locale!r})") from e
 
+    def _shop_name(self, locale: str, name: str, shop: str | None) -> str:
+        """The shop's own template for ``name`` when it has one (its language's first), else ``name``."""
+        if shop is None or shop not in self.shops:
+            return name
+        key = (locale, shop, name)
+        found = self._shop_names.get(key)
+        if found is None:
+            found = name
+            for candidate in (f"shops/{shop}/{locale}/{name}", f"shops/{shop}/{name}"):
+                if (self.directory / candidate).is_file():
+                    found = candidate
+                    break
+            self._shop_names[key] = found
+        return found
+
+    def _text_context(self, text: jinja2.Template, base: jinja2.Template, context: Mapping[str, Any]) -> Any:
+        """A context for rendering ``text``'s blocks one by one; when ``text`` is a shop's template
+        that extends ``base``, the blocks it leaves alone come from ``base`` (and ``super()`` works)."""
+        ctx = text.new_context(dict(context))
+        if text is not base:
+            for name, block in base.blocks.items():
+                ctx.blocks.setdefault(name, []).append(block)
+        return ctx
+
     def render(
-        self, milestone: str, locale: str | None, context: Mapping[str, Any], parts: Collection[str] | None = None
+        self,
+        milestone: str,
+        locale: str | None,
+        context: Mapping[str, Any],
+        parts: Collection[str] | None = None,
+        shop: str | None = None,
     ) -> Rendered:
-        """The message's parts (``parts``: only those, the others left empty; None: all)."""
+        """The message's parts (``parts``: only those, the others left empty; None: all), in
+        ``shop``'s own templates where it has them."""
         chosen = self.resolve_locale(locale)
-        text = self._template(chosen, f"{milestone}.txt.j2")
+        base = self._template(chosen, f"{milestone}.txt.j2")
+        text = self._template(chosen, f"{milestone}.txt.j2", shop) if shop else base
         wanted = set(PARTS if parts is None else parts)
         try:
             out = dict.fromkeys(PARTS, "")
             for block in TEXT_BLOCKS:
                 if block not in wanted:
                     continue
-                render_block = text.blocks.get(block)
+                ctx = self._text_context(text, base, context)
+                render_block = (ctx.blocks.get(block) or [None])[0]
                 if render_block is None:
                     raise RenderError(f"{milestone}.txt.j2 has no block {block!r}")
-                ctx = text.new_context(dict(context))
                 out[block] = _clean("".join(render_block(ctx)), block)
             if "email_html" in wanted:
-                out["email_html"] = self._template(chosen, f"{milestone}.html.j2").render(dict(context))
+                out["email_html"] = self._template(chosen, f"{milestone}.html.j2", shop).render(dict(context))
         except jinja2.TemplateNotFound as e:
             raise TemplateMissing(str(e)) from e
         except jinja2.TemplateError as e:
             raise RenderError(f"{chosen}/{milestone}: {e}") from e
-        return Rendered(locale=chosen, **out)
+        return Rendered(
+            chosen,
+            out["sms"],
+            out["push_title"],
+            out["push_body"],
+            out["email_subject"],
+            out["email_text"],
+            out["email_html"],
+        )
 
     def render_block(self, locale: str | None, name: str, block: str, context: Mapping[str, Any]) -> str:
         """One block of ``<name>.txt.j2`` (e.g. a reply text), collapsed to one line."""

@@ -5,11 +5,13 @@ Understood, case-, accent- and whitespace-insensitively:
 - compliance keywords (the whole message), in English in every language as carriers require:
   STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT -> ``stop``; START, UNSTOP, YES -> ``start``;
   HELP, INFO -> ``help``;
-- a number, alone or as "2.", "2)", "option 2", "Nr. 2", "opción 2", "choix 2", or a number
-  word ("two", "zwei", "dos", "deux"), optionally followed by a comment -> ``number``;
+- a number, alone or as "2.", "2)", "２番", "option 2", "Nr. 2", "opción 2", "choix 2",
+  optionally followed by a comment, or a number word ("two", "zwei", "due", "二"), followed by
+  a comment only when punctuation sets it apart ("Two, thanks") -> ``number``;
 - instructions: DOOR / TÜR / PUERTA / PORTE; NEIGHBOUR <detail> / NACHBAR / VECINO / VOISIN;
   SAFE <place> / ABLAGE / SITIO / LIEU; with ALWAYS / IMMER / SIEMPRE / TOUJOURS anywhere to
-  keep the instruction for future deliveries -> ``instructions``;
+  keep the instruction for future deliveries -> ``instructions`` (in Japanese and Chinese, which
+  write no spaces, a reply that starts with such a word: "置き配でお願いします");
 - anything else -> ``text`` (the conversation decides whether free text is an instruction).
 
 The words other than the compliance keywords come from the gettext catalogs
@@ -37,7 +39,13 @@ STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT
 START_WORDS = frozenset({"START", "UNSTOP", "YES"})
 HELP_WORDS = frozenset({"HELP", "INFO"})
 
-_TRAILING = re.compile(r"[\s.!?,;:]+$")
+# Western and CJK full stops, commas and marks ("玄関。", "2番!" in full width).
+_TRAILING = re.compile(r"[\s.!?,;:\u3001\u3002\uff01\uff1f\uff0c]+$")
+# A number word followed by more text counts only when punctuation sets it apart ("Two, thanks"):
+# with every language's words pooled, "Due to work…" must not pick option 2 (Italian "due").
+_SET_APART = re.compile(r"[.!?,;:)\-\u3001\u3002\uff01\uff1f\uff0c]$")
+# Japanese counts an option with 番 or 番目 ("2番", "二番目").
+_COUNTER = re.compile(r"(?:\u756a\u76ee?)$")
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,7 @@ class ReplyWords:
             numbers=numbers,
             only_alone=folded("articles") & frozenset(numbers),
             number=re.compile(
-                rf"^(?:(?:{'|'.join(prefixes)})\.?\s*)?(\d{{1,2}})\s*[.)!:,-]?(?:\s+(?P<rest>.*))?$",
+                rf"^(?:(?:{'|'.join(prefixes)})\.?\s*)?(\d{{1,2}})\s*(?:\u756a\u76ee?)?[.)!:,\-\u3001\u3002\uff01]?(?:\s+(?P<rest>.*))?$",
                 re.IGNORECASE | re.DOTALL,
             ),
         )
@@ -118,17 +126,19 @@ def parse_reply(body: str, vocabulary: ReplyWords | None = None) -> Reply:
     if match:
         # The comment is cut from the original text (folding can change its length: ß -> SS).
         digits = re.search(r"\d{1,2}", text)
-        comment = text[digits.end() :].lstrip(" .)!:,-").strip() if digits and match.group("rest") else ""
-        return Reply("number", number=int(match.group(1)), comment=comment, text=text)
+        rest = text[digits.end() :] if digits and match.group("rest") else ""
+        comment = _COUNTER.sub("", rest.split(" ", 1)[0]) + (" " + rest.split(" ", 1)[1] if " " in rest else "")
+        return Reply("number", number=int(match.group(1)), comment=comment.lstrip(" .)!:,-").strip(), text=text)
     words = text.split()
-    first = _fold(_TRAILING.sub("", words[0]))
-    if first in vocabulary.numbers and (len(words) == 1 or first not in vocabulary.only_alone):
+    first = _COUNTER.sub("", _fold(_TRAILING.sub("", words[0])))
+    alone = len(words) == 1 or (first not in vocabulary.only_alone and bool(_SET_APART.search(words[0])))
+    if first in vocabulary.numbers and alone:
         return Reply("number", number=vocabulary.numbers[first], comment=" ".join(words[1:]), text=text)
 
     always = any(_fold(_TRAILING.sub("", w)) in vocabulary.always for w in words)
     kept = [w for w in words if _fold(_TRAILING.sub("", w)) not in vocabulary.always]
-    head = _fold(_TRAILING.sub("", kept[0])) if kept else ""
     detail = " ".join(kept[1:]).strip(" :,-")
+    head, detail = _unspaced(_TRAILING.sub("", kept[0]), detail, vocabulary) if kept else ("", detail)
     if head in vocabulary.door:
         return Reply("instructions", instruction="leave_at_door", note=detail, always=always, text=text)
     if head in vocabulary.neighbour:
@@ -136,3 +146,19 @@ def parse_reply(body: str, vocabulary: ReplyWords | None = None) -> Reply:
     if head in vocabulary.safe:
         return Reply("instructions", instruction="safe_place", note=detail, always=always, text=text)
     return Reply("text", note=text, always=always, text=text)
+
+
+def _unspaced(word: str, detail: str, vocabulary: ReplyWords) -> tuple[str, str]:
+    """Japanese and Chinese write no spaces ("置き配でお願いします", "隣の田中さん"): a first word
+    (as written) that is not a reply word but starts with one of these scripts' reply words is that
+    word, and the rest of it the detail (for the door, which takes none, the rest is dropped).
+    Returns the folded head and the detail."""
+    head = _fold(word)
+    if not head or head.isascii() or any(head in m for m in (vocabulary.door, vocabulary.neighbour, vocabulary.safe)):
+        return head, detail
+    for meaning in (vocabulary.door, vocabulary.neighbour, vocabulary.safe):
+        for known in sorted((w for w in meaning if not w.isascii() and head.startswith(w)), key=len, reverse=True):
+            cut = next(k for k in range(1, len(word) + 1) if _fold(word[:k]) == known)
+            rest = word[cut:].lstrip("\u306e\u306b\u3067\u3078 ")  # particles: の に で へ
+            return known, "" if meaning is vocabulary.door else " ".join(t for t in (rest, detail) if t)
+    return head, detail

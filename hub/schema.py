@@ -27,7 +27,8 @@ from pydantic import (
 from preferences.model import Contact
 from preferences.validation import check_phone
 
-from .vocabulary import MILESTONES, Milestone
+from .merchants import MERCHANT_ID
+from .vocabulary import MILESTONES, Milestone, ReasonCode
 
 __all__ = ["TERMINAL", "Event", "EventInvalid", "PushReceipt", "ReplayRequest", "parse_event", "validation_fields"]
 
@@ -76,6 +77,8 @@ class Delivery(_Edge):
     merchant: str | None = Field(None, max_length=120)
     address: str | None = Field(None, max_length=300)
     eta: Window | None = None
+    # The shop (hub.merchants); an id no shop has is no error: the hub's own identity applies.
+    merchant_id: str | None = Field(None, max_length=64, pattern=MERCHANT_ID)
 
 
 class Customer(Contact):
@@ -116,6 +119,8 @@ class EventData(BaseModel):
     reschedule_slots: list[Slot] | None = Field(None, max_length=9)
     minutes: int | None = Field(None, ge=0, le=24 * 60)
     reason: str | None = Field(None, max_length=300)
+    # Shown in the customer's language instead of ``reason`` (kept for upstream and the timeline).
+    reason_code: ReasonCode | None = None
     kind: str | None = Field(None, max_length=40)
     next_attempt: Window | None = None
     pod: ProofOfDelivery | None = None

@@ -2,8 +2,9 @@
 
 Server-rendered, mobile first, in the customer's language and time zone, working without
 JavaScript (a small script of our own refreshes the live part). It shows the delivery's timeline,
-ETA window, merchant, the driver's first name with call and text buttons on the customer's proxy
-number while a relay session is open, and proof of delivery; and lets the customer reschedule
+ETA window, merchant (a registered shop's logo and colour too: hub.track_page.page_brand), the
+driver's first name with call and text buttons on the customer's proxy number while a relay
+session is open, and proof of delivery; and lets the customer reschedule
 (same effect and webhook as the SMS reply), give delivery instructions, change preferences and
 rate the delivery.
 
@@ -38,6 +39,7 @@ from . import keys
 from .appkeys import (
     CUSTOMERS,
     LINKS,
+    MERCHANTS,
     RELAY,
     SETTINGS,
     STORE,
@@ -48,9 +50,21 @@ from .appkeys import (
 )
 from .context import Formatter
 from .i18n import page_strings
+from .merchants import text_colour
 from .policy import customer_timezone, quiet_window
 from .track_forms import ACTIONS
-from .track_page import CSRF_COOKIE, GROUPS, HEADERS, KINDS, NOTE_MAX, Page, page_languages, proof_of_delivery
+from .track_page import (
+    CSRF_COOKIE,
+    GROUPS,
+    HEADERS,
+    KINDS,
+    NOTE_MAX,
+    Page,
+    brand_headers,
+    page_brand,
+    page_languages,
+    proof_of_delivery,
+)
 
 __all__ = ["CSRF_COOKIE", "add_routes"]
 
@@ -69,9 +83,11 @@ def _csrf_cookie(request: web.Request) -> str | None:
     return cookie if len(cookie) == 32 and all(c in string.hexdigits for c in cookie) else None
 
 
-def _html(request: web.Request, template: str, code: int = 200, **context: Any) -> web.Response:
+def _html(
+    request: web.Request, template: str, code: int = 200, *, headers: dict[str, str] | None = None, **context: Any
+) -> web.Response:
     body = request.app[TRACK_TEMPLATES].get_template(template).render(**context)
-    return web.Response(text=body, status=code, content_type="text/html", headers=HEADERS)
+    return web.Response(text=body, status=code, content_type="text/html", headers=headers or HEADERS)
 
 
 def _notice(request: web.Request, e: _Notice) -> web.Response:
@@ -187,6 +203,7 @@ async def _render_page(
     request: web.Request, page: Page, *, errors: list[str] | None = None, status: int = 200
 ) -> web.Response:
     settings, d = request.app[SETTINGS], page.delivery
+    shop = await request.app[MERCHANTS].get(d.get("merchant_id"))
     context = await _live_context(request, page)
     cookie = _csrf_cookie(request)
     fresh = cookie is None
@@ -197,13 +214,15 @@ async def _render_page(
         request,
         "page.html.j2",
         status,  # the HTTP status; the context's "status" is the delivery's
+        headers=brand_headers(shop),
+        brand=page_brand(d.get("merchant_id"), shop),
         **context,
         **_forms_context(request, page, context["terminal"]),
         lang=page.lang,
         base=page.base,
         poll_seconds=settings.tracking.poll_seconds,
         sender=settings.sender.name,
-        merchant=d.get("merchant"),
+        merchant=shop.name if shop else d.get("merchant"),
         tracking_code=d.get("tracking_code"),
         flash=page.strings.get(f"saved_{done}") if saved else None,
         errors=errors or [],
@@ -268,6 +287,20 @@ async def action(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"{page.base}?done={which}")
 
 
+async def brand_css(request: web.Request) -> web.Response:
+    """``/static/brand/{id}.css``: a shop's colour for its tracking pages, as CSS variables
+    (track.css uses them). Only a validated ``#rrggbb`` ever goes into it."""
+    merchant_id = request.match_info["id"]
+    shop = await request.app[MERCHANTS].get(merchant_id)
+    if shop is None or not shop.brand_color:
+        raise web.HTTPNotFound()
+    colour = shop.brand_color
+    ink = text_colour(colour)
+    body = f":root{{--brand:{colour};--brand-ink:{ink};--accent:{colour};--accent-ink:{ink}}}\n"
+    headers = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+    return web.Response(text=body, content_type="text/css", headers=headers)
+
+
 def add_routes(app: web.Application) -> None:
     """The page's routes and what they share: the templates, the strings and the CSRF key."""
     settings = app[SETTINGS]
@@ -285,4 +318,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/t/{token}", page_view)
     app.router.add_get("/t/{token}/live", live_view)
     app.router.add_post("/t/{token}/{action:reschedule|instructions|feedback|preferences}", action)
+    app.router.add_get("/static/brand/{id}.css", brand_css)  # before /static/, which would take it
     app.router.add_static("/static/", STATIC, show_index=False, append_version=False)

@@ -8,10 +8,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from babel import Locale, UnknownLocaleError
 
 from preferences import CustomerRecord
+
+from .merchants import Merchant
 
 __all__ = [
     "CSRF_COOKIE",
@@ -22,6 +25,8 @@ __all__ = [
     "NOTE_MAX",
     "Page",
     "answer_key",
+    "brand_headers",
+    "page_brand",
     "page_languages",
     "proof_of_delivery",
 ]
@@ -43,6 +48,28 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Robots-Tag": "noindex",
 }
+
+
+def brand_headers(shop: Merchant | None) -> dict[str, str]:
+    """The page's headers; a shop's logo on another host is allowed by its origin alone in img-src
+    (the browser fetches it from there: nothing is proxied, and no other image source opens)."""
+    logo = shop.logo_url if shop else None
+    if not logo or not logo.startswith("https://"):
+        return HEADERS
+    parts = urlsplit(logo)
+    origin = f"https://{parts.netloc}"
+    csp = HEADERS["Content-Security-Policy"].replace("img-src 'self';", f"img-src 'self' {origin};", 1)
+    return {**HEADERS, "Content-Security-Policy": csp}
+
+
+def page_brand(merchant_id: str | None, shop: Merchant | None) -> dict[str, Any] | None:
+    """What the page's header shows of a registered shop: its logo and its stylesheet (the colour,
+    served by ``brand_css``, since the page's CSP allows no inline style)."""
+    if shop is None or merchant_id is None:
+        return None
+    colour = shop.brand_color
+    css = f"/static/brand/{quote(merchant_id)}.css?v={colour[1:]}" if colour else None
+    return {"logo_url": shop.logo_url, "css": css}
 
 
 @dataclass

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["CHANNELS", "MILESTONES", "WEBHOOK_EVENTS", "Channel", "Milestone", "WebhookEvent"]
+__all__ = [
+    "CHANNELS",
+    "MILESTONES",
+    "REASON_CODES",
+    "WEBHOOK_EVENTS",
+    "Channel",
+    "Milestone",
+    "ReasonCode",
+    "WebhookEvent",
+]
 
 Milestone = Literal[
     "order_confirmed",
@@ -44,3 +53,25 @@ WebhookEvent = Literal[
     "relay.interaction",
 ]
 WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
+
+# Why an attempt failed or a parcel is held (``data.reason_code`` of ``delivery_failed``,
+# ``exception`` and ``returned``): each has a translated wording (templates/_reasons.j2), so a
+# customer reads the reason in their own language; free text (``data.reason``) is passed through
+# only when no code fits. The Onfleet and AfterShip adapters map their own codes onto these.
+ReasonCode = Literal[
+    "nobody_home",
+    "business_closed",
+    "access_problem",
+    "address_problem",
+    "refused",
+    "damaged",
+    "lost",
+    "weather",
+    "customs",
+    "payment_due",
+    "id_required",
+    "no_safe_place",
+    "delayed",
+    "customer_request",
+]
+REASON_CODES: tuple[str, ...] = get_args(ReasonCode)

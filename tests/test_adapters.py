@@ -208,6 +208,9 @@ async def test_onfleet_task_failed_carries_the_reason(hub: Hub) -> None:
     delivery = await (await hub.request("GET", f"/v1/deliveries/{task['id']}", key=ADMIN_KEY)).json()
     assert delivery["timeline"][0]["reason"] == "nobody: Rang twice"
     assert [m["milestone"] for m in await messages_of(hub, task["id"])] == ["delivery_failed"]
+    # Onfleet's code is the hub's: the customer reads the wording of their language.
+    [sms] = hub.messages(channel="sms", to=PHONE)
+    assert "nobody was home" in sms["text"] and "Rang twice" not in sms["text"]
 
 
 @pytest.mark.settings(**SECRETS)

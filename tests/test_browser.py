@@ -300,3 +300,36 @@ async def test_the_console_posts_the_next_milestone_and_shows_the_log(hub: Hub, 
     await browser.shot("sandbox-console", width=1280)
     await browser.open(console + "?refresh=0")
     assert "Ana Weber" in await browser.text()  # the phones page names each card
+
+
+async def test_two_shops_pages_wear_their_own_logo_and_colour(hub: Hub, browser: Browser) -> None:
+    """The demo's two shops (hub.demo.SHOPS): each tracking page shows its shop's logo (a file of
+    the hub's own, loaded under the page's strict CSP) on its shop's colour."""
+    from hub.demo import SHOPS
+
+    colours = {"acme-shoes": "rgb(192, 57, 43)", "nordlicht-books": "rgb(15, 118, 110)"}
+    for n, (shop_id, shop) in enumerate(SHOPS.items()):
+        assert (await hub.request("PUT", f"/v1/merchants/{shop_id}", json=shop)).status == 201
+        event = make_event(
+            "out_for_delivery",
+            delivery__id=f"D-{shop_id}",
+            delivery__merchant_id=shop_id,
+            customer__id=f"C-{n}",
+            customer__phone=f"+49 151 1234567{n}",
+            customer__email=f"customer{n}@example.com",
+            data={"reschedule_slots": SLOTS},
+        )
+        url = await sms_link(hub, event)
+        await browser.open(url)
+        page = await browser.text()
+        assert shop["name"] in page and "Ihre Zustellung" in page
+        logo, header = await browser.run(
+            lambda: (
+                browser.driver.execute_script("return document.querySelector('header img.logo').naturalWidth"),
+                browser.driver.execute_script(
+                    "return getComputedStyle(document.querySelector('header')).backgroundColor"
+                ),
+            )
+        )
+        assert logo > 0 and header == colours[shop_id]
+        await browser.shot(f"tracking-page-{shop_id}")

@@ -327,6 +327,7 @@ JSON_ROUTES = [
     ("POST", "/v1/messages/replay"),
     ("POST", "/v1/push/receipts"),
     ("POST", "/v1/deliveries/D-1001/relay"),
+    ("PUT", "/v1/merchants/m-1"),
 ]
 EVENT_TEMPLATES = [make_event(kind) for kind in ("out_for_delivery", "delivered", "delivery_failed")]
 

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from babel import Locale
 from babel.messages.pofile import read_po
 
 from hub import i18n
@@ -15,6 +16,7 @@ from hub.render import Renderer
 from hub.replies import ReplyWords, parse_reply
 from hub.track_page import page_languages
 from hub.vocabulary import MILESTONES
+from tests.locale_data import ALL, LOCALES
 from tests.test_reply_templates import BLOCKS, cases
 from tests.test_templates import full_context
 
@@ -70,7 +72,7 @@ def test_every_reply_renders_in_every_locale(renderer: Renderer, locale: str) ->
 
 def test_tracking_page_strings_in_every_language() -> None:
     strings = i18n.page_strings(TEMPLATES)
-    assert sorted(strings) == ["de", "en", "es", "fr"]
+    assert sorted(strings) == sorted(LOCALES)
     english = strings["en"]
     assert english["title"] == "Your delivery"
     assert set(english["milestones"]) == set(MILESTONES)
@@ -84,7 +86,7 @@ def test_tracking_page_strings_in_every_language() -> None:
 
 @pytest.mark.parametrize(
     ("requested", "used"),
-    [("de", "de"), ("de-AT", "de"), ("de_CH", "de"), ("fr-CA", "fr"), ("es_MX", "es"), ("pt-BR", "en"), (None, "en")],
+    [("de", "de"), ("de-AT", "de"), ("de_CH", "de"), ("fr-CA", "fr"), ("es_MX", "es"), ("sv-SE", "en"), (None, "en")],
 )
 def test_locale_falls_back_to_language_then_default(renderer: Renderer, requested: str | None, used: str) -> None:
     assert renderer.resolve_locale(requested) == used
@@ -92,39 +94,40 @@ def test_locale_falls_back_to_language_then_default(renderer: Renderer, requeste
 
 
 def test_default_locale_applies_to_unknown_languages() -> None:
-    assert Renderer(TEMPLATES, default_locale="de").resolve_locale("pt-BR") == "de"
+    assert Renderer(TEMPLATES, default_locale="de").resolve_locale("sv-SE") == "de"
 
 
-@pytest.mark.parametrize(
-    ("locale", "one", "three"),
-    [
-        ("en", "Reply 1 to pick the new slot,", "Reply 1-3 to pick a new slot,"),
-        ("de", "Antworten Sie 1 für den neuen Termin,", "Antworten Sie 1-3 für einen neuen Termin,"),
-        ("es", "Responda 1 para elegir la nueva fecha,", "Responda 1-3 para elegir otra fecha,"),
-        ("fr", "Répondez 1 pour choisir le nouveau créneau,", "Répondez 1-3 pour choisir un autre créneau,"),
-    ],
-)
-def test_plural_forms_follow_the_count(renderer: Renderer, locale: str, one: str, three: str) -> None:
+@pytest.mark.parametrize("locale", LOCALES)
+def test_plural_forms_follow_the_count(renderer: Renderer, locale: str) -> None:
+    one, three = ALL[locale]["not_understood_plural"]
+
     def answer(slots: int) -> str:
         context = {"sender": {"name": "P", "help_url": None}, "slots": slots, "rating": False, "instructions": False}
         return renderer.render_block(locale, "_replies", "not_understood", context)
 
     assert one in answer(1)
     assert three in answer(3)
-    translations = renderer.catalogs.translations(locale)
-    forms = ("1 to pick the new slot,", "1-%(num)s to pick a new slot,")
-    assert translations.ngettext(*forms, 1) != translations.ngettext(*forms, 2)
-    assert translations.ngettext(*forms, 2) == translations.ngettext(*forms, 7)
+
+
+@pytest.mark.parametrize("lang", CATALOGS)
+def test_plural_rule_is_the_languages_own(renderer: Renderer, lang: str) -> None:
+    # Each catalog's Plural-Forms chooses one form per CLDR plural category of the language
+    # (Polish: one, few, many; Japanese: a single form), so a count never takes another
+    # category's wording.
+    form_of = renderer.catalogs.translations(lang).plural  # type: ignore[attr-defined]
+    rule = Locale.parse(lang).plural_form
+    chosen: dict[str, set[int]] = {}
+    for n in range(200):
+        chosen.setdefault(rule(n), set()).add(form_of(n))
+    assert all(len(forms) == 1 for forms in chosen.values()), chosen
+    assert len({form for forms in chosen.values() for form in forms}) == len(chosen)
 
 
 def test_concurrent_renders_keep_their_own_language(renderer: Renderer) -> None:
     # Each locale has an environment of its own: nothing is swapped while a template renders.
     sender = {"sender": {"name": "P", "help_url": None}}
-    expected = {
-        locale: renderer.render_block(locale, "_replies", "rating_invalid", sender)
-        for locale in ("en", "de", "es", "fr")
-    }
-    assert len(set(expected.values())) == 4
+    expected = {locale: renderer.render_block(locale, "_replies", "rating_invalid", sender) for locale in LOCALES}
+    assert len(set(expected.values())) == len(LOCALES)
     failures: list[str] = []
 
     def work(locale: str) -> None:
@@ -144,40 +147,42 @@ def test_concurrent_renders_keep_their_own_language(renderer: Renderer) -> None:
 
 
 def test_new_language_is_one_catalog(tmp_path: Path) -> None:
-    # Adding a language: `python -m hub.i18n init it`, translate, restart. Until a string is
+    # Adding a language: `python -m hub.i18n init sv`, translate, restart. Until a string is
     # translated it is shown in English.
     shutil.copytree(TEMPLATES, tmp_path / "templates")
-    path = i18n.init(tmp_path / "templates", "it")
+    path = i18n.init(tmp_path / "templates", "sv")
     text = path.read_text(encoding="utf-8")
     text = text.replace(
-        'msgid "Thank you for your rating!"\nmsgstr ""', 'msgid "Thank you for your rating!"\nmsgstr "Grazie!"'
+        'msgid "Thank you for your rating!"\nmsgstr ""', 'msgid "Thank you for your rating!"\nmsgstr "Tack!"'
     )
-    # Its reply words: Italian customers may answer PORTA (leave at the door) or DUE (2).
+    # Its reply words: Swedish customers may answer DÖRR (leave at the door) or TVÅ (2).
     text = text.replace(
         'msgctxt "reply words: leave at the door"\nmsgid "DOOR"\nmsgstr ""',
-        'msgctxt "reply words: leave at the door"\nmsgid "DOOR"\nmsgstr "PORTA"',
-    ).replace('msgctxt "reply words: 2"\nmsgid "TWO"\nmsgstr ""', 'msgctxt "reply words: 2"\nmsgid "TWO"\nmsgstr "DUE"')
+        'msgctxt "reply words: leave at the door"\nmsgid "DOOR"\nmsgstr "DÖRR"',
+    ).replace('msgctxt "reply words: 2"\nmsgid "TWO"\nmsgstr ""', 'msgctxt "reply words: 2"\nmsgid "TWO"\nmsgstr "TVÅ"')
     path.write_text(text, encoding="utf-8")
     words = ReplyWords.of(i18n.reply_words(tmp_path / "templates"))
-    assert parse_reply("Porta, grazie", words).instruction == "leave_at_door"
-    assert parse_reply("due", words).number == 2
-    assert parse_reply("Porta, grazie").kind == "text"  # the shipped catalogs know no Italian
+    assert parse_reply("Dörr, tack", words).instruction == "leave_at_door"
+    assert parse_reply("två", words).number == 2
+    assert parse_reply("Dörr, tack").kind == "text"  # the shipped catalogs know no Swedish
     renderer = Renderer(tmp_path / "templates")
-    assert renderer.resolve_locale("it-CH") == "it"
+    assert renderer.resolve_locale("sv-FI") == "sv"
     context = {"sender": {"name": "P", "help_url": None}, "rating": 3, "with_comment": False}
-    assert renderer.render_block("it", "_replies", "rating_thanks", context) == "Grazie!"
+    assert renderer.render_block("sv", "_replies", "rating_thanks", context) == "Tack!"
     page = i18n.page_strings(tmp_path / "templates")
-    assert "it" in page
-    # The tracking page offers it by its own name, after English.
-    assert page_languages(page) == (
-        ("en", "English"),
-        ("de", "Deutsch"),
-        ("es", "Español"),
-        ("fr", "Français"),
-        ("it", "Italiano"),
-    )
+    assert "sv" in page
+    # The tracking page offers it by its own name, with the others, English first.
+    offered = page_languages(page)
+    assert offered[0] == ("en", "English")
+    assert ("sv", "Svenska") in offered
+    assert dict(offered) == {**{code: ALL[code]["own_name"] for code in LOCALES}, "sv": "Svenska"}
     for milestone in MILESTONES:
-        assert renderer.render(milestone, "it", full_context("en", milestone)).locale == "it"
+        assert renderer.render(milestone, "sv", full_context("en", milestone)).locale == "sv"
+
+
+def test_every_language_has_its_test_data() -> None:
+    # A catalog without tests/locale_data/<lang>.py would escape every per-language test.
+    assert sorted(LOCALES) == sorted(["en", *CATALOGS])
 
 
 def test_extract_is_stable(tmp_path: Path) -> None:

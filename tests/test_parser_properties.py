@@ -262,11 +262,20 @@ def ratings(draw: st.DrawFn) -> tuple[int, str, str]:
     form = draw(st.sampled_from(["digits", "prefix", "word"]))
     if form == "word":
         word = draw(st.sampled_from([w for w in NUMBER_WORDS[n] if w not in ALONE_ONLY]).flatmap(any_case))
-        head = word + draw(st.sampled_from(["", ",", ".", "!"])) + " "
+        # Set apart by punctuation: a number word running into a sentence is text (below).
+        head = word + draw(st.sampled_from([",", ".", "!"])) + " "
     else:
         prefix = draw(st.sampled_from(["Nr. ", "option ", "opción ", "choix ", "#"])) if form == "prefix" else ""
         head = prefix + str(n) + draw(st.sampled_from([" ", "  ", " - ", "- ", ". ", ") ", ": ", ", ", "! ", "\n"]))
     return n, comment, f"{draw(SPACE)}{head}{comment}{draw(SPACE)}"
+
+
+@settings(max_examples=200)
+@given(st.integers(1, 5).flatmap(lambda n: st.sampled_from(sorted(NUMBER_WORDS[n]))), words(min_size=1))
+def test_a_number_word_running_into_a_sentence_is_not_a_number(word: str, rest: list[str]) -> None:
+    # "Due to work…", "Sei bitte…": with every language's words pooled, only punctuation makes a
+    # number word followed by text a choice.
+    assert parse_reply(" ".join([word, *rest])).kind != "number"
 
 
 @settings(max_examples=200)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.replies import parse_reply
+from hub.replies import ReplyWords, parse_reply
 
 
 @pytest.mark.parametrize(
@@ -89,3 +89,57 @@ def test_instructions_in_four_languages(text: str, instruction: str, note: str, 
 def test_anything_else_is_free_text() -> None:
     reply = parse_reply("Leave it behind the blue bin")
     assert (reply.kind, reply.note) == ("text", "Leave it behind the blue bin")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Due to work I'm not home", "Sei bitte pünktlich", "zwei bitte", "Otto is my neighbour"],
+)
+def test_a_number_word_starting_a_sentence_is_not_a_choice(text: str) -> None:
+    # The words of every language are understood at once: Italian "due", "sei", "otto" must not
+    # turn an English or German sentence into option 2, 6 or 8.
+    assert parse_reply(text).kind == "text"
+
+
+@pytest.mark.parametrize(("text", "number", "comment"), [("Two, thanks", 2, "thanks"), ("drei!", 3, "")])
+def test_a_number_word_set_apart_by_punctuation_keeps_its_comment(text: str, number: int, comment: str) -> None:
+    reply = parse_reply(text)
+    assert (reply.kind, reply.number, reply.comment) == ("number", number, comment)
+
+
+JAPANESE = ReplyWords.of(
+    {
+        "leave at the door": ["DOOR", "玄関", "置き配", "ドア"],
+        "neighbour": ["NEIGHBOUR", "隣", "お隣"],
+        "safe place": ["SAFE", "置き場所"],
+        "always": ["ALWAYS", "毎回"],
+        "1": ["ONE", "一"],
+        "2": ["TWO", "二"],
+        "before a number": ["OPTION", "番号"],
+        "articles": ["A"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "number", "instruction", "note"),
+    [
+        ("\uff12", "number", 2, None, ""),  # full-width digit
+        ("\uff12\u756a", "number", 2, None, ""),  # full-width 2番
+        ("2番目。", "number", 2, None, ""),
+        ("二番", "number", 2, None, ""),
+        ("番号 1", "number", 1, None, ""),
+        ("玄関。", "instructions", None, "leave_at_door", ""),
+        ("置き配でお願いします", "instructions", None, "leave_at_door", ""),
+        ("ドアの前", "instructions", None, "leave_at_door", ""),
+        ("隣の田中さん", "instructions", None, "neighbour", "田中さん"),
+        ("置き場所 物置", "instructions", None, "safe_place", "物置"),
+        ("よろしくお願いします", "text", None, None, "よろしくお願いします"),
+    ],
+)
+def test_japanese_replies_need_no_spaces(
+    text: str, kind: str, number: int | None, instruction: str | None, note: str
+) -> None:
+    reply = parse_reply(text, JAPANESE)
+    assert (reply.kind, reply.number, reply.instruction) == (kind, number, instruction)
+    assert reply.note == note

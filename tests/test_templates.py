@@ -13,21 +13,22 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from channels.segments import count_segments
+from hub.context import Formatter
 from hub.render import Renderer, RenderError
 from hub.vocabulary import MILESTONES
+from tests.locale_data import ALL, LOCALES
 
 TEMPLATES = Path(__file__).parents[1] / "templates"
 
-LOCALES = ("en", "de", "es", "fr")
 PARTS = ("sms", "push_title", "push_body", "email_subject", "email_text", "email_html")
 SLOT_MILESTONES = ("out_for_delivery", "delivery_failed", "exception")
 
 MAX_SMS_SEGMENTS = 2
-# Two concatenated UCS-2 segments hold 2 x 67 code units. Spanish and French SMS must fit this even
-# though their fixed text may be GSM-7: accented data (a pickup point, "sáb", "août") switches the
-# whole message to UCS-2.
+# Two concatenated UCS-2 segments hold 2 x 67 code units. The SMS of languages marked `ucs2_budget`
+# (tests/locale_data) must fit this even when their fixed text is GSM-7: accented data (a pickup
+# point, "sáb", "août") switches the whole message to UCS-2.
 UCS2_TWO_SEGMENTS = 134
-UCS2_LOCALES = ("es", "fr")
+UCS2_LOCALES = tuple(code for code in LOCALES if ALL[code]["ucs2_budget"])
 
 LINK = "https://hub.example/t/AbCdEf123456"
 UNSUBSCRIBE = "https://hub.example/u/AbCdEf123456"
@@ -37,72 +38,7 @@ CONTACT = "+15005550100"
 LONG_CONTACT = "+4915700000100"
 
 # Strings the hub preformats in the customer's locale and time zone: the long variants.
-LOCALIZED: dict[str, dict[str, Any]] = {
-    "en": {
-        "address": "Flat 3, 27 Willow Crescent, Springfield SP1 4AB",
-        "eta": {"date": "Tue, 24 Nov", "start": "10:00", "end": "12:00", "window": "Tue, 24 Nov 10:00-12:00"},
-        "occurred_at": "Tue, 24 Nov 09:41",
-        "slots": ("Wed 9-12", "Wed 14-18", "Thu 9-12"),
-        "next_attempt": "Wed, 25 Nov 10:00-14:00",
-        "reason": "No one was available to sign for it",
-        "recipient": "R. Keller (neighbour)",
-        "place": "Garage, left of the front door",
-        "pickup": {
-            "name": "Station Road Parcel Shop",
-            "address": "12 Station Road, Springfield",
-            "hours": "Mon-Sat 8:00-20:00",
-            "until": "Fri, 4 Dec",
-        },
-    },
-    "de": {
-        "address": "Lindenstraße 27, 3. OG, 10969 Berlin",
-        "eta": {"date": "Di., 24. Nov.", "start": "10:00", "end": "12:00", "window": "Di., 24. Nov. 10:00-12:00"},
-        "occurred_at": "Di., 24. Nov., 09:41",
-        "slots": ("Mi 9-12", "Mi 14-18", "Do 9-12"),
-        "next_attempt": "Mi., 25. Nov. 10:00-14:00",
-        "reason": "Niemand angetroffen, keine Abstellgenehmigung",
-        "recipient": "R. Keller (Nachbar)",
-        "place": "Garage links neben der Haustür",
-        "pickup": {
-            "name": "Kiosk am Bahnhofsplatz",
-            "address": "Bahnhofsplatz 4, 10969 Berlin",
-            "hours": "Mo-Sa 8:00-20:00",
-            "until": "Fr., 4. Dez.",
-        },
-    },
-    "es": {
-        "address": "Calle del Olivo 27, 3º B, 28012 Madrid",
-        "eta": {"date": "sáb, 28 nov", "start": "10:00", "end": "12:00", "window": "sáb, 28 nov 10:00-12:00"},
-        "occurred_at": "sáb, 28 nov 9:41",
-        "slots": ("lun 9-12", "lun 14-18", "mar 9-12"),
-        "next_attempt": "lun, 30 nov 10:00-14:00",
-        "reason": "No había nadie en el domicilio",
-        "recipient": "R. Keller (vecino)",
-        "place": "Conserjería del edificio",
-        "pickup": {
-            "name": "Estanco La Plaza",
-            "address": "Plaza Mayor 4, 28012 Madrid",
-            "hours": "lun-sáb 9:00-20:30",
-            "until": "vie, 4 dic",
-        },
-    },
-    "fr": {
-        "address": "27 rue des Tilleuls, 69003 Lyon",
-        "eta": {"date": "mar. 24 nov.", "start": "10:00", "end": "12:00", "window": "mar. 24 nov. 10:00-12:00"},
-        "occurred_at": "mar. 24 nov. 09:41",
-        "slots": ("mer 9-12", "mer 14-18", "jeu 9-12"),
-        "next_attempt": "mer. 25 nov. 10:00-14:00",
-        "reason": "Destinataire absent lors du passage",
-        "recipient": "R. Keller (voisin)",
-        "place": "Garage, à gauche de la porte",
-        "pickup": {
-            "name": "Tabac de la Place",
-            "address": "4 place Bellecour, 69002 Lyon",
-            "hours": "lun.-sam. 8:00-20:00",
-            "until": "ven. 4 déc.",
-        },
-    },
-}
+LOCALIZED: dict[str, dict[str, Any]] = {code: data["localized"] for code, data in ALL.items()}
 
 
 def full_context(locale: str, milestone: str, merchant: str = "Acme Shoes & Boots") -> dict[str, Any]:
@@ -222,7 +158,7 @@ def test_sms_fits_two_segments(renderer: Renderer, locale: str, milestone: str, 
 
 
 @pytest.mark.parametrize("milestone", MILESTONES, ids=_id)
-@pytest.mark.parametrize("locale", ("en", "de", "fr"), ids=_id)
+@pytest.mark.parametrize("locale", [code for code in LOCALES if ALL[code]["gsm7"]], ids=_id)
 def test_sms_fixed_text_stays_gsm7(renderer: Renderer, locale: str, milestone: str) -> None:
     context = full_context(locale, milestone)  # the customer's name is the only non-GSM value
     context["data"]["pod"]["place"] = "Garage"
@@ -389,7 +325,7 @@ def test_renderer_discovers_all_locales(renderer: Renderer) -> None:
 
 @pytest.mark.parametrize(
     ("requested", "expected"),
-    [("de-AT", "de"), ("de_CH", "de"), ("fr-CA", "fr"), ("es-MX", "es"), ("pt-BR", "en"), (None, "en")],
+    [("de-AT", "de"), ("de_CH", "de"), ("fr-CA", "fr"), ("es-MX", "es"), ("sv-SE", "en"), (None, "en")],
     ids=_id,
 )
 def test_unknown_regional_locale_falls_back_to_language_then_english(
@@ -398,7 +334,7 @@ def test_unknown_regional_locale_falls_back_to_language_then_english(
     assert renderer.render("shipped", requested, full_context(expected, "shipped")).locale == expected
 
 
-SLOT_REPLY = {"en": "Reply 1 for", "de": "Antworten Sie 1 für", "es": "Responda 1 para", "fr": "Répondez 1 pour"}
+SLOT_REPLY = {code: data["slot_reply"] for code, data in ALL.items()}
 
 
 @pytest.mark.parametrize("milestone", SLOT_MILESTONES, ids=_id)
@@ -428,7 +364,7 @@ def test_no_reply_prompt_without_slots(renderer: Renderer, locale: str, mileston
     assert SLOT_REPLY[locale] not in sms
 
 
-RATING = {"en": "reply 1-5", "de": "antworten sie 1-5", "es": "responda 1-5", "fr": "répondez 1-5"}
+RATING = {code: data["rating"] for code, data in ALL.items()}
 
 
 @pytest.mark.parametrize("locale", LOCALES, ids=_id)
@@ -463,12 +399,7 @@ def test_driver_is_named_when_known(renderer: Renderer, locale: str, milestone: 
 DRIVER_MILESTONES = ("out_for_delivery", "arriving_soon")
 CONTACT_PARTS = ("sms", "push_body", "email_text", "email_html")
 # What introduces the driver's number, SMS short forms included; none of it may show without a number.
-CALL_PHRASES = {
-    "en": ("call or text",),
-    "de": ("anruf oder sms",),
-    "es": ("llamar o enviar un sms", "tel./sms", "repartidor +"),
-    "fr": ("appeler", "tél./sms", "livreur +"),
-}
+CALL_PHRASES = {code: data["call_phrases"] for code, data in ALL.items()}
 
 
 def _with_driver(locale: str, milestone: str, shape: str, contact: str | None) -> dict[str, Any]:
@@ -592,3 +523,38 @@ def test_rendering_leaves_the_context_untouched(renderer: Renderer) -> None:
     renderer.render("delivered", "en", context)
 
     assert context == before
+
+
+@pytest.mark.parametrize("shape", ("full", "sparse"), ids=_id)
+@pytest.mark.parametrize("milestone", SLOT_MILESTONES, ids=_id)
+@pytest.mark.parametrize("locale", LOCALES, ids=_id)
+def test_slots_as_the_hub_labels_them_fit_the_budget(
+    renderer: Renderer, locale: str, milestone: str, shape: str
+) -> None:
+    # The labels hub.context makes (not the test data's): slots in the coming days by weekday.
+    fmt = Formatter(locale, "Europe/Berlin")
+    offered = "2026-11-29T18:00:00+01:00"
+    days = ("2026-11-30T09:00|12:00", "2026-11-30T14:00|18:00", "2026-12-01T09:00|12:00")
+    context = CONTEXTS[shape](locale, milestone)
+    context["slots"] = [
+        {"n": n, "label": fmt.slot(f"{day.split('|')[0]}:00+01:00", f"{day[:11]}{day.split('|')[1]}:00+01:00", offered)}
+        for n, day in enumerate(days, start=1)
+    ]
+
+    sms = renderer.render(milestone, locale, context).sms
+
+    assert all(slot["label"] in sms for slot in context["slots"]) or shape == "full", sms
+    assert count_segments(sms).segments <= MAX_SMS_SEGMENTS, sms
+    if locale in UCS2_LOCALES:
+        assert len(sms) <= UCS2_TWO_SEGMENTS, f"{len(sms)} chars: {sms}"
+
+
+def test_a_slot_a_week_away_is_labelled_with_its_date() -> None:
+    fmt = Formatter("de", "Europe/Berlin")
+    offered = "2026-11-29T18:00:00+01:00"
+    assert fmt.slot("2026-11-30T09:00:00+01:00", "2026-11-30T12:00:00+01:00", offered) == "Mo. 9-12"
+    assert fmt.slot("2026-12-07T09:00:00+01:00", "2026-12-07T12:00:00+01:00", offered) == "Mo., 7. Dez. 9-12"
+    assert (
+        Formatter("ja", "Asia/Tokyo").slot("2026-11-30T09:00:00+09:00", "2026-11-30T12:00:00+09:00", offered)
+        == "月曜日 9-12"
+    )

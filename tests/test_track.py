@@ -71,7 +71,7 @@ async def test_every_channel_carries_the_same_link_and_the_page_shows_the_delive
     assert status == 200
     assert '<html lang="de">' in page  # the customer's language
     assert "In Zustellung" in page and "Acme Shoes" in page and "LM123456789" in page
-    assert "Di. 24 Nov. 10:00-12:00" in page  # the ETA window in the customer's time zone
+    assert "Di., 24. Nov. 10:00-12:00" in page  # the ETA window in the customer's time zone
     assert 'value="s1"' in page and 'value="s2"' in page and " 8-12" in page and " 13-17" in page  # the slots
     assert "Ana Weber" not in page and "+4915112345678" not in page  # no more personal data than needed
 

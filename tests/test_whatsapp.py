@@ -329,3 +329,12 @@ async def test_answers_over_whatsapp_speak_of_whatsapp(hub: Hub) -> None:
     [sms_stop] = (await hub.text_hub(PHONE, "STOP"))["replies"]
     await hub.run_worker()
     assert "SMS" in sms_stop
+
+
+@pytest.mark.settings(**{"whatsapp.from_number": None})
+async def test_without_a_whatsapp_sender_the_fallback_stands_in_beside_the_other_channels(hub: Hub) -> None:
+    await prefer_whatsapp(hub, channels={"default": ["whatsapp", "email"]})
+    await hub.post_event(event())
+    await hub.run_worker()
+    assert whatsapps(hub) == []
+    assert len(hub.messages(channel="email")) == 1 and [m["to"] for m in hub.messages(channel="sms")] == [PHONE]

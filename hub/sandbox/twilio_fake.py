@@ -247,7 +247,7 @@ class TwilioFake:
         if not _is_valid_address(to) or bare(to) in self.invalid_numbers:
             logger.info("twilio: rejecting invalid number %s", mask_phone(to))
             return twilio_error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
-        if sender is not None and not _is_valid_address(sender) and not sender.isalnum():
+        if sender is not None and not _is_valid_address(sender) and not sender.replace(" ", "").isalnum():
             return twilio_error(400, 21212, f"The 'From' number {sender} is not a valid phone number.")
         return None
 
