@@ -74,6 +74,7 @@ __all__ = [
     "customer",
     "deliveries_of",
     "delivery",
+    "driver_position",
     "event",
     "feedback",
     "feedback_days",
@@ -299,3 +300,13 @@ def api_key(digest: str) -> str:
 def api_key_index() -> str:
     """``hub:apikeys`` hash: key id -> SHA-256 digest, for listing and revoking by id. No TTL."""
     return "hub:apikeys"
+
+
+# -- the driver on the map (hub.location) --------------------------------------------------------
+
+
+def driver_position(delivery_id: str) -> str:
+    """``hub:position:{delivery_id}`` string (JSON): lat, lon, at, at_ms, stops_before; the latest
+    position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
+    delivery's next milestone off the road (hub.pipeline) and by erasure."""
+    return f"hub:position:{delivery_id}"

@@ -33,10 +33,11 @@ from channels import Channel
 from preferences import CustomerRecord
 from preferences.store import encode_contact
 
-from . import metrics
+from . import keys, metrics
 from .config import Settings
 from .dispatch import Dispatcher
 from .jobs import Enqueue, MessageJob, MessageJobKind, message_job_id
+from .location import KEEPS, ON_THE_ROAD
 from .message import Spec
 from .planner import plan
 from .records import Claimed, MessageRecord
@@ -129,6 +130,8 @@ class Runtime:
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
+        if milestone not in (*ON_THE_ROAD, *KEEPS):  # the round is over: its position goes (hub.location)
+            await self.redis.delete(keys.driver_position(delivery_id))
         # No record at all (an event naming only a customer id): every channel is skipped, logged.
         customer = CustomerRecord.from_hash(customer_id, customer_raw or {})
         delivery = stored_delivery or {"id": delivery_id}
@@ -236,6 +239,8 @@ def _delivery_fields(event: dict[str, Any]) -> dict[str, str]:
         fields["eta"] = json.dumps(d["eta"])
     if event.get("driver"):
         fields["driver"] = json.dumps(event["driver"])
+    if d.get("destination"):  # the address's coordinates, for the tracking page's map
+        fields["destination"] = json.dumps(d["destination"])
     slots = (event.get("data") or {}).get("reschedule_slots")
     if slots is not None:  # the latest offer (an empty list withdraws it); the tracking page shows it
         fields["slots"] = json.dumps(slots)

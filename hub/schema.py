@@ -70,12 +70,20 @@ class Slot(Window):
     id: str = Field(min_length=1, max_length=64)
 
 
+class Geo(_Edge):
+    """A point (WGS 84 degrees): the delivery address's coordinates, for the tracking page's map."""
+
+    lat: float = Field(ge=-90, le=90, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
+
+
 class Delivery(_Edge):
     id: str = Field(min_length=1, max_length=128, pattern=_ID)
     tracking_code: str | None = Field(None, max_length=64)
     merchant: str | None = Field(None, max_length=120)
     address: str | None = Field(None, max_length=300)
     eta: Window | None = None
+    destination: Geo | None = None
 
 
 class Customer(Contact):
