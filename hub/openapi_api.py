@@ -232,7 +232,7 @@ def api_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any
 
 
 def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any]:
-    """Feedback, webhook deliveries and the relay."""
+    """Feedback, webhook deliveries, the relay and the driver app's position."""
     return {
         "/v1/feedback": {
             "get": {
@@ -282,6 +282,13 @@ def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, A
                 "responses": {"204": {"description": "closed"}, **error_answers(401, 403, 404)},
             },
         },
+        **_location_paths(id_param),
+    }
+
+
+def _location_paths(id_param: dict[str, Any]) -> dict[str, Any]:
+    """The driver app's position reports (hub.api_location)."""
+    return {
         "/v1/deliveries/{id}/location": {
             "parameters": [id_param],
             "post": {
