@@ -308,7 +308,7 @@ async def test_without_tiles_the_map_still_has_its_markers_and_the_policy_no_oth
     ],
 )
 def test_a_tile_server_that_is_not_a_plain_url_is_refused_at_start(tiles: str) -> None:
-    with pytest.raises(ConfigError, match="tracking.map_tiles"):
+    with pytest.raises(ConfigError, match=r"tracking\.map_tiles"):
         load_settings(ROOT / "config.yaml", environ={}, **{"tracking.map_tiles": tiles})
 
 
@@ -320,3 +320,18 @@ def test_a_tile_server_with_subdomains_is_allowed_by_its_wildcard_origin() -> No
     )
     policy = content_security_policy("default-src 'self'; img-src 'self'; style-src 'self'", settings.tracking)
     assert policy == "default-src 'self'; img-src 'self' https://*.tiles.example:8443; style-src 'self'"
+
+
+async def test_the_demo_leaves_ana_s_parcel_on_the_road_with_the_driver_near_her_door(hub: Hub) -> None:
+    import aiohttp
+
+    from hub.demo import ROUTE, drive_to_ana, on_the_road
+    from tests.conftest import API_KEY
+
+    await hub.post_event(on_the_road("-T"))  # what drive_to_ana posts first, applied before its positions
+    await hub.run_worker()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        await drive_to_ana(http, hub.base, "-T", pause=0)
+    url = link_in(hub.messages(channel="sms", to="+4915123456789")[-1]["text"])
+    html = (await live(url))["html"]
+    assert marker(html) == ROUTE[-1][:2] and 'data-dest-lat="52.5301"' in html

@@ -49,13 +49,49 @@
     drawn.map = drawn.driver = drawn.destination = drawn.element = null;
   }
 
+  // Leaflet cancels a tile it no longer wants by pointing it at a data: image, which the page's
+  // policy refuses (img-src is 'self' and the tile server only); taking the src away cancels the
+  // load the same way. (Leaflet 1.9.4's TileLayer, these three methods otherwise unchanged.)
+  function tileLayer(L, url, options) {
+    var Tiles = L.TileLayer.extend({
+      _abortLoading: function () {
+        var tiles = this._tiles, key, tile, coords;
+        for (key in tiles) {
+          if (tiles[key].coords.z !== this._tileZoom) {
+            tile = tiles[key].el;
+            tile.onload = L.Util.falseFn;
+            tile.onerror = L.Util.falseFn;
+            if (!tile.complete) {
+              coords = tiles[key].coords;
+              tile.removeAttribute("src");
+              L.DomUtil.remove(tile);
+              delete tiles[key];
+              this.fire("tileabort", { tile: tile, coords: coords });
+            }
+          }
+        }
+      },
+      _removeTile: function (key) {
+        var tile = this._tiles[key];
+        if (!tile) { return; }
+        tile.el.removeAttribute("src");
+        return L.GridLayer.prototype._removeTile.call(this, key);
+      },
+      _tileReady: function (coords, err, tile) {
+        if (!this._map || (tile && !tile.hasAttribute("src"))) { return; }
+        return L.GridLayer.prototype._tileReady.call(this, coords, err, tile);
+      }
+    });
+    return new Tiles(url, options);
+  }
+
   function create(L, el) {
     forget();
     var map = L.map(el, { scrollWheelZoom: false, attributionControl: true });
     var tiles = el.getAttribute("data-tiles");
     if (tiles) {
       // Only the page's origin goes to the tile server, never the link (its path holds the token).
-      L.tileLayer(tiles, {
+      tileLayer(L, tiles, {
         maxZoom: 19,
         attribution: el.getAttribute("data-attribution") || "",
         referrerPolicy: "origin"
@@ -92,7 +128,9 @@
     }
     map.invalidateSize();
     if (home) {
-      map.fitBounds(L.latLngBounds([driver, home]), { padding: [32, 32], maxZoom: 16, animate: false });
+      map.fitBounds(L.latLngBounds([driver, home]), {
+        paddingTopLeft: [32, 56], paddingBottomRight: [32, 24], maxZoom: 16, animate: false
+      });
     } else {
       map.setView(driver, 15, { animate: false });
     }
