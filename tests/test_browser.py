@@ -339,11 +339,14 @@ def _tiles_from(request: pytest.FixtureRequest, url: str) -> None:
 
 
 @pytest.fixture
-async def tile_server(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A local tile server answering every tile with the same plain PNG: its URL template."""
+async def tile_server(request: pytest.FixtureRequest) -> AsyncIterator[list[str]]:
+    """A local tile server answering every tile with the same plain PNG; the Referer of each
+    tile request it served."""
     png = _tile_png()
+    referers: list[str] = []
 
     async def tile(request: web.Request) -> web.Response:
+        referers.append(request.headers.get("Referer", ""))
         return web.Response(body=png, content_type="image/png")
 
     app = web.Application()
@@ -355,7 +358,7 @@ async def tile_server(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     url = f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png"
     _tiles_from(request, url)
     try:
-        yield url
+        yield referers
     finally:
         await runner.cleanup()
 
@@ -423,7 +426,7 @@ _DRIVER_DRAWN_OFF = (
 
 @pytest.mark.settings(**{"tracking.poll_seconds": 2})
 async def test_the_driver_marker_sits_where_the_position_says_and_moves_with_it(
-    tile_server: str, hub: Hub, browser: Browser
+    tile_server: list[str], hub: Hub, browser: Browser
 ) -> None:
     url = await _map_page(hub, browser)
     await _report(hub, 52.5205, 13.3951, stops=3, minutes_ago=2)
@@ -437,6 +440,7 @@ async def test_the_driver_marker_sits_where_the_position_says_and_moves_with_it(
     await browser.run(browser.driver.execute_script, "window.__firstMap = window.hubTrackMap.map;")
     await _until(browser, "return document.querySelectorAll('#driver-map img.leaflet-tile-loaded').length > 0", True)
     await browser.shot("tracking-page-map")
+    assert set(tile_server) == {hub.base + "/"}  # the page's origin, never the link with its token
     await _report(hub, 52.5262, 13.3998, stops=1, minutes_ago=1)
     # No reload: the page's own refresh brought the new position and moved the same marker on the same map.
     await _until(browser, _DRIVER_AT, [52.5262, 13.3998])
