@@ -308,5 +308,5 @@ def api_key_index() -> str:
 def driver_position(delivery_id: str) -> str:
     """``hub:position:{delivery_id}`` string (JSON): lat, lon, at, at_ms, stops_before; the latest
     position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
-    delivery's next milestone off the road (hub.pipeline) and by erasure."""
+    delivery's next milestone off the road (lua_log.APPLY_EVENT) and by erasure."""
     return f"hub:position:{delivery_id}"

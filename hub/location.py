@@ -6,7 +6,8 @@ A driver app reports often (every few seconds), so a report is cheap: one Lua ca
 the time the position was taken (``tracking.map_position_minutes``); no timeline entry, no
 message, no log line with a coordinate. A report is taken only while the delivery is out for
 delivery or arriving soon (a new ETA on the road keeps one already there); any other milestone
-deletes it (``forget``, called by hub.pipeline), and so does erasure (hub.erasure).
+deletes it, in the step that applies it (``lua_log.APPLY_EVENT``), and so does erasure
+(hub.erasure).
 
 Privacy by default, as the tracking pages of the delivery platforms do: the page shows the
 position only while the delivery is on the road and at most ``tracking.map_max_stops`` stops
@@ -150,9 +151,6 @@ class Positions:
         if text.startswith("status:"):
             return Stored(Outcome.OFF_THE_ROAD, text.removeprefix("status:"))
         return Stored(Outcome(text))
-
-    async def forget(self, delivery_id: str) -> None:
-        await self.redis.delete(keys.driver_position(delivery_id))
 
     async def shown(self, delivery: dict[str, Any]) -> Shown | None:
         """What the page may show for ``delivery`` (its stored record), or None."""

@@ -33,11 +33,10 @@ from channels import Channel
 from preferences import CustomerRecord
 from preferences.store import encode_contact
 
-from . import keys, metrics
+from . import metrics
 from .config import Settings
 from .dispatch import Dispatcher
 from .jobs import Enqueue, MessageJob, MessageJobKind, message_job_id
-from .location import KEEPS, ON_THE_ROAD
 from .message import Spec
 from .planner import plan
 from .records import Claimed, MessageRecord
@@ -130,8 +129,6 @@ class Runtime:
             await self.store.mark_done(source, event_id)
             return Outcome("stale")
 
-        if milestone not in (*ON_THE_ROAD, *KEEPS):  # the round is over: its position goes (hub.location)
-            await self.redis.delete(keys.driver_position(delivery_id))
         # No record at all (an event naming only a customer id): every channel is skipped, logged.
         customer = CustomerRecord.from_hash(customer_id, customer_raw or {})
         delivery = stored_delivery or {"id": delivery_id}
