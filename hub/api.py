@@ -7,6 +7,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.api_messages   /v1/deliveries/{id}, /v1/messages..., /v1/push/receipts, /v1/feedback,
                        /v1/webhooks/deliveries
     hub.api_relay      /v1/deliveries/{id}/relay
+    hub.api_location   POST /v1/deliveries/{id}/location (the driver app's position)
     hub.api_ops        /healthz, /readyz, /metrics (when ops.metrics)
     hub.apidocs        /openapi.json, /docs
     hub.twilio_hooks   /webhooks/twilio/{sms,status,voice,voice/status} (Twilio-signed)
@@ -43,6 +44,7 @@ from . import (
     track,
     twilio_hooks,
 )
+from .api_location import add_routes as add_location_routes
 from .apikeys import KeyRing
 from .appkeys import (
     CONVERSATIONS,
@@ -170,6 +172,7 @@ def create_app(settings: Settings, *, extra_setup: Callable[[web.Application], N
     app.on_cleanup.append(_disconnect)
     for module in ROUTES:
         module.add_routes(app)
+    add_location_routes(app)  # POST /v1/deliveries/{id}/location, the driver app's position
     if extra_setup is not None:
         extra_setup(app)
     return app

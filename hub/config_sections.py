@@ -207,6 +207,32 @@ class TrackingSettings(Section):
     """A tracking link works this many days after the last message that carried it."""
     poll_seconds: int = Field(15, ge=2, le=300)
     """How often an open tracking page checks for news (it works without JavaScript too)."""
+    map_max_stops: int = Field(5, ge=0, le=100)
+    """The page shows the driver's position only when at most this many stops come before the
+    customer's (the count the driver app reports); 0: only when the customer's stop is next."""
+    map_position_minutes: float = Field(10.0, gt=0, le=120)
+    """A driver's position is kept this long after the time it was taken; older ones are dropped."""
+    map_tiles: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    """The map's tile server: an http(s) URL with {z}, {x} and {y} (and optionally {s}). Its
+    origin is the only one the page may load images from. Empty or `none`: no tiles (markers on
+    a plain background)."""
+    map_attribution: str = "© OpenStreetMap contributors"
+    """The attribution shown on the map, as the tile server's licence requires."""
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tiles(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("", "none"):
+            return ""
+        # The origin goes into the page's Content-Security-Policy: a plain host name (a {s}
+        # subdomain allowed) and port, nothing that could end the directive.
+        import re  # here, not at the top: the one section that needs it
+
+        shape = r"https?://(\{s\}\.)?[A-Za-z0-9.-]+(:[0-9]{1,5})?/[^\s;,'\"]*"
+        if not re.fullmatch(shape, value) or not all(p in value for p in ("{z}", "{x}", "{y}")):
+            raise ValueError("an http(s) URL with a host name and {z}, {x} and {y}, or none")
+        return value
 
 
 class ConversationSettings(Section):

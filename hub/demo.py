@@ -7,6 +7,9 @@ with a short pause between steps so the sandbox fills up while you look.
 Every ``hub dev --demo`` starts from the same state, however often it ran before in the same
 Redis: ``reset_demo`` first forgets what earlier runs left of the demo's own customers, numbers
 and driver (see its docstring), so the README's tour works the second time as it did the first.
+
+After the route, Ana's second parcel stays out for delivery and the driver app reports the van
+nearing her door (``drive_to_ana``), so her tracking page shows the driver on the map.
 """
 
 from __future__ import annotations
@@ -223,7 +226,53 @@ async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "
                 accepted += body.get("summary", {}).get("accepted", 0)
                 print(f"demo: round {n + 1}: {resp.status} {body.get('summary')}")
             await asyncio.sleep(pause)
+        await drive_to_ana(http, base_url, run, pause)
     return accepted
+
+
+# -- the driver on the map: a parcel still on its way, and the driver app's positions -------------
+ANA_HOME = {"lat": 52.5301, "lon": 13.4012}
+# Where the driver app reports the van, stop by stop, as it nears Ana's door: (lat, lon, stops before).
+ROUTE = [(52.5186, 13.3862, 4), (52.5221, 13.3921, 3), (52.5254, 13.3969, 2), (52.5283, 13.3995, 1)]
+
+
+def on_the_road(run: str = "", now: datetime | None = None) -> dict[str, Any]:
+    """Ana's second parcel, out for delivery when the route is over, with her address's coordinates
+    (its driver has no number here: no relay session to take a proxy number from the tour's pool)."""
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    delivery = {
+        "id": f"D-1006{run}",
+        "tracking_code": "LM400100299",
+        "merchant": MERCHANTS[1],
+        "address": "12 Harbour Street",
+        "eta": {"start": _iso(now), "end": _iso(now + timedelta(hours=1))},
+        "destination": ANA_HOME,
+    }
+    return {
+        "event_id": f"demo-{delivery['id']}-out_for_delivery",
+        "type": "out_for_delivery",
+        "occurred_at": _iso(now),
+        "delivery": delivery,
+        "customer": CUSTOMERS[0],
+        "driver": {"id": DRIVER["id"], "name": DRIVER["name"]},
+    }
+
+
+async def drive_to_ana(http: aiohttp.ClientSession, base_url: str, run: str = "", pause: float = 2.0) -> None:
+    """Post Ana's parcel on the road, then the driver's positions along ``ROUTE``, one per pause.
+    A position posted before the worker has applied the event is refused (409) and skipped."""
+    event = on_the_road(run)
+    async with http.post(f"{base_url}/v1/events", json=event) as resp:
+        print(f"demo: a parcel on the road: {resp.status}")
+    for n, (lat, lon, stops) in enumerate(ROUTE, start=1):
+        await asyncio.sleep(pause)
+        # Taken now, each a little later than the one before (however short the pause).
+        at = datetime.now(UTC) - timedelta(milliseconds=len(ROUTE) - n)
+        body = {"lat": lat, "lon": lon, "at": at.isoformat(timespec="milliseconds"), "stops_before": stops}
+        async with http.post(f"{base_url}/v1/deliveries/{event['delivery']['id']}/location", json=body) as resp:
+            answer = await resp.json()
+            outcome = answer.get("status") or answer.get("error", {}).get("code")
+            print(f"demo: driver position {n}/{len(ROUTE)}: {resp.status} {outcome}")
 
 
 # -- a fresh start ---------------------------------------------------------------------------------
@@ -287,6 +336,7 @@ async def _forget_customer(redis: Redis, customer_id: str) -> tuple[set[str], se
         sid = await redis.get(keys.relay_delivery(delivery_id))
         doomed += [keys.delivery(delivery_id), keys.timeline(delivery_id), keys.messages_by_delivery(delivery_id)]
         doomed += [keys.relay_delivery(delivery_id), keys.feedback(delivery_id)]
+        doomed.append(keys.driver_position(delivery_id))
         if sid:
             sessions.add(sid)
             doomed += [keys.relay_session(sid), keys.relay_log(sid)]

@@ -120,6 +120,8 @@ async def _scrub_records(redis: Redis, customer_id: str) -> bool:
         for delivery_id, entries in timelines.items():
             # The delivery keeps its milestones; who received it, where and what was said go.
             pipe.hdel(keys.delivery(delivery_id), "address", "instructions", "reschedule_requested")
+            pipe.hdel(keys.delivery(delivery_id), "destination")  # the address's coordinates
+            pipe.delete(keys.driver_position(delivery_id))  # the driver near their door (hub.location)
             pipe.delete(keys.feedback(delivery_id))
             for member, score in entries:
                 entry = json.loads(member)

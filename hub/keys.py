@@ -75,6 +75,7 @@ __all__ = [
     "customer",
     "deliveries_of",
     "delivery",
+    "driver_position",
     "event",
     "feedback",
     "feedback_days",
@@ -324,3 +325,13 @@ def api_key_index() -> str:
 # ``hub:merchants`` hash: merchant id -> the shop's record (JSON) as PUT /v1/merchants/{id} stored it.
 # No TTL (removed by DELETE /v1/merchants/{id}). It holds no personal data.
 MERCHANTS = "hub:merchants"
+
+
+# -- the driver on the map (hub.location) --------------------------------------------------------
+
+
+def driver_position(delivery_id: str) -> str:
+    """``hub:position:{delivery_id}`` string (JSON): lat, lon, at, at_ms, stops_before; the latest
+    position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
+    delivery's next milestone off the road (lua_log.APPLY_EVENT) and by erasure."""
+    return f"hub:position:{delivery_id}"

@@ -60,12 +60,12 @@ return state
 # milestone after a terminal one). Returns {current (1|0), customer hash, delivery hash}.
 # KEYS: delivery, timeline, customer, the event's idempotency record (its arrival number, ``seq``),
 #   the phone index of the contact's phone (any key when the event carries none), the customer's
-#   deliveries.
+#   deliveries, the driver's position (deleted by a current milestone not in the last ARGV).
 # ARGV: type, occurred_ms, is_terminal (0|1), timeline
 # member, delivery fields (JSON object of strings), ttl seconds, now (ISO), customer contact
 # fields (JSON object of strings, may be empty), lift erasure (0|1), when the hub received the
 # event (ISO, UTC; may be empty), the opt-out pepper (``optout_pepper``), the delivery id, the
-# customer id. The 4th result says
+# customer id, the milestones of the round (",out_for_delivery,...,"). The 4th result says
 # whether the customer's phone has texted STOP (``sms_optout``), so planning needs no further round trip; the 5th is the
 # event's arrival number.
 APPLY_EVENT = """
@@ -107,6 +107,8 @@ if current == 1 then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
+-- The driver's position ends with the round (hub.location): a current milestone off the road deletes it.
+if current == 1 and not string.find(ARGV[14], ',' .. ARGV[1] .. ',', 1, true) then redis.call('DEL', KEYS[7]) end
 -- The customer's phone index and list of deliveries (in this step: one round trip per event).
 if has_phone then redis.call('SET', KEYS[5], ARGV[13]) end
 redis.call('SADD', KEYS[6], ARGV[12])

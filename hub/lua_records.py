@@ -20,6 +20,7 @@ __all__ = [
     "REVOKE_API_KEY",
     "ROUTE_RELAY",
     "SETTLE_WEBHOOK",
+    "STORE_POSITION",
 ]
 
 # Create a webhook delivery once (deterministic ids make a repeated emit a no-op), enqueue its
@@ -260,4 +261,26 @@ if not digest then return 0 end
 local record = 'hub:apikey:' .. digest
 if redis.call('HSETNX', record, 'revoked_at', ARGV[2]) == 0 then return 2 end
 return 1
+"""
+
+# The driver's latest position for a delivery (hub.location), in one call: only while the
+# delivery is on the road, never for an erased customer, and never replacing a newer one.
+# KEYS: the position (string, JSON), the delivery hash.
+# ARGV: the position (JSON), its time (ms), its remaining life (ms), the statuses that take a
+#   position (",out_for_delivery,arriving_soon,"), those that only keep one already there
+#   (",eta_changed,": a new ETA on the road is still the same round).
+# Returns "stored", "older" (a newer one is stored), "missing" (no such delivery), "erased", or
+# "status:<status>" (not on the road).
+STORE_POSITION = """
+local d = redis.call('HMGET', KEYS[2], 'status', 'customer_id')
+if not d[1] then return 'missing' end
+local old = redis.call('GET', KEYS[1])
+local on_road = string.find(ARGV[4], ',' .. d[1] .. ',', 1, true)
+if not on_road and not (old and string.find(ARGV[5], ',' .. d[1] .. ',', 1, true)) then
+  return 'status:' .. d[1]
+end
+if d[2] and redis.call('HGET', 'hub:customer:' .. d[2], 'erased') == '1' then return 'erased' end
+if old and tonumber(cjson.decode(old)['at_ms']) >= tonumber(ARGV[2]) then return 'older' end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 'stored'
 """

@@ -279,7 +279,7 @@ def api_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any
 
 
 def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any]:
-    """Feedback, webhook deliveries and the relay."""
+    """Feedback, webhook deliveries, the relay and the driver app's position."""
     return {
         "/v1/feedback": {
             "get": {
@@ -327,6 +327,29 @@ def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, A
                 "summary": "Close the relay session",
                 "operationId": "closeRelay",
                 "responses": {"204": {"description": "closed"}, **error_answers(401, 403, 404)},
+            },
+        },
+        **_location_paths(id_param),
+    }
+
+
+def _location_paths(id_param: dict[str, Any]) -> dict[str, Any]:
+    """The driver app's position reports (hub.api_location)."""
+    return {
+        "/v1/deliveries/{id}/location": {
+            "parameters": [id_param],
+            "post": {
+                "summary": "The driver app's latest position (events scope); only while out for delivery, kept"
+                " tracking.map_position_minutes, shown only on the customer's tracking page",
+                "operationId": "postLocation",
+                "requestBody": json_body("LocationReport"),
+                "responses": {
+                    "200": json_answer("LocationAnswer", "stored, or ignored (an older or expired position)"),
+                    "409": json_answer(
+                        "Error", "not_out_for_delivery (the delivery is not on the road) or customer_erased"
+                    ),
+                    **error_answers(400, 401, 403, 404, 415, 422),
+                },
             },
         },
     }

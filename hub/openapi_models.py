@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from preferences import Contact, Preferences
 
+from .location import LocationReport
 from .merchants import Merchant
 from .schema import Event, PushReceipt, ReplayRequest
 
@@ -192,6 +193,16 @@ class DeliveryView(BaseModel):
     eta: dict[str, str] | None = None
     driver: dict[str, Any] | None = None
     timeline: list[TimelineEntry]
+    destination: dict[str, float] | None = Field(None, description="the address's coordinates, when events give them")
+
+
+class LocationAnswer(BaseModel):
+    delivery_id: str
+    status: Literal["stored", "ignored"]
+    reason: Literal["older", "expired"] | None = Field(
+        None, description="older: a newer position is stored; expired: taken longer ago than positions are kept"
+    )
+    message: str | None = None
 
 
 class MerchantView(BaseModel):
@@ -235,4 +246,6 @@ MODELS: list[type[BaseModel]] = [
     Merchant,
     MerchantView,
     MerchantList,
+    LocationReport,
+    LocationAnswer,
 ]

@@ -238,6 +238,8 @@ def _delivery_fields(event: dict[str, Any]) -> dict[str, str]:
         fields["eta"] = json.dumps(d["eta"])
     if event.get("driver"):
         fields["driver"] = json.dumps(event["driver"])
+    if d.get("destination"):  # the address's coordinates, for the tracking page's map
+        fields["destination"] = json.dumps(d["destination"])
     slots = (event.get("data") or {}).get("reschedule_slots")
     if slots is not None:  # the latest offer (an empty list withdraws it); the tracking page shows it
         fields["slots"] = json.dumps(slots)

@@ -200,7 +200,7 @@ def decode_delivery(delivery_id: str, raw: dict[str, str]) -> dict[str, Any] | N
         return None
     out: dict[str, Any] = {"id": delivery_id}
     for name, value in raw.items():
-        if name in ("eta", "driver", "reschedule_requested", "instructions", "slots"):
+        if name in ("eta", "driver", "reschedule_requested", "instructions", "slots", "destination"):
             out[name] = json.loads(value)
         elif name == "terminal":
             out[name] = value == "1"

@@ -71,6 +71,13 @@ class Slot(Window):
     id: str = Field(min_length=1, max_length=64)
 
 
+class Geo(_Edge):
+    """A point (WGS 84 degrees): the delivery address's coordinates, for the tracking page's map."""
+
+    lat: float = Field(ge=-90, le=90, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
+
+
 class Delivery(_Edge):
     id: str = Field(min_length=1, max_length=128, pattern=_ID)
     tracking_code: str | None = Field(None, max_length=64)
@@ -79,6 +86,7 @@ class Delivery(_Edge):
     eta: Window | None = None
     # The shop (hub.merchants); an id no shop has is no error: the hub's own identity applies.
     merchant_id: str | None = Field(None, max_length=64, pattern=MERCHANT_ID)
+    destination: Geo | None = None
 
 
 class Customer(Contact):

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from . import jobs, keys, lua_log
 from .config import Settings
+from .location import KEEPS, ON_THE_ROAD
 from .masking import mask_numbers
 from .records import (
     PENDING,
@@ -114,6 +115,7 @@ class HubStore:
                 keys.event(source, event_id),
                 phone_key,
                 keys.deliveries_of(customer_id),
+                keys.driver_position(delivery_id),
             ],
             args=[
                 milestone,
@@ -129,6 +131,7 @@ class HubStore:
                 self.optout_pepper,
                 delivery_id,
                 customer_id,
+                "," + ",".join((*ON_THE_ROAD, *KEEPS)) + ",",  # the round: its position stays (hub.location)
             ],
         )
         current, customer_flat, delivery_flat, sms_stopped, seq = result

@@ -4,7 +4,8 @@ Server-rendered, mobile first, in the customer's language and time zone, working
 JavaScript (a small script of our own refreshes the live part). It shows the delivery's timeline,
 ETA window, merchant (a registered shop's logo and colour too: hub.track_page.page_brand), the
 driver's first name with call and text buttons on the customer's proxy number while a relay
-session is open, and proof of delivery; and lets the customer reschedule
+session is open, the driver on a map while the parcel is out for delivery (hub.location: only
+within the last few stops), and proof of delivery; and lets the customer reschedule
 (same effect and webhook as the SMS reply), give delivery instructions, change preferences and
 rate the delivery.
 
@@ -50,6 +51,7 @@ from .appkeys import (
 )
 from .context import Formatter
 from .i18n import page_strings
+from .location import Positions, content_security_policy
 from .merchants import text_colour
 from .policy import customer_timezone, quiet_window
 from .track_forms import ACTIONS
@@ -87,7 +89,12 @@ def _html(
     request: web.Request, template: str, code: int = 200, *, headers: dict[str, str] | None = None, **context: Any
 ) -> web.Response:
     body = request.app[TRACK_TEMPLATES].get_template(template).render(**context)
-    return web.Response(text=body, status=code, content_type="text/html", headers=headers or HEADERS)
+    # The map's tiles are the one other origin the page loads from (images only; hub.location).
+    base = headers or HEADERS
+    csp = content_security_policy(base["Content-Security-Policy"], request.app[SETTINGS].tracking)
+    return web.Response(
+        text=body, status=code, content_type="text/html", headers={**base, "Content-Security-Policy": csp}
+    )
 
 
 def _notice(request: web.Request, e: _Notice) -> web.Response:
@@ -124,6 +131,21 @@ async def _resolve(request: web.Request) -> Page:
     return Page(link_id, token, customer, delivery, lang, tz, strings[lang])
 
 
+async def _driver_map(request: web.Request, delivery: dict[str, Any]) -> dict[str, Any] | None:
+    """What the page shows of the driver (hub.location decides, under the privacy rules)."""
+    cfg = request.app[SETTINGS].tracking
+    shown = await Positions(request.app[STORE].redis, cfg).shown(delivery)
+    if shown is None:
+        return None
+    return {
+        "stops_before": shown.stops_before,
+        "position": shown.position,
+        "destination": shown.destination,
+        "tiles": cfg.map_tiles,
+        "attribution": cfg.map_attribution,
+    }
+
+
 async def _live_context(request: web.Request, page: Page) -> dict[str, Any]:
     d, fmt = page.delivery, Formatter(page.lang, page.timezone)
     timeline = await request.app[STORE].timeline(d["id"])
@@ -154,8 +176,11 @@ async def _live_context(request: web.Request, page: Page) -> dict[str, Any]:
         "driver": {"first_name": (driver.get("name") or "").split(" ")[0], "contact": contact} if contact else None,
         "pod": pod,
         "timeline": steps,
+        "driver_map": await _driver_map(request, d),
     }
-    fingerprint = json.dumps([context["status"], context["eta"], contact, pod, len(steps)], default=str)
+    fingerprint = json.dumps(
+        [context["status"], context["eta"], contact, pod, len(steps), context["driver_map"]], default=str
+    )
     context["version"] = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
     return context
 

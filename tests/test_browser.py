@@ -14,7 +14,7 @@ import asyncio
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from aiohttp import web
 from hub import console as sandbox_console
 from hub.appkeys import REDIS, SETTINGS
 from hub.redis_server import free_port
-from tests.conftest import Hub
+from tests.conftest import Hub, reserve_port
 from tests.events import make_event
 from tests.test_track import SLOTS, link_in
 
@@ -333,3 +333,174 @@ async def test_two_shops_pages_wear_their_own_logo_and_colour(hub: Hub, browser:
         )
         assert logo > 0 and header == colours[shop_id]
         await browser.shot(f"tracking-page-{shop_id}")
+
+
+# -- the driver on the map (hub.location) --------------------------------------------------------
+
+HOME = {"lat": 52.5301, "lon": 13.4012}
+# Records every Content-Security-Policy violation of the pages the browser opens from now on
+# (injected through the DevTools protocol, before any script of the page runs).
+_CSP_RECORDER = (
+    "window.__csp = [];"
+    "document.addEventListener('securitypolicyviolation', function (e) {"
+    " window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); });"
+)
+
+
+def _tile_png() -> bytes:
+    """A 256-pixel map tile of our own: a pale ground with a faint grid (nothing from the internet)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ground, line = bytes((238, 240, 234)), bytes((214, 219, 208))
+    rows = b"".join(
+        b"\x00" + b"".join(line if x % 64 == 0 or y % 64 == 0 else ground for x in range(256)) for y in range(256)
+    )
+    header = struct.pack(">IIBBBBB", 256, 256, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def _tiles_from(request: pytest.FixtureRequest, url: str) -> None:
+    """Points the ``hub`` fixture's tile server at ``url`` (a test asks for its tile fixture before
+    ``hub``), keeping the test's own settings marker."""
+    own = request.node.get_closest_marker("settings")
+    merged = {**(own.kwargs if own else {}), "tracking.map_tiles": url}
+    request.node.add_marker(pytest.mark.settings(**merged), append=False)
+
+
+@pytest.fixture
+async def tile_server(request: pytest.FixtureRequest) -> AsyncIterator[list[str]]:
+    """A local tile server answering every tile with the same plain PNG; the Referer of each
+    tile request it served."""
+    png = _tile_png()
+    referers: list[str] = []
+
+    async def tile(request: web.Request) -> web.Response:
+        referers.append(request.headers.get("Referer", ""))
+        return web.Response(body=png, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/{z}/{x}/{y}.png", tile)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/{{z}}/{{x}}/{{y}}.png"
+    _tiles_from(request, url)
+    try:
+        yield referers
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def dead_tiles(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A tile server that is not there: a loopback port bound but not listening (refused)."""
+    sock = reserve_port()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/{{z}}/{{x}}/{{y}}.png"
+    _tiles_from(request, url)
+    try:
+        yield url
+    finally:
+        sock.close()
+
+
+async def _map_page(hub: Hub, browser: Browser) -> str:
+    """The sample delivery out for delivery (English, with its address's coordinates), opened in the
+    browser with the CSP recorder in place; its link."""
+    from tests.test_location import out_for_delivery
+
+    url = await out_for_delivery(hub)
+    await browser.run(
+        browser.driver.execute_cdp_cmd, "Page.addScriptToEvaluateOnNewDocument", {"source": _CSP_RECORDER}
+    )
+    return url
+
+
+async def _report(hub: Hub, lat: float, lon: float, stops: int, minutes_ago: float) -> None:
+    from tests.test_location import at
+
+    body = {"lat": lat, "lon": lon, "at": at(minutes_ago), "stops_before": stops}
+    resp = await hub.request("POST", "/v1/deliveries/D-1001/location", json=body)
+    assert resp.status == 200 and (await resp.json())["status"] == "stored"
+
+
+async def _until(browser: Browser, script: str, expected: Any, timeout: float = 30.0) -> Any:
+    """Waits (WebDriverWait, polling the page) until ``script`` returns ``expected``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def wait() -> Any:
+        return WebDriverWait(browser.driver, timeout, poll_frequency=0.1).until(
+            lambda d: d.execute_script(script) == expected
+        )
+
+    try:
+        return await browser.run(wait)
+    except Exception as e:
+        raise AssertionError(f"{script} is {await browser.run(browser.driver.execute_script, script)!r}") from e
+
+
+_DRIVER_AT = (
+    "var m = window.hubTrackMap && window.hubTrackMap.driver; return m ? [m.getLatLng().lat, m.getLatLng().lng] : null;"
+)
+# Where the driver's marker is drawn on screen, against where the map projects its position: the
+# marker's centre, less the point the map computes for its LatLng, in CSS pixels.
+_DRIVER_DRAWN_OFF = (
+    "var t = window.hubTrackMap, box = t.driver.getElement().getBoundingClientRect(),"
+    " frame = t.map.getContainer().getBoundingClientRect(), p = t.map.latLngToContainerPoint(t.driver.getLatLng());"
+    " return [Math.round(box.left + box.width / 2 - frame.left - p.x),"
+    " Math.round(box.top + box.height / 2 - frame.top - p.y),"
+    " p.x > 0 && p.y > 0 && p.x < frame.width && p.y < frame.height];"
+)
+
+
+@pytest.mark.settings(**{"tracking.poll_seconds": 2})
+async def test_the_driver_marker_sits_where_the_position_says_and_moves_with_it(
+    tile_server: list[str], hub: Hub, browser: Browser
+) -> None:
+    url = await _map_page(hub, browser)
+    await _report(hub, 52.5205, 13.3951, stops=3, minutes_ago=2)
+    await browser.open(url)
+    assert "3 stops before you" in await browser.text()
+    await _until(browser, _DRIVER_AT, [52.5205, 13.3951])
+    dest = "var d = window.hubTrackMap.destination; return d ? [d.getLatLng().lat, d.getLatLng().lng] : null;"
+    assert await browser.run(browser.driver.execute_script, dest) == [HOME["lat"], HOME["lon"]]
+    off = await browser.run(browser.driver.execute_script, _DRIVER_DRAWN_OFF)
+    assert abs(off[0]) <= 1 and abs(off[1]) <= 1 and off[2] is True, off  # drawn at its position, inside the map
+    await browser.run(browser.driver.execute_script, "window.__firstMap = window.hubTrackMap.map;")
+    await _until(browser, "return document.querySelectorAll('#driver-map img.leaflet-tile-loaded').length > 0", True)
+    await browser.shot("tracking-page-map")
+    assert set(tile_server) == {hub.base + "/"}  # the page's origin, never the link with its token
+    await _report(hub, 52.5262, 13.3998, stops=1, minutes_ago=1)
+    # No reload: the page's own refresh brought the new position and moved the same marker on the same map.
+    await _until(browser, _DRIVER_AT, [52.5262, 13.3998])
+    same = "return window.hubTrackMap.map === window.__firstMap && document.getElementById('driver-map') !== null;"
+    assert await browser.run(browser.driver.execute_script, same) is True
+    assert "1 stop before you" in await browser.text()
+    off = await browser.run(browser.driver.execute_script, _DRIVER_DRAWN_OFF)
+    assert abs(off[0]) <= 1 and abs(off[1]) <= 1 and off[2] is True, off
+    assert await browser.run(browser.driver.execute_script, "return window.__csp;") == []
+    # The recorder itself works: an image from an origin the policy does not name is reported.
+    probe = "var i = new Image(); i.src = 'http://192.0.2.1/x.png'; document.body.appendChild(i);"
+    await browser.run(browser.driver.execute_script, probe)
+    await _until(browser, "return window.__csp.length > 0 && window.__csp[0].indexOf('img-src') === 0;", True)
+
+
+async def test_without_tiles_the_page_still_shows_the_driver_and_the_destination(
+    dead_tiles: str, hub: Hub, browser: Browser
+) -> None:
+    url = await _map_page(hub, browser)
+    await _report(hub, 52.5262, 13.3998, stops=0, minutes_ago=1)
+    await browser.open(url)
+    await _until(browser, _DRIVER_AT, [52.5262, 13.3998])
+    assert "Your stop is next" in await browser.text()
+    off = await browser.run(browser.driver.execute_script, _DRIVER_DRAWN_OFF)
+    assert abs(off[0]) <= 1 and abs(off[1]) <= 1 and off[2] is True, off
+    shown = (
+        "return !!window.hubTrackMap.destination.getElement() && window.hubTrackMap.destination.getElement().complete;"
+    )
+    await _until(browser, shown, True)  # the destination's pin (a vendored image) is drawn
+    assert await browser.run(browser.driver.execute_script, "return window.__csp;") == []

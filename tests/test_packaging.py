@@ -81,3 +81,10 @@ def test_hub_bench_help_works_from_anywhere() -> None:
 def test_the_scaling_plot_goes_to_var_unless_told_where() -> None:
     # docs/benchmarks-scaling.png is regenerated on purpose only (docs/benchmarks.md names how).
     assert DEFAULT_PLOT == ROOT / "var" / "benchmarks-scaling.png"
+
+
+def test_the_wheel_holds_the_tracking_page_assets_and_the_vendored_map_library(tmp_path: Path) -> None:
+    names = set(_wheel_modules(tmp_path))
+    leaflet = "hub/static/vendor/leaflet/"
+    assert {"hub/static/track.js", "hub/static/track.css", "hub/static/track-map.css"} <= names
+    assert {leaflet + f for f in ("leaflet.js", "leaflet.css", "LICENSE", "images/marker-icon.png")} <= names
