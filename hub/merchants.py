@@ -28,12 +28,14 @@ from redis.asyncio import Redis
 from preferences.validation import check_email, check_phone
 
 from . import keys
+from .vocabulary import MILESTONES
 
 __all__ = ["MERCHANT_ID", "Brand", "Merchant", "MerchantEntry", "Merchants", "is_alphanumeric_sender"]
 
 MERCHANT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _MERCHANT_ID = re.compile(MERCHANT_ID)
 _ALPHANUMERIC = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+_CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 _NAMED = re.compile(r"^(?P<name>[^<>]*?)\s*<(?P<address>[^<>\s]+)>$")
 _URL_SAFE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&()*+=%]+$")  # no spaces, quotes, commas or semicolons
 _STATIC = "/static/"
@@ -84,6 +86,11 @@ class Merchant(BaseModel):
     brand_color: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$", description="#RRGGBB")
     support_url: str | None = Field(None, max_length=2000, description="https URL of the shop's help")
     support_phone: str | None = Field(None, max_length=40, description="the shop's support number (E.164)")
+    whatsapp_templates: dict[str, dict[str, str]] | None = Field(
+        None,
+        description="the shop's own approved WhatsApp Content templates, {milestone: {locale: content_sid}}, used"
+        " before whatsapp.templates (the hub's) for its deliveries",
+    )
 
     @field_validator("name")
     @classmethod
@@ -133,6 +140,17 @@ class Merchant(BaseModel):
     @classmethod
     def _colour(cls, value: str | None) -> str | None:
         return None if value is None else value.lower()
+
+    @field_validator("whatsapp_templates")
+    @classmethod
+    def _content_sids(cls, value: dict[str, dict[str, str]] | None) -> dict[str, dict[str, str]] | None:
+        for milestone, by_locale in (value or {}).items():
+            if milestone not in MILESTONES:
+                raise ValueError(f"unknown milestone {milestone!r}")
+            for locale, sid in by_locale.items():
+                if not _CONTENT_SID.match(sid) or not 1 <= len(locale) <= 20:
+                    raise ValueError(f"{locale!r}: a Content SID is HX followed by 32 hex digits")
+        return value
 
     @field_validator("support_phone")
     @classmethod

@@ -215,6 +215,7 @@ class MerchantView(BaseModel):
     brand_color: str | None = None
     support_url: str | None = None
     support_phone: str | None = None
+    whatsapp_templates: dict[str, dict[str, str]] | None = None
     source: Literal["api", "config"] = Field(description="registered through the API, or listed in the configuration")
 
 

@@ -94,10 +94,16 @@ class Windows:
         await self.redis.delete(keys.whatsapp_window(self.pepper, e164))
 
 
-def template_for(settings: Settings, milestone: str, locale: str) -> str | None:
-    """The approved template's Content SID for a milestone in a locale, or in its language."""
-    by_locale = settings.whatsapp.templates.get(milestone) or {}
-    return by_locale.get(locale) or by_locale.get(locale.split("-")[0]) or None
+def template_for(
+    settings: Settings, milestone: str, locale: str, shop: dict[str, dict[str, str]] | None = None
+) -> str | None:
+    """The approved template's Content SID for a milestone in a locale, or in its language: the
+    shop's own (``Merchant.whatsapp_templates``) first, then the hub's (``whatsapp.templates``)."""
+    for table in (shop or {}, settings.whatsapp.templates):
+        by_locale = table.get(milestone) or {}
+        if found := by_locale.get(locale) or by_locale.get(locale.split("-")[0]):
+            return found
+    return None
 
 
 def variables(settings: Settings, context: dict[str, Any], text: str) -> str:
@@ -128,7 +134,8 @@ def whatsapp_outbound(
     """The WhatsApp message for ``rec`` (free-form inside the window, else its template), and the
     permanent failure to record instead of sending it when it may not go out on WhatsApp. The
     message is built either way: a send whose answer was lost is looked up by it."""
-    content_sid = template_for(settings, rec.milestone, rec.locale)
+    shop = rendered.brand.merchant.whatsapp_templates if rendered.brand else None
+    content_sid = template_for(settings, rec.milestone, rec.locale, shop)
     outbound = Outbound(
         rec.id,
         "whatsapp",

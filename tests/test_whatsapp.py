@@ -338,3 +338,31 @@ async def test_without_a_whatsapp_sender_the_fallback_stands_in_beside_the_other
     await hub.run_worker()
     assert whatsapps(hub) == []
     assert len(hub.messages(channel="email")) == 1 and [m["to"] for m in hub.messages(channel="sms")] == [PHONE]
+
+
+# -- a shop's own templates ------------------------------------------------------------------------
+SHOP_OFD = "HX" + "a" * 32
+
+
+async def test_a_shops_own_template_goes_before_the_hubs(hub: Hub) -> None:
+    shop = {"name": "Nordlicht Books", "whatsapp_templates": {"out_for_delivery": {"de": SHOP_OFD}}}
+    assert (await hub.request("PUT", "/v1/merchants/nordlicht", json=shop)).status == 201
+    await prefer_whatsapp(hub)
+    assert (await hub.post_event(event(delivery__merchant_id="nordlicht"))).status == 202
+    await hub.run_worker()
+    [sent] = whatsapps(hub)
+    assert sent["meta"]["content_sid"] == SHOP_OFD
+    # For a milestone the shop has no template of its own, the hub's applies.
+    later = event("delivered", delivery__merchant_id="nordlicht", occurred_at="2026-11-24T10:30:00+01:00")
+    assert (await hub.post_event(later)).status == 202
+    await hub.run_worker()
+    assert whatsapps(hub)[-1]["meta"]["content_sid"] == TEMPLATES["delivered"]["de"]
+
+
+@pytest.mark.parametrize(
+    "templates", [{"out_for_delivery": {"de": "HX123"}}, {"teleported": {"de": SHOP_OFD}}, {"delivered": "HX"}]
+)
+async def test_a_shops_bad_template_table_is_refused_naming_the_field(hub: Hub, templates: Any) -> None:
+    resp = await hub.request("PUT", "/v1/merchants/nordlicht", json={"name": "N", "whatsapp_templates": templates})
+    assert resp.status == 422
+    assert "whatsapp_templates" in await resp.text()
