@@ -34,8 +34,6 @@ import jinja2
 from aiohttp import web
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from preferences import CHANNELS
-
 from . import keys
 from .appkeys import (
     CUSTOMERS,
@@ -54,7 +52,7 @@ from .i18n import page_strings
 from .location import Positions, content_security_policy
 from .merchants import text_colour
 from .policy import customer_timezone, quiet_window
-from .track_forms import ACTIONS
+from .track_forms import ACTIONS, reachable_channels
 from .track_page import (
     CSRF_COOKIE,
     GROUPS,
@@ -202,7 +200,7 @@ def _forms_context(request: web.Request, page: Page, terminal: bool) -> dict[str
             if datetime.fromisoformat(s["start"]).timestamp() > now:
                 slots.append({"id": s["id"], "label": fmt.slot(s["start"], s["end"])})
     requested = d.get("reschedule_requested")
-    reachable = [c for c in CHANNELS if page.customer.contact(c)]
+    reachable = reachable_channels(request, page)
     chosen = prefs.get("channels") or {}
     groups = []
     for name, milestones in GROUPS.items():

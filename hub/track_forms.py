@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from preferences import CHANNELS, Preferences
 
 from . import keys
-from .appkeys import CONVERSATIONS, CUSTOMERS, STORE, TRACK_STRINGS
+from .appkeys import CONVERSATIONS, CUSTOMERS, SETTINGS, STORE, TRACK_STRINGS
 from .context import Formatter
 from .track_page import GROUPS, KINDS, NEEDS_NOTE, NOTE_MAX, Page, answer_key
 
@@ -141,9 +141,16 @@ def _preferences_change(
     return change, errors
 
 
+def reachable_channels(request: web.Request, page: Page) -> list[str]:
+    """The channels the page offers: those the customer has an address for, WhatsApp only when
+    the hub has a WhatsApp sender (else choosing it would only ever mean its fallback)."""
+    whatsapp = request.app[SETTINGS].whatsapp.from_number is not None
+    return [c for c in CHANNELS if page.customer.contact(c) and (c != "whatsapp" or whatsapp)]
+
+
 async def prefer(request: web.Request, page: Page, form: Any) -> list[str]:
     t = page.strings
-    reachable = [c for c in CHANNELS if page.customer.contact(c)]
+    reachable = reachable_channels(request, page)
     languages = request.app[TRACK_STRINGS].keys()
     change, errors = _preferences_change(form, reachable, t, languages)
     try:

@@ -20,6 +20,7 @@ from hub.whatsapp import template_for, variables
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
 from tests.test_lost_answer import SHORT, everything_settled, messages, steps, until
+from tests.test_track import browser, get_page, link_in
 from tests.test_twoway import SLOTS
 
 PHONE = "+4915112345678"
@@ -366,3 +367,26 @@ async def test_a_shops_bad_template_table_is_refused_naming_the_field(hub: Hub, 
     resp = await hub.request("PUT", "/v1/merchants/nordlicht", json={"name": "N", "whatsapp_templates": templates})
     assert resp.status == 422
     assert "whatsapp_templates" in await resp.text()
+
+
+# -- the tracking page -----------------------------------------------------------------------------
+async def _preferences_form(hub: Hub) -> str:
+    await prefer_whatsapp(hub, channels={"default": ["sms"]})
+    assert (await hub.post_event(event())).status == 202
+    await hub.run_worker()
+    [sms] = hub.messages(channel="sms")[-1:]
+    async with browser() as session:
+        status, page = await get_page(session, link_in(sms["text"]))
+    assert status == 200
+    return page
+
+
+async def test_the_page_offers_whatsapp_when_the_hub_can_send_it(hub: Hub) -> None:
+    page = await _preferences_form(hub)
+    assert 'name="opt_out" value="whatsapp"' in page and 'name="opt_out" value="sms"' in page
+
+
+@pytest.mark.settings(**{"whatsapp.from_number": None})
+async def test_the_page_offers_no_whatsapp_without_a_sender(hub: Hub) -> None:
+    page = await _preferences_form(hub)
+    assert 'value="whatsapp"' not in page and 'name="opt_out" value="sms"' in page
