@@ -67,7 +67,7 @@ CUSTOMERS: list[dict[str, Any]] = [
         "name": "Yuki Tanaka",
         "email": "yuki@example.jp",
         "push_tokens": ["demo-token-yuki"],
-        "locale": "en",
+        "locale": "ja-JP",
         "timezone": "Asia/Tokyo",
     },
 ]

@@ -74,6 +74,21 @@ async def test_a_coded_reason_reaches_the_customer_in_their_language(hub: Hub) -
     assert "rang twice" in await resp.text()
 
 
+@pytest.mark.parametrize("lang", LOCALES)
+async def test_each_customer_hears_in_their_own_language(hub: Hub, lang: str) -> None:
+    event = make_event(
+        "delivery_failed",
+        customer__locale=lang,
+        customer__email=f"{lang}@example.com",
+        data={"reason_code": "access_problem"},
+    )
+    assert (await hub.post_event(event)).status == 202
+    await hub.run_worker()
+    [mail] = hub.messages(channel="email")
+    assert f'lang="{lang}"' in (mail["html"] or "")
+    assert reason_texts(TEMPLATES)[lang]["access_problem"] in mail["text"]
+
+
 async def test_free_text_is_passed_through_without_a_code(hub: Hub) -> None:
     event = make_event("delivery_failed", data={"reason": "Hund im Garten"})
     assert (await hub.post_event(event)).status == 202
