@@ -170,14 +170,15 @@ async def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _sandbox_sms(settings: Settings, args: argparse.Namespace) -> int:
+    """``hub sandbox sms`` and ``hub sandbox whatsapp``: a customer's message to the hub."""
     import aiohttp
 
-    to = args.to or settings.twilio.from_number or ""
+    channel = args.sandbox_command
+    to = args.to or (settings.whatsapp.from_number if channel == "whatsapp" else settings.twilio.from_number) or ""
+    message = {"from": args.from_, "body": args.body, **({"to": to} if to else {})}
     async with (
         aiohttp.ClientSession() as http,
-        http.post(
-            f"{args.url.rstrip('/')}/sandbox/sms/inbound", json={"from": args.from_, "to": to, "body": args.body}
-        ) as resp,
+        http.post(f"{args.url.rstrip('/')}/sandbox/{channel}/inbound", json=message) as resp,
     ):
         body = await resp.json()
     if resp.status >= 400:
@@ -350,11 +351,14 @@ def _add_replays(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 def _add_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sandbox = sub.add_parser("sandbox", help="talk to a running hub dev sandbox")
     sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True)
-    sms = sandbox_sub.add_parser("sms", help="send an SMS to the hub as if from a phone (signed like Twilio)")
-    sms.add_argument("--from", dest="from_", required=True, help="sender phone number, E.164")
-    sms.add_argument("--body", required=True)
-    sms.add_argument("--to", help="the hub's number (default: twilio.from_number)")
-    sms.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
+    for channel, what in (("sms", "an SMS"), ("whatsapp", "a WhatsApp message")):
+        text = sandbox_sub.add_parser(channel, help=f"send {what} to the hub as if from a phone (signed like Twilio)")
+        text.add_argument("--from", dest="from_", required=True, help="sender phone number, E.164")
+        text.add_argument("--body", required=True)
+        text.add_argument(
+            "--to", help=f"the hub's number (default: {'whatsapp' if channel == 'whatsapp' else 'twilio'}.from_number)"
+        )
+        text.add_argument("--url", default="http://127.0.0.1:8080", help="the hub dev origin")
     call = sandbox_sub.add_parser("call", help="call a hub number (e.g. a proxy number) as if from a phone")
     call.add_argument("--from", dest="from_", required=True, help="caller's phone number, E.164")
     call.add_argument("--to", required=True, help="the number called (a proxy number)")

@@ -221,7 +221,7 @@ class Conversations:
             await self.redis.delete(self._optout_key(phone, channel))
             await self.webhooks.emit("contact.opted_in", {"customer_id": customer.id, "channel": channel}, key=sid)
             return Answer(self._say(locale, "start_confirm", channel=channel), "start")
-        return Answer(self._say(locale, "help", merchant=await self._merchant(prompt)), "help")
+        return Answer(self._say(locale, "help", merchant=await self._merchant(prompt), channel=channel), "help")
 
     async def _number(
         self,

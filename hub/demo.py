@@ -244,6 +244,7 @@ def on_the_road(run: str = "", now: datetime | None = None) -> dict[str, Any]:
         "id": f"D-1006{run}",
         "tracking_code": "LM400100299",
         "merchant": MERCHANTS[1],
+        "merchant_id": SHOP_OF[1],
         "address": "12 Harbour Street",
         "eta": {"start": _iso(now), "end": _iso(now + timedelta(hours=1))},
         "destination": ANA_HOME,

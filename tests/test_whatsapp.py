@@ -390,3 +390,11 @@ async def test_the_page_offers_whatsapp_when_the_hub_can_send_it(hub: Hub) -> No
 async def test_the_page_offers_no_whatsapp_without_a_sender(hub: Hub) -> None:
     page = await _preferences_form(hub)
     assert 'value="whatsapp"' not in page and 'name="opt_out" value="sms"' in page
+
+
+async def test_help_over_whatsapp_speaks_of_whatsapp(hub: Hub) -> None:
+    await prefer_whatsapp(hub)
+    await hub.post_event(event())
+    await hub.run_worker()
+    [answer] = (await write_whatsapp(hub, "HELP"))["replies"]
+    assert "WhatsApp" in answer and "SMS" not in answer and "STOP" in answer
