@@ -177,8 +177,9 @@ def _banner(dev: _Dev, workers: int) -> str:
     {origin}/sandbox/console
   API reference, metrics, readiness:
     {origin}/docs   {origin}/metrics   {origin}/readyz
-  Text the hub as a customer (e.g. reply 2 to a reschedule offer, or STOP):
-    .venv/bin/hub sandbox sms --url {origin} --from +34612345678 --body 2
+  Text the hub as a customer (reply 2 to a reschedule offer, or STOP), by SMS or WhatsApp:
+    .venv/bin/hub sandbox sms --url {origin} --from +12125550142 --body "5 great driver"
+    .venv/bin/hub sandbox whatsapp --url {origin} --from +34612345678 --body 2
   Stop with Ctrl-C.
 """
 
