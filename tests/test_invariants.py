@@ -197,6 +197,14 @@ async def accepted_ids(hub: Hub) -> set[str]:
 @example(script=[("batch", 1, 4, 1), ("event", 1, "eta_changed", 1), ("clock", 3)])
 @example(script=[("fault", ("twilio", "accept-drop")), ("event", 1, "arriving_soon", 2), ("clock", 60)])
 async def test_the_promises_hold_over_any_interleaving(hub: Hub, script: list[tuple[Any, ...]]) -> None:
+    await explore(hub, World(hub), script, ["sms", "email"])
+
+
+async def explore(
+    hub: Hub, world: Any, script: list[tuple[Any, ...]], channels: list[str], whatsapp: dict[int, str] | None = None
+) -> None:
+    """Run ``script`` from an empty hub whose customers want ``channels`` (and have the WhatsApp
+    numbers of ``whatsapp``), checking the promises after every step and once all is due."""
     redis = aioredis.Redis.from_url(hub.settings.redis_url or "", decode_responses=True)
     try:
         await redis.flushall()
@@ -205,10 +213,11 @@ async def test_the_promises_hold_over_any_interleaving(hub: Hub, script: list[tu
         hub.now = TEST_NOW
         for n, contact in CUSTOMERS.items():
             body = {**contact, "push_tokens": [f"tok-{n}"], "timezone": "Europe/Berlin", "locale": "en-US"}
+            if whatsapp and whatsapp[n] != contact["phone"]:
+                body["whatsapp"] = whatsapp[n]
             await hub.request("PUT", f"/v1/customers/C-{n}", json=body)
-            prefs = {"channels": {"default": ["sms", "email"]}}
+            prefs = {"channels": {"default": channels}}
             await hub.request("PATCH", f"/v1/customers/C-{n}/preferences", json=prefs)
-        world = World(hub)
         for step in script:
             before = await accepted_ids(hub)
             await world.apply(step)
@@ -296,30 +305,4 @@ class WhatsAppWorld(World):
 @example(script=[("fault", ("twilio", "accept-drop")), ("event", 1, "arriving_soon", 2), ("clock", 60)])
 @example(script=[("event", 1, "delivered", 0), ("wreply", 1, "4 fine"), ("erase", 1), ("clock", 3)])
 async def test_the_promises_hold_with_whatsapp(hub: Hub, script: list[tuple[Any, ...]]) -> None:
-    redis = aioredis.Redis.from_url(hub.settings.redis_url or "", decode_responses=True)
-    try:
-        await redis.flushall()
-        hub.sandbox.ledger.clear()
-        hub.sandbox.faults.clear()
-        hub.now = TEST_NOW
-        for n, contact in CUSTOMERS.items():
-            body = {**contact, "push_tokens": [f"tok-{n}"], "timezone": "Europe/Berlin", "locale": "en-US"}
-            if WA_NUMBERS[n] != contact["phone"]:
-                body["whatsapp"] = WA_NUMBERS[n]
-            await hub.request("PUT", f"/v1/customers/C-{n}", json=body)
-            prefs = {"channels": {"default": ["sms", "whatsapp", "email"]}}
-            await hub.request("PATCH", f"/v1/customers/C-{n}/preferences", json=prefs)
-        world = WhatsAppWorld(hub)
-        for step in script:
-            before = await accepted_ids(hub)
-            await world.apply(step)
-            await hub.run_worker()
-            assert await quiet_violations(hub, before) == [], step
-            assert await stale_news(hub, before) == [], step
-            await world.check(redis)
-        await hub.fast_forward(24 * 3600)
-        await hub.run_worker()
-        await world.check(redis)
-    finally:
-        hub.sandbox.faults.clear()
-        await redis.aclose()
+    await explore(hub, WhatsAppWorld(hub), script, ["sms", "whatsapp", "email"], WA_NUMBERS)
