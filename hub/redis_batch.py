@@ -63,6 +63,7 @@ _ALONE = frozenset(
 )
 
 _Pending = tuple[tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
+_CLOSE_WAIT = 5.0  # seconds aclose() waits for batches in flight before cancelling them
 
 
 class BatchingRedis(Redis):
@@ -84,6 +85,22 @@ class BatchingRedis(Redis):
             self._flush_scheduled = True
             loop.call_soon(self._flush)
         return await future
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close after the batches in flight: one sent after the pool was disconnected would take
+        a new connection that nothing ever closes (a worker stopped mid-job did exactly that).
+        A batch still unanswered after ``_CLOSE_WAIT`` seconds is cancelled, which closes its
+        connection."""
+        while self._flush_scheduled or self._sending:
+            if not self._sending:
+                await asyncio.sleep(0)  # the scheduled flush runs and starts its batch
+                continue
+            _, late = await asyncio.wait(set(self._sending), timeout=_CLOSE_WAIT)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        await super().aclose(close_connection_pool)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

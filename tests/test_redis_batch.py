@@ -84,3 +84,21 @@ def test_commands_bound_to_their_connection_are_never_batched(command: str) -> N
     from hub.redis_batch import _ALONE
 
     assert command in _ALONE
+
+
+def _open_connections(client: aioredis.Redis) -> int:
+    pool = client.connection_pool
+    conns = [*pool._available_connections, *pool._in_use_connections]  # type: ignore[attr-defined]
+    return sum(1 for c in conns if c._writer is not None)  # type: ignore[attr-defined]
+
+
+async def test_closing_lets_batches_in_flight_finish_and_leaves_no_connection_open(redis_url: str) -> None:
+    # Commands issued just before the client closes (a worker stopped mid-job): their batch is
+    # sent after close() unless close waits for it, and its connection then stays open, to be
+    # found unclosed by the garbage collector in some later test.
+    client = BatchingRedis.from_url(redis_url, decode_responses=True)
+    calls = [asyncio.ensure_future(client.set(f"late{i}", i)) for i in range(5)]
+    await asyncio.sleep(0)  # the callers are queued; the batch is not sent yet
+    await client.aclose()
+    assert await asyncio.gather(*calls, return_exceptions=True) == [True] * 5
+    assert _open_connections(client) == 0
