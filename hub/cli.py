@@ -173,7 +173,7 @@ async def _sandbox_sms(settings: Settings, args: argparse.Namespace) -> int:
     """``hub sandbox sms`` and ``hub sandbox whatsapp``: a customer's message to the hub."""
     import aiohttp
 
-    channel = args.sandbox_command
+    channel = getattr(args, "sandbox_command", "sms")
     to = args.to or (settings.whatsapp.from_number if channel == "whatsapp" else settings.twilio.from_number) or ""
     message = {"from": args.from_, "body": args.body, **({"to": to} if to else {})}
     async with (
