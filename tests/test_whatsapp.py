@@ -398,3 +398,23 @@ async def test_help_over_whatsapp_speaks_of_whatsapp(hub: Hub) -> None:
     await hub.run_worker()
     [answer] = (await write_whatsapp(hub, "HELP"))["replies"]
     assert "WhatsApp" in answer and "SMS" not in answer and "STOP" in answer
+
+
+async def test_hub_sandbox_whatsapp_writes_as_the_customer(hub: Hub, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from hub.cli import _sandbox_sms
+
+    await prefer_whatsapp(hub)
+    await hub.post_event(event())
+    await hub.run_worker()
+    origin = hub.sandbox_url.removesuffix("/sandbox")
+    args = argparse.Namespace(sandbox_command="whatsapp", from_=WHATSAPP, body="HELP", to=None, url=origin)
+    assert await _sandbox_sms(hub.settings, args) == 0
+    assert "WhatsApp" in capsys.readouterr().out
+    inbound = [
+        e.to_dict()
+        for e in hub.sandbox.ledger.entries()
+        if (e.to_dict().get("meta") or {}).get("direction") == "inbound"
+    ]
+    assert [m["channel"] for m in inbound] == ["whatsapp"]
