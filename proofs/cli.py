@@ -10,6 +10,7 @@ from collections.abc import Callable
 from . import (
     bench,
     bench_hosts,
+    bench_location,
     bench_mix,
     bench_peak,
     bench_peer,
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], int]] = {
     "email-peer": bench_peer.run_peer_bench,
     "redis-capacity": bench_redis.run_redis_capacity,
     "hosts": bench_hosts.run_hosts_bench,
+    "location": bench_location.run_location_bench,
 }
 
 

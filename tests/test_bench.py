@@ -77,6 +77,13 @@ def test_relay_routing_beside_a_bare_redis_get(tmp_path: Path) -> None:
     assert r["sessions_opened"] > 0 and r["route_ms"]["p50"] > 0 and r["redis_get_ms"]["p50"] > 0
 
 
+def test_driver_positions_beside_the_trivial_handler(tmp_path: Path) -> None:
+    r = bench(tmp_path, "location", "--events", "200")
+    assert r["answers_by_status"] == {"200": 200}
+    assert r["positions_per_s"] > 0 and r["healthz_per_s"] > 0
+    assert r["redis_commands_by_name_per_position"]["evalsha"] == 1.0  # one Lua call per position
+
+
 def test_a_crowd_of_replies_is_answered_and_sent_upstream(tmp_path: Path) -> None:
     r = bench(tmp_path, "webhooks", "--events", "100")
     assert r["answers_by_status"] == {"200": 100} and r["upstream_webhooks"] >= r["upstream_expected"]
