@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from preferences import CustomerStore
 
 from . import jobs, keys
-from .clock import now_iso
+from .clock import explicit_stamp, now_iso
 from .config import Settings
 from .relay import Relay
 
@@ -110,7 +110,7 @@ async def _scrub_records(redis: Redis, customer_id: str) -> bool:
             # An SMS opt-out (STOP) is kept: a suppression list must outlive the erasure.
         # contact_at: events received before the erasure cannot bring the contacts back.
         now = now_iso()
-        pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": now})
+        pipe.hset(key, mapping={"erased": "1", "updated_at": now, "contact_at": explicit_stamp(now)})
         # Tracking links stop working at once (their pages answer 410 Gone).
         for link_id in links:
             pipe.delete(keys.link(link_id))

@@ -134,7 +134,7 @@ if #missing > 0 then redis.call('HDEL', KEYS[1], unpack(missing)) end
 if contact['phone'] ~= have[3] then redis.call('HDEL', KEYS[1], 'phone_invalid') end
 if contact['email'] ~= have[4] then redis.call('HDEL', KEYS[1], 'email_invalid') end
 redis.call('HDEL', KEYS[1], 'erased')
-local args = {'updated_at', ARGV[3], 'contact_at', ARGV[3]}
+local args = {'updated_at', ARGV[3], 'contact_at', ARGV[3] .. '|'}  -- explicit: wins a same-ms tie (hub.clock)
 for k, v in pairs(contact) do table.insert(args, k); table.insert(args, v) end
 for k, v in pairs(prefs) do table.insert(args, k); table.insert(args, v) end
 redis.call('HSET', KEYS[1], unpack(args))

@@ -17,7 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from hub import keys, lua_records
-from hub.clock import now_iso
+from hub.clock import explicit_stamp, now_iso
 from hub.masking import mask_email, mask_numbers, mask_phone, mask_token
 
 __all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore", "encode_contact"]
@@ -152,7 +152,7 @@ class CustomerStore:
             if missing:
                 pipe.hdel(key, *missing)
             now = now_iso()
-            pipe.hset(key, mapping={**fields, "updated_at": now, "contact_at": now})
+            pipe.hset(key, mapping={**fields, "updated_at": now, "contact_at": explicit_stamp(now)})
             # Contacts given explicitly are taken as good again.
             pipe.hdel(key, "erased", "phone_invalid", "email_invalid")
             if "phone" in fields:

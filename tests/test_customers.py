@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.clock import explicit_stamp
 from tests.conftest import ADMIN_KEY, Hub
 from tests.events import make_event
 
@@ -154,3 +160,17 @@ async def test_a_retried_old_event_does_not_bring_back_a_replaced_phone(hub: Hub
     await hub.run_worker()
     record = await (await hub.request("GET", "/v1/customers/C-77?reveal=1", key=ADMIN_KEY)).json()
     assert record["phone"] == "+4915199990000"
+
+
+@settings(max_examples=300)
+@given(st.datetimes(max_value=datetime(9000, 1, 1), timezones=st.just(UTC)), st.integers(min_value=1, max_value=10**9))
+def test_an_explicit_contact_write_wins_a_same_millisecond_tie_and_loses_to_later_events(
+    moment: datetime, later_ms: int
+) -> None:
+    # APPLY_EVENT skips an event's contact data when the stored contact_at sorts after the event's
+    # receipt time. A PUT, an import or an erasure in the same millisecond as the event's receipt
+    # must win (a test that posted then PUT at once failed when both fell in one millisecond),
+    # and an event received later must still apply.
+    received = moment.isoformat(timespec="milliseconds")
+    later = (moment + timedelta(milliseconds=later_ms)).isoformat(timespec="milliseconds")
+    assert received < explicit_stamp(received) < later
