@@ -115,6 +115,20 @@ async def test_an_event_no_replica_holds_is_answered_503_and_accepted_when_poste
             return await group.synced(primary, 1)
 
         await group.until(one_back, 20, "a replica back in sync")
+
+        async def acking() -> bool:
+            # "online" in the primary's INFO comes before the replica answers WAIT within the
+            # 200 ms this test allows: on a busy machine the first WAIT after the sync can time out.
+            redis = connect(settings)
+            try:
+                await replicated(redis, settings)
+                return True
+            except NotReplicated:
+                return False
+            finally:
+                await redis.aclose()
+
+        await group.until(acking, 20, "the replica acknowledging writes")
         again = await client.post("/v1/events", json=event, headers=headers)
         assert again.status == 202, await again.text()
         assert (await again.json())["status"] == "duplicate"  # the refused post had written it
