@@ -291,7 +291,7 @@ async def _statuses(redis: Any) -> dict[str, int]:
     return dict(counts)
 
 
-async def run_failover(events: int = 200, timeout: float = 120.0) -> FailoverResult:
+async def run_failover(events: int = 200, timeout: float = 240.0) -> FailoverResult:
     """One run; see the module docstring."""
     begin = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="hub-chaos-failover-"))
@@ -312,6 +312,10 @@ async def run_failover(events: int = 200, timeout: float = 120.0) -> FailoverRes
             HUB_REDIS_SENTINEL__SERVICE=SERVICE,
             unpaced=True,
             **QUICK_RECOVERY,
+            # An event that meets the new primary before a replica acknowledges its writes is
+            # retried (NotReplicated), and each retry spends one of its tries: with the default 6
+            # a slow re-sync on a busy machine could exhaust them (2 of 500 messages missing once).
+            HUB_WORKER__MAX_TRIES="30",
         )
         await _run(group, stack, result, events, begin + timeout)
     finally:
