@@ -67,7 +67,8 @@ return state
 # event (ISO, UTC; may be empty), the opt-out pepper (``optout_pepper``), the delivery id, the
 # customer id, the milestones of the round (",out_for_delivery,...,"). The 4th result says
 # whether the customer's phone has texted STOP (``sms_optout``), so planning needs no further round trip; the 5th is the
-# event's arrival number.
+# event's arrival number; the 6th whether the customer's WhatsApp number (else the phone) sent
+# STOP over WhatsApp (``whatsapp_optout``).
 APPLY_EVENT = """
 local contact = cjson.decode(ARGV[8])
 local has_phone = contact['phone'] ~= nil
@@ -116,7 +117,10 @@ redis.call('EXPIRE', KEYS[6], ARGV[6])
 local phone = redis.call('HGET', KEYS[3], 'phone')
 local stopped = 0
 if phone and redis.call('EXISTS', 'hub:sms_optout:' .. redis.sha1hex(ARGV[11] .. phone)) == 1 then stopped = 1 end
-return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped, seq}
+local wa = redis.call('HGET', KEYS[3], 'whatsapp') or phone
+local wa_stopped = 0
+if wa and redis.call('EXISTS', 'hub:wa_optout:' .. redis.sha1hex(ARGV[11] .. wa)) == 1 then wa_stopped = 1 end
+return {current, redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[1]), stopped, seq, wa_stopped}
 """
 
 # Move a message to a new status if its current one allows it, creating the record on first

@@ -107,7 +107,7 @@ class Runtime:
         delivery_id, customer_id = delivery_in["id"], customer_in["id"]
         ids = {"event_id": event_id, "delivery_id": delivery_id, "source": source}
 
-        current, customer_raw, stored_delivery, sms_stopped, seq = await self.store.apply_event(
+        current, customer_raw, stored_delivery, sms_stopped, seq, wa_stopped = await self.store.apply_event(
             source=source,
             event_id=event_id,
             delivery_id=delivery_id,
@@ -134,7 +134,7 @@ class Runtime:
         customer = CustomerRecord.from_hash(customer_id, customer_raw or {})
         delivery = stored_delivery or {"id": delivery_id}
         stopped = frozenset({customer.phone}) if sms_stopped and customer.phone else frozenset()
-        stopped |= await whatsapp_blocked(self.redis, self.settings, customer)
+        stopped |= await whatsapp_blocked(self.redis, self.settings, customer, known=wa_stopped)
         decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
         outcome = Outcome("processed")
         driver_contact = await self._relay_for(milestone, delivery, customer, ids)

@@ -102,9 +102,10 @@ class HubStore:
         fields: dict[str, str],
         contact: dict[str, str],
         received_at: str = "",
-    ) -> tuple[bool, dict[str, str], dict[str, Any] | None, bool, int]:
+    ) -> tuple[bool, dict[str, str], dict[str, Any] | None, bool, int, bool]:
         """Apply an event (see lua_log.APPLY_EVENT); returns (current, customer hash, delivery,
-        whether the customer's phone has opted out of SMS, the event's arrival number)."""
+        whether the customer's phone has opted out of SMS, the event's arrival number, whether
+        the customer's WhatsApp number has opted out of WhatsApp)."""
         lift = any(k in contact for k in ("phone", "email", "push_tokens"))
         phone_key = keys.phone(contact["phone"]) if "phone" in contact else keys.customer(customer_id)
         result = await self._apply(
@@ -134,9 +135,16 @@ class HubStore:
                 "," + ",".join((*ON_THE_ROAD, *KEEPS)) + ",",  # the round: its position stays (hub.location)
             ],
         )
-        current, customer_flat, delivery_flat, sms_stopped, seq = result
+        current, customer_flat, delivery_flat, sms_stopped, seq, wa_stopped = result
         delivery = decode_delivery(delivery_id, pairs(delivery_flat))
-        return bool(int(current)), pairs(customer_flat), delivery, bool(int(sms_stopped)), int(seq)
+        return (
+            bool(int(current)),
+            pairs(customer_flat),
+            delivery,
+            bool(int(sms_stopped)),
+            int(seq),
+            bool(int(wa_stopped)),
+        )
 
     async def ensure_link(self, candidates: Sequence[str], delivery_id: str, customer_id: str, ttl: int) -> str | None:
         """Record (or renew) the tracking link of a delivery for a customer; see hub.links.

@@ -63,14 +63,18 @@ def split_address(twilio_address: str) -> tuple[str, str]:
     return "sms", twilio_address
 
 
-async def blocked(redis: Redis, settings: Settings, customer: CustomerRecord) -> frozenset[str]:
+async def blocked(
+    redis: Redis, settings: Settings, customer: CustomerRecord, known: bool | None = None
+) -> frozenset[str]:
     """What the planner must know about WhatsApp for this customer: ``OFF`` when no sender is
-    configured, ``whatsapp:<number>`` when that number sent STOP over WhatsApp (one EXISTS, only
-    for customers WhatsApp could reach)."""
+    configured, ``whatsapp:<number>`` when that number sent STOP over WhatsApp. ``known``: that
+    STOP as already read (lua_log.APPLY_EVENT reads it with the event); else one EXISTS."""
     number = customer.whatsapp_number
     if not settings.whatsapp.from_number:
         return frozenset({OFF})
-    if number and await redis.exists(keys.whatsapp_optout(keys.optout_pepper(settings.secret_key), number)):
+    if known is None and number:
+        known = bool(await redis.exists(keys.whatsapp_optout(keys.optout_pepper(settings.secret_key), number)))
+    if number and known:
         return frozenset({PREFIX + number})
     return frozenset()
 

@@ -193,6 +193,10 @@ async def test_whatsapp_stop_stops_whatsapp_and_not_sms(hub: Hub) -> None:
     await hub.run_worker()
     assert len(whatsapps(hub)) == 1  # nothing more on WhatsApp
     assert len(hub.messages(channel="sms")) == 2  # SMS goes on
+    # The planner knew from the event's own step (APPLY_EVENT), before any claim.
+    listed = await (await hub.request("GET", "/v1/messages?customer_id=C-77", key=ADMIN_KEY)).json()
+    skipped = [m for m in listed["messages"] if m["channel"] == "whatsapp" and m["status"] == "skipped"]
+    assert [m["history"][-1]["detail"] for m in skipped] == ["whatsapp_stopped"]
     await hub.run_worker()
     [opted_out] = hub.receiver.of_type("contact.opted_out")
     assert opted_out["data"]["channel"] == "whatsapp"
