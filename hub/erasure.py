@@ -27,8 +27,10 @@ from redis.asyncio import Redis
 from preferences import CustomerStore
 
 from . import jobs, keys
+from .availability import Availability
 from .clock import explicit_stamp, now_iso
 from .config import Settings
+from .feedback import forget_customer
 from .relay import Relay
 
 __all__ = ["WEBHOOK_KEPT_FIELDS", "erase_customer", "migrate_optout_keys"]
@@ -81,6 +83,8 @@ async def erase_customer(redis: Redis, settings: Settings, relay: Relay, custome
         await _erase_whatsapp(redis, settings, record.whatsapp_number)
     await _drop_waiting_jobs(redis, settings, customer_id)
     await _scrub_webhooks(redis, customer_id)
+    await Availability(redis, settings).erase(customer_id)  # what was learned goes too
+    await forget_customer(redis, settings, customer_id)  # the operators' follow-up list
     return await _scrub_records(redis, customer_id)
 
 

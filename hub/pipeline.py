@@ -34,15 +34,18 @@ from preferences import CustomerRecord
 from preferences.store import encode_contact
 
 from . import metrics
+from .availability import Availability
 from .config import Settings
+from .confirmations import select
 from .dispatch import Dispatcher
 from .jobs import Enqueue, MessageJob, MessageJobKind, message_job_id
 from .message import Spec
-from .planner import plan
+from .planner import Plan, plan
 from .records import Claimed, MessageRecord
 from .relay import PoolExhausted, RelayUnavailable, schedule_relay_close
 from .retries import MessageJobs
 from .schema import TERMINAL, occurred_ms_of
+from .stats import Stats
 from .whatsapp import blocked as whatsapp_blocked
 
 __all__ = ["Outcome", "Runtime"]
@@ -77,6 +80,8 @@ class Runtime:
         self.message_jobs = MessageJobs(self.dispatcher)
         self.store = self.dispatcher.store
         self.relay = self.dispatcher.relay
+        self.availability = Availability(redis, settings)
+        self.stats = Stats(redis, settings)
 
     async def run_job(self, source: str, event: dict[str, Any], spec: dict[str, Any], due_ms: int, kind: str) -> str:
         """A message's own job (hub.retries)."""
@@ -135,7 +140,7 @@ class Runtime:
         delivery = stored_delivery or {"id": delivery_id}
         stopped = frozenset({customer.phone}) if sms_stopped and customer.phone else frozenset()
         stopped |= await whatsapp_blocked(self.redis, self.settings, customer, known=wa_stopped)
-        decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
+        decided = await self._decide(source, event, customer, delivery, stopped)
         outcome = Outcome("processed")
         driver_contact = await self._relay_for(milestone, delivery, customer, ids)
         send = self.dispatcher.context(source, event, customer, delivery, stopped, driver_contact)
@@ -157,6 +162,22 @@ class Runtime:
             outcome.messages[send.message_id(spec)] = result
         await self.store.mark_done(source, event_id)
         return outcome
+
+    async def _decide(
+        self,
+        source: str,
+        event: dict[str, Any],
+        customer: CustomerRecord,
+        delivery: dict[str, Any],
+        stopped: frozenset[str],
+    ) -> Plan:
+        """What the applied event teaches and counts, then which messages it makes."""
+        milestone = event["type"]
+        await self.availability.learn(source, event, customer)
+        await self.stats.event_applied(source, event, delivery)
+        await self.availability.order_slots(event, customer)
+        decided = plan(milestone, customer, self.settings.channels, self.settings.fallback, stopped)
+        return await select(self.settings, self.availability, milestone, decided, customer, event)
 
     async def _settle_in_doubt(self, source: str, event: dict[str, Any]) -> None:
         """Hand each message a first try of this (now stale) event left ``sending`` (its worker
