@@ -255,6 +255,7 @@ _COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "demo": _demo,
     "bench": _proofs,
     "chaos": _proofs,
+    "simulate": _proofs,
     "webhooks": lambda settings, args: asyncio.run(_replay(settings, args)),
     "messages": lambda settings, args: asyncio.run(_messages(settings, args)),
     "sandbox": _sandbox,
@@ -333,6 +334,19 @@ def _add_chaos(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     chaos.add_argument("--json", help="also write the results to this JSON file")
 
 
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    simulate = sub.add_parser(
+        "simulate",
+        help="deliver to a synthetic population through the hub, with and without its hints (source checkout)",
+    )
+    simulate.add_argument("scenario", choices=["availability"])
+    simulate.add_argument("--customers", type=int, default=300)
+    simulate.add_argument("--weeks", type=int, default=8)
+    simulate.add_argument("--warmup", type=int, default=4, help="weeks the hub learns before the planner follows it")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--json", help="also write the report to this JSON file")
+
+
 def _add_replays(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     webhooks = sub.add_parser("webhooks", help="outbound webhook deliveries")
     webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
@@ -373,6 +387,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_dev, _add_production, _add_bench, _add_chaos, _add_replays, _add_sandbox, add_data_commands):
         add(sub)
+    _add_simulate(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ from . import (
     bench_webhooks,
     chaos,
     chaos_failover,
+    simulate,
 )
 
 __all__ = ["run"]
@@ -52,6 +53,8 @@ def _interrupt_on_sigterm() -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``hub bench <scenario>`` or ``hub chaos <scenario>``; the exit status is the verdict."""
     _interrupt_on_sigterm()
+    if args.command == "simulate":
+        return simulate.run_simulate_cli(args)
     if args.command == "chaos" and args.scenario == "redis-failover":
         return chaos_failover.run_failover_cli(args)
     if args.command == "chaos":
