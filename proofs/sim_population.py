@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -248,7 +248,7 @@ def assign_random(ids: Sequence[str], rng: random.Random, cap: int) -> dict[str,
     return out
 
 
-def assign_by_probability(probabilities: dict[str, Sequence[float]], cap: int) -> dict[str, int]:
+def assign_by_probability(probabilities: Mapping[str, Sequence[float]], cap: int) -> dict[str, int]:
     """The hub-aware planner: greedy by the largest loss avoided. Parcels whose best window is
     much better than their next best choose first; each takes its best window with room left."""
     load = [0] * len(WINDOWS)

@@ -141,6 +141,7 @@ def _delivery(parcel: Parcel, eta: tuple[str, str] | None) -> dict[str, Any]:
         "tracking_code": parcel.id.replace("-", ""),
         "merchant": "Simshop",
         "address": parcel.customer.address,
+        "area": parcel.customer.area,  # the district, as a carrier's depot knows it
     }
     if eta:
         out["eta"] = {"start": eta[0], "end": eta[1]}
