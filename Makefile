@@ -96,6 +96,13 @@ bench-smoke: $(VENV)/.bench
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
+# docs/first-attempt.md: a synthetic population delivered to with and without the hub's hints.
+SIM_ARGS ?= --customers 300 --weeks 8 --seed 1
+.PHONY: simulate
+simulate: $(VENV)/.bench
+	mkdir -p var
+	$(BIN)/hub simulate availability $(SIM_ARGS) --json var/simulate-availability.json
+
 # Data-volume runs (a 100,000-row customer import with bounded memory), in CI.
 large: $(STAMP)
 	$(BIN)/pytest -m large $(PYTEST_ARGS)

@@ -11,5 +11,7 @@ figures and what each run checks are in docs/benchmarks.md and docs/reliability.
 - ``bench`` (burst), ``bench_mix``, ``bench_peak``, ``bench_peer``, ``bench_relay``,
   ``bench_scale``, ``bench_webhooks``: the benchmark scenarios;
 - ``chaos``: the fault-injection runs;
-- ``cli``: what ``hub bench`` and ``hub chaos`` call.
+- ``cli``: what ``hub bench`` and ``hub chaos`` call;
+- ``simulate``, ``sim_population``, ``sim_hub``, ``sim_report``: ``hub simulate availability``
+  (docs/first-attempt.md).
 """
