@@ -34,6 +34,7 @@ __all__ = [
     "capacity",
     "door_answered",
     "make_population",
+    "oracle_failures",
     "reliability",
     "respond",
 ]
@@ -336,3 +337,27 @@ def door_answered(draws: Sequence[float], p_home: float, answered: bool, model: 
     if answered and plan >= model.plans_hold:
         return fresh < p_home
     return door < p_home
+
+
+def oracle_failures(pop: Population, first_week: int, weeks: int) -> tuple[int, int]:
+    """(first attempts, failed) of the greedy planner given the true routines instead of the
+    hub's estimates, without questions: what knowing the routines alone could reach (new
+    parcels only, so each day's capacity is a little looser than in the runs)."""
+    attempts = failed = 0
+    for day in range(first_week * 7, weeks * 7):
+        parcels = pop.parcels_on(day)
+        if not parcels:
+            continue
+        by_customer: dict[str, list[Parcel]] = {}
+        for p in parcels:
+            by_customer.setdefault(p.customer.id, []).append(p)
+        leads = {ps[0].id: ps for ps in by_customer.values()}
+        chosen = assign_by_probability(
+            {pid: ps[0].customer.home[day % 7] for pid, ps in leads.items()}, capacity(len(leads))
+        )
+        for pid, ps in leads.items():
+            lead = ps[0]
+            ok = attempt_draws(lead, 0)[0] < lead.customer.home[day % 7][chosen[pid]]
+            attempts += len(ps)
+            failed += 0 if ok else len(ps)
+    return attempts, failed

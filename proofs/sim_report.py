@@ -8,7 +8,7 @@ from dataclasses import asdict
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from .sim_population import Population, brier, reliability
+from .sim_population import Population, brier, oracle_failures, reliability
 
 if TYPE_CHECKING:
     from .simulate import Options, Tally
@@ -69,6 +69,7 @@ def build_report(pop: Population, opts: Options, start: date, baseline: Tally, a
     reduction = 1 - hub_rate / base_rate if base_rate else 0.0
     extra = (aware.questions + aware.acks) / parcels
     avoided = baseline.first_failed - aware.first_failed
+    oracle_first, oracle_failed = oracle_failures(pop, opts.warmup, opts.weeks)
     return {
         "seed": opts.seed,
         "customers": opts.customers,
@@ -80,6 +81,8 @@ def build_report(pop: Population, opts: Options, start: date, baseline: Tally, a
             "archetypes": dict(Counter(c.archetype for c in pop.customers)),
             "areas": dict(Counter(c.area for c in pop.customers)),
             "parcels": len(pop.parcels),
+            # The greedy planner given the true routines, no questions (docs/first-attempt.md).
+            "true_routine_planner_failure_rate": oracle_failed / max(1, oracle_first),
         },
         "baseline": base,
         "hub_aware": hub,
@@ -106,6 +109,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"{'':<34}{'baseline':>10}{'hub-aware':>11}")
     print(f"{'failed first attempts':<34}{f['baseline_failure_rate']:>10.1%}{f['hub_aware_failure_rate']:>11.1%}")
     b, h = r["baseline"], r["hub_aware"]
+    oracle = r["population"]["true_routine_planner_failure_rate"]
+    print(f"(the same greedy planner knowing the true routines, no questions: {oracle:.1%})")
     print(f"{'messages per parcel (all)':<34}{b['messages_per_parcel']:>10.2f}{h['messages_per_parcel']:>11.2f}")
     print(
         f"relative reduction {f['relative_reduction']:.1%};"

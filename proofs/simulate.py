@@ -221,6 +221,7 @@ class Day:
         """The scheduled events; the customers the hub asked answer; the answers are applied."""
         hub, model = self.run.hub, self.run.opts.responses
         await hub.ledger(clear=True)  # nothing but the questions from here on
+        self.run.receiver.by_delivery.clear()  # an answer that came too late is not today's
         await hub.post_events([scheduled_event(self.run.cal, self.day, s) for s in self.stops])
         sent = await hub.ledger(clear=True)
         asked = {e["to"] for e in sent if e["channel"] == "sms"}
@@ -233,8 +234,10 @@ class Day:
                 if body is not None:
                     replies.append((s, body))
         acks = await asyncio.gather(*(hub.text(s.lead[0].customer.phone, body) for s, body in replies))
-        self.count(replies=len(replies), acks=sum(acks))
         await self.run.receiver.wait_for([s.delivery_id for s, _ in replies], self.run.opts.answer_timeout)
+        # The hub's answers: in its TwiML reply, and whatever else it sent meanwhile.
+        later = len(await hub.ledger(clear=True))
+        self.count(replies=len(replies), acks=sum(acks) + later, messages=sum(acks) + later)
         for s, body in replies:
             self.apply(s, body)
 
