@@ -345,6 +345,9 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     simulate.add_argument("--warmup", type=int, default=4, help="weeks the hub learns before the planner follows it")
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", help="also write the report to this JSON file")
+    simulate.add_argument(
+        "--hub-env", action="append", default=[], help="a setting of the hubs under test, HUB_NAME=value (repeatable)"
+    )
 
 
 def _add_replays(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -42,12 +42,15 @@ __all__ = [
 # The day's candidate delivery windows, local hours [start, end).
 WINDOWS: tuple[tuple[int, int], ...] = ((8, 11), (11, 14), (14, 17), (17, 20))
 DELIVERY_WEEKDAYS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)  # Monday to Saturday
-# Levels of the hourly profiles: the door answered when the customer is in, and when they are out
-# (someone else of the household, a concierge). Out is far from zero: published first-attempt
-# failure rates (8-20 %) are of parcels left mostly with whoever opens.
-IN, OUT, MAYBE = 0.96, 0.68, 0.85
-
-Profile = Callable[[int, int, random.Random], list[list[float]]]
+# The archetypes' hourly profiles say where the customer is: in (1), out (0), or either (0.5).
+IN, OUT, MAYBE = 1.0, 0.0, 0.5
+# The door is answered with probability DOOR_IN when the customer is in. When they are out it
+# depends on the household: a customer living alone finds the door answered only now and then
+# (a concierge, a neighbour who happens to see the driver); in a larger household someone else
+# often is in. Published first-attempt failure rates (8-20 %) are of parcels left with whoever
+# opens, so "out" is rarely a certain failure.
+DOOR_IN = 0.96
+ALONE_SHARE, DOOR_OUT_ALONE, DOOR_OUT_SHARED = 0.3, 0.4, (0.75, 0.9)
 
 
 def _grid(value: float) -> list[list[float]]:
@@ -176,11 +179,15 @@ def _logit(p: float) -> float:
 
 
 def _window_probabilities(hourly: list[list[float]], rng: random.Random) -> tuple[tuple[float, ...], ...]:
+    """The probability the door is answered per weekday and window: the household's levels
+    over the window's hours, then the customer's own noise."""
+    door_out = DOOR_OUT_ALONE if rng.random() < ALONE_SHARE else rng.uniform(*DOOR_OUT_SHARED)
     out = []
     for day in range(7):
         row = []
         for start, end in WINDOWS:
-            p = sum(hourly[day][start:end]) / (end - start)
+            presence = sum(hourly[day][start:end]) / (end - start)
+            p = door_out + (DOOR_IN - door_out) * presence
             noisy = _logit(min(0.99, max(0.01, p))) + rng.gauss(0, NOISE_SD)
             row.append(round(min(0.98, max(0.05, 1 / (1 + math.exp(-noisy)))), 4))
         out.append(tuple(row))
@@ -199,7 +206,7 @@ def _customer(seed: int, i: int) -> Customer:
     archetype = _pick(rng, mix)
     hourly = ARCHETYPES[archetype](rng)
     # Parcels a week: most order now and then, a few every few days (a log-normal, mean about 0.6).
-    weekly = min(3.0, rng.lognormvariate(math.log(0.45), 0.75))
+    weekly = min(4.0, rng.lognormvariate(math.log(1.0), 0.7))
     return Customer(
         id=f"SIM-C{i:05d}",
         area=area,

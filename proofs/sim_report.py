@@ -86,7 +86,11 @@ def build_report(pop: Population, opts: Options, start: date, baseline: Tally, a
         },
         "baseline": base,
         "hub_aware": hub,
-        "calibration": calibration(aware.calibration),
+        "hub_settings": dict(opts.hub_env),
+        # The hub's p_home for the windows each planner attempted: the baseline's random ones,
+        # and the hub-aware planner's chosen ones (the best by the hub's own estimate).
+        "calibration": calibration(baseline.calibration),
+        "calibration_chosen_windows": calibration(aware.calibration),
         "first_attempt": {
             "parcels": aware.first,
             "baseline_failure_rate": base_rate,
@@ -104,7 +108,9 @@ def build_report(pop: Population, opts: Options, start: date, baseline: Tally, a
 
 
 def print_report(r: dict[str, Any]) -> None:
-    f, c = r["first_attempt"], r["calibration"]
+    f = r["first_attempt"]
+    if r["hub_settings"]:
+        print(f"\nhub settings: {r['hub_settings']}")
     print(f"\nevaluated weeks {r['warmup_weeks'] + 1}-{r['weeks']}: {f['parcels']} parcels (seed {r['seed']})")
     print(f"{'':<34}{'baseline':>10}{'hub-aware':>11}")
     print(f"{'failed first attempts':<34}{f['baseline_failure_rate']:>10.1%}{f['hub_aware_failure_rate']:>11.1%}")
@@ -123,13 +129,22 @@ def print_report(r: dict[str, Any]) -> None:
         f"failed first attempts avoided {f['failed_first_attempts_avoided']}: ${f['saving_usd']:,.0f}"
         f" (${f['saving_per_1000_parcels_usd']:,.0f} per 1,000 parcels at $17.50)"
     )
-    if c.get("n"):
-        print(
-            f"\ncalibration over {c['n']} attempts: Brier {c['brier']:.4f} (base rate {c['base_rate']:.3f}:"
-            f" {c['brier_base_rate']:.4f}; the true routine: {c['brier_true_routine']:.4f})"
-        )
-        print(f"{'p bin':<12}{'n':>6}{'mean p':>9}{'observed':>10}")
-        for row in c["reliability"]:
-            print(f"{row['from']:.1f}-{row['to']:.1f}{'':<5}{row['n']:>6}{row['mean_p']:>9.3f}{row['observed']:>10.3f}")
+    for title, c in (
+        ("the baseline's random windows", r["calibration"]),
+        ("the hub-aware planner's chosen windows", r["calibration_chosen_windows"]),
+    ):
+        _print_calibration(title, c)
     verdict = "met" if f["target_met"] else "NOT met"
     print(f"\ntarget (failed first attempts down by a third, at most 0.3 extra messages per parcel): {verdict}")
+
+
+def _print_calibration(title: str, c: dict[str, Any]) -> None:
+    if not c.get("n"):
+        return
+    print(
+        f"\ncalibration, {title}, {c['n']} attempts: Brier {c['brier']:.4f}; base rate {c['base_rate']:.3f}:"
+        f" {c['brier_base_rate']:.4f}; the true routine: {c['brier_true_routine']:.4f}"
+    )
+    print(f"{'p bin':<12}{'n':>6}{'mean p':>9}{'observed':>10}")
+    for row in c["reliability"]:
+        print(f"{row['from']:.1f}-{row['to']:.1f}{'':<5}{row['n']:>6}{row['mean_p']:>9.3f}{row['observed']:>10.3f}")

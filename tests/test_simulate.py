@@ -41,7 +41,7 @@ def test_parcels_come_on_delivery_days_at_most_one_a_day_per_customer() -> None:
         assert parcel.day % 7 in DELIVERY_WEEKDAYS and 0 <= parcel.day < 28
         assert (parcel.customer.id, parcel.day) not in seen
         seen.add((parcel.customer.id, parcel.day))
-    assert 0.4 < len(pop.parcels) / (200 * 4) < 0.9  # about 0.6 parcels per customer and week
+    assert 1.0 < len(pop.parcels) / (200 * 4) < 1.6  # about 1.3 parcels per customer and week
 
 
 def test_routines_follow_their_archetype() -> None:
