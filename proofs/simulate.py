@@ -313,7 +313,7 @@ class Run:
         stack = None
         begin = time.monotonic()
         try:
-            env = {
+            env: dict[str, Any] = {  # every value a string: start_stack's keywords beyond its own
                 "HUB_WEBHOOKS__SUBSCRIPTIONS": self.receiver.subscription,
                 "HUB_POLICY__PER_CUSTOMER_HOUR": NO_LIMITS,
                 **dict(self.opts.hub_env),
