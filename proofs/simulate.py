@@ -65,9 +65,9 @@ NO_LIMITS = "{sms: 0, email: 0, push: 0, whatsapp: 0}"  # weeks pass in minutes:
 
 @dataclass(frozen=True)
 class Options:
-    customers: int = 300
-    weeks: int = 8
-    warmup: int = 4
+    customers: int = 150
+    weeks: int = 16
+    warmup: int = 12
     seed: int = 1
     responses: Responses = field(default_factory=Responses)
     answer_timeout: float = 20.0
