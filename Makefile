@@ -97,7 +97,7 @@ chaos: $(STAMP)
 	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
 
 # docs/first-attempt.md: a synthetic population delivered to with and without the hub's hints.
-SIM_ARGS ?= --customers 150 --weeks 16 --warmup 12 --seed 1
+SIM_ARGS ?= --customers 500 --weeks 16 --warmup 12 --seed 1
 .PHONY: simulate
 simulate: $(VENV)/.bench
 	mkdir -p var

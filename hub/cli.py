@@ -340,7 +340,7 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="deliver to a synthetic population through the hub, with and without its hints (source checkout)",
     )
     simulate.add_argument("scenario", choices=["availability"])
-    simulate.add_argument("--customers", type=int, default=150)
+    simulate.add_argument("--customers", type=int, default=500)
     simulate.add_argument("--weeks", type=int, default=16)
     simulate.add_argument("--warmup", type=int, default=12, help="weeks the hub learns before the planner follows it")
     simulate.add_argument("--seed", type=int, default=1)

@@ -65,7 +65,7 @@ NO_LIMITS = "{sms: 0, email: 0, push: 0, whatsapp: 0}"  # weeks pass in minutes:
 
 @dataclass(frozen=True)
 class Options:
-    customers: int = 150
+    customers: int = 500
     weeks: int = 16
     warmup: int = 12
     seed: int = 1
