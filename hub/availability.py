@@ -83,15 +83,18 @@ class Availability:
 
         ``delivered``: home. ``delivery_failed`` because nobody was home, or with no reason at
         all: not home. Any other reason (access, weather, refused...) says nothing about being
-        home and is not learned, though it still counts as a failed attempt. A ``scheduled``
-        event only remembers the customer's zone and area, for the answers it may bring."""
+        home and is not learned, though it still counts as a failed attempt. Any event naming
+        the delivery's area (``delivery.area``, or the destination's grid cell) remembers it, so
+        that a customer on tomorrow's route starts at their area's rates; a ``scheduled`` one
+        also remembers the zone, for the answers it may bring. Other events cost nothing here."""
         milestone = event.get("type")
-        if customer.erased or milestone not in ("delivered", "delivery_failed", "scheduled"):
-            return
-        tz = self._zone(customer.prefs, customer.timezone, customer.phone)
         delivery = event.get("delivery") or {}
         destination = delivery.get("destination") or {}
         area = area_of(delivery.get("area"), destination.get("lat"), destination.get("lon"), self.cfg.area_grid_degrees)
+        attempt = milestone in ("delivered", "delivery_failed")
+        if customer.erased or not (attempt or milestone == "scheduled" or area != GLOBAL_AREA):
+            return
+        tz = self._zone(customer.prefs, customer.timezone, customer.phone)
         failed = milestone == "delivery_failed"
         reason = (event.get("data") or {}).get("reason_code")
         home = True if milestone == "delivered" else False if failed and reason in (None, "nobody_home") else None
@@ -102,7 +105,8 @@ class Availability:
             if cell is not None:
                 observation = Observation(int(at.timestamp() * 1000), home, area, ((cell[0], cell[1], 1.0),))
         field = f"o:e:{source}:{event['event_id']}" if observation else ""
-        await self._record(customer.id, field, observation, tz, area, failed)
+        kept_area = "" if area == GLOBAL_AREA else area  # an event naming none keeps the one remembered
+        await self._record(customer.id, field, observation, tz, kept_area, failed)
 
     async def observe_window(self, customer_id: str, key: str, start: str, end: str, home: bool, weight: float) -> None:
         """A stated answer about a window (a chosen slot, a confirmation), once per ``key``: its
