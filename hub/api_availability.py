@@ -33,6 +33,9 @@ __all__ = [
 
 MAX_CUSTOMERS = 500
 MAX_WINDOWS = 50
+# A query at the limits (500 x 50 windows) is about 2 MB of JSON: the route takes up to this much
+# whatever api.max_body_bytes says (a smaller body than that setting stays allowed too).
+QUERY_BODY_BYTES = 4 * 1024 * 1024
 
 
 class _Strict(BaseModel):
@@ -120,7 +123,8 @@ def _parse(payload: Any) -> AvailabilityQuery:
 
 async def post_query(request: web.Request) -> web.Response:
     await authenticate(request, "read")
-    query = _parse(await read_json(request))
+    limit = max(QUERY_BODY_BYTES, request.app[SETTINGS].api.max_body_bytes)
+    query = _parse(await read_json(request.clone(client_max_size=limit)))
     asked = [(q.customer_id, [(w.start, w.end) for w in q.windows]) for q in query.queries]
     availability = Availability(request.app[REDIS], request.app[SETTINGS])
     return json_response({"results": await availability.query(asked)})

@@ -236,6 +236,7 @@ class Availability:
         two pipelined rounds of reads in all (the customers, then their areas' pools)."""
         models = await self._models([customer_id for customer_id, _ in asked])
         parts_of: dict[tuple[Window, str], list[tuple[int, int, float]]] = {}
+        text_of: dict[Window, tuple[str, str]] = {}
         results = []
         for (customer_id, windows), (known, pools) in zip(asked, models, strict=True):
             zone = ZoneInfo(known.timezone)
@@ -244,15 +245,17 @@ class Availability:
                 cached = parts_of.get((window, known.timezone))
                 if cached is None:  # a route's candidate windows repeat across its customers
                     cached = parts_of[(window, known.timezone)] = window_parts(window[0], window[1], zone, self.blocks)
+                    text_of.setdefault(window, (window[0].isoformat(), window[1].isoformat()))
                 parts.append(cached)
             model = self._estimate(known, pools, {(wd, b) for each in parts for wd, b, _ in each})
             answers = []
-            for (start, end), each in zip(windows, parts, strict=True):
+            for window, each in zip(windows, parts, strict=True):
                 p, evidence = self._window(model, each)
+                start, end = text_of[window]
                 answers.append(
                     {
-                        "start": start.isoformat(),
-                        "end": end.isoformat(),
+                        "start": start,
+                        "end": end,
                         "p_home": None if p is None else round(p, 4),
                         "evidence": round(evidence, 2),
                     }
