@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ CLIENTS = 8  # route planners asking at once
 ROUTE = 100  # customers per query: one driver's route
 WINDOWS = 10  # candidate windows per customer
 AREAS = 10
+JSON = {"Content-Type": "application/json"}
 ATTEMPTS = [  # (occurred_at, delivered?): a Tuesday and a Wednesday in Berlin
     ("2026-11-24T09:30:00+01:00", False),
     ("2026-11-25T09:30:00+01:00", False),
@@ -114,7 +116,9 @@ async def _bench_availability(args: argparse.Namespace) -> dict[str, Any]:
 
             async def query(i: int, size: int = ROUTE, asked: list[dict[str, str]] = windows) -> None:
                 start = time.perf_counter()
-                async with http.post(f"{base}/v1/availability/query", json=_route(i, customers, size, asked)) as resp:
+                # A stream, not bytes: aiohttp warns that a large body sent whole may hold the loop.
+                body = io.BytesIO(json.dumps(_route(i, customers, size, asked)).encode())
+                async with http.post(f"{base}/v1/availability/query", data=body, headers=JSON) as resp:
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                     found = await resp.json()
                 latencies.append(time.perf_counter() - start)
