@@ -44,6 +44,7 @@ from .availability_model import (
     own_counts,
     pool_counts,
     window_parts,
+    without,
 )
 from .config import Settings
 from .policy import customer_timezone
@@ -191,8 +192,13 @@ class Availability:
         self, known: Known, pools: dict[str, Counts], cells: Iterable[tuple[int, int]] | None = None
     ) -> Estimate:
         own = own_counts(known.observations, int(self.clock() * 1000), self.cfg.half_life_days)
-        area = pools.get(known.area) or pools[GLOBAL_AREA]
-        return estimate(self.cfg, own, area, pools[GLOBAL_AREA], len(self.blocks), cells)
+        everyone = without(pools[GLOBAL_AREA], known.observations)
+        area = everyone
+        if known.area != GLOBAL_AREA:
+            area = without(
+                pools.get(known.area) or Counts({}, {}), (o for o in known.observations if o.area == known.area)
+            )
+        return estimate(self.cfg, own, area, everyone, len(self.blocks), cells)
 
     async def _models(self, customer_ids: list[str]) -> list[tuple[Known, dict[str, Counts]]]:
         known = await self._known(customer_ids)

@@ -11,8 +11,9 @@ with a number of pseudo-observations behind it (the ``*_strength`` settings):
     block    = (h[., b]     + c * area)     / (n[., b]      + c)     the customer's block, all weekdays
     p_home   = (h[d, b]     + w * block)    / (n[d, b]      + w)
 
-``H``/``N`` are the pools' weights of home and of all observations, ``h``/``n`` the customer's own
-(each observation weighted, and halved every ``half_life_days`` of age).
+``H``/``N`` are the pools' weights of home and of all observations less the customer's own
+(``without``), ``h``/``n`` the customer's own (each observation weighted, and halved every
+``half_life_days`` of age).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "own_counts",
     "pool_counts",
     "window_parts",
+    "without",
 ]
 
 GLOBAL_AREA = "*"  # the pool of every customer: the area of those without one
@@ -193,6 +195,21 @@ def pool_counts(raw: Mapping[str, str]) -> Counts:
         elif kind == "h":
             counts.h[key] = weight
     return counts
+
+
+def without(pool: Counts, observations: Iterable[Observation]) -> Counts:
+    """The pool less the given observations' weights as stored (undecayed): a customer's prior
+    is their area without themselves, so their own evidence never counts twice."""
+    mine = list(observations)
+    if not mine:
+        return pool
+    rest = Counts(defaultdict(float, pool.n), defaultdict(float, pool.h))
+    for obs in mine:
+        for wd, b, w in obs.parts:
+            rest.n[(wd, b)] = max(0.0, rest.n[(wd, b)] - w)
+            if obs.home:
+                rest.h[(wd, b)] = max(0.0, rest.h[(wd, b)] - w)
+    return rest
 
 
 def _rate(home: float, total: float, prior: float, strength: float) -> float:

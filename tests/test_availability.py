@@ -91,6 +91,11 @@ async def test_morning_failures_and_evening_deliveries_show_the_evening_likelier
         assert evening["p_home"] > 0.5 > morning["p_home"]
         assert evening["evidence"] == morning["evidence"] == 1
         assert evening["end"] == "20:00" and morning["end"] == "11:00"
+    # Alone in the pools, the customer's prior is prior_home (their own evidence never counts
+    # twice): the block over both days (2 home of 2, 4 pseudo-observations at 0.5) is 4/6, and
+    # Tuesday's own home observation with 2 pseudo-observations at 4/6 makes 7/9.
+    assert block(view, 1, "17:00")["p_home"] == round(7 / 9, 4)
+    assert block(view, 1, "08:00")["p_home"] == round(2 / 9, 4)
     # A day never seen leans the same way through the customer's own blocks, with no evidence.
     assert block(view, 0, "17:00")["p_home"] > block(view, 0, "08:00")["p_home"]
     assert block(view, 0, "17:00")["evidence"] == 0
@@ -325,3 +330,29 @@ async def test_slots_keep_the_upstreams_order_by_default(hub: Hub) -> None:
     await hub.run_worker()
     [hook] = hub.receiver.of_type("delivery.reschedule_requested")
     assert hook["data"]["slot_id"] == "morning"
+
+
+# -- what the confirmation policy and the webhooks read --------------------------------------------
+@EXACT
+async def test_the_hint_and_p_window_read_the_same_model(hub: Hub) -> None:
+    await apply(hub, routine("C-AV"))
+    r = await redis_of(hub)
+    availability = Availability(r, hub.settings)
+    evening = await availability.p_window("C-AV", "2026-12-01T17:30:00+01:00", "2026-12-01T19:30:00+01:00")
+    morning = await availability.p_window("C-AV", "2026-12-01T09:00:00+01:00", "2026-12-01T10:00:00+01:00")
+    assert evening is not None and morning is not None and evening > 0.5 > morning
+    assert await availability.p_window("C-AV", "2026-12-01T23:00:00+01:00", "2026-12-02T05:00:00+01:00") is None
+    assert await availability.p_window("C-AV", "not a time", "2026-12-02T05:00:00+01:00") is None
+    hint = await availability.hint("C-AV", "2026-12-01T17:30:00+01:00", "2026-12-01T19:30:00+01:00")
+    assert hint["p_home"] == evening and len(hint["best"]) == 3 and hint["best"][0]["start"] == "17:00"
+    assert (await availability.hint("C-NOBODY"))["p_home"] is None
+    assert await availability.failed_before("C-AV") and not await availability.failed_before("C-NOBODY")
+    await r.aclose()
+
+
+async def test_without_an_area_the_destinations_grid_cell_pools_the_customer(hub: Hub) -> None:
+    event = attempt("delivered", EVENING[0])
+    event["delivery"]["destination"] = {"lat": 52.5301, "lon": 13.4012}
+    await apply(hub, [event])
+    assert (await week(hub, "C-AV"))["area"] == "grid:52.5000:13.4000"
+    assert await pool(hub, "grid:52.5000:13.4000") == await pool(hub, "*") != {}
