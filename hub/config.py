@@ -47,6 +47,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from preferences.validation import check_timezone
 
 from .adapters_settings import AdapterSettings
+from .config_availability import AvailabilitySettings
 from .config_policy import PolicySettings
 from .config_sections import (
     ApiKey,
@@ -157,6 +158,8 @@ class Settings(Section):
     """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
+    availability: AvailabilitySettings = AvailabilitySettings()
+    """When customers are home: the learned model and its pooled prior (docs/availability.md)."""
 
     @field_validator("channels")
     @classmethod

@@ -43,6 +43,13 @@ lifetimes:
 - ``hub:stranger:{ref}``             string: answers given to a number no customer has, in the
   current window (conversation.unknown_number_window_hours, the TTL, from the first). ``ref`` is
   keyed by the opt-out pepper, so the name holds no number.
+- ``hub:avail:customer:{id}``        hash: what was learned of when the customer is home
+  (hub.availability): tz, area (the last ones seen), failed ("1" after a failed attempt or a
+  not-home answer), count, and one ``o:<key>`` field per observation ("ms|home|area|wd,block,weight;...",
+  the newest availability.max_observations). No TTL (deleted on erasure).
+- ``hub:avail:area:{area}``          hash: ``n:<wd>:<block>`` and ``h:<wd>:<block>``, the weight of
+  the observations kept for the area's customers, and of those at home (``*``: every customer).
+  No TTL; an observation leaves it when its customer forgets it or is erased.
 - ``hub:arrivals``                   counter: the last arrival number given to an accepted event.
   No TTL.
 - ``hub:replication:fence``         counter: written just before a Redis WAIT, so the wait covers
@@ -61,6 +68,7 @@ import hmac
 
 __all__ = [
     "ARRIVALS",
+    "AVAILABILITY_AREA_PREFIX",
     "INDEXED_STATUSES",
     "MERCHANTS",
     "REPLICATION_FENCE",
@@ -70,6 +78,8 @@ __all__ = [
     "api_key",
     "api_key_index",
     "auth_failures",
+    "availability",
+    "availability_area",
     "collapse",
     "conversation",
     "customer",
@@ -335,3 +345,18 @@ def driver_position(delivery_id: str) -> str:
     position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
     delivery's next milestone off the road (lua_log.APPLY_EVENT) and by erasure."""
     return f"hub:position:{delivery_id}"
+
+
+# -- when customers are home (hub.availability) -------------------------------------------------
+# The pools' prefix: the Lua scripts name the pool of an observation's own area from it.
+AVAILABILITY_AREA_PREFIX = "hub:avail:area:"
+
+
+def availability(customer_id: str) -> str:
+    """``hub:avail:customer:{id}`` hash: tz, area, failed, count, ``o:<key>`` observations. No TTL."""
+    return f"hub:avail:customer:{customer_id}"
+
+
+def availability_area(area: str) -> str:
+    """``hub:avail:area:{area}`` hash: ``n:<wd>:<block>``, ``h:<wd>:<block>`` weights. No TTL."""
+    return AVAILABILITY_AREA_PREFIX + area

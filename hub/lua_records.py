@@ -8,6 +8,8 @@ module imports nothing, so ``preferences`` can use it without importing the hub.
 from __future__ import annotations
 
 __all__ = [
+    "AVAILABILITY_ERASE",
+    "AVAILABILITY_LEARN",
     "CLOSE_RELAY",
     "CREATE_WEBHOOK",
     "EXTEND_RELAY",
@@ -284,3 +286,76 @@ if old and tonumber(cjson.decode(old)['at_ms']) >= tonumber(ARGV[2]) then return
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 'stored'
 """
+
+
+# Add (sign "") or take back (sign "-") one observation of hub.availability in the pools of its
+# own area and of every customer ("*"); a counter taken back to nothing is removed, so the pools
+# hold no trace of a customer whose observations all left. The record: "ms|home|area|wd,b,w;...".
+_AVAILABILITY_APPLY = """
+local function apply(record, sign, prefix)
+  local home, area, parts = string.match(record, '^%d+|(%d)|([^|]*)|(.*)$')
+  if not parts then return end
+  local pools = {prefix .. '*'}
+  if area ~= '*' and area ~= '' then pools[2] = prefix .. area end
+  for wd, b, w in string.gmatch(parts, '(%d+),(%d+),([^;]+)') do
+    for _, pool in ipairs(pools) do
+      local fields = {'n:' .. wd .. ':' .. b}
+      if home == '1' then fields[2] = 'h:' .. wd .. ':' .. b end
+      for _, f in ipairs(fields) do
+        local v = tonumber(redis.call('HINCRBYFLOAT', pool, f, sign .. w))
+        if sign == '-' and math.abs(v) < 1e-9 then redis.call('HDEL', pool, f) end
+      end
+    end
+  end
+end
+"""
+
+# What an event or a stated answer teaches (hub.availability), once per key: remember the
+# customer's zone and area, flag a failure, and record the observation only if its field is new
+# (a job retried learns nothing twice); over the limit the oldest observation is forgotten and
+# leaves the pools. Nothing is kept of an erased customer.
+# KEYS: the customer's availability hash, the customer's record.
+# ARGV: field ("o:<key>", "" for none), record, tz ("" keeps), area ("" keeps), failed (1|0),
+#   the most observations kept, the pools' key prefix.
+# Returns 1 (recorded), 0 (nothing new), -1 (erased).
+AVAILABILITY_LEARN = (
+    _AVAILABILITY_APPLY
+    + """
+if redis.call('HGET', KEYS[2], 'erased') == '1' then return -1 end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'tz', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'area', ARGV[4]) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+if ARGV[1] == '' or redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+apply(ARGV[2], '', ARGV[7])
+if redis.call('HINCRBY', KEYS[1], 'count', 1) <= tonumber(ARGV[6]) then return 1 end
+local all = redis.call('HGETALL', KEYS[1])
+local oldest, oldest_ms = nil, nil
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'o:' then
+    local ms = tonumber(string.match(all[i + 1], '^(%d+)|'))
+    if ms and (not oldest_ms or ms < oldest_ms) then oldest, oldest_ms = i, ms end
+  end
+end
+if oldest then
+  redis.call('HDEL', KEYS[1], all[oldest])
+  apply(all[oldest + 1], '-', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 1
+"""
+)
+
+# Forget what was learned of a customer: each observation leaves the pools, then the hash goes.
+# KEYS: the customer's availability hash. ARGV: the pools' key prefix. Returns the observations.
+AVAILABILITY_ERASE = (
+    _AVAILABILITY_APPLY
+    + """
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'o:' then apply(all[i + 1], '-', ARGV[1]); n = n + 1 end
+end
+redis.call('DEL', KEYS[1])
+return n
+"""
+)

@@ -330,6 +330,7 @@ def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, A
             },
         },
         **_location_paths(id_param),
+        **_availability_paths(id_param),
     }
 
 
@@ -349,6 +350,36 @@ def _location_paths(id_param: dict[str, Any]) -> dict[str, Any]:
                         "Error", "not_out_for_delivery (the delivery is not on the road) or customer_erased"
                     ),
                     **error_answers(400, 401, 403, 404, 415, 422),
+                },
+            },
+        },
+    }
+
+
+def _availability_paths(id_param: dict[str, Any]) -> dict[str, Any]:
+    """When customers are home (hub.api_availability)."""
+    return {
+        "/v1/customers/{id}/availability": {
+            "parameters": [id_param],
+            "get": {
+                "summary": "When the customer is home: p_home and evidence per weekday and time block (read scope)",
+                "operationId": "getCustomerAvailability",
+                "responses": {
+                    "200": json_answer(
+                        "CustomerAvailability", "the customer's week; an unknown customer gets the prior"
+                    ),
+                    **error_answers(400, 401, 403),
+                },
+            },
+        },
+        "/v1/availability/query": {
+            "post": {
+                "summary": "p_home for many customers x candidate windows at once (read scope; 500 x 50 at most)",
+                "operationId": "queryAvailability",
+                "requestBody": json_body("AvailabilityQuery"),
+                "responses": {
+                    "200": json_answer("AvailabilityAnswer", "per customer and window, in the order asked"),
+                    **error_answers(400, 401, 403, 413, 415, 422),
                 },
             },
         },
