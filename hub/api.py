@@ -14,6 +14,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.track          /t/{token}... the customer's tracking page, /static/
     hub.adapters       /webhooks/{onfleet,aftership,generic/{name}} (vendor-signed)
     hub.api_merchants  /v1/merchants[/{id}]
+    hub.dashboard      /dashboard... the operators' dashboard (admin key, session cookie)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -41,6 +42,7 @@ from . import (
     api_ops,
     api_relay,
     apidocs,
+    dashboard,
     track,
     twilio_hooks,
 )
@@ -87,6 +89,7 @@ ROUTES = (
     track,
     adapters,
     api_merchants,
+    dashboard,
 )
 
 

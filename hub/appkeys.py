@@ -36,6 +36,8 @@ __all__ = [
     "CONSOLE_TEMPLATES",
     "CONVERSATIONS",
     "CUSTOMERS",
+    "DASHBOARD_CSRF_KEY",
+    "DASHBOARD_TEMPLATES",
     "KEYRING",
     "LINKS",
     "MERCHANTS",
@@ -84,3 +86,7 @@ CONSOLE_DEMO = web.AppKey("console_demo", dict[str, Any])  # the demo route's ro
 
 # The shops (hub.api_merchants fills it on start-up; the tracking page reads it too).
 MERCHANTS = web.AppKey("merchants", Merchants)
+
+# The operators' dashboard's (hub.dashboard), made when its routes are added.
+DASHBOARD_TEMPLATES = web.AppKey("dashboard_templates", jinja2.Environment)
+DASHBOARD_CSRF_KEY = web.AppKey("dashboard_csrf_key", bytes)  # the HMAC key of the forms' CSRF tokens

@@ -53,6 +53,7 @@ from .config_sections import (
     ApiSettings,
     BrandSettings,
     ConversationSettings,
+    DashboardSettings,
     FcmSettings,
     OpsSettings,
     RedisSentinelSettings,
@@ -157,6 +158,8 @@ class Settings(Section):
     """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
+    dashboard: DashboardSettings = DashboardSettings()
+    """The operators' dashboard at /dashboard (docs/dashboard.md)."""
 
     @field_validator("channels")
     @classmethod

@@ -73,6 +73,7 @@ __all__ = [
     "collapse",
     "conversation",
     "customer",
+    "dashboard_session",
     "deliveries_of",
     "delivery",
     "driver_position",
@@ -335,3 +336,13 @@ def driver_position(delivery_id: str) -> str:
     position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
     delivery's next milestone off the road (lua_log.APPLY_EVENT) and by erasure."""
     return f"hub:position:{delivery_id}"
+
+
+# -- the operators' dashboard (hub.dashboard) ----------------------------------------------------
+
+
+def dashboard_session(digest: str) -> str:
+    """``hub:dash:session:{sha256 of the session id}`` hash: source, key (the API key's SHA-256),
+    created_at. TTL dashboard.session_hours from sign-in; deleted by sign-out. The cookie holds the
+    session id, which is stored only as its digest, and the API key is never stored."""
+    return f"hub:dash:session:{digest}"
