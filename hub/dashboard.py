@@ -3,7 +3,7 @@
 - ``GET /dashboard``: without a session, the sign-in page; with one, the figures of a range
   (``range=24h`` hourly, ``range=30d`` daily) for all shops or one (``shop=<merchant id>``), drawn
   by hub.dashboard_view and hub.charts.
-- ``POST /dashboard/sign-in``: the key is checked by ``hub.auth.authenticate`` itself (the same
+- ``POST /dashboard/sign-in``: the key is checked by ``hub.auth.check_key``, the API's own (the same
   lookup and the same counting of failures per client address and per presented key as the API:
   401, 403 without the admin scope, 429 with Retry-After). Success starts a session in Redis
   (``keys.dashboard_session``: a random id, stored only as its digest, TTL
@@ -32,12 +32,11 @@ from typing import Any
 import jinja2
 from aiohttp import web
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from multidict import CIMultiDict
 from yarl import URL
 
 from . import keys
 from .appkeys import DASHBOARD_CSRF_KEY, DASHBOARD_TEMPLATES, KEYRING, REDIS, SETTINGS
-from .auth import TooManyFailures, authenticate
+from .auth import TooManyFailures, check_key
 from .config import Settings
 from .dashboard_view import RANGES, dashboard_context
 from .errors import ApiError
@@ -124,9 +123,9 @@ async def current_session(request: web.Request) -> Session | None:
     return Session(session_id, stored.get("source", ""), stored["key"])
 
 
-def _html(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+def _html(request: web.Request, template: str, code: int = 200, **context: Any) -> web.Response:
     body = request.app[DASHBOARD_TEMPLATES].get_template(template).render(**context)
-    return web.Response(text=body, status=status, content_type="text/html")
+    return web.Response(text=body, status=code, content_type="text/html")
 
 
 def _sign_in_page(request: web.Request, status: int = 200, error: str | None = None) -> web.Response:
@@ -205,11 +204,8 @@ async def sign_in(request: web.Request) -> web.Response:
     pre = _cookie(request, PRE_COOKIE)
     if pre is None or not _same(form.get("csrf", ""), _token(request, "sign-in", pre)):
         return _sign_in_page(request, 403, "the form's CSRF token is missing or wrong: try again")
-    headers = CIMultiDict(request.headers)
-    headers["Authorization"] = f"Bearer {form.get('key', '').strip()}"
     try:
-        # The API's own check, on this request with the key where the API reads it.
-        key = await authenticate(request.clone(headers=headers), "admin")
+        key = await check_key(request, form.get("key", "").strip(), "admin")
     except TooManyFailures as e:
         response = _sign_in_page(request, e.status, e.message)
         response.headers["Retry-After"] = str(e.retry_after)

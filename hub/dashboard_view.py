@@ -102,9 +102,12 @@ def _channels(totals: Mapping[str, int]) -> list[str]:
 
 def _messages(totals: Mapping[str, int], buckets: list[dict[str, int]], labels: list[str]) -> dict[str, Any]:
     channels = _channels(totals)
-    table = [{"channel": c, **{s: totals.get(f"message.{c}.{s}", 0) for s in STATUSES}} for c in channels]
+    table: list[dict[str, Any]] = [
+        {"channel": c, **{s: totals.get(f"message.{c}.{s}", 0) for s in STATUSES}} for c in channels
+    ]
     sent = {c: [b.get(f"message.{c}.accepted", 0) for b in buckets] for c in channels}
-    rates, notes = [], []
+    rates: list[tuple[str, float]] = []
+    notes: list[str] = []
     for row in table:
         bad = row["failed"] + row["undelivered"]
         rate = _rate(row["delivered"], bad)
@@ -128,7 +131,7 @@ def _messages(totals: Mapping[str, int], buckets: list[dict[str, int]], labels: 
 
 
 def _attempt_rows(groups: Mapping[str, Mapping[str, int]]) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, counts in groups.items():
         good, bad = counts.get("attempt.first.delivered", 0), counts.get("attempt.first.failed", 0)
         if good + bad:
@@ -177,7 +180,7 @@ def _replies(totals: Mapping[str, int]) -> dict[str, Any]:
         (i for i in counts if i not in REPLIES), key=lambda i: -counts[i]
     )
     total = sum(counts.values())
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"intent": i, "label": REPLIES.get(i, i), "count": counts[i], "share": round(100 * counts[i] / total, 1)}
         for i in order
     ]

@@ -20,7 +20,7 @@ from hub import charts, keys
 from hub.api import create_app
 from hub.apikeys import KeyRing
 from hub.config import hash_key
-from hub.dashboard import HEADERS, SESSION_COOKIE
+from hub.dashboard import HEADERS, PRE_COOKIE, SESSION_COOKIE
 from hub.dashboard_view import RANGES, axis, figures, rating_figures
 from tests.conftest import ADMIN_KEY, API_KEY, ROOT, Hub, make_settings, reserve_port
 from tests.events import make_event
@@ -111,8 +111,8 @@ async def test_the_admin_key_signs_in_and_the_cookie_holds_a_session_not_the_key
         assert 0 < await r.ttl(stored) <= int(hub.settings.dashboard.session_hours * 3600)
     finally:
         await r.aclose()
-    page = await signed_in(operator)
-    assert "Signed in as admin" in page
+    resp, page = await operator.get()
+    assert resp.status == 200 and "Signed in as admin" in page
 
 
 @pytest.mark.settings(**{"api.auth_failures_per_minute": 2})
@@ -154,16 +154,22 @@ async def test_secure_cookie_when_the_public_url_is_https(redis_url: str) -> Non
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
     await web.SockSite(runner, sock).start()
-    operator = Operator(f"http://127.0.0.1:{port}")
-    try:
-        resp, page = await operator.get()
-        assert "secure" in resp.headers["Set-Cookie"].lower()
-        resp, _ = await operator.post("/dashboard/sign-in", {"key": ADMIN_KEY, "csrf": csrf_of(page)})
-        cookie = next(v for v in resp.headers.getall("Set-Cookie") if v.startswith(SESSION_COOKIE + "="))
-        assert resp.status == 303 and "secure" in [p.strip().lower() for p in cookie.split(";")]
-    finally:
-        await operator.http.close()
-        await runner.cleanup()
+    # A browser keeps Secure cookies off plain http: this test carries the sign-in cookie itself.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        base = f"http://127.0.0.1:{port}/dashboard"
+        try:
+            resp = await http.get(base)
+            pre = resp.cookies[PRE_COOKIE]
+            assert pre["secure"] and pre["httponly"] and pre["samesite"] == "Strict"
+            data = {"key": ADMIN_KEY, "csrf": csrf_of(await resp.text())}
+            resp = await http.post(
+                base + "/sign-in", data=data, headers={"Cookie": f"{PRE_COOKIE}={pre.value}"}, allow_redirects=False
+            )
+            assert resp.status == 303
+            session = resp.cookies[SESSION_COOKIE]
+            assert session["secure"] and session["httponly"] and session["path"] == "/dashboard"
+        finally:
+            await runner.cleanup()
 
 
 # -- the session ---------------------------------------------------------------------------------
@@ -334,10 +340,24 @@ NOW_MS = 1_764_000_000_000 + 30 * 60_000  # half past an hour
 def sample_stats(starts: list[int]) -> dict[str, Any]:
     """Counters in read_stats' documented shape: three hours with traffic."""
     buckets = [
-        {"start": starts[-3], "counts": {"message.sms.accepted": 4, "message.email.accepted": 2,
-                                         "attempt.first.delivered": 3, "attempt.first.failed": 1}},
-        {"start": str(starts[-2]), "counts": {"message.sms.accepted": 6, "attempt.first.delivered": 1,
-                                              "attempt.first.failed": 1, "relay.call": 2}},
+        {
+            "start": starts[-3],
+            "counts": {
+                "message.sms.accepted": 4,
+                "message.email.accepted": 2,
+                "attempt.first.delivered": 3,
+                "attempt.first.failed": 1,
+            },
+        },
+        {
+            "start": str(starts[-2]),
+            "counts": {
+                "message.sms.accepted": 6,
+                "attempt.first.delivered": 1,
+                "attempt.first.failed": 1,
+                "relay.call": 2,
+            },
+        },
         {"start": starts[-1], "counts": {"message.push.accepted": 5, "webhook.retry": 3, "webhook.dead": 1}},
     ]
     totals = {
@@ -434,9 +454,18 @@ def test_the_whole_page_renders_with_figures_and_every_number_is_text() -> None:
         shop=None,
         shops=["acme"],
         followups=[
-            {"delivery_id": "D-1", "customer_id": "C-1", "rating": 1, "comment": "<b>late</b>", "driver_id": "DR-5",
-             "merchant_id": "acme", "at": "2026-11-24T08:00:00Z", "handled_at": None, "handled_by": None},
-        ],  # fmt: skip
+            {
+                "delivery_id": "D-1",
+                "customer_id": "C-1",
+                "rating": 1,
+                "comment": "<b>late</b>",
+                "driver_id": "DR-5",
+                "merchant_id": "acme",
+                "at": "2026-11-24T08:00:00Z",
+                "handled_at": None,
+                "handled_by": None,
+            },
+        ],
         dead_letters={"count": 2, "latest": ["wh-2", "wh-1"]},
         generated_at="now",
         source="admin",
@@ -450,7 +479,7 @@ def test_the_whole_page_renders_with_figures_and_every_number_is_text() -> None:
     assert 'id="tile-sent">17<' in page and 'id="tile-first-attempt">66.7%<' in page
     assert "<td>90.0%</td>" in page and "DR-5: 4.3 (3 ratings)" in page
     assert 'name="delivery_id" value="D-1"' in page and 'id="tile-followups">1<' in page
-    assert "<td>+0.50</td>" in page
+    assert '<td class="up">+0.50</td>' in page
 
 
 # -- hub.charts ----------------------------------------------------------------------------------
@@ -481,7 +510,9 @@ def test_the_charts_numbers_are_the_inputs() -> None:
     assert ET.fromstring(line).findtext(f"{SVG}desc") == "x: total 4, highest 3; y: total 7.5, highest 5"
     bars = charts.stacked_bars("s", "Stacked", ["a", "b"], {"x": [1, 2], "y": [0, 3]})
     assert titles(bars) == ["a x: 1", "b x: 2", "b y: 3"]
-    heights = [float(r.get("height", 0)) for r in ET.fromstring(bars).iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
+    heights = [
+        float(r.get("height", 0)) for r in ET.fromstring(bars).iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None
+    ]
     assert heights[1] == pytest.approx(2 * heights[0]) and heights[2] == pytest.approx(3 * heights[0])
     h = charts.hbars("h", "Bars", [("a", 80.5), ("b", 20)], unit="%", max_value=100, notes=["3 of 4", ""])
     assert titles(h) == ["a: 80.5% (3 of 4)", "b: 20%"]
