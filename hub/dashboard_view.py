@@ -33,13 +33,14 @@ class Range:
     name: str
     label: str
     granularity: str
+    bucket_word: str
     buckets: int
     step_ms: int
 
 
 RANGES = {
-    "24h": Range("24h", "Last 24 hours", "hour", 24, HOUR_MS),
-    "30d": Range("30d", "Last 30 days", "day", 30, DAY_MS),
+    "24h": Range("24h", "Last 24 hours", "hour", "hourly", 24, HOUR_MS),
+    "30d": Range("30d", "Last 30 days", "day", "daily", 30, DAY_MS),
 }
 STATUSES = ("accepted", "delivered", "read", "failed", "undelivered", "skipped")
 REPLIES = {"reschedule": "Reschedules", "instructions": "Instructions", "confirm": "Confirmations", "stop": "STOP"}
