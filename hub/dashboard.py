@@ -35,7 +35,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from yarl import URL
 
 from . import keys
-from .appkeys import DASHBOARD_CSRF_KEY, DASHBOARD_TEMPLATES, KEYRING, REDIS, SETTINGS
+from .appkeys import DASHBOARD_CLOCK, DASHBOARD_CSRF_KEY, DASHBOARD_TEMPLATES, KEYRING, REDIS, SETTINGS
 from .auth import TooManyFailures, check_key
 from .config import Settings
 from .dashboard_view import RANGES, dashboard_context
@@ -184,7 +184,11 @@ async def page(request: web.Request) -> web.Response:
         return _refused(request, _Refused(400, "shop: at most 200 characters"))
     settings = request.app[SETTINGS]
     context = await dashboard_context(
-        request.app[REDIS], settings, range_name=range_name, shop=shop, now_ms=int(time.time() * 1000)
+        request.app[REDIS],
+        settings,
+        range_name=range_name,
+        shop=shop,
+        now_ms=int(request.app[DASHBOARD_CLOCK]() * 1000),
     )
     return _html(
         request,
@@ -273,6 +277,7 @@ def add_routes(app: web.Application) -> None:
         lstrip_blocks=True,
     )
     app[DASHBOARD_CSRF_KEY] = hashlib.sha256(b"dashboard-csrf\x1f" + (settings.secret_key or "").encode()).digest()
+    app[DASHBOARD_CLOCK] = time.time
     app.on_response_prepare.append(_security_headers)
     app.router.add_get(PREFIX, page)
     app.router.add_post(PREFIX + "/sign-in", sign_in)

@@ -17,6 +17,7 @@ from tests.test_browser import (  # the browser, its fixture and the CI rule: on
     _CSP_RECORDER,
     Browser,
     _browser_installed,
+    _until,
     browser,
     pytestmark,
 )
@@ -59,6 +60,7 @@ async def test_sign_in_see_the_charts_switch_range_and_sign_out(hub: Hub, browse
     await _record_csp(browser)
     await _sign_in(hub, browser, key=API_KEY)  # a valid key without the admin scope
     await browser.wait_for("lacks the 'admin' scope")
+    assert await _violations(browser) == []  # each page records its own: checked on each
     await browser.type("#key", ADMIN_KEY)
     await browser.click(".signin button[type=submit]")
     await browser.wait_for("Signed in as admin")
@@ -73,13 +75,22 @@ async def test_sign_in_see_the_charts_switch_range_and_sign_out(hub: Hub, browse
         browser.driver.execute_script, "return getComputedStyle(document.querySelector('.tiles')).display"
     )
     assert display == "grid"
+    assert await _violations(browser) == []
     await browser.click('nav.ranges a[href^="/dashboard?range=30d"]')
     await browser.wait_for("What works: last 30 days")
+    assert await _violations(browser) == []
     await browser.click(".signout button[type=submit]")
     await browser.wait_for("Admin API key")
+    assert await _violations(browser) == []
     await browser.open(hub.base + "/dashboard")
     assert "Signed in as" not in await browser.text()
     assert await _violations(browser) == []
+    # The recorder works under this policy: an inline style the page did not have is reported.
+    probe = "var s = document.createElement('style'); s.textContent = 'body{color:red}'; document.head.appendChild(s);"
+    await browser.run(browser.driver.execute_script, probe)
+    await _until(
+        browser, "return (window.__csp || []).some(function (v) { return v.indexOf('style-src') === 0; });", True
+    )
 
 
 @pytest.mark.xfail(strict=False, reason="needs hub.feedback")
@@ -88,6 +99,7 @@ async def test_mark_a_follow_up_handled_in_the_browser(hub: Hub, browser: Browse
     await _record_csp(browser)
     await _sign_in(hub, browser)
     await browser.wait_for("parcel thrown over the fence")
+    assert await _violations(browser) == []
     await browser.click('#followups button[aria-label="Mark D-1001 handled"]')
     await browser.wait_for("The follow-up is marked handled")
     assert "by dashboard:admin" in await browser.text()
@@ -106,6 +118,7 @@ async def test_screenshots_after_the_demo_route(hub: Hub, browser: Browser, monk
     await _record_csp(browser)
     await browser.open(hub.base + "/dashboard")
     await browser.wait_for("Admin API key")
+    assert await _violations(browser) == []
     await browser.shot("dashboard-sign-in", width=1024)
     await _sign_in(hub, browser)
     await browser.wait_for("Signed in as admin")

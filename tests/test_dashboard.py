@@ -5,9 +5,10 @@ carrying the numbers it was given."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ from aiohttp import web
 from hub import charts, keys
 from hub.api import create_app
 from hub.apikeys import KeyRing
-from hub.config import hash_key
+from hub.appkeys import DASHBOARD_CLOCK
+from hub.config import Settings, hash_key
 from hub.dashboard import HEADERS, PRE_COOKIE, SESSION_COOKIE
 from hub.dashboard_view import RANGES, axis, figures, rating_figures
-from tests.conftest import ADMIN_KEY, API_KEY, ROOT, Hub, make_settings, reserve_port
+from tests.conftest import ADMIN_KEY, API_KEY, ROOT, Hub, reserve_port
 from tests.events import make_event
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -147,29 +149,59 @@ async def test_sign_in_without_its_csrf_token_is_refused(hub: Hub, operator: Ope
         await fresh.http.close()
 
 
-async def test_secure_cookie_when_the_public_url_is_https(redis_url: str) -> None:
+@contextlib.asynccontextmanager
+async def another_api(
+    settings: Settings, clock: Callable[[], float] | None = None, https: bool = False
+) -> AsyncIterator[str]:
+    """A second API on the same Redis (what the hub fixture's cannot be: its dashboard's clock set,
+    or an https public URL); its base URL."""
     sock = reserve_port()
     port = sock.getsockname()[1]
-    settings = make_settings(redis_url, port, 1, 1, public_url=f"https://localhost:{port}")
-    runner = web.AppRunner(create_app(settings))
+    public_url = f"https://localhost:{port}" if https else f"http://127.0.0.1:{port}"
+
+    def set_clock(app: web.Application) -> None:
+        if clock is not None:
+            app[DASHBOARD_CLOCK] = clock
+
+    runner = web.AppRunner(create_app(settings.replace(public_url=public_url), extra_setup=set_clock))
     await runner.setup()
     await web.SockSite(runner, sock).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_secure_cookie_when_the_public_url_is_https(hub: Hub) -> None:
     # A browser keeps Secure cookies off plain http: this test carries the sign-in cookie itself.
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        base = f"http://127.0.0.1:{port}/dashboard"
+    async with (
+        another_api(hub.settings, https=True) as base,
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+    ):
+        resp = await http.get(base + "/dashboard")
+        pre = resp.cookies[PRE_COOKIE]
+        assert pre["secure"] and pre["httponly"] and pre["samesite"] == "Strict"
+        data = {"key": ADMIN_KEY, "csrf": csrf_of(await resp.text())}
+        resp = await http.post(
+            base + "/dashboard/sign-in",
+            data=data,
+            headers={"Cookie": f"{PRE_COOKIE}={pre.value}"},
+            allow_redirects=False,
+        )
+        assert resp.status == 303
+        session = resp.cookies[SESSION_COOKIE]
+        assert session["secure"] and session["httponly"] and session["path"] == "/dashboard"
+
+
+async def test_the_ranges_end_at_the_dashboards_clock(hub: Hub) -> None:
+    async with another_api(hub.settings, clock=hub.clock) as base:
+        operator = Operator(base)
         try:
-            resp = await http.get(base)
-            pre = resp.cookies[PRE_COOKIE]
-            assert pre["secure"] and pre["httponly"] and pre["samesite"] == "Strict"
-            data = {"key": ADMIN_KEY, "csrf": csrf_of(await resp.text())}
-            resp = await http.post(
-                base + "/sign-in", data=data, headers={"Cookie": f"{PRE_COOKIE}={pre.value}"}, allow_redirects=False
-            )
-            assert resp.status == 303
-            session = resp.cookies[SESSION_COOKIE]
-            assert session["secure"] and session["httponly"] and session["path"] == "/dashboard"
+            await signed_in(operator)
+            _, page = await operator.get("/dashboard?range=30d")
         finally:
-            await runner.cleanup()
+            await operator.http.close()
+    assert "figures as of 2026-11-24 07:30 UTC" in page  # the tests' policy clock, 08:30 in Berlin
 
 
 # -- the session ---------------------------------------------------------------------------------
