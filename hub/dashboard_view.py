@@ -110,12 +110,11 @@ def _messages(totals: Mapping[str, int], buckets: list[dict[str, int]], labels: 
     rates: list[tuple[str, float]] = []
     notes: list[str] = []
     for row in table:
-        bad = row["failed"] + row["undelivered"]
-        rate = _rate(row["delivered"], bad)
-        row["rate"] = rate
-        if rate is not None:
-            rates.append((row["channel"], rate))
-            notes.append(f"{row['delivered']} of {row['delivered'] + bad}")
+        # As GET /v1/stats reports it (hub.stats): delivered of those the provider accepted.
+        row["rate"] = round(100 * row["delivered"] / row["accepted"], 1) if row["accepted"] else None
+        if row["rate"] is not None:
+            rates.append((row["channel"], row["rate"]))
+            notes.append(f"{row['delivered']} of {row['accepted']}")
     return {
         "messages_table": table,
         "messages_chart": _svg(charts.stacked_bars, "messages", "Messages sent by channel", labels, sent),
@@ -260,9 +259,11 @@ async def dashboard_context(
         redis, settings, start_ms=starts[0], end_ms=now_ms, merchant_id=shop, granularity=rng.granularity
     )
     cfg = settings.dashboard
-    followed = await followups(redis, settings, limit=cfg.followups_shown)
+    open_ = await followups(redis, settings, limit=cfg.followups_shown)
+    recent = [f for f in await followups(redis, settings, include_handled=True, limit=20) if f.get("handled_at")]
     if shop:
-        followed = [f for f in followed if f.get("merchant_id") == shop]
+        open_ = [f for f in open_ if f.get("merchant_id") == shop]
+        recent = [f for f in recent if f.get("merchant_id") == shop]
     shops = {m["id"] for m in await Merchants(redis, settings.brands.merchants, 0).listing()}
     shops |= set(stats.get("by_merchant") or {})
     return {
@@ -274,7 +275,8 @@ async def dashboard_context(
         "range": rng,
         "shop": shop,
         "shops": sorted(shops | ({shop} if shop else set())),
-        "followups": followed,
+        "followups": open_,
+        "handled": recent[:10],
         "dead_letters": await _dead_letters(redis, cfg.dead_letters_shown),
         "generated_at": datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }

@@ -361,7 +361,7 @@ async def test_a_rating_of_one_by_sms_is_listed_and_marked_handled_through_the_f
     assert resp.status == 303 and resp.headers["Location"] == "/dashboard?range=30d&done=handled"
     _, page = await operator.get(resp.headers["Location"])
     assert "The follow-up is marked handled" in page and "by dashboard:admin" in page
-    assert 'aria-label="Mark D-1001 handled"' not in page
+    assert 'aria-label="Mark D-1001 handled"' not in page and "Recently handled" in page
 
 
 # -- the figures and the charts, with real numbers -------------------------------------------------
@@ -498,6 +498,17 @@ def test_the_whole_page_renders_with_figures_and_every_number_is_text() -> None:
                 "handled_by": None,
             },
         ],
+        handled=[
+            {
+                "delivery_id": "D-0",
+                "rating": 2,
+                "comment": None,
+                "driver_id": None,
+                "merchant_id": "acme",
+                "handled_at": "2026-11-24T09:00:00Z",
+                "handled_by": "dashboard:admin",
+            }
+        ],
         dead_letters={"count": 2, "latest": ["wh-2", "wh-1"]},
         generated_at="now",
         source="admin",
@@ -509,7 +520,8 @@ def test_the_whole_page_renders_with_figures_and_every_number_is_text() -> None:
     for svg in svgs(page):
         assert svg.findtext(f"{SVG}title")
     assert 'id="tile-sent">17<' in page and 'id="tile-first-attempt">66.7%<' in page
-    assert "<td>90.0%</td>" in page and "DR-5: 4.3 (3 ratings)" in page
+    assert "<td>90.0%</td>" in page and "DR-5: 4.3 (3 ratings)" in page and "sms: 90% (9 of 10)" in page
+    assert "Recently handled" in page and "2026-11-24T09:00:00Z by dashboard:admin" in page
     assert 'name="delivery_id" value="D-1"' in page and 'id="tile-followups">1<' in page
     assert '<td class="up">+0.50</td>' in page
 
