@@ -226,13 +226,17 @@ def figures(stats: Mapping[str, Any], rng: Range, starts: Sequence[int]) -> dict
     return out
 
 
+def _ratings(n: int) -> str:
+    return f"{n} rating" if n == 1 else f"{n} ratings"
+
+
 def rating_figures(by_driver: list[dict[str, Any]], by_shop: list[dict[str, Any]]) -> dict[str, Any]:
     """The ratings per driver and per shop (ratings_summary rows): tables and average charts."""
 
     def chart(chart_id: str, title: str, rows: list[dict[str, Any]]) -> Markup:
         rows = [r for r in rows if r.get("average") is not None][:TOP]
         items = [(str(r["id"]), float(r["average"])) for r in rows]
-        notes = [f"{r.get('count', 0)} ratings" for r in rows]
+        notes = [_ratings(int(r.get("count") or 0)) for r in rows]
         return _svg(charts.hbars, chart_id, title, items, max_value=5, notes=notes)
 
     return {

@@ -46,11 +46,17 @@ async def _sign_in(hub: Hub, browser: Browser, key: str = ADMIN_KEY) -> None:
     await browser.click(".signin button[type=submit]")
 
 
-async def _low_rating(hub: Hub) -> None:
+async def _low_rating(hub: Hub, delivery_id: str = "D-1001", merchant_id: str = "acme") -> None:
     """A delivered parcel rated 1 by SMS reply (what lands on the follow-up list)."""
     await hub.request("PUT", "/v1/customers/C-77", json={"phone": PHONE})
     await hub.request("PATCH", "/v1/customers/C-77/preferences", json={"channels": {"delivered": ["sms"]}})
-    await hub.post_event(make_event("delivered", data={"pod": {"recipient": "Ana", "place": "front door"}}))
+    delivered = make_event(
+        "delivered",
+        data={"pod": {"recipient": "Ana", "place": "front door"}},
+        delivery__id=delivery_id,
+        delivery__merchant_id=merchant_id,
+    )
+    await hub.post_event(delivered)
     await hub.run_worker()
     await hub.text_hub(PHONE, "1 parcel thrown over the fence")
     await hub.run_worker()
@@ -106,6 +112,7 @@ async def test_mark_a_follow_up_handled_in_the_browser(hub: Hub, browser: Browse
     assert await _violations(browser) == []
 
 
+@pytest.mark.sandbox(status_callbacks=True)  # as under `hub dev`: the providers report deliveries
 async def test_screenshots_after_the_demo_route(hub: Hub, browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's pictures: the sign-in page, and the dashboard over the last 30 days after the
     demo route and a low rating (the demo's events are dated by the tests' policy clock)."""
@@ -114,7 +121,7 @@ async def test_screenshots_after_the_demo_route(hub: Hub, browser: Browser, monk
     monkeypatch.setattr("hub.demo.datetime", _DemoClock)
     assert await run_demo(hub.base, API_KEY, pause=0) > 0
     await hub.run_worker()
-    await _low_rating(hub)
+    await _low_rating(hub, "D-2001", "acme-shoes")  # a delivery of its own (the demo has a D-1001)
     await _record_csp(browser)
     await browser.open(hub.base + "/dashboard")
     await browser.wait_for("Admin API key")
