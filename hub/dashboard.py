@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from .errors import ApiError
 from .feedback import mark_handled
 
 __all__ = ["HEADERS", "PRE_COOKIE", "SESSION_COOKIE", "add_routes"]
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/dashboard"
 SESSION_COOKIE = "hub_dash"
@@ -224,6 +227,7 @@ async def sign_in(request: web.Request) -> web.Response:
         pipe.hset(keys.dashboard_session(_digest(session_id)), mapping=fields)
         pipe.expire(keys.dashboard_session(_digest(session_id)), ttl)
         await pipe.execute()
+    log.info("dashboard: %s signed in", key.source)
     response = _see_other(PREFIX)
     response.set_cookie(
         SESSION_COOKIE, session_id, path=PREFIX, httponly=True, samesite="Strict", secure=_secure(settings), max_age=ttl
@@ -238,6 +242,7 @@ async def sign_out(request: web.Request) -> web.Response:
     except _Refused as e:
         return _refused(request, e)
     await request.app[REDIS].delete(keys.dashboard_session(_digest(session.id)))
+    log.info("dashboard: %s signed out", session.source)
     response = _see_other(PREFIX)
     response.del_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -256,6 +261,7 @@ async def handled(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if not await mark_handled(request.app[REDIS], settings, delivery_id, by=f"dashboard:{session.source}"):
         return _refused(request, _Refused(404, f"delivery_id: no follow-up for {delivery_id!r}"))
+    log.info("dashboard: %s marked the follow-up of %s handled", session.source, delivery_id)
     shop = form.get("shop", "")
     back = URL(PREFIX).with_query({"range": range_name, **({"shop": shop} if shop else {}), "done": "handled"})
     return _see_other(str(back))
