@@ -15,6 +15,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.adapters       /webhooks/{onfleet,aftership,generic/{name}} (vendor-signed)
     hub.api_merchants  /v1/merchants[/{id}]
     hub.api_availability  /v1/customers/{id}/availability, /v1/availability/query
+    hub.dashboard      /dashboard... the operators' dashboard (admin key, session cookie)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -43,6 +44,7 @@ from . import (
     api_ops,
     api_relay,
     apidocs,
+    dashboard,
     track,
     twilio_hooks,
 )
@@ -90,6 +92,7 @@ ROUTES = (
     adapters,
     api_merchants,
     api_availability,
+    dashboard,
 )
 
 

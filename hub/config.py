@@ -54,6 +54,7 @@ from .config_sections import (
     ApiSettings,
     BrandSettings,
     ConversationSettings,
+    DashboardSettings,
     FcmSettings,
     OpsSettings,
     RedisSentinelSettings,
@@ -160,6 +161,8 @@ class Settings(Section):
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
     availability: AvailabilitySettings = AvailabilitySettings()
     """When customers are home: the learned model and its pooled prior (docs/availability.md)."""
+    dashboard: DashboardSettings = DashboardSettings()
+    """The operators' dashboard at /dashboard (docs/dashboard.md)."""
 
     @field_validator("channels")
     @classmethod

@@ -416,3 +416,13 @@ class WhatsAppSettings(Section):
         if unknown:
             raise ValueError(f"unknown variable(s) {', '.join(unknown)}; use {', '.join(WHATSAPP_VALUES)}")
         return value
+
+
+class DashboardSettings(Section):
+    session_hours: float = Field(8.0, gt=0, le=168)
+    """How long an operator stays signed in to /dashboard (from sign-in; not extended by use).
+    A revoked key ends its sessions at the next request."""
+    followups_shown: int = Field(50, ge=1, le=500)
+    """Most follow-ups (low ratings) the dashboard lists, newest first."""
+    dead_letters_shown: int = Field(5, ge=1, le=50)
+    """How many of the newest dead-lettered webhook deliveries the dashboard names by id."""

@@ -83,6 +83,7 @@ __all__ = [
     "collapse",
     "conversation",
     "customer",
+    "dashboard_session",
     "deliveries_of",
     "delivery",
     "driver_position",
@@ -360,3 +361,13 @@ def availability(customer_id: str) -> str:
 def availability_area(area: str) -> str:
     """``hub:avail:area:{area}`` hash: ``n:<wd>:<block>``, ``h:<wd>:<block>`` weights. No TTL."""
     return AVAILABILITY_AREA_PREFIX + area
+
+
+# -- the operators' dashboard (hub.dashboard) ----------------------------------------------------
+
+
+def dashboard_session(digest: str) -> str:
+    """``hub:dash:session:{sha256 of the session id}`` hash: source, key (the API key's SHA-256),
+    created_at. TTL dashboard.session_hours from sign-in; deleted by sign-out. The cookie holds the
+    session id, which is stored only as its digest, and the API key is never stored."""
+    return f"hub:dash:session:{digest}"
