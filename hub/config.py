@@ -54,6 +54,7 @@ from .config_sections import (
     BrandSettings,
     ConversationSettings,
     FcmSettings,
+    FeedbackSettings,
     OpsSettings,
     RedisSentinelSettings,
     RelaySettings,
@@ -157,6 +158,8 @@ class Settings(Section):
     """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
+    feedback: FeedbackSettings = FeedbackSettings()
+    """Ratings: what counts as low (the feedback.low webhook, the operators' follow-up list)."""
 
     @field_validator("channels")
     @classmethod

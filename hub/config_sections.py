@@ -22,6 +22,7 @@ __all__ = [
     "BrandSettings",
     "ConversationSettings",
     "FcmSettings",
+    "FeedbackSettings",
     "OpsSettings",
     "RedisSentinelSettings",
     "RelaySettings",
@@ -416,3 +417,9 @@ class WhatsAppSettings(Section):
         if unknown:
             raise ValueError(f"unknown variable(s) {', '.join(unknown)}; use {', '.join(WHATSAPP_VALUES)}")
         return value
+
+
+class FeedbackSettings(Section):
+    low_rating: int = Field(2, ge=0, le=5)
+    """A rating at or below this is low: it raises the feedback.low webhook and puts the delivery
+    on the operators' follow-up list until someone marks it handled (0: no rating is low)."""
