@@ -17,6 +17,8 @@ Follow-ups last ``retention.message_log_days`` from their low rating. ``mark_han
 idempotent: the first handler and time stay. Erasure (``forget_customer``) takes the comment and
 the customer id out of the customer's follow-ups; the rating, driver, shop and times stay, as do
 the per-day sums, which hold no personal data.
+
+(The ``type: ignore[misc]``: redis-py types every async command as ``Awaitable[T] | T``.)
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ async def record_rating(
             comment,
             driver_id,
             customer_id,
-            at.isoformat(timespec="seconds"),
+            at.isoformat(timespec="milliseconds"),
             at.date().isoformat(),
             ttl,
             merchant_id,
@@ -168,7 +170,7 @@ async def list_followups(
     rows.sort(key=lambda row: (-row[0], row[1]))
     entries = []
     for _, delivery_id in rows[:limit]:
-        raw = await redis.hgetall(keys.followup(delivery_id))
+        raw = await redis.hgetall(keys.followup(delivery_id))  # type: ignore[misc]
         if raw:  # gone with its TTL, its index entry not yet trimmed
             entries.append(_entry({_text(k): _text(v) for k, v in raw.items()}))
     return entries
@@ -195,7 +197,7 @@ async def mark_handled(redis: Redis, settings: Settings, delivery_id: str, by: s
 
 async def followup(redis: Redis, delivery_id: str) -> dict[str, Any] | None:
     """One follow-up, as the list shows it, or None."""
-    raw = await redis.hgetall(keys.followup(delivery_id))
+    raw = await redis.hgetall(keys.followup(delivery_id))  # type: ignore[misc]
     return _entry({_text(k): _text(v) for k, v in raw.items()}) if raw else None
 
 
@@ -203,9 +205,9 @@ async def forget_customer(redis: Redis, settings: Settings, customer_id: str) ->
     """Erasure: the customer's follow-ups lose their comment and customer id. The rating, driver,
     shop and times stay (facts about the delivery, not about the customer)."""
     index = keys.followups_of(customer_id)
-    for delivery_id in await redis.smembers(index):
+    for delivery_id in await redis.smembers(index):  # type: ignore[misc]
         # HDEL never creates a key: a follow-up that expired meanwhile stays gone.
-        await redis.hdel(keys.followup(_text(delivery_id)), "comment", "customer_id")
+        await redis.hdel(keys.followup(_text(delivery_id)), "comment", "customer_id")  # type: ignore[misc]
     await redis.delete(index)
 
 
@@ -259,9 +261,9 @@ async def ratings_summary(
         (keys.RATED_DRIVERS, keys.feedback_days) if by == "driver" else (keys.RATED_MERCHANTS, keys.feedback_shop_days)
     )
     rows = []
-    for member in await redis.smembers(index):
+    for member in await redis.smembers(index):  # type: ignore[misc]
         name = _text(member)
-        days = _days(await redis.hgetall(key(name)))
+        days = _days(await redis.hgetall(key(name)))  # type: ignore[misc]
         if days:
             rows.append(_summary(name, days, today))
     rows.sort(key=lambda row: (-row["count"], row["id"]))
