@@ -16,6 +16,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.api_merchants  /v1/merchants[/{id}]
     hub.api_availability  /v1/customers/{id}/availability, /v1/availability/query
     hub.dashboard      /dashboard... the operators' dashboard (admin key, session cookie)
+    hub.api_feedback   /v1/feedback/followups..., /v1/ratings
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -39,6 +40,7 @@ from . import (
     api_availability,
     api_customers,
     api_events,
+    api_feedback,
     api_merchants,
     api_messages,
     api_ops,
@@ -93,6 +95,7 @@ ROUTES = (
     api_merchants,
     api_availability,
     dashboard,
+    api_feedback,
 )
 
 

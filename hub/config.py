@@ -56,6 +56,7 @@ from .config_sections import (
     ConversationSettings,
     DashboardSettings,
     FcmSettings,
+    FeedbackSettings,
     OpsSettings,
     RedisSentinelSettings,
     RelaySettings,
@@ -163,6 +164,8 @@ class Settings(Section):
     """When customers are home: the learned model and its pooled prior (docs/availability.md)."""
     dashboard: DashboardSettings = DashboardSettings()
     """The operators' dashboard at /dashboard (docs/dashboard.md)."""
+    feedback: FeedbackSettings = FeedbackSettings()
+    """Ratings: what counts as low (the feedback.low webhook, the operators' follow-up list)."""
 
     @field_validator("channels")
     @classmethod

@@ -22,6 +22,7 @@ __all__ = [
     "BrandSettings",
     "ConversationSettings",
     "FcmSettings",
+    "FeedbackSettings",
     "OpsSettings",
     "RedisSentinelSettings",
     "RelaySettings",
@@ -426,3 +427,9 @@ class DashboardSettings(Section):
     """Most follow-ups (low ratings) the dashboard lists, newest first."""
     dead_letters_shown: int = Field(5, ge=1, le=50)
     """How many of the newest dead-lettered webhook deliveries the dashboard names by id."""
+
+
+class FeedbackSettings(Section):
+    low_rating: int = Field(2, ge=0, le=5)
+    """A rating at or below this is low: it raises the feedback.low webhook and puts the delivery
+    on the operators' follow-up list until someone marks it handled (0: no rating is low)."""

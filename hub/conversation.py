@@ -25,6 +25,7 @@ from preferences import CustomerRecord, CustomerStore
 from . import keys, lua_records
 from .clock import now_iso
 from .config import Settings
+from .feedback import record_rating
 from .i18n import reply_words
 from .masking import mask_phone
 from .merchants import Merchants
@@ -319,19 +320,34 @@ class Conversations:
         channel: str = "sms",
     ) -> Answer:
         at = datetime.now(UTC)
+        delivery_id = prompt["delivery_id"]
         driver_id = prompt.get("driver_id") or ""
-        await self._feedback(
-            keys=[keys.feedback(prompt["delivery_id"]), keys.feedback_days(driver_id or "-")],
-            args=[
-                rating,
-                comment,
-                driver_id,
-                customer.id,
-                at.isoformat(timespec="seconds"),
-                at.date().isoformat(),
-                self.settings.retention.message_log_days * 86_400,
-            ],
+        merchant_id = await self.redis.hget(keys.delivery(delivery_id), "merchant_id") or ""
+        recorded = await record_rating(
+            self.redis,
+            self.settings,
+            delivery_id=delivery_id,
+            customer_id=customer.id,
+            rating=rating,
+            comment=comment,
+            driver_id=driver_id,
+            merchant_id=merchant_id,
+            channel=channel,
+            sid=sid,
+            at=at,
         )
+        if recorded.raise_low:
+            low = {
+                "delivery_id": delivery_id,
+                "customer_id": customer.id,
+                "rating": rating,
+                "comment": comment or None,
+                "driver_id": driver_id or None,
+                "merchant_id": merchant_id or None,
+                "at": at.isoformat(timespec="milliseconds"),
+                "channel": channel,
+            }
+            await self.webhooks.emit("feedback.low", low, key=sid)
         await self.webhooks.emit(
             "feedback.received",
             {

@@ -69,8 +69,12 @@ import hmac
 __all__ = [
     "ARRIVALS",
     "AVAILABILITY_AREA_PREFIX",
+    "FOLLOWUPS_HANDLED",
+    "FOLLOWUPS_OPEN",
     "INDEXED_STATUSES",
     "MERCHANTS",
+    "RATED_DRIVERS",
+    "RATED_MERCHANTS",
     "REPLICATION_FENCE",
     "WEBHOOK_DEAD",
     "WEBHOOK_INDEX",
@@ -90,6 +94,9 @@ __all__ = [
     "event",
     "feedback",
     "feedback_days",
+    "feedback_shop_days",
+    "followup",
+    "followups_of",
     "inbound",
     "link",
     "links_of",
@@ -209,6 +216,16 @@ def collapse(delivery_id: str, milestone: str) -> str:
 # - ``hub:feedback:{delivery_id}``     hash: rating, comment, driver_id, customer_id, at, day.
 #   Same TTL as the message log.
 # - ``hub:fbday:{driver_id}``          hash: "<day>:count", "<day>:sum" per UTC day. No TTL.
+# - ``hub:fbshop:{merchant_id}``       hash: the same per shop (deliveries with a merchant_id). No TTL.
+# - ``hub:fb:drivers``, ``hub:fb:merchants``  sets: the drivers and shops ever rated (hub.feedback
+#   summarises them). No TTL.
+# - ``hub:followup:{delivery_id}``     hash: the operators' follow-up of a low rating (hub.feedback):
+#   delivery_id, customer_id, rating, low_rating, comment, driver_id, merchant_id, at, at_ms,
+#   channel, sid, rated_at, handled_at, handled_by. TTL retention.message_log_days from the low rating.
+# - ``hub:followups:open``, ``hub:followups:handled``  sorted sets: follow-up delivery ids by the
+#   time of their low rating (ms); entries older than the message log are trimmed on every write.
+# - ``hub:followups:customer:{id}``    set: the customer's follow-up delivery ids (for erasure).
+#   Same TTL as the follow-ups, renewed.
 # - ``hub:wh:{id}``                    hash: one outbound webhook delivery (url, type, body, status,
 #   attempts, last_error, created_at, delivered_at). TTL retention.message_log_days.
 # - ``hub:wh:customer:{id}``          set: webhook delivery ids whose body names the customer (for
@@ -263,6 +280,24 @@ def feedback(delivery_id: str) -> str:
 
 def feedback_days(driver_id: str) -> str:
     return f"hub:fbday:{driver_id}"
+
+
+def feedback_shop_days(merchant_id: str) -> str:
+    return f"hub:fbshop:{merchant_id}"
+
+
+def followup(delivery_id: str) -> str:
+    return f"hub:followup:{delivery_id}"
+
+
+def followups_of(customer_id: str) -> str:
+    return f"hub:followups:customer:{customer_id}"
+
+
+RATED_DRIVERS = "hub:fb:drivers"
+RATED_MERCHANTS = "hub:fb:merchants"
+FOLLOWUPS_OPEN = "hub:followups:open"
+FOLLOWUPS_HANDLED = "hub:followups:handled"
 
 
 def deliveries_of(customer_id: str) -> str:

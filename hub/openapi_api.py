@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .openapi_feedback import feedback_paths
+
 __all__ = [
     "api_paths",
     "error_answers",
@@ -274,6 +276,7 @@ def api_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any
         **_merchant_paths(),
         **_delivery_paths(id_param, reveal),
         **_message_paths(id_param, reveal),
+        **feedback_paths(),
         **_health_paths(),
     }
 
