@@ -14,6 +14,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.track          /t/{token}... the customer's tracking page, /static/
     hub.adapters       /webhooks/{onfleet,aftership,generic/{name}} (vendor-signed)
     hub.api_merchants  /v1/merchants[/{id}]
+    hub.api_stats      GET /v1/stats (the operators' figures, JSON or CSV)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -40,6 +41,7 @@ from . import (
     api_messages,
     api_ops,
     api_relay,
+    api_stats,
     apidocs,
     track,
     twilio_hooks,
@@ -87,6 +89,7 @@ ROUTES = (
     track,
     adapters,
     api_merchants,
+    api_stats,
 )
 
 

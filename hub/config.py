@@ -62,6 +62,7 @@ from .config_sections import (
     Section,
     SenderSettings,
     SmtpSettings,
+    StatsSettings,
     TrackingSettings,
     TwilioHookSettings,
     TwilioSettings,
@@ -157,6 +158,8 @@ class Settings(Section):
     """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
+    stats: StatsSettings = StatsSettings()
+    """The operators' figures: hourly counters read by GET /v1/stats and the dashboard."""
 
     @field_validator("channels")
     @classmethod

@@ -30,6 +30,7 @@ __all__ = [
     "Section",
     "SenderSettings",
     "SmtpSettings",
+    "StatsSettings",
     "TrackingSettings",
     "TwilioHookSettings",
     "TwilioSettings",
@@ -416,3 +417,11 @@ class WhatsAppSettings(Section):
         if unknown:
             raise ValueError(f"unknown variable(s) {', '.join(unknown)}; use {', '.join(WHATSAPP_VALUES)}")
         return value
+
+
+class StatsSettings(Section):
+    enabled: bool = True
+    """Count the operators' figures (GET /v1/stats, docs/observability.md): one Redis call per
+    counted fact on the event path. Off: nothing is counted; what was counted stays readable."""
+    retention_days: int = Field(400, ge=1, le=3650)
+    """How long an hour's counters are kept after the hour ends (400: a year against the last)."""

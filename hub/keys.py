@@ -99,6 +99,8 @@ __all__ = [
     "relay_session",
     "relay_sticky",
     "sms_optout",
+    "stats_attempts",
+    "stats_hour",
     "stranger_answers",
     "timeline",
     "webhook",
@@ -335,3 +337,19 @@ def driver_position(delivery_id: str) -> str:
     position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
     delivery's next milestone off the road (lua_log.APPLY_EVENT) and by erasure."""
     return f"hub:position:{delivery_id}"
+
+
+# -- operators' figures (hub.stats) --------------------------------------------------------------
+
+
+def stats_hour(hour: str) -> str:
+    """``hub:stats:{YYYYMMDDHH}`` hash of one UTC hour: ``<dim>|<fact>`` -> count, dim ``-`` (all),
+    ``m:<merchant_id>`` or ``d:<driver_id>``. Expires stats.retention_days after the hour ends. No
+    personal data: ids of shops and drivers, names of facts."""
+    return f"hub:stats:{hour}"
+
+
+def stats_attempts(delivery_id: str) -> str:
+    """``hub:stats:attempts:{delivery_id}`` string: the delivery's failed attempts so far, which tell
+    a first attempt from a later one. TTL retention.timeline_days, renewed by each attempt."""
+    return f"hub:stats:attempts:{delivery_id}"
