@@ -21,6 +21,7 @@ from proofs.redis_replay import parse_line
 from tests.conftest import Hub
 from tests.events import make_event
 from tests.test_relay import CUSTOMER, DRIVER, POOL, call, open_session, post_signed
+from tests.test_send_gate import block, let_it_fall_due, waiting_sms
 
 PHONE = "+4915112345678"
 # Wide enough for the sample events (2026-11-24) and for what is counted as it happens (now).
@@ -368,3 +369,26 @@ async def test_a_counted_event_costs_one_call_per_fact_and_never_reads_the_messa
     assert read_log == []
     # The shop came from the records at hand: no read of the delivery for it outside the scripts.
     assert not [c for c in lines if c.client != "lua" and c.name == b"HGET" and b"merchant_id" in c.args]
+
+
+@pytest.mark.settings(**{"policy.quiet_spread_minutes": 0})
+async def test_a_held_sms_the_send_gate_stops_is_counted_skipped(hub: Hub) -> None:
+    await waiting_sms(hub, "held")  # quiet hours: the SMS waits for the morning
+    await block(hub, "stop")
+    await let_it_fall_due(hub, "held")
+    assert hub.messages(channel="sms") == []
+    totals = (await figures(hub))["totals"]
+    assert totals["message.sms.skipped"] == 1 and "message.sms.accepted" not in totals
+
+
+async def test_a_push_receipt_counts_the_push_delivered_for_its_shop(hub: Hub) -> None:
+    await hub.post_event(make_event("delivered", delivery__merchant_id="acme"))
+    await hub.run_worker()
+    [push] = hub.messages(channel="push")
+    receipt = {"message_id": push["push_data"]["message_id"], "receipt": push["push_data"]["receipt"]}
+    for _ in range(2):  # a receipt sent twice moves the message once
+        assert (await hub.request("POST", "/v1/push/receipts", key=None, json=receipt)).status == 204
+    body = await figures(hub)
+    assert body["totals"]["message.push.delivered"] == body["totals"]["message.push.accepted"] == 1
+    assert body["by_merchant"]["acme"]["message.push.delivered"] == 1
+    assert body["rates"]["provider_delivery"]["push"] == 1.0
