@@ -392,3 +392,16 @@ async def test_a_push_receipt_counts_the_push_delivered_for_its_shop(hub: Hub) -
     assert body["totals"]["message.push.delivered"] == body["totals"]["message.push.accepted"] == 1
     assert body["by_merchant"]["acme"]["message.push.delivered"] == 1
     assert body["rates"]["provider_delivery"]["push"] == 1.0
+
+
+async def test_an_exception_counts_its_reason_and_no_attempt(hub: Hub) -> None:
+    await hub.post_event(make_event("exception", data={"reason_code": "weather"}, driver=None))
+    await hub.post_event(make_event("delivery_failed", occurred_at=at("09:00"), data={"reason": "free text only"}))
+    await hub.run_worker()
+    body = await figures(hub)
+    assert {f: n for f, n in body["totals"].items() if f.startswith(("attempt.", "failure."))} == {
+        "attempt.first.failed": 1,
+        "failure.unspecified": 1,
+        "failure.weather": 1,
+    }
+    assert body["by_driver"]["DR-5"] == {"attempt.first.failed": 1, "failure.unspecified": 1}
