@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 import time
 from datetime import datetime
@@ -31,32 +30,35 @@ from .stats import GRANULARITIES, read_stats
 __all__ = ["add_routes", "stats_csv"]
 
 _MERCHANT = re.compile(MERCHANT_ID)
-_UNIX = re.compile(r"^\d{1,12}(\.\d+)?$")
+_UNIX = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+_LATEST_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 # The default span, counted in buckets and including the current one.
 _DEFAULT_BUCKETS = {"hour": 24, "day": 30}
 
 
 def _time(request: web.Request, name: str) -> int | None:
-    """``from``/``to`` in ms: an ISO 8601 time with its offset, or unix seconds; None when absent."""
+    """``from``/``to`` in ms: an ISO 8601 time with its offset, or unix seconds, between 1970 and
+    2100; None when absent."""
     raw = request.query.get(name, "").strip()
     if not raw:
         return None
     if _UNIX.match(raw):
-        value = float(raw)
-        if not math.isfinite(value) or value > 4_102_444_800:  # 2100-01-01
-            raise ApiError(400, f"invalid_{name}", f"{name} is out of range", {name: "out of range"})
-        return int(value * 1000)
-    try:
-        when = datetime.fromisoformat(raw)
-    except ValueError as e:
-        raise ApiError(
-            400, f"invalid_{name}", f"{name} must be an ISO 8601 time or unix seconds", {name: "not a time"}
-        ) from e
-    if when.tzinfo is None:
-        raise ApiError(
-            400, f"invalid_{name}", f"{name} needs a UTC offset, e.g. 2026-11-24T08:00:00Z", {name: "no offset"}
-        )
-    return int(when.timestamp() * 1000)
+        ms = int(float(raw) * 1000)
+    else:
+        try:
+            when = datetime.fromisoformat(raw)
+        except ValueError as e:
+            raise ApiError(
+                400, f"invalid_{name}", f"{name} must be an ISO 8601 time or unix seconds", {name: "not a time"}
+            ) from e
+        if when.tzinfo is None:
+            raise ApiError(
+                400, f"invalid_{name}", f"{name} needs a UTC offset, e.g. 2026-11-24T08:00:00Z", {name: "no offset"}
+            )
+        ms = int(when.timestamp() * 1000)
+    if not 0 <= ms <= _LATEST_MS:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be between 1970 and 2100", {name: "out of range"})
+    return ms
 
 
 def _query(request: web.Request) -> dict[str, Any]:

@@ -276,6 +276,8 @@ async def test_defaults_are_the_last_24_hours_or_30_days(hub: Hub) -> None:
         ({"from": "yesterday"}, "invalid_from", "from"),
         ({"from": "2026-11-24T08:00:00"}, "invalid_from", "from"),
         ({"to": "99999999999"}, "invalid_to", "to"),
+        ({"to": "9999-12-31T23:30:00Z"}, "invalid_to", "to"),
+        ({"from": "1969-12-31T00:00:00Z"}, "invalid_from", "from"),
         ({"from": "2026-11-24T08:00:00Z", "to": "2026-11-23T08:00:00Z"}, "invalid_range", "to"),
         ({"from": "0", "to": "2000000000"}, "range_too_long", "to"),
         ({"format": "xml"}, "invalid_format", "format"),
