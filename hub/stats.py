@@ -107,7 +107,7 @@ class Stats:
         expire = self._expire_at(at)
         if expire is None:
             return
-        args = [expire, n, json.dumps([fact]), json.dumps(dims)]
+        args = [expire, n, fact, *(f"{dim}|{fact}" for dim in dims)]
         await self._run(self._fact, [keys.stats_hour(hour_of(at)), *more], args, fact)
 
     async def event_applied(self, source: str, event: dict[str, Any], delivery: dict[str, Any]) -> None:
@@ -132,7 +132,8 @@ class Stats:
             keys.stats_attempts(delivery_id),
         ]
         ttl = self.settings.retention.timeline_days * 86_400
-        args = [expire, json.dumps(facts), outcome, json.dumps(dimensions(merchant_id, driver_id)), ttl]
+        dims = dimensions(merchant_id, driver_id)
+        args = [expire, outcome, ttl, len(dims), *dims, *facts]
         await self._run(self._event, event_keys, args, milestone)
 
     def _expire_at(self, at_ms: int) -> int | None:

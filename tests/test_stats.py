@@ -22,6 +22,7 @@ from tests.conftest import Hub
 from tests.events import make_event
 from tests.test_relay import CUSTOMER, DRIVER, POOL, call, open_session, post_signed
 from tests.test_send_gate import block, let_it_fall_due, waiting_sms
+from tests.test_twoway import offer_slots
 
 PHONE = "+4915112345678"
 # Wide enough for the sample events (2026-11-24) and for what is counted as it happens (now).
@@ -407,3 +408,13 @@ async def test_an_exception_counts_its_reason_and_no_attempt(hub: Hub) -> None:
         "failure.weather": 1,
     }
     assert body["by_driver"]["DR-5"] == {"attempt.first.failed": 1, "failure.unspecified": 1}
+
+
+async def test_a_reply_to_a_prompt_counts_for_the_shop_of_its_delivery(hub: Hub) -> None:
+    await offer_slots(hub, delivery__merchant_id="acme")
+    answered = await hub.text_hub(PHONE, "1")
+    assert answered["replies"]
+    body = await figures(hub)
+    assert await understood(hub) == ["reschedule"]
+    assert body["totals"]["reply.reschedule"] == body["by_merchant"]["acme"]["reply.reschedule"] == 1
+    assert body["rates"]["reply_shares"] == {"reschedule": 1.0}
