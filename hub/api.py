@@ -17,6 +17,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.api_availability  /v1/customers/{id}/availability, /v1/availability/query
     hub.dashboard      /dashboard... the operators' dashboard (admin key, session cookie)
     hub.api_feedback   /v1/feedback/followups..., /v1/ratings
+    hub.api_stats      GET /v1/stats (the operators' figures, JSON or CSV)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -45,6 +46,7 @@ from . import (
     api_messages,
     api_ops,
     api_relay,
+    api_stats,
     apidocs,
     dashboard,
     track,
@@ -96,6 +98,7 @@ ROUTES = (
     api_availability,
     dashboard,
     api_feedback,
+    api_stats,
 )
 
 

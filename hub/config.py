@@ -65,6 +65,7 @@ from .config_sections import (
     Section,
     SenderSettings,
     SmtpSettings,
+    StatsSettings,
     TrackingSettings,
     TwilioHookSettings,
     TwilioSettings,
@@ -166,6 +167,8 @@ class Settings(Section):
     """The operators' dashboard at /dashboard (docs/dashboard.md)."""
     feedback: FeedbackSettings = FeedbackSettings()
     """Ratings: what counts as low (the feedback.low webhook, the operators' follow-up list)."""
+    stats: StatsSettings = StatsSettings()
+    """The operators' figures: hourly counters read by GET /v1/stats and the dashboard."""
 
     @field_validator("channels")
     @classmethod

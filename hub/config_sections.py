@@ -31,6 +31,7 @@ __all__ = [
     "Section",
     "SenderSettings",
     "SmtpSettings",
+    "StatsSettings",
     "TrackingSettings",
     "TwilioHookSettings",
     "TwilioSettings",
@@ -433,3 +434,11 @@ class FeedbackSettings(Section):
     low_rating: int = Field(2, ge=0, le=5)
     """A rating at or below this is low: it raises the feedback.low webhook and puts the delivery
     on the operators' follow-up list until someone marks it handled (0: no rating is low)."""
+
+
+class StatsSettings(Section):
+    enabled: bool = True
+    """Count the operators' figures (GET /v1/stats, docs/observability.md): one Redis call per
+    counted fact on the event path. Off: nothing is counted; what was counted stays readable."""
+    retention_days: int = Field(400, ge=1, le=3650)
+    """How long an hour's counters are kept after the hour ends (400: a year against the last)."""

@@ -31,6 +31,7 @@ from .masking import mask_phone
 from .merchants import Merchants
 from .render import Renderer
 from .replies import Reply, ReplyWords, parse_reply
+from .stats import Stats
 from .webhooks import Webhooks
 from .whatsapp import split_address
 
@@ -148,6 +149,7 @@ class Conversations:
             prompt = None  # another customer's prompt: not this customer's to answer
         locale = customer.prefs.get("locale") or customer.locale
         answer = await self._dispatch(reply, customer, locale, prompt, sender, from_, message_sid, channel)
+        await Stats(self.redis, self.settings).reply(answer.intent, (prompt or {}).get("delivery_id"))
         await self.webhooks.emit(
             "customer.reply",
             {

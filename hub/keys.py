@@ -117,6 +117,8 @@ __all__ = [
     "relay_session",
     "relay_sticky",
     "sms_optout",
+    "stats_attempts",
+    "stats_hour",
     "stranger_answers",
     "timeline",
     "webhook",
@@ -406,3 +408,19 @@ def dashboard_session(digest: str) -> str:
     created_at. TTL dashboard.session_hours from sign-in; deleted by sign-out. The cookie holds the
     session id, which is stored only as its digest, and the API key is never stored."""
     return f"hub:dash:session:{digest}"
+
+
+# -- operators' figures (hub.stats) --------------------------------------------------------------
+
+
+def stats_hour(hour: str) -> str:
+    """``hub:stats:{YYYYMMDDHH}`` hash of one UTC hour: ``<dim>|<fact>`` -> count, dim ``-`` (all),
+    ``m:<merchant_id>`` or ``d:<driver_id>``. Expires stats.retention_days after the hour ends. No
+    personal data: ids of shops and drivers, names of facts."""
+    return f"hub:stats:{hour}"
+
+
+def stats_attempts(delivery_id: str) -> str:
+    """``hub:stats:attempts:{delivery_id}`` string: the delivery's failed attempts so far, which tell
+    a first attempt from a later one. TTL retention.timeline_days, renewed by each attempt."""
+    return f"hub:stats:attempts:{delivery_id}"
