@@ -99,7 +99,6 @@ async def test_sign_in_see_the_charts_switch_range_and_sign_out(hub: Hub, browse
     )
 
 
-@pytest.mark.xfail(strict=False, reason="needs hub.feedback")
 async def test_mark_a_follow_up_handled_in_the_browser(hub: Hub, browser: Browser) -> None:
     await _low_rating(hub)
     await _record_csp(browser)

@@ -342,7 +342,6 @@ async def test_dead_letters_are_counted_and_the_newest_named(hub: Hub, operator:
     assert shown == ["wh-7", "wh-6", "wh-5", "wh-4", "wh-3"]  # dashboard.dead_letters_shown, newest first
 
 
-@pytest.mark.xfail(strict=False, reason="needs hub.feedback")
 async def test_a_rating_of_one_by_sms_is_listed_and_marked_handled_through_the_form(
     hub: Hub, operator: Operator
 ) -> None:
