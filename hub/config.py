@@ -140,6 +140,7 @@ class Settings(Section):
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),
         "in_transit": ("push",),
+        "scheduled": ("sms", "push"),
         "out_for_delivery": ("sms", "push", "email"),
         "arriving_soon": ("sms", "push"),
         "eta_changed": ("push", "sms"),
