@@ -52,6 +52,7 @@ from .config_sections import (
     ApiKey,
     ApiSettings,
     BrandSettings,
+    ConfirmationSettings,
     ConversationSettings,
     FcmSettings,
     OpsSettings,
@@ -158,6 +159,8 @@ class Settings(Section):
     """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
+    confirmation: ConfirmationSettings = ConfirmationSettings()
+    """Asking before the route is planned: who a `scheduled` event asks (docs/self-service.md)."""
 
     @field_validator("channels")
     @classmethod

@@ -8,6 +8,7 @@ deployer sets).
 from __future__ import annotations
 
 import ipaddress
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,6 +21,7 @@ __all__ = [
     "ApiKey",
     "ApiSettings",
     "BrandSettings",
+    "ConfirmationSettings",
     "ConversationSettings",
     "FcmSettings",
     "OpsSettings",
@@ -416,3 +418,19 @@ class WhatsAppSettings(Section):
         if unknown:
             raise ValueError(f"unknown variable(s) {', '.join(unknown)}; use {', '.join(WHATSAPP_VALUES)}")
         return value
+
+
+class ConfirmationSettings(Section):
+    ask: tuple[Literal["all", "failed_before", "low_availability", "opted_in"], ...] = (
+        "failed_before",
+        "low_availability",
+        "opted_in",
+    )
+    """Who a `scheduled` event asks to confirm the planned window: all, customers with an earlier
+    failed attempt, customers unlikely to be home in the window, customers who opted in
+    (preference `confirm_deliveries`; `false` there is never asked). Others get no message."""
+    low_availability_below: float = Field(0.6, ge=0, le=1)
+    """`low_availability` selects a customer whose probability of being home in the window is
+    below this (a customer the availability model knows nothing about is not selected)."""
+    answer_weight: float = Field(1.0, gt=0, le=10)
+    """How much one answer (a confirmation, a chosen time) counts as evidence of being home."""

@@ -16,9 +16,12 @@ from .config import Settings
 from .context import Formatter
 from .message import Send
 
-__all__ = ["open_prompt", "prompt_for", "prompt_key"]
+__all__ = ["FIRST_SLOT", "confirm_prompt", "open_prompt", "prompt_for", "prompt_key"]
 
 log = logging.getLogger(__name__)
+
+# The ``confirm`` question's numbers: 1 confirm, 2 neighbour, 3 safe place, then the offered times.
+FIRST_SLOT = 4
 
 
 def prompt_key(settings: Settings, phone: str, channel: str = "sms") -> str:
@@ -49,6 +52,8 @@ def _build(send: Send, settings: Settings) -> dict[str, Any] | None:
     slots = data.get("reschedule_slots") or []
     if milestone == "returned":
         return None
+    if milestone == "scheduled":
+        return confirm_prompt(send, settings, now)
     if milestone == "delivered":
         kind, expires = "rating", now + conv.rating_hours * 3600
     elif slots and milestone in ("out_for_delivery", "delivery_failed", "exception"):
@@ -76,19 +81,49 @@ def _build(send: Send, settings: Settings) -> dict[str, Any] | None:
     }
 
 
+def confirm_prompt(send: Send, settings: Settings, now: float) -> dict[str, Any]:
+    """The ``scheduled`` question: 1 confirms the planned window, 2 and 3 say where to leave the
+    parcel, 4, 5, ... pick an offered time. It can be answered until the window starts (at most
+    ``conversation.reschedule_hours``)."""
+    event = send.event
+    eta = event["delivery"].get("eta") or send.delivery.get("eta") or {}
+    fmt = Formatter(send.locale, send.timezone)
+    expires = now + settings.conversation.reschedule_hours * 3600
+    window = None
+    if eta.get("start") and eta.get("end"):
+        expires = min(expires, datetime.fromisoformat(eta["start"]).timestamp())
+        window = {"start": eta["start"], "end": eta["end"], "label": fmt.window(eta["start"], eta["end"])["window"]}
+    slots = (event.get("data") or {}).get("reschedule_slots") or []
+    return {
+        "prompt": "confirm",
+        "delivery_id": send.delivery.get("id") or event["delivery"]["id"],
+        "customer_id": event["customer"]["id"],
+        "source": send.source,
+        "locale": send.locale,
+        "timezone": send.timezone,
+        "driver_id": None,
+        "window": window,
+        "slots": [
+            {"n": n, "id": s["id"], "start": s["start"], "end": s["end"], "label": fmt.slot(s["start"], s["end"])}
+            for n, s in enumerate(slots, start=FIRST_SLOT)
+        ],
+        "expires_at": expires,
+    }
+
+
 async def open_prompt(
     redis: Redis, settings: Settings, phone: str, prompt: dict[str, Any], channel: str = "sms"
 ) -> None:
     """Remember what replies to this SMS (or WhatsApp message) mean (hub.conversation); the latest
-    prompt wins, except that an update asking nothing new keeps an open slot offer for the same
-    delivery."""
+    prompt wins, except that an update asking nothing new keeps an open slot offer or question
+    for the same delivery."""
     key = prompt_key(settings, phone, channel)
     if prompt["prompt"] == "instructions":
         current = await redis.get(key)
         if current:
             offer = json.loads(current)
             if (
-                offer.get("prompt") == "reschedule"
+                offer.get("prompt") in ("reschedule", "confirm")
                 and offer.get("delivery_id") == prompt["delivery_id"]
                 and float(offer.get("expires_at", 0)) > time.time()
             ):
