@@ -16,12 +16,24 @@ from .config import Settings
 from .context import Formatter
 from .message import Send
 
-__all__ = ["FIRST_SLOT", "confirm_prompt", "open_prompt", "prompt_for", "prompt_key"]
+__all__ = [
+    "ANSWERS",
+    "FIRST_SLOT",
+    "answer_number",
+    "confirm_prompt",
+    "open_prompt",
+    "prompt_for",
+    "prompt_key",
+    "stored_question",
+]
 
 log = logging.getLogger(__name__)
 
 # The ``confirm`` question's numbers: 1 confirm, 2 neighbour, 3 safe place, then the offered times.
 FIRST_SLOT = 4
+# The same answers by name, as the tracking page's buttons and the app's push actions give them
+# (an offered time is ``slot:<id>``).
+ANSWERS = ("confirm", "neighbour", "safe_place")
 
 
 def prompt_key(settings: Settings, phone: str, channel: str = "sms") -> str:
@@ -109,6 +121,42 @@ def confirm_prompt(send: Send, settings: Settings, now: float) -> dict[str, Any]
         ],
         "expires_at": expires,
     }
+
+
+def stored_question(delivery: dict[str, Any], locale: str, timezone: str, now: float) -> dict[str, Any] | None:
+    """The ``confirm`` question as the tracking page and the app answer it, from the stored
+    delivery: open while its latest milestone is ``scheduled`` and the planned window has not
+    started (None otherwise). Offered times whose start has passed are left out."""
+    eta = delivery.get("eta") or {}
+    if delivery.get("status") != "scheduled" or delivery.get("terminal") or not (eta.get("start") and eta.get("end")):
+        return None
+    start = datetime.fromisoformat(eta["start"]).timestamp()
+    if start <= now:
+        return None
+    fmt = Formatter(locale, timezone)
+    offered = [s for s in delivery.get("slots") or [] if datetime.fromisoformat(s["start"]).timestamp() > now]
+    return {
+        "prompt": "confirm",
+        "delivery_id": delivery["id"],
+        "customer_id": delivery.get("customer_id"),
+        "locale": locale,
+        "timezone": timezone,
+        "window": {"start": eta["start"], "end": eta["end"], "label": fmt.window(eta["start"], eta["end"])["window"]},
+        "slots": [
+            {"n": n, "id": s["id"], "start": s["start"], "end": s["end"], "label": fmt.slot(s["start"], s["end"])}
+            for n, s in enumerate(offered, start=FIRST_SLOT)
+        ],
+        "expires_at": start,
+    }
+
+
+def answer_number(question: dict[str, Any], answer: str) -> int | None:
+    """The number of a named answer (``confirm``, ``neighbour``, ``safe_place``, ``slot:<id>``)
+    to ``question``; None when it is not one of its answers."""
+    if answer in ANSWERS:
+        return ANSWERS.index(answer) + 1
+    slot_id = answer.removeprefix("slot:") if answer.startswith("slot:") else None
+    return next((s["n"] for s in question["slots"] if s["id"] == slot_id), None)
 
 
 async def open_prompt(

@@ -4,9 +4,11 @@ to confirm the planned window, and their numbered SMS answers go upstream as web
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
@@ -251,3 +253,97 @@ async def test_the_question_expires_when_the_window_starts(hub: Hub) -> None:
 
     assert state["expires_at"] == pytest.approx(soon, abs=1)
     assert [s["n"] for s in state["slots"]] == [4, 5]
+
+
+# -- the tracking page -----------------------------------------------------------------------------
+LINK = re.compile(r"https?://\S+/t/[A-Za-z0-9]{12}")
+
+
+def browser() -> aiohttp.ClientSession:
+    """A client that keeps cookies for 127.0.0.1, as browsers do (aiohttp's default jar refuses IPs)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found
+    return found.group(1)
+
+
+async def page_link(hub: Hub, **changes: Any) -> str:
+    await flag(hub)
+    await schedule(hub, **changes)
+    [sms] = hub.messages(channel="sms")
+    found = LINK.search(sms["text"])
+    assert found, sms["text"]
+    return found.group(0)
+
+
+async def test_the_page_asks_the_question_and_confirming_there_is_the_same_webhook(hub: Hub) -> None:
+    url = await page_link(hub)
+    async with browser() as s:
+        page = await (await s.get(url)).text()
+        assert 'id="confirm"' in page and 'value="confirm"' in page
+        assert 'value="neighbour"' in page and 'value="safe_place"' in page
+        assert 'value="slot:s1"' in page and 'value="slot:s2"' in page
+        assert 'id="reschedule"' not in page  # the question offers the other times itself
+        token = csrf_of(page)
+        for _ in range(2):  # a double click: one webhook
+            resp = await s.post(url + "/confirm", data={"answer": "confirm", "csrf": token}, allow_redirects=False)
+            assert resp.status == 303 and resp.headers["Location"].endswith("?done=confirm")
+        again = await (await s.get(url)).text()
+    await hub.run_worker()
+
+    [hook] = hub.receiver.of_type("delivery.confirmed")
+    assert hook["data"]["channel"] == "web" and hook["data"]["window"] == WINDOW
+    assert set(hook["data"]["availability"]) == {"p_home", "best"}
+    assert "Your answer was sent" in again
+
+
+async def test_another_time_or_a_neighbour_from_the_page(hub: Hub) -> None:
+    url = await page_link(hub)
+    async with browser() as s:
+        page = await (await s.get(url)).text()
+        token = csrf_of(page)
+        for answer in ("slot:s2", "neighbour"):
+            resp = await s.post(url + "/confirm", data={"answer": answer, "csrf": token}, allow_redirects=False)
+            assert resp.status == 303
+    await hub.run_worker()
+
+    [reschedule] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert reschedule["data"]["slot_id"] == "s2" and reschedule["data"]["channel"] == "web"
+    [instructions] = hub.receiver.of_type("delivery.instructions_updated")
+    assert instructions["data"]["kind"] == "neighbour" and instructions["data"]["channel"] == "web"
+
+
+@pytest.mark.parametrize("answer", ["slot:s9", "maybe", "", "slot:"])
+async def test_an_answer_the_question_does_not_offer_is_refused_with_a_message(hub: Hub, answer: str) -> None:
+    url = await page_link(hub)
+    async with browser() as s:
+        page = await (await s.get(url)).text()
+        resp = await s.post(url + "/confirm", data={"answer": answer, "csrf": csrf_of(page)}, allow_redirects=False)
+        assert resp.status == 422
+        assert "Choose one of the answers" in await resp.text()
+    await hub.run_worker()
+    assert hub.receiver.of_type("delivery.confirmed") == []
+
+
+async def test_the_confirm_form_needs_the_csrf_token_of_this_browser(hub: Hub) -> None:
+    url = await page_link(hub)
+    async with browser() as s:
+        await s.get(url)
+        resp = await s.post(url + "/confirm", data={"answer": "confirm", "csrf": "0" * 64}, allow_redirects=False)
+        assert resp.status == 403
+    await hub.run_worker()
+    assert hub.receiver.of_type("delivery.confirmed") == []
+
+
+async def test_once_the_window_has_started_the_page_no_longer_asks(hub: Hub) -> None:
+    past = {"start": "2026-11-25T09:00:00+01:00", "end": "2026-11-25T12:00:00+01:00"}
+    url = await page_link(hub, delivery__eta=past)
+    async with browser() as s:
+        page = await (await s.get(url)).text()
+        assert 'id="confirm"' not in page
+        resp = await s.post(url + "/confirm", data={"answer": "confirm", "csrf": csrf_of(page)}, allow_redirects=False)
+        assert resp.status == 422
+        assert "This question has closed" in await resp.text()
