@@ -14,6 +14,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.track          /t/{token}... the customer's tracking page, /static/
     hub.adapters       /webhooks/{onfleet,aftership,generic/{name}} (vendor-signed)
     hub.api_merchants  /v1/merchants[/{id}]
+    hub.api_answers    POST /v1/push/answers (a push action answering a scheduled question)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -34,6 +35,7 @@ from preferences import CustomerStore
 
 from . import (
     adapters,
+    api_answers,
     api_customers,
     api_events,
     api_merchants,
@@ -87,6 +89,7 @@ ROUTES = (
     track,
     adapters,
     api_merchants,
+    api_answers,
 )
 
 

@@ -330,6 +330,28 @@ def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, A
             },
         },
         **_location_paths(id_param),
+        **_answer_paths(),
+    }
+
+
+def _answer_paths() -> dict[str, Any]:
+    """The app's answer to a scheduled question, tapped on a push action (hub.api_answers)."""
+    return {
+        "/v1/push/answers": {
+            "post": {
+                "summary": "A push action answering a scheduled question (no API key: the receipt from the push's"
+                " data); the same effect and webhook as the numbered SMS answer",
+                "operationId": "pushAnswer",
+                "security": [],
+                "requestBody": json_body("PushAnswer"),
+                "responses": {
+                    "200": json_answer("PushAnswerResult", "the answer taken"),
+                    "409": json_answer("Error", "not_a_question or question_closed"),
+                    "410": json_answer("Error", "the customer was erased"),
+                    **error_answers(400, 403, 404, 415, 422),
+                },
+            }
+        },
     }
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from preferences import Contact, Preferences
 
+from .api_answers import PushAnswer, PushAnswerResult
 from .location import LocationReport
 from .merchants import Merchant
 from .schema import Event, PushReceipt, ReplayRequest
@@ -249,4 +250,6 @@ MODELS: list[type[BaseModel]] = [
     MerchantList,
     LocationReport,
     LocationAnswer,
+    PushAnswer,
+    PushAnswerResult,
 ]

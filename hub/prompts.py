@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from . import keys
 from .config import Settings
 from .context import Formatter
+from .i18n import page_strings
 from .message import Send
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "open_prompt",
     "prompt_for",
     "prompt_key",
+    "push_actions",
     "stored_question",
 ]
 
@@ -157,6 +159,23 @@ def answer_number(question: dict[str, Any], answer: str) -> int | None:
         return ANSWERS.index(answer) + 1
     slot_id = answer.removeprefix("slot:") if answer.startswith("slot:") else None
     return next((s["n"] for s in question["slots"] if s["id"] == slot_id), None)
+
+
+def push_actions(settings: Settings, locale: str) -> dict[str, str]:
+    """What a push for ``scheduled`` adds to its data so the app can offer the answers as action
+    buttons: ``category`` (the notification category the app registers its buttons under),
+    ``actions`` (JSON: ``[{"id", "title"}]``, titled in the customer's language as the
+    tracking page's buttons are) and ``answer_url``, where the app posts the one tapped
+    (hub.api_answers). The offered times are on the tracking page the push's ``url`` opens."""
+    strings = page_strings(settings.templates_dir)
+    t = strings.get(locale.split("-")[0].lower()) or strings["en"]
+    titles = (t["confirm_yes"], t["confirm_neighbour"], t["confirm_safe_place"])
+    actions = [{"id": answer, "title": title} for answer, title in zip(ANSWERS, titles, strict=True)]
+    return {
+        "category": "scheduled_question",
+        "actions": json.dumps(actions, ensure_ascii=False),
+        "answer_url": f"{settings.public_url.rstrip('/')}/v1/push/answers",
+    }
 
 
 async def open_prompt(

@@ -347,3 +347,113 @@ async def test_once_the_window_has_started_the_page_no_longer_asks(hub: Hub) -> 
         resp = await s.post(url + "/confirm", data={"answer": "confirm", "csrf": csrf_of(page)}, allow_redirects=False)
         assert resp.status == 422
         assert "This question has closed" in await resp.text()
+
+
+# -- push actions ----------------------------------------------------------------------------------
+async def pushed_question(hub: Hub) -> dict[str, Any]:
+    await flag(hub)
+    await schedule(hub)
+    [push] = hub.messages(channel="push")
+    data: dict[str, Any] = push["push_data"]
+    return {"data": data, "apns": push["meta"]["message"].get("apns") or {}}
+
+
+async def post_answer(hub: Hub, body: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+    return await hub.request("POST", "/v1/push/answers", key=None, json=body, **kwargs)
+
+
+async def test_the_push_carries_the_answers_as_actions_in_the_customers_language(hub: Hub) -> None:
+    pushed = await pushed_question(hub)
+    data = pushed["data"]
+
+    assert [a["id"] for a in json.loads(data["actions"])] == ["confirm", "neighbour", "safe_place"]
+    assert all(a["title"] for a in json.loads(data["actions"]))
+    assert data["answer_url"] == f"{hub.settings.public_url}/v1/push/answers"
+    assert data["category"] == "scheduled_question"
+    assert pushed["apns"]["payload"]["aps"]["category"] == "scheduled_question"
+
+
+async def test_a_push_action_answers_the_question_with_the_same_webhook(hub: Hub) -> None:
+    data = (await pushed_question(hub))["data"]
+    body = {"message_id": data["message_id"], "receipt": data["receipt"], "answer": "confirm"}
+
+    first = await post_answer(hub, body)
+    again = await post_answer(hub, body)  # the app retried: one webhook
+    await hub.run_worker()
+
+    assert first.status == 200 and again.status == 200
+    assert (await first.json())["understood_as"] == "confirm"
+    [hook] = hub.receiver.of_type("delivery.confirmed")
+    assert hook["data"]["channel"] == "push" and hook["data"]["window"] == WINDOW
+    assert set(hook["data"]["availability"]) == {"p_home", "best"}
+
+
+async def test_a_push_action_can_pick_an_offered_time(hub: Hub) -> None:
+    data = (await pushed_question(hub))["data"]
+    body = {"message_id": data["message_id"], "receipt": data["receipt"], "answer": "slot:s2"}
+
+    resp = await post_answer(hub, body)
+    await hub.run_worker()
+
+    assert resp.status == 200, await resp.text()
+    [hook] = hub.receiver.of_type("delivery.reschedule_requested")
+    assert hook["data"]["slot_id"] == "s2" and hook["data"]["channel"] == "push"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"receipt": "0" * 32}, 403, "invalid_receipt"),
+        ({"receipt": "ü" * 10}, 403, "invalid_receipt"),
+        ({"answer": "maybe"}, 422, "validation_failed"),
+        ({"answer": "slot:s9"}, 422, "validation_failed"),
+        ({"answer": ""}, 422, "validation_failed"),
+        ({"extra": 1}, 422, "validation_failed"),
+    ],
+)
+async def test_a_forged_or_wrong_push_answer_is_refused(
+    hub: Hub, change: dict[str, Any], status: int, code: str
+) -> None:
+    data = (await pushed_question(hub))["data"]
+    body = {"message_id": data["message_id"], "receipt": data["receipt"], "answer": "confirm", **change}
+
+    resp = await post_answer(hub, body)
+    await hub.run_worker()
+
+    assert resp.status == status, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["code"] == code
+    if status == 422 and "extra" not in change:
+        assert "answer" in error["fields"]
+    assert hub.receiver.of_type("delivery.confirmed") == []
+
+
+async def test_a_receipt_of_another_push_or_no_json_is_refused(hub: Hub) -> None:
+    data = (await pushed_question(hub))["data"]
+    other = {"message_id": "msg-someone-else", "receipt": data["receipt"], "answer": "confirm"}
+    assert (await post_answer(hub, other)).status == 403
+    raw = await hub.request("POST", "/v1/push/answers", key=None, data="answer=confirm")
+    assert raw.status == 415
+
+
+async def test_a_push_that_asked_nothing_cannot_be_answered(hub: Hub) -> None:
+    await flag(hub)
+    await hub.post_event(make_event("arriving_soon", data={"minutes": 10}))
+    await hub.run_worker()
+    [push] = hub.messages(channel="push")
+    data = push["push_data"]
+    assert "actions" not in data
+
+    resp = await post_answer(hub, {"message_id": data["message_id"], "receipt": data["receipt"], "answer": "confirm"})
+
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "not_a_question"
+
+
+async def test_a_push_answer_after_the_delivery_moved_on_is_closed(hub: Hub) -> None:
+    data = (await pushed_question(hub))["data"]
+    await hub.post_event(make_event("out_for_delivery", occurred_at="2026-11-24T09:00:00+01:00"))
+    await hub.run_worker()
+
+    resp = await post_answer(hub, {"message_id": data["message_id"], "receipt": data["receipt"], "answer": "confirm"})
+
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "question_closed"
