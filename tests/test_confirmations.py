@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from hub.demo import prepare_customers, tomorrows_question
 from hub.signing import verify
-from tests.conftest import WEBHOOK_SECRET, Hub
+from tests.conftest import API_KEY, WEBHOOK_SECRET, Hub
 from tests.events import make_event
 
 PHONE = "+4915112345678"
@@ -457,3 +458,21 @@ async def test_a_push_answer_after_the_delivery_moved_on_is_closed(hub: Hub) -> 
     resp = await post_answer(hub, {"message_id": data["message_id"], "receipt": data["receipt"], "answer": "confirm"})
 
     assert resp.status == 409 and (await resp.json())["error"]["code"] == "question_closed"
+
+
+# -- the demo ----------------------------------------------------------------------------------------
+async def test_the_demo_asks_its_opted_in_customer_about_tomorrow(hub: Hub) -> None:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        await prepare_customers(http, hub.base)
+    event = tomorrows_question("-T1")
+    assert (await hub.post_event(event)).status == 202
+    await hub.run_worker()
+
+    [sms] = hub.messages(channel="sms", to="+4915134567890")
+    assert "Reply 1 to confirm" in sms["text"] and "4 " in sms["text"], sms["text"]
+    [push] = hub.messages(channel="push", to="demo-token-mia")
+    assert "actions" in push["push_data"]
+    answer = answer_of(await hub.text_hub("+4915134567890", "1"))
+    await hub.run_worker()
+    assert "Thanks for confirming" in answer
+    assert [h["data"]["delivery_id"] for h in hub.receiver.of_type("delivery.confirmed")] == ["D-1007-T1"]
