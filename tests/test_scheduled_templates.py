@@ -13,8 +13,10 @@ from tests.locale_data import LOCALES
 from tests.test_templates import LINK, TEMPLATES, full_context, sparse_context
 
 MAX_SMS_SEGMENTS = 2
-# A shop whose name switches any SMS to UCS-2 (134 code units in two segments).
+# A shop whose name switches any SMS to UCS-2 (134 code units in two segments), and one whose
+# name has characters outside the BMP (two UCS-2 units each).
 UCS2_SHOP = "Łódź Książki & Zabawki"
+ASTRAL_SHOP = "Tea \U0001f375 House \U0001f375\U0001f375"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def _context(locale: str, shape: str, merchant: str = "Acme Shoes & Boots") -> d
     return context
 
 
-@pytest.mark.parametrize("merchant", ["Acme Shoes & Boots", UCS2_SHOP], ids=["gsm", "ucs2"])
+@pytest.mark.parametrize("merchant", ["Acme Shoes & Boots", UCS2_SHOP, ASTRAL_SHOP], ids=["gsm", "ucs2", "astral"])
 @pytest.mark.parametrize("shape", ["full", "sparse"])
 @pytest.mark.parametrize("locale", LOCALES)
 def test_the_sms_asks_with_at_least_one_other_time_within_two_segments(
