@@ -18,6 +18,7 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.dashboard      /dashboard... the operators' dashboard (admin key, session cookie)
     hub.api_feedback   /v1/feedback/followups..., /v1/ratings
     hub.api_stats      GET /v1/stats (the operators' figures, JSON or CSV)
+    hub.api_answers    POST /v1/push/answers (a push action answering a scheduled question)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -38,6 +39,7 @@ from preferences import CustomerStore
 
 from . import (
     adapters,
+    api_answers,
     api_availability,
     api_customers,
     api_events,
@@ -99,6 +101,7 @@ ROUTES = (
     dashboard,
     api_feedback,
     api_stats,
+    api_answers,
 )
 
 

@@ -47,16 +47,15 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from preferences.validation import check_timezone
 
 from .adapters_settings import AdapterSettings
-from .config_availability import AvailabilitySettings
+from .config_availability import AvailabilitySettings, ConfirmationSettings
+from .config_operators import DashboardSettings, FeedbackSettings, StatsSettings
 from .config_policy import PolicySettings
 from .config_sections import (
     ApiKey,
     ApiSettings,
     BrandSettings,
     ConversationSettings,
-    DashboardSettings,
     FcmSettings,
-    FeedbackSettings,
     OpsSettings,
     RedisSentinelSettings,
     RelaySettings,
@@ -65,7 +64,6 @@ from .config_sections import (
     Section,
     SenderSettings,
     SmtpSettings,
-    StatsSettings,
     TrackingSettings,
     TwilioHookSettings,
     TwilioSettings,
@@ -144,6 +142,7 @@ class Settings(Section):
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),
         "in_transit": ("push",),
+        "scheduled": ("sms", "push"),
         "out_for_delivery": ("sms", "push", "email"),
         "arriving_soon": ("sms", "push"),
         "eta_changed": ("push", "sms"),
@@ -169,6 +168,8 @@ class Settings(Section):
     """Ratings: what counts as low (the feedback.low webhook, the operators' follow-up list)."""
     stats: StatsSettings = StatsSettings()
     """The operators' figures: hourly counters read by GET /v1/stats and the dashboard."""
+    confirmation: ConfirmationSettings = ConfirmationSettings()
+    """Asking before the route is planned: who a `scheduled` event asks (docs/self-service.md)."""
 
     @field_validator("channels")
     @classmethod

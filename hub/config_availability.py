@@ -1,4 +1,5 @@
-"""When customers are home: the settings of the learned model (hub.availability).
+"""When customers are home: the settings of the learned model (hub.availability), and of asking
+them before the route is planned (hub.confirmations).
 
 What each one does is in docs/availability.md. A section of its own, beside ``config_policy``,
 so that the other sections' module stays one reader's sitting.
@@ -6,11 +7,13 @@ so that the other sections' module stays one reader's sitting.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from .config_sections import Section
 
-__all__ = ["AvailabilitySettings"]
+__all__ = ["AvailabilitySettings", "ConfirmationSettings"]
 
 
 class AvailabilitySettings(Section):
@@ -52,3 +55,17 @@ class AvailabilitySettings(Section):
         if len(minutes) < 2 or minutes != sorted(set(minutes)):
             raise ValueError("give at least two boundaries, ascending, e.g. [08:00, 13:00, 18:00]")
         return value
+
+
+class ConfirmationSettings(Section):
+    ask: tuple[Literal["all", "failed_before", "low_availability", "opted_in"], ...] = (
+        "failed_before",
+        "low_availability",
+        "opted_in",
+    )
+    """Who a `scheduled` event asks to confirm the planned window: all, customers with an earlier
+    failed attempt, customers unlikely to be home in the window, customers who opted in
+    (preference `confirm_deliveries`; `false` there is never asked). Others get no message."""
+    low_availability_below: float = Field(0.6, ge=0, le=1)
+    """`low_availability` selects a customer whose probability of being home in the window is
+    below this (a customer the availability model knows nothing about is not selected)."""

@@ -22,7 +22,6 @@ __all__ = [
     "BrandSettings",
     "ConversationSettings",
     "FcmSettings",
-    "FeedbackSettings",
     "OpsSettings",
     "RedisSentinelSettings",
     "RelaySettings",
@@ -31,7 +30,6 @@ __all__ = [
     "Section",
     "SenderSettings",
     "SmtpSettings",
-    "StatsSettings",
     "TrackingSettings",
     "TwilioHookSettings",
     "TwilioSettings",
@@ -418,27 +416,3 @@ class WhatsAppSettings(Section):
         if unknown:
             raise ValueError(f"unknown variable(s) {', '.join(unknown)}; use {', '.join(WHATSAPP_VALUES)}")
         return value
-
-
-class DashboardSettings(Section):
-    session_hours: float = Field(8.0, gt=0, le=168)
-    """How long an operator stays signed in to /dashboard (from sign-in; not extended by use).
-    A revoked key ends its sessions at the next request."""
-    followups_shown: int = Field(50, ge=1, le=500)
-    """Most follow-ups (low ratings) the dashboard lists, newest first."""
-    dead_letters_shown: int = Field(5, ge=1, le=50)
-    """How many of the newest dead-lettered webhook deliveries the dashboard names by id."""
-
-
-class FeedbackSettings(Section):
-    low_rating: int = Field(2, ge=0, le=5)
-    """A rating at or below this is low: it raises the feedback.low webhook and puts the delivery
-    on the operators' follow-up list until someone marks it handled (0: no rating is low)."""
-
-
-class StatsSettings(Section):
-    enabled: bool = True
-    """Count the operators' figures (GET /v1/stats, docs/observability.md): one Redis call per
-    counted fact on the event path. Off: nothing is counted; what was counted stays readable."""
-    retention_days: int = Field(400, ge=1, le=3650)
-    """How long an hour's counters are kept after the hour ends (400: a year against the last)."""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from preferences import Contact, Preferences
 
+from .api_answers import PushAnswer, PushAnswerResult
 from .api_availability import AvailabilityAnswer, AvailabilityQuery, CustomerAvailability
 from .location import LocationReport
 from .merchants import Merchant
@@ -253,4 +254,6 @@ MODELS: list[type[BaseModel]] = [
     CustomerAvailability,
     AvailabilityQuery,
     AvailabilityAnswer,
+    PushAnswer,
+    PushAnswerResult,
 ]
