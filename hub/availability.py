@@ -271,14 +271,21 @@ class Availability:
 
     async def p_window(self, customer_id: str, start: str, end: str) -> float | None:
         """The probability the customer is home during the window: the blocks it touches,
-        weighted by the time spent in each (None: the window touches no block)."""
+        weighted by the time spent in each. None when there is nothing to go on: the window
+        touches no block, or neither the customer nor anyone in their pools was ever observed in
+        its blocks (the bare prior is no reason to ask a customer anything)."""
         try:
-            window = (datetime.fromisoformat(start), datetime.fromisoformat(end))
+            first, last = datetime.fromisoformat(start), datetime.fromisoformat(end)
+            [(known, pools)] = await self._models([customer_id])
+            parts = window_parts(first, last, ZoneInfo(known.timezone), self.blocks)
         except (ValueError, TypeError):
             return None
-        [answer] = await self.query([(customer_id, [window])])
-        p: float | None = answer["windows"][0]["p_home"]
-        return p
+        cells = {(wd, b) for wd, b, _ in parts}
+        pooled = (pools.get(area) for area in {GLOBAL_AREA, known.area})
+        if not known.observations and not any(c and any(c.n.get(cell, 0.0) > 0 for cell in cells) for c in pooled):
+            return None
+        p, _ = self._window(self._estimate(known, pools, cells), parts)
+        return None if p is None else round(p, 4)
 
     async def hint(self, customer_id: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
         """The availability hint webhooks carry: ``{"p_home": float | None, "best": [blocks]}``

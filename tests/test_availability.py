@@ -333,6 +333,20 @@ async def test_slots_keep_the_upstreams_order_by_default(hub: Hub) -> None:
 
 
 # -- what the confirmation policy and the webhooks read --------------------------------------------
+async def test_p_window_is_none_with_nothing_to_go_on_and_the_pool_once_anyone_was_seen(hub: Hub) -> None:
+    """The bare prior is no reason to ask anyone (hub.confirmations' low_availability): a new
+    customer in an empty hub has no p_window; once others were observed in those blocks, the
+    pool speaks for them."""
+    r = await redis_of(hub)
+    availability = Availability(r, hub.settings)
+    evening = ("2026-12-01T17:30:00+01:00", "2026-12-01T19:30:00+01:00")
+    assert await availability.p_window("C-NEW", *evening) is None
+    await apply(hub, routine("C-AV"))
+    p_new = await availability.p_window("C-NEW", *evening)
+    assert p_new is not None and p_new > 0.5  # the others were home on Tuesday evenings
+    await r.aclose()
+
+
 @EXACT
 async def test_the_hint_and_p_window_read_the_same_model(hub: Hub) -> None:
     await apply(hub, routine("C-AV"))

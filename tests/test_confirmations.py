@@ -113,9 +113,7 @@ async def test_other_milestones_are_untouched_by_the_policy(hub: Hub) -> None:
     assert sorted(m["channel"] for m in hub.messages()) == ["push", "sms"]
 
 
-# Needs the availability model (hub.availability): with the interface stub nothing has failed
-# before and no window has a probability, so these customers are not selected yet.
-@pytest.mark.xfail(strict=False, reason="needs the real availability model (failed_before)")
+# What the availability model (hub.availability) knows selects customers too.
 async def test_a_customer_whose_earlier_attempt_failed_is_asked(hub: Hub) -> None:
     await flag(hub, None)
     failed = make_event(
@@ -131,12 +129,38 @@ async def test_a_customer_whose_earlier_attempt_failed_is_asked(hub: Hub) -> Non
     assert len(hub.messages(channel="sms")) == before + 1
 
 
-@pytest.mark.xfail(strict=False, reason="needs the real availability model (p_window)")
-@pytest.mark.settings(**{"confirmation.ask": ["low_availability"], "confirmation.low_availability_below": 0.99})
+async def others_on_wednesday_mornings(hub: Hub, outcome: str) -> None:
+    """Two other customers (no contacts: nothing is sent), attempted on Wednesday mornings, the
+    weekday and block of WINDOW: the pooled prior of a customer the hub has not seen yet."""
+    for n, day in enumerate(("2026-11-18", "2026-11-11")):
+        data = {"reason_code": "nobody_home"} if outcome == "delivery_failed" else {}
+        event = make_event(
+            outcome,
+            event_id=f"ev-other-{n}",
+            delivery__id=f"D-OTHER-{n}",
+            customer={"id": f"C-OTHER-{n}", "timezone": "Europe/Berlin"},
+            occurred_at=f"{day}T10:00:00+01:00",
+            data=data,
+        )
+        assert (await hub.post_event(event)).status == 202
+    await hub.run_worker()
+
+
+@pytest.mark.settings(**{"confirmation.ask": ["low_availability"]})
 async def test_a_customer_unlikely_to_be_home_in_the_window_is_asked(hub: Hub) -> None:
     await flag(hub, None)
+    await others_on_wednesday_mornings(hub, "delivery_failed")
     await schedule(hub)
     assert len(hub.messages(channel="sms")) == 1
+
+
+@pytest.mark.settings(**{"confirmation.ask": ["low_availability"]})
+async def test_a_customer_likely_to_be_home_in_the_window_is_not_asked(hub: Hub) -> None:
+    await flag(hub, None)
+    await others_on_wednesday_mornings(hub, "delivered")
+    await schedule(hub)
+    assert hub.messages() == []
+    assert await skipped_details(hub) == [("push", "not_selected"), ("sms", "not_selected")]
 
 
 # -- numbered answers ----------------------------------------------------------------------------
