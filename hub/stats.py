@@ -233,13 +233,12 @@ async def _hours(redis: Redis, hours: list[int]) -> list[dict[str, str]]:
 
 def stats_rates(totals: dict[str, int]) -> dict[str, Any]:
     """What the counts say as shares (None where the denominator is 0):
-    ``provider_delivery`` per channel (delivered / accepted), ``first_attempt_success``
+    ``provider_delivery`` per channel (delivered / accepted; None for a channel whose provider
+    reported no delivery either way, as SMTP never does), ``first_attempt_success``
     (first attempts delivered / first attempts delivered or failed) and ``reply_shares`` (each
     intent's share of the replies)."""
     channels = sorted({f.split(".")[1] for f in totals if f.startswith("message.") and f.count(".") == 2})
-    provider = {
-        c: _share(totals.get(f"message.{c}.delivered", 0), totals.get(f"message.{c}.accepted", 0)) for c in channels
-    }
+    provider = {c: _delivery_rate(totals, c) for c in channels}
     first = totals.get("attempt.first.delivered", 0)
     replies = {f.removeprefix("reply."): n for f, n in totals.items() if f.startswith("reply.")}
     all_replies = sum(replies.values())
@@ -248,6 +247,13 @@ def stats_rates(totals: dict[str, int]) -> dict[str, Any]:
         "first_attempt_success": _share(first, first + totals.get("attempt.first.failed", 0)),
         "reply_shares": {intent: _share(n, all_replies) for intent, n in sorted(replies.items())},
     }
+
+
+def _delivery_rate(totals: dict[str, int], channel: str) -> float | None:
+    delivered = totals.get(f"message.{channel}.delivered", 0)
+    if not delivered and not totals.get(f"message.{channel}.undelivered", 0):
+        return None  # no delivery reports at all: a rate of 0 would say every message was lost
+    return _share(delivered, totals.get(f"message.{channel}.accepted", 0))
 
 
 def _share(part: int, whole: int) -> float | None:

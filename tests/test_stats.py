@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from hub import keys
-from hub.stats import Stats
+from hub.stats import Stats, stats_rates
 from proofs.redis_replay import parse_line
 from tests.conftest import Hub
 from tests.events import make_event
@@ -418,3 +418,11 @@ async def test_a_reply_to_a_prompt_counts_for_the_shop_of_its_delivery(hub: Hub)
     assert await understood(hub) == ["reschedule"]
     assert body["totals"]["reply.reschedule"] == body["by_merchant"]["acme"]["reply.reschedule"] == 1
     assert body["rates"]["reply_shares"] == {"reschedule": 1.0}
+
+
+def test_a_channel_without_delivery_reports_has_no_delivery_rate() -> None:
+    """SMTP never reports a delivery: its rate is unknown, not 0 (every e-mail lost)."""
+    rates = stats_rates({"message.email.accepted": 8, "message.sms.accepted": 4, "message.sms.delivered": 3})
+    assert rates["provider_delivery"] == {"email": None, "sms": 0.75}
+    failing = stats_rates({"message.push.accepted": 2, "message.push.undelivered": 2})
+    assert failing["provider_delivery"] == {"push": 0.0}
