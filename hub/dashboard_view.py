@@ -21,7 +21,7 @@ from . import charts, keys
 from .config import Settings
 from .feedback import followups, ratings_summary
 from .merchants import Merchants
-from .stats import read_stats
+from .stats import read_stats, stats_rates
 
 __all__ = ["RANGES", "Range", "axis", "dashboard_context", "figures", "rating_figures"]
 
@@ -109,9 +109,10 @@ def _messages(totals: Mapping[str, int], buckets: list[dict[str, int]], labels: 
     sent = {c: [b.get(f"message.{c}.accepted", 0) for b in buckets] for c in channels}
     rates: list[tuple[str, float]] = []
     notes: list[str] = []
+    provider = stats_rates(dict(totals))["provider_delivery"]  # as GET /v1/stats reports it
     for row in table:
-        # As GET /v1/stats reports it (hub.stats): delivered of those the provider accepted.
-        row["rate"] = round(100 * row["delivered"] / row["accepted"], 1) if row["accepted"] else None
+        rate = provider.get(row["channel"])
+        row["rate"] = None if rate is None else round(100 * rate, 1)
         if row["rate"] is not None:
             rates.append((row["channel"], row["rate"]))
             notes.append(f"{row['delivered']} of {row['accepted']}")
