@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from hub.config import Settings
 from hub.redis_server import EmbeddedRedis, free_port
 from preferences import CustomerRecord
 
-from .common import BENCH_KEY, hub_env, spawn, stop_all, wait_http
+from .common import BENCH_KEY, calls_per_second, hub_env, spawn, stop_all, wait_http
 
 __all__ = ["run_availability_bench"]
 
@@ -73,19 +72,6 @@ async def _learn(redis: Redis, customers: int) -> None:
     await asyncio.gather(*(one(i, n, at, home) for i in range(customers) for n, (at, home) in enumerate(ATTEMPTS)))
 
 
-async def _rate(n: int, one: Callable[[int], Awaitable[None]]) -> float:
-    """Calls per second: ``n`` calls of ``one``, ``CLIENTS`` at a time."""
-    gate = asyncio.Semaphore(CLIENTS)
-
-    async def gated(i: int) -> None:
-        async with gate:
-            await one(i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(gated(i) for i in range(n)))
-    return n / (time.perf_counter() - start)
-
-
 def _route(i: int, customers: int, size: int, windows: list[dict[str, str]]) -> dict[str, Any]:
     first = (i * size) % customers
     return {"queries": [{"customer_id": f"C-AV-{(first + k) % customers}", "windows": windows} for k in range(size)]}
@@ -124,15 +110,15 @@ async def _bench_availability(args: argparse.Namespace) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - start)
                 sample.setdefault("first", found)
 
-            await _rate(200, health)  # warm both paths' connections
-            await _rate(CLIENTS, query)
-            ceiling = [await _rate(queries * 10, health)]
+            await calls_per_second(200, health, CLIENTS)  # warm both paths' connections
+            await calls_per_second(CLIENTS, query, CLIENTS)
+            ceiling = [await calls_per_second(queries * 10, health, CLIENTS)]
             latencies.clear()
             await redis.config_resetstat()
-            per_s = await _rate(queries, query)
+            per_s = await calls_per_second(queries, query, CLIENTS)
             stats = await redis.info("commandstats")
             route_latencies = sorted(latencies)
-            ceiling.append(await _rate(queries * 10, health))
+            ceiling.append(await calls_per_second(queries * 10, health, CLIENTS))
             widest = [{"start": w["start"], "end": w["end"]} for w in (windows * 5)[:50]]
             latencies.clear()
             await query(0, 500, widest)
