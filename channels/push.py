@@ -71,13 +71,21 @@ class FcmPush:
 
     def _build(self, message: Outbound) -> messaging.Message:
         data = {**message.data, "message_id": message.message_id}
+        # A push with answers (data "category" and "actions"): the category names the set of action
+        # buttons the app registered, on iOS (aps.category) and Android (click_action) alike.
+        category = message.data.get("category")
         return messaging.Message(
             fid=message.to,
             notification=messaging.Notification(title=message.subject, body=message.text),
             data=data,
-            android=messaging.AndroidConfig(collapse_key=message.collapse_key, priority="high"),
+            android=messaging.AndroidConfig(
+                collapse_key=message.collapse_key,
+                priority="high",
+                notification=messaging.AndroidNotification(click_action=category) if category else None,
+            ),
             apns=messaging.APNSConfig(
-                headers={"apns-collapse-id": message.collapse_key} if message.collapse_key else None
+                headers={"apns-collapse-id": message.collapse_key} if message.collapse_key else None,
+                payload=messaging.APNSPayload(aps=messaging.Aps(category=category)) if category else None,
             ),
         )
 

@@ -14,6 +14,11 @@ Routes (see docs/api.md and ``/openapi.json``), each in the module that handles 
     hub.track          /t/{token}... the customer's tracking page, /static/
     hub.adapters       /webhooks/{onfleet,aftership,generic/{name}} (vendor-signed)
     hub.api_merchants  /v1/merchants[/{id}]
+    hub.api_availability  /v1/customers/{id}/availability, /v1/availability/query
+    hub.dashboard      /dashboard... the operators' dashboard (admin key, session cookie)
+    hub.api_feedback   /v1/feedback/followups..., /v1/ratings
+    hub.api_stats      GET /v1/stats (the operators' figures, JSON or CSV)
+    hub.api_answers    POST /v1/push/answers (a push action answering a scheduled question)
 
 Every route module is the same shape: module-level handlers that read what they share from
 the application keys in ``hub.appkeys``, and one ``add_routes(app)``. This module fills those
@@ -34,13 +39,18 @@ from preferences import CustomerStore
 
 from . import (
     adapters,
+    api_answers,
+    api_availability,
     api_customers,
     api_events,
+    api_feedback,
     api_merchants,
     api_messages,
     api_ops,
     api_relay,
+    api_stats,
     apidocs,
+    dashboard,
     track,
     twilio_hooks,
 )
@@ -87,6 +97,11 @@ ROUTES = (
     track,
     adapters,
     api_merchants,
+    api_availability,
+    dashboard,
+    api_feedback,
+    api_stats,
+    api_answers,
 )
 
 

@@ -27,6 +27,7 @@ from .masking import mask, mask_phone
 from .params import ID, json_response, path_id, query_limit, query_since, read_json, wants_unmasked
 from .replay import replay_messages
 from .schema import PushReceipt, ReplayRequest, validation_fields
+from .stats import Stats
 from .status import STATUS_RANK
 
 __all__ = ["add_routes"]
@@ -120,6 +121,7 @@ async def push_receipt(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such push message")
     if await store.status_forward(receipt.message_id, "delivered", STATUS_RANK["delivered"], ""):
         metrics.MESSAGES.labels("push", "delivered").inc()
+        await Stats(request.app[REDIS], request.app[SETTINGS]).message("push", "delivered", message.get("merchant_id"))
     return web.Response(status=204)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -36,6 +37,9 @@ __all__ = [
     "CONSOLE_TEMPLATES",
     "CONVERSATIONS",
     "CUSTOMERS",
+    "DASHBOARD_CLOCK",
+    "DASHBOARD_CSRF_KEY",
+    "DASHBOARD_TEMPLATES",
     "KEYRING",
     "LINKS",
     "MERCHANTS",
@@ -84,3 +88,9 @@ CONSOLE_DEMO = web.AppKey("console_demo", dict[str, Any])  # the demo route's ro
 
 # The shops (hub.api_merchants fills it on start-up; the tracking page reads it too).
 MERCHANTS = web.AppKey("merchants", Merchants)
+
+# The operators' dashboard's (hub.dashboard), made when its routes are added.
+DASHBOARD_TEMPLATES = web.AppKey("dashboard_templates", jinja2.Environment)
+DASHBOARD_CSRF_KEY = web.AppKey("dashboard_csrf_key", bytes)  # the HMAC key of the forms' CSRF tokens
+# "Now" of the figures' ranges (unix seconds): time.time, or a test's clock set by create_app's extra_setup.
+DASHBOARD_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("dashboard_clock")

@@ -43,7 +43,7 @@ from redis.exceptions import WatchError
 from .jobs import wake_channel
 from .redis_batch import BatchingRedis
 
-__all__ = ["FINISH_JOB", "START_JOBS", "HubWorker"]
+__all__ = ["FINISH_JOB", "START_JOBS", "FreeRetry", "HubWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ return out
 
 # Settle a job: "done" (finished or failed for good: gone from the queue, its keys deleted; a
 # cron job keeps its lease ``keep`` ms so no other worker runs the same tick), "defer" (a
-# Retry: its score moves by ``incr`` ms) or "again" (cancelled: run again as soon as polled).
+# Retry: its score moves by ``incr`` ms), "refund" (a ``FreeRetry``: deferred, and the try it
+# spent given back) or "again" (cancelled: run again as soon as polled).
 # KEYS: the queue. ARGV: id, mode, incr (ms), keep (ms), in-progress, retry and job key prefixes.
 FINISH_JOB = """
 local id = ARGV[1]
@@ -93,12 +94,21 @@ if ARGV[2] == 'done' then
   redis.call('ZREM', KEYS[1], id)
   return 1
 end
-if ARGV[2] == 'defer' then redis.call('ZINCRBY', KEYS[1], ARGV[3], id) end
+if ARGV[2] == 'defer' or ARGV[2] == 'refund' then redis.call('ZINCRBY', KEYS[1], ARGV[3], id) end
+if ARGV[2] == 'refund' and tonumber(redis.call('GET', ARGV[6] .. id) or '0') > 0 then
+  redis.call('DECR', ARGV[6] .. id)
+end
 redis.call('DEL', lease)
 return 1
 """
 
 _PREFIXES = (in_progress_key_prefix, retry_key_prefix, job_key_prefix)
+
+
+class FreeRetry(Retry):
+    """A retry that spends none of the job's tries: the job could not run for a reason that is
+    not its own (with Sentinel, no replica acknowledged its writes yet during a failover), so
+    it waits and runs again however long that lasts, instead of running out of tries."""
 
 
 class HubWorker(Worker):
@@ -273,7 +283,8 @@ class HubWorker(Worker):
         except Retry as e:
             self.jobs_retried += 1
             incr = e.defer_score + (timestamp_ms() - score) if e.defer_score else 0
-            return await self._settle(job_id, "defer" if incr else "again", incr=incr)
+            mode = "refund" if isinstance(e, FreeRetry) else "defer" if incr else "again"
+            return await self._settle(job_id, mode, incr=incr)
         except (asyncio.CancelledError, RetryJob):
             # Shutdown past its grace, or arq's RetryJob: the job runs again (its lease goes).
             self.jobs_retried += 1

@@ -24,7 +24,7 @@ from .config import hash_key
 from .config_sections import ApiKey
 from .errors import ApiError
 
-__all__ = ["TooManyFailures", "authenticate", "client_address"]
+__all__ = ["TooManyFailures", "authenticate", "check_key", "client_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -109,6 +109,14 @@ async def authenticate(request: web.Request, scope: str) -> ApiKey:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise await _refuse(request, "", "missing API key: send 'Authorization: Bearer <key>'")
+    return await check_key(request, token, scope)
+
+
+async def check_key(request: web.Request, token: str, scope: str) -> ApiKey:
+    """``authenticate``'s check of a key presented some other way (the dashboard's sign-in form):
+    the same lookup, and the same counting of failures against the same limit."""
+    if not token:
+        raise await _refuse(request, "", "missing API key")
     digest = hash_key(token)
     match = None
     for key in request.app[SETTINGS].all_keys():

@@ -301,13 +301,15 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "redis-capacity",
             "hosts",
             "location",
+            "availability",
         ],
         help="burst (or events): N events as fast as accepted (default); peak: a compressed delivery"
         " day for --events customers; mix: the delivery policy at work; relay: masked-number routing;"
         " webhooks: many inbound replies; email-peer: the same e-mails through Apprise and the hub;"
         " scale: burst with 1 to --workers worker processes, with a plot; redis-capacity: the events/s one"
         " Redis serves with the hub's command mix; hosts: workers under 1 to --workers host names, one Redis;"
-        " location: --events driver positions beside GET /healthz",
+        " location: --events driver positions beside GET /healthz; availability: route queries over --events"
+        " learned customers beside GET /healthz",
     )
     bench.add_argument("--events", type=int, default=2000)
     bench.add_argument("--workers", type=int, default=1, help="worker processes")

@@ -22,7 +22,7 @@ from .i18n import reason_texts
 from .links import Links
 from .merchants import Brand, Merchants, is_alphanumeric_sender
 from .message import Send
-from .prompts import prompt_for
+from .prompts import prompt_for, push_actions
 from .records import MessageRecord
 from .render import Rendered, Renderer, RenderFailure
 from .store import HubStore
@@ -160,6 +160,8 @@ class Composer:
                 "message_id": rec.id,
                 "receipt": self.links.receipt_token(rec.id),
                 "url": link,
+                # A scheduled question's answers, as action buttons (hub.api_answers).
+                **(push_actions(self.settings, rendered.locale) if rec.milestone == "scheduled" else {}),
             },
             collapse_key=f"delivery-{rec.delivery_id}"[:64],
             locale=rec.locale,

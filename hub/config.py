@@ -47,6 +47,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from preferences.validation import check_timezone
 
 from .adapters_settings import AdapterSettings
+from .config_availability import AvailabilitySettings, ConfirmationSettings
+from .config_operators import DashboardSettings, FeedbackSettings, StatsSettings
 from .config_policy import PolicySettings
 from .config_sections import (
     ApiKey,
@@ -140,6 +142,7 @@ class Settings(Section):
         "order_confirmed": ("email",),
         "shipped": ("email", "push"),
         "in_transit": ("push",),
+        "scheduled": ("sms", "push"),
         "out_for_delivery": ("sms", "push", "email"),
         "arriving_soon": ("sms", "push"),
         "eta_changed": ("push", "sms"),
@@ -157,6 +160,16 @@ class Settings(Section):
     """Shops (merchants) and how their identity is used (docs/brands.md)."""
     whatsapp: WhatsAppSettings = WhatsAppSettings()
     """WhatsApp through Twilio: the sender and its approved templates (docs/deployment.md)."""
+    availability: AvailabilitySettings = AvailabilitySettings()
+    """When customers are home: the learned model and its pooled prior (docs/availability.md)."""
+    dashboard: DashboardSettings = DashboardSettings()
+    """The operators' dashboard at /dashboard (docs/dashboard.md)."""
+    feedback: FeedbackSettings = FeedbackSettings()
+    """Ratings: what counts as low (the feedback.low webhook, the operators' follow-up list)."""
+    stats: StatsSettings = StatsSettings()
+    """The operators' figures: hourly counters read by GET /v1/stats and the dashboard."""
+    confirmation: ConfirmationSettings = ConfirmationSettings()
+    """Asking before the route is planned: who a `scheduled` event asks (docs/self-service.md)."""
 
     @field_validator("channels")
     @classmethod

@@ -48,6 +48,7 @@ class PolicySettings(Section):
         "order_confirmed": 4320,
         "shipped": 2880,
         "in_transit": 1440,
+        "scheduled": 720,
         "out_for_delivery": 720,
         "arriving_soon": 90,
         "eta_changed": 180,
@@ -69,6 +70,15 @@ class PolicySettings(Section):
     obsoleted_by: dict[Milestone, tuple[Milestone, ...]] = {
         "shipped": ("out_for_delivery", "delivered", "returned"),
         "in_transit": ("out_for_delivery", "arriving_soon", "delivered", "delivery_failed", "returned"),
+        "scheduled": (
+            "out_for_delivery",
+            "arriving_soon",
+            "eta_changed",
+            "delivered",
+            "delivery_failed",
+            "rescheduled",
+            "returned",
+        ),
         "out_for_delivery": ("arriving_soon", "delivered", "delivery_failed", "rescheduled", "returned"),
         "arriving_soon": ("delivered", "delivery_failed", "rescheduled", "ready_for_pickup", "returned"),
         "eta_changed": ("arriving_soon", "delivered", "delivery_failed", "rescheduled", "returned"),

@@ -40,6 +40,7 @@ NEXT_MILESTONE = {
     "order_confirmed": "shipped",
     "shipped": "in_transit",
     "in_transit": "out_for_delivery",
+    "scheduled": "out_for_delivery",
     "out_for_delivery": "arriving_soon",
     "arriving_soon": "delivered",
     "eta_changed": "arriving_soon",

@@ -1,4 +1,5 @@
-"""Customers' SMS replies: compliance keywords, rescheduling, instructions, ratings.
+"""Customers' SMS replies: compliance keywords, rescheduling, instructions, ratings, and the
+answers to a ``scheduled`` question (1 confirm, 2 neighbour, 3 safe place, 4... another time).
 
 ``Conversations.handle(sender, from_, body)`` decides what a reply means, stores its effect,
 sends the matching webhook upstream and returns the answer text (sent back as TwiML). The open
@@ -23,13 +24,17 @@ from redis.asyncio import Redis
 from preferences import CustomerRecord, CustomerStore
 
 from . import keys, lua_records
+from .availability import Availability
 from .clock import now_iso
 from .config import Settings
+from .feedback import record_rating
 from .i18n import reply_words
 from .masking import mask_phone
 from .merchants import Merchants
+from .prompts import FIRST_SLOT
 from .render import Renderer
 from .replies import Reply, ReplyWords, parse_reply
+from .stats import Stats
 from .webhooks import Webhooks
 from .whatsapp import split_address
 
@@ -52,6 +57,7 @@ class Conversations:
         self.renderer = renderer
         self.customers = customers
         self.webhooks = Webhooks(redis, settings)
+        self.availability = Availability(redis, settings)
         self.merchants = Merchants(redis, settings.brands.merchants, settings.brands.cache_seconds)
         self._feedback = redis.register_script(lua_records.RECORD_FEEDBACK)
         self.reply_words = ReplyWords.of(reply_words(settings.templates_dir))  # from the catalogs
@@ -147,6 +153,7 @@ class Conversations:
             prompt = None  # another customer's prompt: not this customer's to answer
         locale = customer.prefs.get("locale") or customer.locale
         answer = await self._dispatch(reply, customer, locale, prompt, sender, from_, message_sid, channel)
+        await Stats(self.redis, self.settings).reply(answer.intent, (prompt or {}).get("delivery_id"))
         await self.webhooks.emit(
             "customer.reply",
             {
@@ -241,6 +248,12 @@ class Conversations:
             return Answer(self._say(locale, "reschedule_closed", link=None), "number_without_prompt")
         if prompt["prompt"] == "instructions":
             return Answer(self._not_understood(locale, None, open_delivery), "not_understood")
+        if prompt["prompt"] == "confirm":
+            if not live or not open_delivery:
+                return Answer(self._say(locale, "confirm_closed", link=None), "confirm_closed")
+            if not 1 <= reply.number < FIRST_SLOT + len(prompt["slots"]):
+                return Answer(self._say(locale, "confirm_invalid", slots=len(prompt["slots"])), "confirm_invalid")
+            return await self.answer_question(customer, prompt, reply.number, locale, sid, channel)
         if prompt["prompt"] == "reschedule":
             if not live or not open_delivery:
                 return Answer(self._say(locale, "reschedule_closed", link=None), "reschedule_closed")
@@ -256,6 +269,8 @@ class Conversations:
         return await self.rate(customer, prompt, reply.number, reply.comment, locale, sid, channel)
 
     def _not_understood(self, locale: str | None, prompt: dict[str, Any] | None, open_delivery: bool) -> str:
+        if prompt and prompt["prompt"] == "confirm" and open_delivery:
+            return self._say(locale, "confirm_invalid", slots=len(prompt["slots"]))
         slots = len(prompt["slots"]) if prompt and prompt["prompt"] == "reschedule" else 0
         rating = bool(prompt and prompt["prompt"] == "rating")
         return self._say(locale, "not_understood", slots=slots, rating=rating, instructions=open_delivery)
@@ -279,9 +294,13 @@ class Conversations:
             "channel": channel,
         }
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "reschedule_requested", json.dumps(request))
+        # A time the customer picked is a time they say they are home.
+        weight = self.settings.availability.stated_weight
+        await self.availability.observe_window(customer.id, sid, slot["start"], slot["end"], True, weight)
+        hint = await self.availability.hint(customer.id, slot["start"], slot["end"])
         await self.webhooks.emit(
             "delivery.reschedule_requested",
-            {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **request},
+            {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **request, "availability": hint},
             key=sid,
         )
         return Answer(self._say(locale, "reschedule_confirm", slot=slot["label"], channel=channel), "reschedule")
@@ -296,17 +315,59 @@ class Conversations:
         locale: str | None,
         sid: str,
         channel: str = "sms",
+        availability: dict[str, Any] | None = None,
     ) -> Answer:
+        """``availability``: the hint for the planned window, when this answers its question."""
         instruction = {"kind": kind, "note": note or None, "at": now_iso(), "channel": channel, "always": always}
         await self.redis.hset(keys.delivery(prompt["delivery_id"]), "instructions", json.dumps(instruction))
         if always:
             await self.customers.patch_preferences(customer.id, {"instructions": {"kind": kind, "note": note or None}})
+        extra = {"availability": availability} if availability is not None else {}
         await self.webhooks.emit(
             "delivery.instructions_updated",
-            {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **instruction},
+            {"delivery_id": prompt["delivery_id"], "customer_id": customer.id, **instruction, **extra},
             key=sid,
         )
         return Answer(self._say(locale, "instructions_confirm", kind=kind, note=note, always=always), "instructions")
+
+    async def answer_question(
+        self, customer: CustomerRecord, prompt: dict[str, Any], number: int, locale: str | None, sid: str, channel: str
+    ) -> Answer:
+        """The answer ``number`` to a ``confirm`` prompt (checked in range): 1 confirms the window,
+        2 and 3 say where to leave the parcel, 4... pick an offered time."""
+        if number >= FIRST_SLOT:
+            return await self.reschedule(customer, prompt, prompt["slots"][number - FIRST_SLOT], locale, sid, channel)
+        if number == 1:
+            return await self.confirm(customer, prompt, locale, sid, channel)
+        window = prompt.get("window") or {}
+        hint = await self.availability.hint(customer.id, window.get("start"), window.get("end"))
+        kind = "neighbour" if number == 2 else "safe_place"
+        return await self.instruct(customer, prompt, kind, "", False, locale, sid, channel, availability=hint)
+
+    async def confirm(
+        self, customer: CustomerRecord, prompt: dict[str, Any], locale: str | None, sid: str, channel: str = "sms"
+    ) -> Answer:
+        """The customer will be in during the planned window (``prompt["window"]``)."""
+        window = prompt.get("window") or {}
+        start, end = window.get("start"), window.get("end")
+        if start and end:
+            weight = self.settings.availability.stated_weight
+            await self.availability.observe_window(customer.id, sid, start, end, True, weight)
+            # The window confirmed, as an ISO 8601 interval: the tracking page shows it answered.
+            await self.redis.hset(keys.delivery(prompt["delivery_id"]), "confirmed_window", f"{start}/{end}")
+        await self.webhooks.emit(
+            "delivery.confirmed",
+            {
+                "delivery_id": prompt["delivery_id"],
+                "customer_id": customer.id,
+                "window": {"start": start, "end": end},
+                "at": now_iso(),
+                "channel": channel,
+                "availability": await self.availability.hint(customer.id, start, end),
+            },
+            key=sid,
+        )
+        return Answer(self._say(locale, "confirm_thanks", window=window.get("label")), "confirm")
 
     async def rate(
         self,
@@ -319,19 +380,34 @@ class Conversations:
         channel: str = "sms",
     ) -> Answer:
         at = datetime.now(UTC)
+        delivery_id = prompt["delivery_id"]
         driver_id = prompt.get("driver_id") or ""
-        await self._feedback(
-            keys=[keys.feedback(prompt["delivery_id"]), keys.feedback_days(driver_id or "-")],
-            args=[
-                rating,
-                comment,
-                driver_id,
-                customer.id,
-                at.isoformat(timespec="seconds"),
-                at.date().isoformat(),
-                self.settings.retention.message_log_days * 86_400,
-            ],
+        merchant_id = await self.redis.hget(keys.delivery(delivery_id), "merchant_id") or ""
+        recorded = await record_rating(
+            self.redis,
+            self.settings,
+            delivery_id=delivery_id,
+            customer_id=customer.id,
+            rating=rating,
+            comment=comment,
+            driver_id=driver_id,
+            merchant_id=merchant_id,
+            channel=channel,
+            sid=sid,
+            at=at,
         )
+        if recorded.raise_low:
+            low = {
+                "delivery_id": delivery_id,
+                "customer_id": customer.id,
+                "rating": rating,
+                "comment": comment or None,
+                "driver_id": driver_id or None,
+                "merchant_id": merchant_id or None,
+                "at": at.isoformat(timespec="milliseconds"),
+                "channel": channel,
+            }
+            await self.webhooks.emit("feedback.low", low, key=sid)
         await self.webhooks.emit(
             "feedback.received",
             {

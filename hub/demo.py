@@ -9,7 +9,9 @@ Redis: ``reset_demo`` first forgets what earlier runs left of the demo's own cus
 and driver (see its docstring), so the README's tour works the second time as it did the first.
 
 After the route, Ana's second parcel stays out for delivery and the driver app reports the van
-nearing her door (``drive_to_ana``), so her tracking page shows the driver on the map.
+nearing her door (``drive_to_ana``), so her tracking page shows the driver on the map; and Mia,
+who asked to confirm each delivery, is asked about tomorrow's planned window (``ask_mia``): by
+SMS on the sandbox phone, as push actions and on her tracking page.
 """
 
 from __future__ import annotations
@@ -71,6 +73,16 @@ CUSTOMERS: list[dict[str, Any]] = [
         "timezone": "Asia/Tokyo",
     },
 ]
+# Asked to confirm each planned delivery (the preference confirm_deliveries): not on the route.
+ASKED: dict[str, Any] = {
+    "id": "C-6",
+    "name": "Mia Schneider",
+    "phone": "+49 151 34567890",
+    "email": "mia@example.com",
+    "push_tokens": ["demo-token-mia"],
+    "locale": "en-GB",
+    "timezone": "Europe/Berlin",
+}
 MERCHANTS = ["Acme Shoes", "Nordlicht Books", "Casa Verde", "Atelier Lune", "Tokyo Tea House"]
 DRIVER = {"id": "DR-5", "name": "Sam Okafor", "phone": "+49 157 00000001"}
 # Two registered shops with brands of their own (docs/brands.md): Ana's and Lucía's deliveries are
@@ -199,13 +211,14 @@ def demo_preferences(now: datetime | None = None) -> dict[str, dict[str, Any]]:
         "C-3": {"quiet_hours": never, "channels": {"default": ["push"]}},
         "C-4": {"quiet_hours": never},
         "C-5": {"quiet_hours": yuki_quiet},
+        "C-6": {"quiet_hours": never, "confirm_deliveries": True},
     }
 
 
 async def prepare_customers(http: aiohttp.ClientSession, base_url: str) -> None:
     """Create the demo's customers with their preferences (see demo_preferences)."""
     prefs = demo_preferences()
-    for customer in CUSTOMERS:
+    for customer in [*CUSTOMERS, ASKED]:
         contact = {k: v for k, v in customer.items() if k != "id"}
         await (await http.put(f"{base_url}/v1/customers/{customer['id']}", json=contact)).release()
         url = f"{base_url}/v1/customers/{customer['id']}/preferences"
@@ -227,6 +240,7 @@ async def run_demo(base_url: str, api_key: str, pause: float = 2.0, run: str = "
                 print(f"demo: round {n + 1}: {resp.status} {body.get('summary')}")
             await asyncio.sleep(pause)
         await drive_to_ana(http, base_url, run, pause)
+        await ask_mia(http, base_url, run)
     return accepted
 
 
@@ -276,6 +290,39 @@ async def drive_to_ana(http: aiohttp.ClientSession, base_url: str, run: str = ""
             print(f"demo: driver position {n}/{len(ROUTE)}: {resp.status} {outcome}")
 
 
+# -- asking before the route is planned ------------------------------------------------------------
+def tomorrows_question(run: str = "", now: datetime | None = None) -> dict[str, Any]:
+    """Mia's parcel, planned for tomorrow morning (``scheduled``), with two other times offered."""
+    now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    tomorrow = (now.astimezone(ZoneInfo(ASKED["timezone"])) + timedelta(days=1)).replace(minute=0)
+    later = tomorrow + timedelta(days=1)
+    slots = [
+        {"id": "s1", "start": _iso(tomorrow.replace(hour=17)), "end": _iso(tomorrow.replace(hour=20))},
+        {"id": "s2", "start": _iso(later.replace(hour=9)), "end": _iso(later.replace(hour=12))},
+    ]
+    delivery = {
+        "id": f"D-1007{run}",
+        "tracking_code": "LM400100307",
+        "merchant": MERCHANTS[2],
+        "address": "7 Harbour Street",
+        "eta": {"start": _iso(tomorrow.replace(hour=9)), "end": _iso(tomorrow.replace(hour=12))},
+    }
+    return {
+        "event_id": f"demo-{delivery['id']}-scheduled",
+        "type": "scheduled",
+        "occurred_at": _iso(now),
+        "delivery": delivery,
+        "customer": ASKED,
+        "data": {"reschedule_slots": slots},
+    }
+
+
+async def ask_mia(http: aiohttp.ClientSession, base_url: str, run: str = "") -> None:
+    """Post Mia's planned delivery: she opted in, so she is asked to confirm it."""
+    async with http.post(f"{base_url}/v1/events", json=tomorrows_question(run)) as resp:
+        print(f"demo: tomorrow's delivery, a question for Mia: {resp.status}")
+
+
 # -- a fresh start ---------------------------------------------------------------------------------
 def _e164(number: str) -> str:
     return "".join(c for c in number if c == "+" or c.isdigit())
@@ -283,7 +330,7 @@ def _e164(number: str) -> str:
 
 def demo_numbers() -> list[str]:
     """The phone numbers the demo owns: its customers' and its driver's."""
-    return [_e164(c["phone"]) for c in CUSTOMERS if c.get("phone")] + [_e164(DRIVER["phone"])]
+    return [_e164(c["phone"]) for c in [*CUSTOMERS, ASKED] if c.get("phone")] + [_e164(DRIVER["phone"])]
 
 
 async def reset_demo(redis: Redis, settings: Settings) -> None:
@@ -298,7 +345,7 @@ async def reset_demo(redis: Redis, settings: Settings) -> None:
     """
     message_ids: set[str] = set()
     sessions: set[str] = set()
-    for customer in CUSTOMERS:
+    for customer in [*CUSTOMERS, ASKED]:
         found, sids = await _forget_customer(redis, str(customer["id"]))
         message_ids |= found
         sessions |= sids

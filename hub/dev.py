@@ -113,11 +113,15 @@ def dev_settings(settings: Settings, *, redis_url: str, origin: str, smtp_port: 
     """The settings of a dev hub: every provider is the sandbox at ``origin``."""
     data_dir = Path(settings.data_dir)
     api_key = settings.api_key or os.environ.get("HUB_API_KEY") or "dev-" + secrets.token_urlsafe(12)
+    # The operators' dashboard wants a key with the admin scope: one of its own, printed too.
+    admin_key = settings.admin_api_key or "dev-admin-" + secrets.token_urlsafe(12)
     return settings.replace(
         **{
             "redis_url": redis_url,
             "redis_sentinel.sentinels": (),  # hub dev runs on its own single Redis
             "api_key": api_key,
+            "admin_api_key": admin_key,
+            "availability.order_slots": True,  # reschedule offers list the customer's best slot first
             "secret_key": settings.secret_key or persistent_secret(data_dir / "secret_key"),
             "public_url": origin,
             "twilio.base_url": f"{origin}/sandbox/twilio",
@@ -142,6 +146,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
         **os.environ,
         "HUB_REDIS_URL": str(settings.redis_url),
         "HUB_API_KEY": str(settings.api_key),
+        "HUB_ADMIN_API_KEY": str(settings.admin_api_key),
+        "HUB_AVAILABILITY__ORDER_SLOTS": "true",
         "HUB_SECRET_KEY": str(settings.secret_key),
         "HUB_PUBLIC_URL": settings.public_url,
         "HUB_TWILIO__BASE_URL": settings.twilio.base_url,
@@ -177,6 +183,8 @@ def _banner(dev: _Dev, workers: int) -> str:
     {origin}/sandbox/console
   API reference, metrics, readiness:
     {origin}/docs   {origin}/metrics   {origin}/readyz
+  The operators' dashboard (sign in with the admin key {s.admin_api_key}):
+    {origin}/dashboard
   Text the hub as a customer (reply 2 to a reschedule offer, or STOP), by SMS or WhatsApp:
     .venv/bin/hub sandbox sms --url {origin} --from +12125550142 --body "5 great driver"
     .venv/bin/hub sandbox whatsapp --url {origin} --from +34612345678 --body 2

@@ -135,6 +135,7 @@ class Dispatcher:
         match claim:
             case Gated(reason):
                 metrics.MESSAGES.labels(rec.channel, "skipped").inc()
+                await self.outcomes.stats.message(rec.channel, "skipped", send.delivery.get("merchant_id"))
                 log.info("message %s skipped: %s", rec.channel, reason, extra={**send.ids, "message_id": rec.id})
                 return "skipped"
             case Limited(until_ms):

@@ -43,6 +43,13 @@ lifetimes:
 - ``hub:stranger:{ref}``             string: answers given to a number no customer has, in the
   current window (conversation.unknown_number_window_hours, the TTL, from the first). ``ref`` is
   keyed by the opt-out pepper, so the name holds no number.
+- ``hub:avail:customer:{id}``        hash: what was learned of when the customer is home
+  (hub.availability): tz, area (the last ones seen), failed ("1" after a failed attempt or a
+  not-home answer), count, and one ``o:<key>`` field per observation ("ms|home|area|wd,block,weight;...",
+  the newest availability.max_observations). No TTL (deleted on erasure).
+- ``hub:avail:area:{area}``          hash: ``n:<wd>:<block>`` and ``h:<wd>:<block>``, the weight of
+  the observations kept for the area's customers, and of those at home (``*``: every customer).
+  No TTL; an observation leaves it when its customer forgets it or is erased.
 - ``hub:arrivals``                   counter: the last arrival number given to an accepted event.
   No TTL.
 - ``hub:replication:fence``         counter: written just before a Redis WAIT, so the wait covers
@@ -61,8 +68,13 @@ import hmac
 
 __all__ = [
     "ARRIVALS",
+    "AVAILABILITY_AREA_PREFIX",
+    "FOLLOWUPS_HANDLED",
+    "FOLLOWUPS_OPEN",
     "INDEXED_STATUSES",
     "MERCHANTS",
+    "RATED_DRIVERS",
+    "RATED_MERCHANTS",
     "REPLICATION_FENCE",
     "WEBHOOK_DEAD",
     "WEBHOOK_INDEX",
@@ -70,15 +82,21 @@ __all__ = [
     "api_key",
     "api_key_index",
     "auth_failures",
+    "availability",
+    "availability_area",
     "collapse",
     "conversation",
     "customer",
+    "dashboard_session",
     "deliveries_of",
     "delivery",
     "driver_position",
     "event",
     "feedback",
     "feedback_days",
+    "feedback_shop_days",
+    "followup",
+    "followups_of",
     "inbound",
     "link",
     "links_of",
@@ -99,6 +117,8 @@ __all__ = [
     "relay_session",
     "relay_sticky",
     "sms_optout",
+    "stats_attempts",
+    "stats_hour",
     "stranger_answers",
     "timeline",
     "webhook",
@@ -198,6 +218,16 @@ def collapse(delivery_id: str, milestone: str) -> str:
 # - ``hub:feedback:{delivery_id}``     hash: rating, comment, driver_id, customer_id, at, day.
 #   Same TTL as the message log.
 # - ``hub:fbday:{driver_id}``          hash: "<day>:count", "<day>:sum" per UTC day. No TTL.
+# - ``hub:fbshop:{merchant_id}``       hash: the same per shop (deliveries with a merchant_id). No TTL.
+# - ``hub:fb:drivers``, ``hub:fb:merchants``  sets: the drivers and shops ever rated (hub.feedback
+#   summarises them). No TTL.
+# - ``hub:followup:{delivery_id}``     hash: the operators' follow-up of a low rating (hub.feedback):
+#   delivery_id, customer_id, rating, low_rating, comment, driver_id, merchant_id, at, at_ms,
+#   channel, sid, rated_at, handled_at, handled_by. TTL retention.message_log_days from the low rating.
+# - ``hub:followups:open``, ``hub:followups:handled``  sorted sets: follow-up delivery ids by the
+#   time of their low rating (ms); entries older than the message log are trimmed on every write.
+# - ``hub:followups:customer:{id}``    set: the customer's follow-up delivery ids (for erasure).
+#   Same TTL as the follow-ups, renewed.
 # - ``hub:wh:{id}``                    hash: one outbound webhook delivery (url, type, body, status,
 #   attempts, last_error, created_at, delivered_at). TTL retention.message_log_days.
 # - ``hub:wh:customer:{id}``          set: webhook delivery ids whose body names the customer (for
@@ -252,6 +282,24 @@ def feedback(delivery_id: str) -> str:
 
 def feedback_days(driver_id: str) -> str:
     return f"hub:fbday:{driver_id}"
+
+
+def feedback_shop_days(merchant_id: str) -> str:
+    return f"hub:fbshop:{merchant_id}"
+
+
+def followup(delivery_id: str) -> str:
+    return f"hub:followup:{delivery_id}"
+
+
+def followups_of(customer_id: str) -> str:
+    return f"hub:followups:customer:{customer_id}"
+
+
+RATED_DRIVERS = "hub:fb:drivers"
+RATED_MERCHANTS = "hub:fb:merchants"
+FOLLOWUPS_OPEN = "hub:followups:open"
+FOLLOWUPS_HANDLED = "hub:followups:handled"
 
 
 def deliveries_of(customer_id: str) -> str:
@@ -335,3 +383,44 @@ def driver_position(delivery_id: str) -> str:
     position only, never a history. TTL tracking.map_position_minutes from ``at``; deleted by the
     delivery's next milestone off the road (lua_log.APPLY_EVENT) and by erasure."""
     return f"hub:position:{delivery_id}"
+
+
+# -- when customers are home (hub.availability) -------------------------------------------------
+# The pools' prefix: the Lua scripts name the pool of an observation's own area from it.
+AVAILABILITY_AREA_PREFIX = "hub:avail:area:"
+
+
+def availability(customer_id: str) -> str:
+    """``hub:avail:customer:{id}`` hash: tz, area, failed, count, ``o:<key>`` observations. No TTL."""
+    return f"hub:avail:customer:{customer_id}"
+
+
+def availability_area(area: str) -> str:
+    """``hub:avail:area:{area}`` hash: ``n:<wd>:<block>``, ``h:<wd>:<block>`` weights. No TTL."""
+    return AVAILABILITY_AREA_PREFIX + area
+
+
+# -- the operators' dashboard (hub.dashboard) ----------------------------------------------------
+
+
+def dashboard_session(digest: str) -> str:
+    """``hub:dash:session:{sha256 of the session id}`` hash: source, key (the API key's SHA-256),
+    created_at. TTL dashboard.session_hours from sign-in; deleted by sign-out. The cookie holds the
+    session id, which is stored only as its digest, and the API key is never stored."""
+    return f"hub:dash:session:{digest}"
+
+
+# -- operators' figures (hub.stats) --------------------------------------------------------------
+
+
+def stats_hour(hour: str) -> str:
+    """``hub:stats:{YYYYMMDDHH}`` hash of one UTC hour: ``<dim>|<fact>`` -> count, dim ``-`` (all),
+    ``m:<merchant_id>`` or ``d:<driver_id>``. Expires stats.retention_days after the hour ends. No
+    personal data: ids of shops and drivers, names of facts."""
+    return f"hub:stats:{hour}"
+
+
+def stats_attempts(delivery_id: str) -> str:
+    """``hub:stats:attempts:{delivery_id}`` string: the delivery's failed attempts so far, which tell
+    a first attempt from a later one. TTL retention.timeline_days, renewed by each attempt."""
+    return f"hub:stats:attempts:{delivery_id}"

@@ -8,10 +8,13 @@ module imports nothing, so ``preferences`` can use it without importing the hub.
 from __future__ import annotations
 
 __all__ = [
+    "AVAILABILITY_ERASE",
+    "AVAILABILITY_LEARN",
     "CLOSE_RELAY",
     "CREATE_WEBHOOK",
     "EXTEND_RELAY",
     "IMPORT_CUSTOMER",
+    "MARK_FOLLOWUP_HANDLED",
     "MARK_INVALID",
     "OPEN_RELAY",
     "PATCH_PREFERENCES",
@@ -143,21 +146,83 @@ if existed then return 2 end
 return 1
 """
 
-# Record a rating for a delivery and keep per-driver, per-day sums right when it is changed.
-# KEYS: feedback, driver days. ARGV: rating, comment, driver_id, customer_id, at, day, ttl.
+# Record a rating for a delivery and keep the per-driver and per-shop day sums right when it is
+# changed (a re-rating moves its old count out of its old day), and keep the operators' follow-up
+# of a low rating (hub.feedback): one entry per delivery, whatever the number of ratings.
+# KEYS: feedback, driver days, shop days, follow-up, open follow-ups, handled follow-ups, the
+#   customer's follow-ups, rated drivers, rated shops.
+# ARGV: rating, comment, driver_id, customer_id, at, day, ttl (s), merchant_id ("" for none), the
+#   low-rating threshold, at (ms), channel, delivery_id, sid (the reply's, keys the webhook).
+# Returns {1 for a first rating of the delivery | 0, what happened to the follow-up}: "none" (not
+# low, none open), "raised" (a new low rating: opened, or changed and opened again), "repeat"
+# (the same low rating again from another message: nothing new), "same_message" (the message that
+# raised it, handled again: its webhook is the same delivery), "rerated" (a later rating that is
+# not low: recorded on the entry, which stays as it was).
 RECORD_FEEDBACK = """
+local rating = tonumber(ARGV[1])
 local old = redis.call('HGET', KEYS[1], 'rating')
 local old_day = redis.call('HGET', KEYS[1], 'day')
+local old_shop = redis.call('HGET', KEYS[1], 'merchant_id')
 if old and old_day then
   redis.call('HINCRBY', KEYS[2], old_day .. ':sum', -tonumber(old))
   redis.call('HINCRBY', KEYS[2], old_day .. ':count', -1)
+  if old_shop and old_shop ~= '' and old_shop == ARGV[8] then
+    redis.call('HINCRBY', KEYS[3], old_day .. ':sum', -tonumber(old))
+    redis.call('HINCRBY', KEYS[3], old_day .. ':count', -1)
+  end
 end
 redis.call('HSET', KEYS[1], 'rating', ARGV[1], 'comment', ARGV[2], 'driver_id', ARGV[3],
-  'customer_id', ARGV[4], 'at', ARGV[5], 'day', ARGV[6])
+  'customer_id', ARGV[4], 'at', ARGV[5], 'day', ARGV[6], 'merchant_id', ARGV[8])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':sum', tonumber(ARGV[1]))
+redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':sum', rating)
 redis.call('HINCRBY', KEYS[2], ARGV[6] .. ':count', 1)
-if old then return 0 end
+if ARGV[3] ~= '' then redis.call('SADD', KEYS[8], ARGV[3]) end
+if ARGV[8] ~= '' then
+  redis.call('HINCRBY', KEYS[3], ARGV[6] .. ':sum', rating)
+  redis.call('HINCRBY', KEYS[3], ARGV[6] .. ':count', 1)
+  redis.call('SADD', KEYS[9], ARGV[8])
+end
+local new = 1
+if old then new = 0 end
+local at_ms = tonumber(ARGV[10])
+local horizon = at_ms - tonumber(ARGV[7]) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', horizon)
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', horizon)
+local entry = redis.call('HMGET', KEYS[4], 'rating', 'comment', 'sid')
+local exists = entry[1] ~= false
+if rating > tonumber(ARGV[9]) then
+  if not exists then return {new, 'none'} end
+  redis.call('HSET', KEYS[4], 'rating', ARGV[1], 'rated_at', ARGV[5])
+  return {new, 'rerated'}
+end
+if exists and entry[1] == ARGV[1] and entry[2] == ARGV[2] then
+  if entry[3] == ARGV[13] then return {new, 'same_message'} end
+  return {new, 'repeat'}
+end
+redis.call('HDEL', KEYS[4], 'handled_at', 'handled_by', 'rated_at')
+redis.call('HSET', KEYS[4], 'delivery_id', ARGV[12], 'customer_id', ARGV[4], 'rating', ARGV[1],
+  'low_rating', ARGV[1], 'comment', ARGV[2], 'driver_id', ARGV[3], 'merchant_id', ARGV[8],
+  'at', ARGV[5], 'at_ms', ARGV[10], 'channel', ARGV[11], 'sid', ARGV[13])
+redis.call('EXPIRE', KEYS[4], ARGV[7])
+redis.call('ZREM', KEYS[6], ARGV[12])
+redis.call('ZADD', KEYS[5], at_ms, ARGV[12])
+if ARGV[4] ~= '' then
+  redis.call('SADD', KEYS[7], ARGV[12])
+  redis.call('EXPIRE', KEYS[7], ARGV[7])
+end
+return {new, 'raised'}
+"""
+
+# Mark a follow-up handled, once: a second call changes nothing (the first handler and time stay).
+# KEYS: follow-up, open follow-ups, handled follow-ups. ARGV: by, at.
+# Returns 0 (no such follow-up), 1 (marked now), 2 (handled already).
+MARK_FOLLOWUP_HANDLED = """
+local at_ms = redis.call('HGET', KEYS[1], 'at_ms')
+if not at_ms then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'handled_at') == 1 then return 2 end
+redis.call('HSET', KEYS[1], 'handled_at', ARGV[2], 'handled_by', ARGV[1])
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'delivery_id'))
+redis.call('ZADD', KEYS[3], at_ms, redis.call('HGET', KEYS[1], 'delivery_id'))
 return 1
 """
 
@@ -284,3 +349,76 @@ if old and tonumber(cjson.decode(old)['at_ms']) >= tonumber(ARGV[2]) then return
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 'stored'
 """
+
+
+# Add (sign "") or take back (sign "-") one observation of hub.availability in the pools of its
+# own area and of every customer ("*"); a counter taken back to nothing is removed, so the pools
+# hold no trace of a customer whose observations all left. The record: "ms|home|area|wd,b,w;...".
+_AVAILABILITY_APPLY = """
+local function apply(record, sign, prefix)
+  local home, area, parts = string.match(record, '^%d+|(%d)|([^|]*)|(.*)$')
+  if not parts then return end
+  local pools = {prefix .. '*'}
+  if area ~= '*' and area ~= '' then pools[2] = prefix .. area end
+  for wd, b, w in string.gmatch(parts, '(%d+),(%d+),([^;]+)') do
+    for _, pool in ipairs(pools) do
+      local fields = {'n:' .. wd .. ':' .. b}
+      if home == '1' then fields[2] = 'h:' .. wd .. ':' .. b end
+      for _, f in ipairs(fields) do
+        local v = tonumber(redis.call('HINCRBYFLOAT', pool, f, sign .. w))
+        if sign == '-' and math.abs(v) < 1e-9 then redis.call('HDEL', pool, f) end
+      end
+    end
+  end
+end
+"""
+
+# What an event or a stated answer teaches (hub.availability), once per key: remember the
+# customer's zone and area, flag a failure, and record the observation only if its field is new
+# (a job retried learns nothing twice); over the limit the oldest observation is forgotten and
+# leaves the pools. Nothing is kept of an erased customer.
+# KEYS: the customer's availability hash, the customer's record.
+# ARGV: field ("o:<key>", "" for none), record, tz ("" keeps), area ("" keeps), failed (1|0),
+#   the most observations kept, the pools' key prefix.
+# Returns 1 (recorded), 0 (nothing new), -1 (erased).
+AVAILABILITY_LEARN = (
+    _AVAILABILITY_APPLY
+    + """
+if redis.call('HGET', KEYS[2], 'erased') == '1' then return -1 end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'tz', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'area', ARGV[4]) end
+if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+if ARGV[1] == '' or redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+apply(ARGV[2], '', ARGV[7])
+if redis.call('HINCRBY', KEYS[1], 'count', 1) <= tonumber(ARGV[6]) then return 1 end
+local all = redis.call('HGETALL', KEYS[1])
+local oldest, oldest_ms = nil, nil
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'o:' then
+    local ms = tonumber(string.match(all[i + 1], '^(%d+)|'))
+    if ms and (not oldest_ms or ms < oldest_ms) then oldest, oldest_ms = i, ms end
+  end
+end
+if oldest then
+  redis.call('HDEL', KEYS[1], all[oldest])
+  apply(all[oldest + 1], '-', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 1
+"""
+)
+
+# Forget what was learned of a customer: each observation leaves the pools, then the hash goes.
+# KEYS: the customer's availability hash. ARGV: the pools' key prefix. Returns the observations.
+AVAILABILITY_ERASE = (
+    _AVAILABILITY_APPLY
+    + """
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'o:' then apply(all[i + 1], '-', ARGV[1]); n = n + 1 end
+end
+redis.call('DEL', KEYS[1])
+return n
+"""
+)

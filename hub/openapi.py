@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from .openapi_api import api_paths, error_answers, relay_paths, twilio_paths
 from .openapi_models import MODELS
 from .openapi_pages import adapter_paths, operations_paths, page_paths
+from .openapi_stats import stats_paths
 
 __all__ = ["openapi_document"]
 
@@ -37,6 +38,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         **adapter_paths(),
         **operations_paths("/docs", "/metrics"),
         **page_paths(),
+        **stats_paths(),
     }
     _common_errors(paths)
     doc: dict[str, Any] = {

@@ -1,10 +1,14 @@
 """The OpenAPI document's paths of the JSON API (``/v1/...``), the health probes and Twilio's
-webhooks, and the small builders every part of the document uses (hub.openapi assembles them).
+webhooks (hub.openapi assembles them); the small builders every part uses are hub.openapi_parts'.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from .openapi_deliveries import answer_paths, availability_paths, location_paths
+from .openapi_feedback import feedback_paths
+from .openapi_parts import error_answers, form_body, json_answer, json_body, ref
 
 __all__ = [
     "api_paths",
@@ -16,40 +20,6 @@ __all__ = [
     "relay_paths",
     "twilio_paths",
 ]
-
-
-def ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def json_answer(name: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref(name)}}}
-
-
-def error_answers(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "malformed request",
-        401: "missing or unknown API key",
-        403: "key lacks the scope",
-        404: "not found",
-        409: "conflict",
-        413: "body or batch too large",
-        415: "not JSON",
-        422: "validation failed (fields name each problem)",
-        429: "too many requests with this wrong API key, or with wrong keys from this client (Retry-After says"
-        " when to retry); a valid key is never refused",
-        503: "store unavailable",
-    }
-    return {str(c): json_answer("Error", text[c]) for c in codes}
-
-
-def form_body(fields: dict[str, str]) -> dict[str, Any]:
-    schema = {"type": "object", "properties": {k: {"type": v} for k, v in fields.items()}}
-    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
-
-
-def json_body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
 
 
 def _event_paths() -> dict[str, Any]:
@@ -274,6 +244,7 @@ def api_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, Any
         **_merchant_paths(),
         **_delivery_paths(id_param, reveal),
         **_message_paths(id_param, reveal),
+        **feedback_paths(),
         **_health_paths(),
     }
 
@@ -329,29 +300,9 @@ def relay_paths(id_param: dict[str, Any], reveal: dict[str, Any]) -> dict[str, A
                 "responses": {"204": {"description": "closed"}, **error_answers(401, 403, 404)},
             },
         },
-        **_location_paths(id_param),
-    }
-
-
-def _location_paths(id_param: dict[str, Any]) -> dict[str, Any]:
-    """The driver app's position reports (hub.api_location)."""
-    return {
-        "/v1/deliveries/{id}/location": {
-            "parameters": [id_param],
-            "post": {
-                "summary": "The driver app's latest position (events scope); only while out for delivery, kept"
-                " tracking.map_position_minutes, shown only on the customer's tracking page",
-                "operationId": "postLocation",
-                "requestBody": json_body("LocationReport"),
-                "responses": {
-                    "200": json_answer("LocationAnswer", "stored, or ignored (an older or expired position)"),
-                    "409": json_answer(
-                        "Error", "not_out_for_delivery (the delivery is not on the road) or customer_erased"
-                    ),
-                    **error_answers(400, 401, 403, 404, 415, 422),
-                },
-            },
-        },
+        **location_paths(id_param),
+        **availability_paths(id_param),
+        **answer_paths(),
     }
 
 

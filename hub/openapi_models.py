@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 
 from preferences import Contact, Preferences
 
+from .api_answers import PushAnswer, PushAnswerResult
+from .api_availability import AvailabilityAnswer, AvailabilityQuery, CustomerAvailability
 from .location import LocationReport
 from .merchants import Merchant
 from .schema import Event, PushReceipt, ReplayRequest
@@ -249,4 +251,9 @@ MODELS: list[type[BaseModel]] = [
     MerchantList,
     LocationReport,
     LocationAnswer,
+    CustomerAvailability,
+    AvailabilityQuery,
+    AvailabilityAnswer,
+    PushAnswer,
+    PushAnswerResult,
 ]

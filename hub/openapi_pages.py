@@ -8,7 +8,7 @@ from typing import Any
 
 from .openapi_api import error_answers, json_answer
 
-__all__ = ["adapter_paths", "operations_paths", "page_paths"]
+__all__ = ["adapter_paths", "dashboard_paths", "operations_paths", "page_paths"]
 
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
 _TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -115,6 +115,7 @@ def page_paths() -> dict[str, Any]:
         **operations_paths("/openapi.json"),
         **_tracking_paths(),
         **_tracking_form_paths(),
+        **dashboard_paths(),
         "/u/{token}": {
             "parameters": [_TOKEN],
             "get": {
@@ -223,3 +224,71 @@ def operations_paths(*names: str) -> dict[str, Any]:
         },
     }
     return {name: paths[name] for name in names}
+
+
+_DASHBOARD = {"tags": ["operators' dashboard"], "security": []}
+
+
+def _dashboard_form(summary: str, operation_id: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A POST of one of the dashboard's forms, with the answers every form may get."""
+    refused = {
+        "400": {"description": "the form cannot be read (bad encoding or an unknown charset)", **_HTML},
+        "403": {"description": "not signed in, or the form's CSRF token is missing or wrong", **_HTML},
+        "413": {"description": "the form is larger than the limit", **_HTML},
+        "415": {"description": "the body is not an url-encoded form", **_HTML},
+    }
+    form = {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}
+    return {
+        "post": {
+            **_DASHBOARD,
+            "summary": summary,
+            "operationId": operation_id,
+            "requestBody": form,
+            "responses": {**refused, **responses},
+        }
+    }
+
+
+def dashboard_paths() -> dict[str, Any]:
+    """The operators' dashboard (docs/dashboard.md): HTML for browsers, a session cookie after
+    signing in with an admin key; every form carries a CSRF token."""
+    query = [
+        {"name": "range", "in": "query", "required": False, "schema": {"enum": ["24h", "30d"]}},
+        {"name": "shop", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}},
+    ]
+    return {
+        "/dashboard": {
+            "get": {
+                **_DASHBOARD,
+                "summary": "The operators' dashboard; without a session, its sign-in page",
+                "operationId": "dashboard",
+                "parameters": query,
+                "responses": {
+                    "200": {"description": "the dashboard, or the sign-in page", **_HTML},
+                    "400": {"description": "a query parameter is invalid (named in the page)", **_HTML},
+                },
+            }
+        },
+        "/dashboard/sign-in": _dashboard_form(
+            "Sign in with an API key that has the admin scope (form fields key, csrf)",
+            "dashboardSignIn",
+            {
+                "303": {"description": "signed in: a session cookie, and the dashboard"},
+                "401": {"description": "unknown or revoked key (the sign-in page again)", **_HTML},
+                "403": {"description": "the key lacks the admin scope, or the CSRF token is wrong", **_HTML},
+                "429": {"description": "too many wrong keys; see Retry-After", **_HTML},
+            },
+        ),
+        "/dashboard/sign-out": _dashboard_form(
+            "End the session (form field csrf)", "dashboardSignOut", {"303": {"description": "signed out"}}
+        ),
+        "/dashboard/handled": _dashboard_form(
+            "Mark a follow-up handled (form fields csrf, delivery_id, range, shop)",
+            "dashboardMarkHandled",
+            {
+                "303": {"description": "marked: the dashboard again"},
+                "404": {"description": "no follow-up for that delivery", **_HTML},
+                "422": {"description": "delivery_id is missing or too long", **_HTML},
+            },
+        ),
+    }

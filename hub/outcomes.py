@@ -10,6 +10,7 @@ channel that can be asked (``InDoubtPolicy.RECONCILE``), is a retry that asks th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from .message import IN_DOUBT, Scheduler, Send, Spec, job_payload
 from .planner import next_channel, reachable
 from .prompts import open_prompt, prompt_for
 from .records import TOLD, MessageRecord
+from .stats import Stats
 from .status import apply_parked, tell_status
 from .store import HubStore
 from .webhooks import Webhooks
@@ -77,6 +79,7 @@ class Outcomes:
         self.webhooks = webhooks
         self.scheduler = scheduler
         self.redeliver = redeliver
+        self.stats = Stats(redis, settings)
 
     @property
     def patience(self) -> float:
@@ -101,6 +104,9 @@ class Outcomes:
         ``status`` ``in_doubt`` (the answer lost, the channel reconciles) is recorded as a retry
         (``transient``, with ``spec`` asking the provider first) logged ``in_doubt`` in the
         history, or ``unknown`` once ``worker.max_tries`` tries have ended in doubt."""
+        merchant_id = send.delivery.get("merchant_id") or send.event["delivery"].get("merchant_id")
+        if merchant_id:  # kept on the record: the provider's later reports are counted by shop (hub.stats)
+            extra["merchant_id"] = merchant_id
         decision = await self._decide(send, spec, rec, result, status, extra)
         at = now_iso()
 
@@ -129,7 +135,9 @@ class Outcomes:
             )
             return found, None
         self._count(rec, decision)
-        await self._follow_up(send, spec, rec, result, decision)
+        # The figure shares the follow-up's first round trip (hub.redis_batch); it never raises.
+        figure = self.stats.message(rec.channel, decision.status, merchant_id)
+        await asyncio.gather(figure, self._follow_up(send, spec, rec, result, decision))
         return decision.status, decision.due_ms
 
     async def _decide(

@@ -148,6 +148,7 @@ class Runtime:
             rec = send.record(Spec(skip.channel, ""))
             if isinstance(await self.store.claim(rec, status="skipped", detail=skip.reason), Claimed):
                 metrics.MESSAGES.labels(rec.channel, "skipped").inc()
+                await self.stats.message(rec.channel, "skipped", delivery.get("merchant_id"))
             outcome.messages[rec.id] = "skipped"
         specs = [Spec(p.channel, p.address, p.via_fallback) for p in decided.send]
         send.used |= {s.channel for s in specs}

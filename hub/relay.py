@@ -27,6 +27,7 @@ from preferences.validation import phone_region
 from . import jobs, keys, lua_records, metrics
 from .config import Settings
 from .masking import mask_phone
+from .stats import Stats
 from .webhooks import Webhooks
 
 __all__ = [
@@ -126,6 +127,7 @@ class Relay:
         assert session is not None
         if outcome == "open":
             metrics.RELAY_SESSIONS_OPENED.inc()
+            await Stats(self.redis, self.settings).count("relay.session")
             await self.webhooks.emit("relay.session.opened", self.public_view(session), key=f"{session['id']}:opened")
         return session, outcome == "open"
 

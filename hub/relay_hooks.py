@@ -30,6 +30,7 @@ from .config import Settings
 from .masking import mask_phone
 from .relay import Relay, Route
 from .replies import START_WORDS, STOP_WORDS
+from .stats import Stats
 
 if TYPE_CHECKING:
     from channels.sms import TwilioSms
@@ -83,6 +84,7 @@ async def voice(relay: Relay, settings: Settings, form: dict[str, str]) -> web.R
     )
     dial.number(route.other_real)
     metrics.RELAY_CALLS.labels("connecting").inc()
+    await Stats(relay.redis, relay.settings).count("relay.call")
     other = "customer" if route.role == "driver" else "driver"
     await relay.record(
         route.session["id"],
@@ -180,6 +182,8 @@ async def relay_sms(
     # text again or call. The log says the hub does not know, not that the forward failed.
     forwarded = {"accepted": "forwarded", "in_doubt": "unknown"}.get(result.outcome, "failed")
     metrics.RELAY_TEXTS.labels(forwarded).inc()
+    if forwarded == "forwarded":
+        await Stats(relay.redis, relay.settings).count("relay.sms")
     await relay.record(
         sid,
         direction,

@@ -87,6 +87,8 @@ class Delivery(_Edge):
     # The shop (hub.merchants); an id no shop has is no error: the hub's own identity applies.
     merchant_id: str | None = Field(None, max_length=64, pattern=MERCHANT_ID)
     destination: Geo | None = None
+    # The area the customer's availability is pooled in (hub.availability): a postcode or zone.
+    area: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/-]*$")
 
 
 class Customer(Contact):

@@ -17,6 +17,7 @@ from preferences import CustomerStore
 from . import keys, metrics
 from .clock import now_iso
 from .records import MessageRecord
+from .stats import Stats
 from .store import HubStore
 from .webhooks import Webhooks
 
@@ -60,6 +61,7 @@ async def apply_status(
     if not await store.status_forward(message_id, status, STATUS_RANK[status], error_code):
         return False  # another report moved it on meanwhile
     metrics.MESSAGES.labels(message.get("channel") or "sms", status).inc()  # delivery reports, read receipts
+    await Stats(store.redis, store.settings).message(record.channel or "sms", status, message.get("merchant_id"))
     # A WhatsApp refusal says nothing about the number's SMS: only an SMS marks the phone invalid.
     sms = (message.get("channel") or "sms") == "sms"
     if sms and status in ("undelivered", "failed") and error_code in INVALID_NUMBER_ERRORS and message.get("to"):

@@ -7,7 +7,9 @@ driver's first name with call and text buttons on the customer's proxy number wh
 session is open, the driver on a map while the parcel is out for delivery (hub.location: only
 within the last few stops), and proof of delivery; and lets the customer reschedule
 (same effect and webhook as the SMS reply), give delivery instructions, change preferences and
-rate the delivery.
+rate the delivery. While a ``scheduled`` delivery's question is open (hub.prompts.stored_question)
+the page asks it: confirm the window, leave with a neighbour, leave in a safe place, or another
+time, each with the effect and webhook of the same numbered SMS answer.
 
 Answers: 403 for a token that is malformed or fails its signature, 410 for an expired or revoked
 link (erased customer), each a small page in the customer's language where it is known. Forms
@@ -52,6 +54,7 @@ from .i18n import page_strings
 from .location import Positions, content_security_policy
 from .merchants import text_colour
 from .policy import customer_timezone, quiet_window
+from .prompts import stored_question
 from .track_forms import ACTIONS, reachable_channels
 from .track_page import (
     CSRF_COOKIE,
@@ -200,6 +203,7 @@ def _forms_context(request: web.Request, page: Page, terminal: bool) -> dict[str
             if datetime.fromisoformat(s["start"]).timestamp() > now:
                 slots.append({"id": s["id"], "label": fmt.slot(s["start"], s["end"])})
     requested = d.get("reschedule_requested")
+    question = stored_question(d, page.lang, page.timezone, now)
     reachable = reachable_channels(request, page)
     chosen = prefs.get("channels") or {}
     groups = []
@@ -208,7 +212,15 @@ def _forms_context(request: web.Request, page: Page, terminal: bool) -> dict[str
         on = chosen.get(m) or chosen.get("default") or list(settings.channels.get(m, ()))
         groups.append({"name": name, "channels": [{"name": c, "on": c in on} for c in reachable]})
     quiet = quiet_window(prefs, page.customer.phone, settings.policy)
+    window = question["window"] if question else None
     return {
+        "question": {
+            "window": window["label"],
+            "slots": question["slots"],
+            "answered": d.get("confirmed_window") == f"{window['start']}/{window['end']}",
+        }
+        if question and window
+        else None,
         "slots": slots,
         "reschedule_requested": fmt.slot(requested["start"], requested["end"]) if requested else None,
         "kinds": KINDS,
@@ -232,7 +244,7 @@ async def _render_page(
     fresh = cookie is None
     cookie = cookie or secrets.token_hex(16)  # a browser without one gets one with this page
     done = request.query.get("done", "")
-    saved = done in ("reschedule", "instructions", "preferences", "feedback")
+    saved = done in ("reschedule", "instructions", "preferences", "feedback", "confirm")
     response = _html(
         request,
         "page.html.j2",
@@ -340,6 +352,6 @@ def add_routes(app: web.Application) -> None:
     app[TRACK_CSRF_KEY] = hashlib.sha256(b"tracking-csrf\x1f" + (settings.secret_key or "").encode()).digest()
     app.router.add_get("/t/{token}", page_view)
     app.router.add_get("/t/{token}/live", live_view)
-    app.router.add_post("/t/{token}/{action:reschedule|instructions|feedback|preferences}", action)
+    app.router.add_post("/t/{token}/{action:reschedule|instructions|feedback|preferences|confirm}", action)
     app.router.add_get("/static/brand/{id}.css", brand_css)  # before /static/, which would take it
     app.router.add_static("/static/", STATIC, show_index=False, append_version=False)

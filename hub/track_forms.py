@@ -1,4 +1,5 @@
-"""The tracking page's forms (hub.track): reschedule, delivery instructions, rating, preferences.
+"""The tracking page's forms (hub.track): reschedule, delivery instructions, rating, preferences,
+and the answer to a ``scheduled`` question (confirm, neighbour, safe place, another time).
 
 Each takes the resolved page and the posted form and answers the errors to show in the page's
 language (none: done). An answer equal to what is stored changes nothing and sends no webhook
@@ -21,6 +22,7 @@ from preferences import CHANNELS, Preferences
 from . import keys
 from .appkeys import CONVERSATIONS, CUSTOMERS, SETTINGS, STORE, TRACK_STRINGS
 from .context import Formatter
+from .prompts import answer_number, stored_question
 from .track_page import GROUPS, KINDS, NEEDS_NOTE, NOTE_MAX, Page, answer_key
 
 __all__ = ["ACTIONS", "Action"]
@@ -115,6 +117,35 @@ async def rate(request: web.Request, page: Page, form: Any) -> list[str]:
     return []
 
 
+async def confirm(request: web.Request, page: Page, form: Any) -> list[str]:
+    """An answer to the open question, as the same number by SMS does (hub.conversation)."""
+    t, d = page.strings, page.delivery
+    question = stored_question(d, page.lang, page.timezone, time.time())
+    if question is None:
+        return [t["error_confirm_closed"]]
+    answer = str(form.get("answer", ""))
+    number = answer_number(question, answer)
+    if number is None:
+        return [t["error_confirm_choice"]]
+    window = question["window"]
+    # What this answer would store, and what is stored: the same answered again changes nothing.
+    if number == 1:
+        previous: Any = d.get("confirmed_window")
+        same = previous == f"{window['start']}/{window['end']}"
+    elif number < 4:
+        previous = d.get("instructions")
+        kind = "neighbour" if number == 2 else "safe_place"
+        same = isinstance(previous, dict) and previous.get("kind") == kind and not previous.get("note")
+    else:
+        previous = d.get("reschedule_requested")
+        same = isinstance(previous, dict) and f"slot:{previous.get('slot_id')}" == answer
+    if same:
+        return []
+    key = answer_key(page, "confirm", previous, [answer, window])
+    await request.app[CONVERSATIONS].answer_question(page.customer, question, number, page.lang, key, "web")
+    return []
+
+
 def _preferences_change(
     form: Any, reachable: list[str], t: dict[str, Any], languages: Collection[str]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -172,4 +203,5 @@ ACTIONS: dict[str, Action] = {
     "instructions": instruct,
     "feedback": rate,
     "preferences": prefer,
+    "confirm": confirm,
 }

@@ -24,6 +24,7 @@ Milestone = Literal[
     "order_confirmed",
     "shipped",
     "in_transit",
+    "scheduled",
     "out_for_delivery",
     "arriving_soon",
     "eta_changed",

@@ -30,6 +30,7 @@ from .clock import now_iso
 from .config import Settings
 from .config_sections import WebhookSubscription
 from .signing import signature_header
+from .stats import Stats
 
 __all__ = ["Webhooks", "deliver_webhook", "replay_webhooks"]
 
@@ -170,6 +171,7 @@ class Webhooks:
                 args=[delivery_id, json.dumps(fields), due_ms],
             )
             metrics.WEBHOOK_DELIVERIES.labels("retry" if error else "delivered").inc()
+            await Stats(self.redis, self.settings).count("webhook.retry" if error else "webhook.delivered")
         except Exception as e:  # Redis away, say: the delivery's job delivers it when due
             log.warning(
                 "webhook POSTed but not recorded (%s); its job takes over", e, extra={"message_id": delivery_id}
@@ -271,6 +273,7 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
     now = now_iso()
     if sub is None:
         await _dead(redis, key, delivery_id, attempts, "the subscription is no longer configured")
+        await Stats(redis, settings).count("webhook.dead")
         return "dead"
     code, error = await _post(http, settings, sub, delivery_id, row["type"], row["body"].encode())
     if error is None:
@@ -287,14 +290,17 @@ async def _deliver(ctx: dict[str, Any], delivery_id: str) -> str:
             pipe.hdel(key, "last_error")
             await pipe.execute()
         metrics.WEBHOOK_DELIVERIES.labels("delivered").inc()
+        await Stats(redis, settings).count("webhook.delivered")
         return "delivered"
     if attempts >= settings.webhooks.max_attempts:
         await _dead(redis, key, delivery_id, attempts, error)
+        await Stats(redis, settings).count("webhook.dead")
         return "dead"
     await redis.hset(
         key, mapping={"status": "retrying", "attempts": str(attempts), "last_error": error, "updated_at": now}
     )
     metrics.WEBHOOK_DELIVERIES.labels("retry").inc()
+    await Stats(redis, settings).count("webhook.retry")
     raise Retry(defer=_backoff(settings, attempts))
 
 

@@ -28,14 +28,14 @@ from arq.typing import StartupShutdown
 from arq.worker import Worker, func
 
 from . import jobs, keys, metrics
-from .arq_worker import HubWorker
+from .arq_worker import FreeRetry, HubWorker
 from .config import Settings
 from .erasure import migrate_optout_keys
 from .jobs import job_deserializer, job_serializer
 from .message import SendInProgress
 from .pipeline import Runtime
 from .providers import build_channels
-from .redis_conn import arq_redis_settings, connect, load_scripts, require_redis
+from .redis_conn import NotReplicated, arq_redis_settings, connect, load_scripts, require_redis
 from .relay import close_relay_job
 from .webhooks import deliver_webhook
 
@@ -63,6 +63,8 @@ async def process_event(ctx: dict[str, Any], source: str, event: dict[str, Any])
     except SendInProgress as e:
         log.info("%s", e, extra={"event_id": event.get("event_id"), "source": source})
         raise Retry(defer=e.retry_in) from e
+    except NotReplicated as e:
+        raise _unreplicated(e, job_try, event) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
         metrics.JOB_RETRIES.labels(jobs.PROCESS_EVENT).inc()
@@ -85,11 +87,21 @@ async def send_message(
     except SendInProgress as e:
         log.info("%s", e, extra={"event_id": event.get("event_id")})
         raise Retry(defer=e.retry_in) from e
+    except NotReplicated as e:
+        raise _unreplicated(e, job_try, event) from e
     except Exception as e:
         delay = min(60.0, 2.0 ** min(job_try, 6))
         metrics.JOB_RETRIES.labels(jobs.SEND_MESSAGE).inc()
         log.exception("message job failed, retrying in %.0fs", delay, extra={"event_id": event.get("event_id")})
         raise Retry(defer=delay) from e
+
+
+def _unreplicated(e: NotReplicated, job_try: int, event: dict[str, Any]) -> FreeRetry:
+    """No replica acknowledged the job's writes in time (a failover under way): not the job's
+    fault, so it waits without spending a try (an event must outlast a slow re-sync)."""
+    delay = min(60.0, 2.0 ** min(job_try, 6))
+    log.warning("%s; trying again in %.0fs", e, delay, extra={"event_id": event.get("event_id")})
+    return FreeRetry(defer=delay)
 
 
 async def sweep_messages(ctx: dict[str, Any]) -> int:

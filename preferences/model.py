@@ -94,6 +94,9 @@ class Preferences(_Edge):
     timezone: TimeZoneName = None
     instructions: Instructions | None = None
     opt_out: list[ChannelName] | None = None
+    # Ask me to confirm each planned delivery window (true), never ask (false); unset: the hub's
+    # policy decides (confirmation.ask, hub.confirmations).
+    confirm_deliveries: bool | None = None
 
     @field_validator("channels")
     @classmethod

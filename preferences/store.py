@@ -23,7 +23,16 @@ from hub.masking import mask_email, mask_numbers, mask_phone, mask_token
 __all__ = ["CONTACT_FIELDS", "CustomerRecord", "CustomerStore", "encode_contact"]
 
 CONTACT_FIELDS = ("name", "phone", "email", "push_tokens", "locale", "timezone", "whatsapp")
-PREF_FIELDS = ("channels", "fallback", "quiet_hours", "locale", "timezone", "instructions", "opt_out")
+PREF_FIELDS = (
+    "channels",
+    "fallback",
+    "quiet_hours",
+    "locale",
+    "timezone",
+    "instructions",
+    "opt_out",
+    "confirm_deliveries",
+)
 
 
 @dataclass

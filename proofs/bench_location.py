@@ -10,7 +10,6 @@ import json
 import subprocess
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,25 +19,12 @@ from redis.asyncio import Redis
 
 from hub.redis_server import EmbeddedRedis, free_port
 
-from .common import BENCH_KEY, hub_env, spawn, stop_all, wait_http
+from .common import BENCH_KEY, calls_per_second, hub_env, spawn, stop_all, wait_http
 
 __all__ = ["run_location_bench"]
 
 CLIENTS = 20  # driver apps posting at once
 DELIVERIES = 50  # each on its own round, so positions do not all contend for one key
-
-
-async def _rate(n: int, one: Callable[[int], Awaitable[None]]) -> float:
-    """Requests per second: ``n`` calls of ``one``, ``CLIENTS`` at a time."""
-    gate = asyncio.Semaphore(CLIENTS)
-
-    async def gated(i: int) -> None:
-        async with gate:
-            await one(i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(gated(i) for i in range(n)))
-    return n / (time.perf_counter() - start)
 
 
 async def _on_the_road(http: aiohttp.ClientSession, base: str, now: datetime) -> None:
@@ -96,12 +82,12 @@ async def _bench_location(args: argparse.Namespace) -> dict[str, Any]:
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
                     await resp.read()
 
-            await _rate(min(n, 500), health)  # warm both paths' connections and caches
-            ceiling = [await _rate(n, health)]
+            await calls_per_second(min(n, 500), health, CLIENTS)  # warm both paths' connections and caches
+            ceiling = [await calls_per_second(n, health, CLIENTS)]
             await redis.config_resetstat()
-            positions = await _rate(n, position)
+            positions = await calls_per_second(n, position, CLIENTS)
             stats = await redis.info("commandstats")
-            ceiling.append(await _rate(n, health))
+            ceiling.append(await calls_per_second(n, health, CLIENTS))
         calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
         healthz = sum(ceiling) / len(ceiling)
         return {

@@ -312,10 +312,8 @@ async def run_failover(events: int = 200, timeout: float = 240.0) -> FailoverRes
             HUB_REDIS_SENTINEL__SERVICE=SERVICE,
             unpaced=True,
             **QUICK_RECOVERY,
-            # An event that meets the new primary before a replica acknowledges its writes is
-            # retried (NotReplicated), and each retry spends one of its tries: with the default 6
-            # a slow re-sync on a busy machine could exhaust them (2 of 500 messages missing once).
-            HUB_WORKER__MAX_TRIES="30",
+            # The default tries: an event that meets the new primary before a replica acknowledges
+            # its writes waits without spending one (hub.worker: NotReplicated -> FreeRetry).
         )
         await _run(group, stack, result, events, begin + timeout)
     finally:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import (
     bench,
+    bench_availability,
     bench_hosts,
     bench_location,
     bench_mix,
@@ -37,6 +38,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], int]] = {
     "redis-capacity": bench_redis.run_redis_capacity,
     "hosts": bench_hosts.run_hosts_bench,
     "location": bench_location.run_location_bench,
+    "availability": bench_availability.run_availability_bench,
 }
 
 

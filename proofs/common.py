@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "Stack",
     "arq_noop_ceiling",
     "burst_events",
+    "calls_per_second",
     "count_statuses",
     "cpu_seconds",
     "hub_env",
@@ -237,6 +239,19 @@ def burst_events(n: int, run: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+async def calls_per_second(n: int, one: Callable[[int], Awaitable[None]], clients: int) -> float:
+    """Calls per second: ``n`` calls of ``one`` (given their index), ``clients`` at a time."""
+    gate = asyncio.Semaphore(clients)
+
+    async def gated(i: int) -> None:
+        async with gate:
+            await one(i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(gated(i) for i in range(n)))
+    return n / (time.perf_counter() - start)
 
 
 def pct(values: list[float], p: float) -> float:

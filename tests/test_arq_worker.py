@@ -17,7 +17,7 @@ from arq.connections import RedisSettings
 from arq.worker import func
 
 from hub import jobs
-from hub.arq_worker import START_JOBS, HubWorker
+from hub.arq_worker import START_JOBS, FreeRetry, HubWorker
 from tests.test_redis_faults import CuttingProxy
 
 QUEUE = "test:arq-worker"
@@ -203,3 +203,25 @@ async def test_two_workers_on_one_queue_run_each_job_once(redis_url: str) -> Non
 
         await _until(all_ran)
     assert sorted(ran) == sorted(labels)  # each once: none lost, none twice
+
+
+async def test_a_free_retry_spends_no_try(redis_url: str) -> None:
+    """A job that meets a failover (hub.worker: NotReplicated) waits as often as it must: more
+    FreeRetry rounds than the function's max_tries, and it still runs, on its first try."""
+    seen: list[int] = []
+
+    async def unlucky(ctx: dict[str, Any]) -> str:
+        seen.append(ctx["job_try"])
+        if len(seen) <= 4:
+            raise FreeRetry(defer=0.01)
+        return "ran"
+
+    async with running(redis_url, func(unlucky, name="unlucky", max_tries=2), poll=0.05) as (worker, client):
+        await _enqueue(client, "unlucky", "job-unlucky")
+
+        async def finished() -> bool:
+            return len(seen) == 5 and await client.zcard(QUEUE) == 0
+
+        await _until(finished)
+        assert seen == [1, 1, 1, 1, 1]  # every round its first try; max_tries 2 never reached
+        assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)

@@ -29,6 +29,17 @@ def test_hub_dev_opens_relay_sessions_from_a_sandbox_pool_unless_one_is_configur
     assert dev_settings(configured, redis_url="redis://x", origin=origin, smtp_port=2525).relay.pool == mine
 
 
+def test_hub_dev_has_an_admin_key_for_the_dashboard_and_lists_slots_best_first(tmp_path: Path) -> None:
+    origin = "http://127.0.0.1:8080"
+    plain = dev_settings(_settings(tmp_path), redis_url="redis://x", origin=origin, smtp_port=2525)
+    assert plain.admin_api_key and plain.admin_api_key.startswith("dev-admin-")
+    assert any(k.source == "admin" and "admin" in k.scopes for k in plain.all_keys())
+    assert plain.availability.order_slots
+    given = _settings(tmp_path, admin_api_key="mine-" + "a" * 32)
+    mine = dev_settings(given, redis_url="redis://x", origin=origin, smtp_port=2525)
+    assert mine.admin_api_key == given.admin_api_key
+
+
 def test_a_data_directory_serves_one_redis_at_a_time(tmp_path: Path) -> None:
     first = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
     try:

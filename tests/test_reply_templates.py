@@ -29,6 +29,9 @@ BLOCKS = (
     "rating_invalid",
     "not_understood",
     "unknown_number",
+    "confirm_thanks",
+    "confirm_invalid",
+    "confirm_closed",
 )
 KINDS = ("leave_at_door", "neighbour", "safe_place", "note")
 
@@ -89,6 +92,12 @@ def cases(locale: str, charset: str) -> Iterator[tuple[str, str, dict[str, Any]]
         case = f"slots={slots}-rating={rating}-instructions={instructions}"
         yield "not_understood", case, {"slots": slots, "rating": rating, "instructions": instructions}
     yield "unknown_number", "", {}
+    yield "confirm_thanks", "window", {"window": data["slot"]}
+    yield "confirm_thanks", "no-window", {"window": None}
+    for slots in (0, 1, 3, 12):
+        yield "confirm_invalid", f"slots={slots}", {"slots": slots}
+    yield "confirm_closed", "link", {"link": LINK}
+    yield "confirm_closed", "no-link", {"link": None}
 
 
 ALL_CASES = [

@@ -29,6 +29,9 @@ MAX_SMS_SEGMENTS = 2
 # point, "sáb", "août") switches the whole message to UCS-2.
 UCS2_TWO_SEGMENTS = 134
 UCS2_LOCALES = tuple(code for code in LOCALES if ALL[code]["ucs2_budget"])
+# Milestones whose SMS measures its own text and lists only what fits two segments of the encoding
+# it ends up in (the `scheduled` question): the fixed UCS-2 bound above does not apply to them.
+FITTED = ("scheduled",)
 
 LINK = "https://hub.example/t/AbCdEf123456"
 UNSUBSCRIBE = "https://hub.example/u/AbCdEf123456"
@@ -153,7 +156,7 @@ def test_sms_fits_two_segments(renderer: Renderer, locale: str, milestone: str, 
 
     info = count_segments(sms)
     assert info.segments <= MAX_SMS_SEGMENTS, f"{info}: {sms}"
-    if locale in UCS2_LOCALES:
+    if locale in UCS2_LOCALES and milestone not in FITTED:
         assert len(sms) <= UCS2_TWO_SEGMENTS, f"{len(sms)} chars: {sms}"
 
 
@@ -255,7 +258,7 @@ def test_empty_merchant_tracking_code_and_name_leave_no_gaps(renderer: Renderer,
         assert _gaps(text, markup=part == "email_html") == [], f"{part}: {text}"
     info = count_segments(rendered.sms)
     assert info.segments <= MAX_SMS_SEGMENTS, f"{info}: {rendered.sms}"
-    if locale in UCS2_LOCALES:
+    if locale in UCS2_LOCALES and milestone not in FITTED:
         assert len(rendered.sms) <= UCS2_TWO_SEGMENTS, f"{len(rendered.sms)} chars: {rendered.sms}"
 
 
@@ -273,7 +276,7 @@ def test_no_gaps_when_only_one_field_is_empty(renderer: Renderer, locale: str, s
             text = getattr(rendered, part)
             assert _gaps(text, markup=part == "email_html") == [], f"{milestone}.{part}: {text}"
         assert count_segments(rendered.sms).segments <= MAX_SMS_SEGMENTS, rendered.sms
-        if locale in UCS2_LOCALES:
+        if locale in UCS2_LOCALES and milestone not in FITTED:
             assert len(rendered.sms) <= UCS2_TWO_SEGMENTS, rendered.sms
 
 
