@@ -64,7 +64,6 @@ class Known:
     timezone: str
     area: str
     observations: tuple[Observation, ...]
-    failed: bool
 
 
 class Availability:
@@ -107,7 +106,10 @@ class Availability:
                 observation = Observation(int(at.timestamp() * 1000), home, area, ((cell[0], cell[1], 1.0),))
         field = f"o:e:{source}:{event['event_id']}" if observation else ""
         kept_area = "" if area == GLOBAL_AREA else area  # an event naming none keeps the one remembered
-        await self._record(customer.id, field, observation, tz, kept_area, failed)
+        last = ""
+        if attempt:  # the customer's latest attempt and when, for failed_before
+            last = f"{'f' if failed else 'd'}:{int(datetime.fromisoformat(event['occurred_at']).timestamp() * 1000)}"
+        await self._record(customer.id, field, observation, tz, kept_area, last)
 
     async def observe_window(self, customer_id: str, key: str, start: str, end: str, home: bool, weight: float) -> None:
         """A stated answer about a window (a chosen slot, a confirmation), once per ``key``: its
@@ -126,11 +128,13 @@ class Availability:
         if parts:
             spread = tuple((wd, b, share * weight) for wd, b, share in parts)
             observation = Observation(int(first.timestamp() * 1000), home, known.area, spread)
-        await self._record(customer_id, f"o:s:{key}" if observation else "", observation, "", "", not home)
+        await self._record(customer_id, f"o:s:{key}" if observation else "", observation, "", "", "")
 
     async def _record(
-        self, customer_id: str, field: str, observation: Observation | None, tz: str, area: str, failed: bool
+        self, customer_id: str, field: str, observation: Observation | None, tz: str, area: str, last: str
     ) -> None:
+        """One learning step (Lua AVAILABILITY_LEARN); ``last`` is an attempt's outcome and time
+        (``f:<ms>`` failed, ``d:<ms>`` delivered; kept when it is the latest), or empty."""
         await self._learn(
             keys=[keys.availability(customer_id), keys.customer(customer_id)],
             args=[
@@ -138,7 +142,7 @@ class Availability:
                 encode(observation) if observation else "",
                 tz,
                 area,
-                "1" if failed else "0",
+                last,
                 self.cfg.max_observations,
                 keys.AVAILABILITY_AREA_PREFIX,
             ],
@@ -177,7 +181,7 @@ class Availability:
                 tz = self._zone({}, stored["tz"], None)
             observations = () if erased == "1" else _observations(stored)
             area = stored.get("area") or GLOBAL_AREA
-            found.append(Known(customer_id, tz, area, observations, stored.get("failed") == "1"))
+            found.append(Known(customer_id, tz, area, observations))
         return found
 
     async def _pools(self, areas: Iterable[str]) -> dict[str, Counts]:
@@ -305,10 +309,14 @@ class Availability:
         return {"p_home": p_home, "best": self._best(self._blocks(model), 3)}
 
     async def failed_before(self, customer_id: str) -> bool:
-        """Whether an earlier attempt to deliver to the customer failed (or they said they would
-        not be home)."""
-        flag = await self.redis.hget(keys.availability(customer_id), "failed")  # type: ignore[misc]  # redis-py: Awaitable[T] | T
-        return bool(flag == "1")
+        """Whether the customer's latest attempt failed, whatever the reason, within
+        ``confirmation.failed_within_days``: one delivery that went wrong months ago, or before
+        a string of good ones, is no reason to ask before every parcel."""
+        last = await self.redis.hget(keys.availability(customer_id), "last_attempt")  # type: ignore[misc]  # redis-py: Awaitable[T] | T
+        if not last or not last.startswith("f:"):
+            return False
+        age_days = (self.clock() * 1000 - int(last[2:])) / 86_400_000
+        return age_days <= self.settings.confirmation.failed_within_days
 
     async def order_slots(self, event: dict[str, Any], customer: CustomerRecord) -> None:
         """Reorder the event's offered slots best-first in place, when the setting asks for it

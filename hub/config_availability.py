@@ -66,6 +66,9 @@ class ConfirmationSettings(Section):
     """Who a `scheduled` event asks to confirm the planned window: all, customers with an earlier
     failed attempt, customers unlikely to be home in the window, customers who opted in
     (preference `confirm_deliveries`; `false` there is never asked). Others get no message."""
+    failed_within_days: float = Field(28.0, gt=0, le=3650)
+    """`failed_before` selects a customer whose latest attempt failed (whatever the reason) at most
+    this many days ago; a delivery since then, or more time, and they are not asked for it."""
     low_availability_below: float = Field(0.6, ge=0, le=1)
     """`low_availability` selects a customer whose probability of being home in the window is
     below this (a customer the availability model knows nothing about is not selected)."""

@@ -6,7 +6,7 @@ another time; hub.prompts, hub.conversation), and a question costs a message and
 attention, so it goes only to the customers ``confirmation.ask`` selects:
 
 - ``all``: everyone;
-- ``failed_before``: an earlier attempt to deliver to the customer failed;
+- ``failed_before``: the customer's latest attempt failed, within ``confirmation.failed_within_days``;
 - ``low_availability``: the availability model gives the window a probability of being home
   below ``confirmation.low_availability_below`` (nothing known: not selected);
 - ``opted_in``: the customer's preference ``confirm_deliveries`` is true.

@@ -387,7 +387,12 @@ AVAILABILITY_LEARN = (
 if redis.call('HGET', KEYS[2], 'erased') == '1' then return -1 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'tz', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'area', ARGV[4]) end
-if ARGV[5] == '1' then redis.call('HSET', KEYS[1], 'failed', '1') end
+if ARGV[5] ~= '' then
+  local last = redis.call('HGET', KEYS[1], 'last_attempt')
+  if not last or tonumber(string.sub(last, 3)) <= tonumber(string.sub(ARGV[5], 3)) then
+    redis.call('HSET', KEYS[1], 'last_attempt', ARGV[5])
+  end
+end
 if ARGV[1] == '' or redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 apply(ARGV[2], '', ARGV[7])
 if redis.call('HINCRBY', KEYS[1], 'count', 1) <= tonumber(ARGV[6]) then return 1 end

@@ -6,6 +6,7 @@ best-first."""
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -117,6 +118,23 @@ async def test_an_event_applied_twice_is_learned_once(hub: Hub) -> None:
     assert await pool(hub, "*") == {"n:1:3": 1.0, "h:1:3": 1.0}
 
 
+async def test_failed_before_is_the_latest_attempt_failing_and_recent(hub: Hub) -> None:
+    r = await redis_of(hub)
+    availability = Availability(r, hub.settings)
+    await apply(hub, [attempt("delivery_failed", MORNING[1], reason_code="nobody_home")])
+    assert await availability.failed_before("C-AV")
+    await apply(hub, [attempt("delivered", MORNING[0])])  # an older success, told late, changes nothing
+    assert await availability.failed_before("C-AV")
+    await apply(hub, [attempt("delivered", EVENING[1])])
+    assert not await availability.failed_before("C-AV")
+    await apply(hub, [attempt("delivery_failed", "2026-11-26T09:30:00+01:00", reason_code="weather")])
+    assert await availability.failed_before("C-AV")
+    # The same failure, judged a long time later: too old to ask about.
+    later = Availability(r, hub.settings, clock=lambda: datetime.fromisoformat("2027-01-30T00:00:00+01:00").timestamp())
+    assert hub.settings.confirmation.failed_within_days < 60 and not await later.failed_before("C-AV")
+    await r.aclose()
+
+
 @EXACT
 async def test_a_failure_for_another_reason_says_nothing_about_being_home(hub: Hub) -> None:
     r = await redis_of(hub)
@@ -166,7 +184,7 @@ async def test_a_stated_answer_counts_half_once_spread_over_its_blocks(hub: Hub)
     await availability.observe_window(
         "C-AV", "confirm:D-2", "2026-11-24T08:00:00+01:00", "2026-11-24T11:00:00+01:00", False, weight
     )
-    assert await availability.failed_before("C-AV")  # said they would not be home
+    assert not await availability.failed_before("C-AV")  # an answer is not an attempt
     await r.aclose()
     view = await week(hub, "C-AV")
     assert block(view, 1, "14:00")["evidence"] == block(view, 1, "17:00")["evidence"] == 0.25
@@ -360,7 +378,8 @@ async def test_the_hint_and_p_window_read_the_same_model(hub: Hub) -> None:
     hint = await availability.hint("C-AV", "2026-12-01T17:30:00+01:00", "2026-12-01T19:30:00+01:00")
     assert hint["p_home"] == evening and len(hint["best"]) == 3 and hint["best"][0]["start"] == "17:00"
     assert (await availability.hint("C-NOBODY"))["p_home"] is None
-    assert await availability.failed_before("C-AV") and not await availability.failed_before("C-NOBODY")
+    # The latest attempt was delivered (Wednesday evening): no reason to ask before the next one.
+    assert not await availability.failed_before("C-AV") and not await availability.failed_before("C-NOBODY")
     await r.aclose()
 
 

@@ -1,6 +1,6 @@
 """First-attempt success, end to end through the public surfaces only (the issue's "done when"):
-the hub learns when a customer is home from their attempts, asks a customer it has seen fail
-before to confirm a planned window, hears a low rating, and counts what it sent."""
+the hub learns when a customer is home from their attempts, asks them to confirm a planned
+window they are unlikely to be in for, hears a low rating, and counts what it sent."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ async def test_learned_asked_rated_and_counted(hub: Hub) -> None:
         assert evening["p_home"] > morning["p_home"], (evening, morning)
     assert view["best"][0]["start"] == "17:00"
 
-    # The planned window: a customer who failed before is asked, and "1" confirms it upstream.
+    # A morning window, when this customer is rarely in: they are asked, and "1" confirms it upstream.
     sent_before = len(hub.messages(channel="sms"))
     await post(hub, make_event("scheduled", occurred_at="2026-11-24T19:00:00+01:00", delivery__eta=WINDOW))
     [question] = hub.messages(channel="sms")[sent_before:]
