@@ -26,9 +26,9 @@ class AvailabilitySettings(Section):
     """How many observations prior_home counts as against the evidence of all customers."""
     area_strength: float = Field(10.0, gt=0)
     """How many observations the all-customers rate counts as inside one area's pool."""
-    customer_strength: float = Field(4.0, gt=0)
+    customer_strength: float = Field(12.0, gt=0)
     """How many observations the area's rate counts as against the customer's own block (all weekdays)."""
-    weekday_strength: float = Field(2.0, gt=0)
+    weekday_strength: float = Field(6.0, gt=0)
     """How many observations the customer's block rate counts as against one weekday's own evidence."""
     stated_weight: float = Field(0.5, gt=0, le=1)
     """The weight of a stated answer (a chosen slot, a confirmation) beside an attempt's 1."""
@@ -69,6 +69,6 @@ class ConfirmationSettings(Section):
     failed_within_days: float = Field(28.0, gt=0, le=3650)
     """`failed_before` selects a customer whose latest attempt failed (whatever the reason) at most
     this many days ago; a delivery since then, or more time, and they are not asked for it."""
-    low_availability_below: float = Field(0.6, ge=0, le=1)
+    low_availability_below: float = Field(0.8, ge=0, le=1)
     """`low_availability` selects a customer whose probability of being home in the window is
     below this (a customer the availability model knows nothing about is not selected)."""

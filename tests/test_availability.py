@@ -93,10 +93,10 @@ async def test_morning_failures_and_evening_deliveries_show_the_evening_likelier
         assert evening["evidence"] == morning["evidence"] == 1
         assert evening["end"] == "20:00" and morning["end"] == "11:00"
     # Alone in the pools, the customer's prior is prior_home (their own evidence never counts
-    # twice): the block over both days (2 home of 2, 4 pseudo-observations at 0.5) is 4/6, and
-    # Tuesday's own home observation with 2 pseudo-observations at 4/6 makes 7/9.
-    assert block(view, 1, "17:00")["p_home"] == round(7 / 9, 4)
-    assert block(view, 1, "08:00")["p_home"] == round(2 / 9, 4)
+    # twice): the block over both days (2 home of 2, 12 pseudo-observations at 0.5) is 8/14, and
+    # Tuesday's own home observation with 6 pseudo-observations at 8/14 makes 31/49.
+    assert block(view, 1, "17:00")["p_home"] == round(31 / 49, 4)
+    assert block(view, 1, "08:00")["p_home"] == round(18 / 49, 4)
     # A day never seen leans the same way through the customer's own blocks, with no evidence.
     assert block(view, 0, "17:00")["p_home"] > block(view, 0, "08:00")["p_home"]
     assert block(view, 0, "17:00")["evidence"] == 0

@@ -130,16 +130,18 @@ async def test_a_customer_whose_earlier_attempt_failed_is_asked(hub: Hub) -> Non
 
 
 async def others_on_wednesday_mornings(hub: Hub, outcome: str) -> None:
-    """Two other customers (no contacts: nothing is sent), attempted on Wednesday mornings, the
-    weekday and block of WINDOW: the pooled prior of a customer the hub has not seen yet."""
-    for n, day in enumerate(("2026-11-18", "2026-11-11")):
+    """Other customers (no contacts: nothing is sent), attempted on four Wednesdays at 10:00 and
+    at 12:30, in the two blocks WINDOW covers: the pooled prior of a customer the hub has not
+    seen yet."""
+    days = ("2026-11-18", "2026-11-11", "2026-11-04", "2026-10-28")
+    for n, at in enumerate(f"{day}T{hhmm}:00+01:00" for day in days for hhmm in ("10:00", "12:30")):
         data = {"reason_code": "nobody_home"} if outcome == "delivery_failed" else {}
         event = make_event(
             outcome,
             event_id=f"ev-other-{n}",
             delivery__id=f"D-OTHER-{n}",
             customer={"id": f"C-OTHER-{n}", "timezone": "Europe/Berlin"},
-            occurred_at=f"{day}T10:00:00+01:00",
+            occurred_at=at,
             data=data,
         )
         assert (await hub.post_event(event)).status == 202
