@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from preferences import CustomerRecord, CustomerStore
 
-from . import keys, lua_records
+from . import keys
 from .availability import Availability
 from .clock import now_iso
 from .config import Settings
@@ -59,7 +59,6 @@ class Conversations:
         self.webhooks = Webhooks(redis, settings)
         self.availability = Availability(redis, settings)
         self.merchants = Merchants(redis, settings.brands.merchants, settings.brands.cache_seconds)
-        self._feedback = redis.register_script(lua_records.RECORD_FEEDBACK)
         self.reply_words = ReplyWords.of(reply_words(settings.templates_dir))  # from the catalogs
 
     # -- helpers ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
 from . import keys
+from .availability import Availability
 from .config import Settings
 
 __all__ = ["demo_preferences", "demo_steps", "prepare_customers", "reset_demo", "run_demo", "run_tag"]
@@ -341,11 +342,13 @@ async def reset_demo(redis: Redis, settings: Settings) -> None:
     windows (a second run within the hour would otherwise be held back by the first), reply
     prompts, opt-outs (a STOP texted during an earlier tour), tracking links, and the relay
     sessions, routes and sticky proxies of their numbers and the driver's (else the pool looks
-    taken for hours). Events of earlier runs still queued are dropped. Nothing else is touched.
+    taken for hours), what the hub learned of when they are home, and the follow-ups of their low
+    ratings. Events of earlier runs still queued are dropped. Nothing else is touched.
     """
     message_ids: set[str] = set()
     sessions: set[str] = set()
     for customer in [*CUSTOMERS, ASKED]:
+        await Availability(redis, settings).erase(str(customer["id"]))  # what the tours taught
         found, sids = await _forget_customer(redis, str(customer["id"]))
         message_ids |= found
         sessions |= sids
@@ -383,7 +386,7 @@ async def _forget_customer(redis: Redis, customer_id: str) -> tuple[set[str], se
     for delivery_id in deliveries:
         sid = await redis.get(keys.relay_delivery(delivery_id))
         doomed += [keys.delivery(delivery_id), keys.timeline(delivery_id), keys.messages_by_delivery(delivery_id)]
-        doomed += [keys.relay_delivery(delivery_id), keys.feedback(delivery_id)]
+        doomed += [keys.relay_delivery(delivery_id), keys.feedback(delivery_id), keys.followup(delivery_id)]
         doomed.append(keys.driver_position(delivery_id))
         if sid:
             sessions.add(sid)
@@ -393,6 +396,9 @@ async def _forget_customer(redis: Redis, customer_id: str) -> tuple[set[str], se
         if message_ids:
             for status in keys.INDEXED_STATUSES:
                 pipe.zrem(keys.messages_by_status(status), *message_ids)
+        if deliveries:  # a low rating of an earlier tour is no follow-up for this one
+            pipe.zrem(keys.FOLLOWUPS_OPEN, *deliveries)
+            pipe.zrem(keys.FOLLOWUPS_HANDLED, *deliveries)
         await pipe.execute()
     return message_ids, sessions
 

@@ -86,6 +86,11 @@ async def test_a_second_demo_run_in_the_same_redis_plays_as_the_first(
             assert (await resp.json())["summary"]["accepted"] == len(batch)
             await hub.run_worker()
         got = [e.to_dict() for e in hub.ledger.entries()[seen:]]
+        # What the tour leaves: a low rating on the follow-up list, and what the hub learned.
+        open_before = (await (await hub.request("GET", "/v1/feedback/followups")).json())["followups"]
+        assert open_before == [], f"an earlier tour's follow-up is still open: {open_before}"
+        assert await redis.hget("hub:avail:customer:C-4", "count") in (None, "1")  # this run's delivery only
+        await hub.text_hub("+12125550142", "1 box was crushed")
         answer = await hub.text_hub("+12125550142", "5 great driver")
         rating = {"status": answer["status"], "replies": answer["replies"]}
         session = await (await hub.request("GET", f"/v1/deliveries/D-1002{run}/relay", key=ADMIN_KEY)).json()
