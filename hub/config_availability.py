@@ -63,8 +63,8 @@ class ConfirmationSettings(Section):
         "low_availability",
         "opted_in",
     )
-    """Who a `scheduled` event asks to confirm the planned window: all, customers with an earlier
-    failed attempt, customers unlikely to be home in the window, customers who opted in
+    """Who a `scheduled` event asks to confirm the planned window: all, customers whose latest
+    attempt failed recently, customers unlikely to be home in the window, customers who opted in
     (preference `confirm_deliveries`; `false` there is never asked). Others get no message."""
     failed_within_days: float = Field(28.0, gt=0, le=3650)
     """`failed_before` selects a customer whose latest attempt failed (whatever the reason) at most
