@@ -120,7 +120,7 @@ def test_the_calendar_starts_on_the_next_monday_in_local_time() -> None:
     assert Calendar.from_next_monday(date(2026, 12, 7)).start == date(2026, 12, 14)
 
 
-@pytest.mark.slow
+@pytest.mark.bench  # hub processes for a quarter of a minute: with the benchmarks (make bench-smoke)
 def test_a_tiny_run_through_the_hub_reports_both_planners(tmp_path: Path) -> None:
     out = tmp_path / "simulation.json"
     args = ["--customers", "15", "--weeks", "2", "--warmup", "1", "--seed", "4", "--json", str(out)]
