@@ -27,12 +27,9 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import jinja2
 from aiohttp import web
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from yarl import URL
 
 from . import keys
@@ -42,6 +39,7 @@ from .config import Settings
 from .dashboard_view import RANGES, dashboard_context
 from .errors import ApiError
 from .feedback import mark_handled
+from .render import page_environment
 
 __all__ = ["HEADERS", "PRE_COOKIE", "SESSION_COOKIE", "add_routes"]
 
@@ -275,13 +273,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def add_routes(app: web.Application) -> None:
     settings = app[SETTINGS]
-    app[DASHBOARD_TEMPLATES] = ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(Path(settings.templates_dir) / "_dashboard")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    app[DASHBOARD_TEMPLATES] = page_environment(settings.templates_dir, "_dashboard")
     app[DASHBOARD_CSRF_KEY] = hashlib.sha256(b"dashboard-csrf\x1f" + (settings.secret_key or "").encode()).digest()
     app[DASHBOARD_CLOCK] = time.time
     app.on_response_prepare.append(_security_headers)

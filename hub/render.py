@@ -39,7 +39,16 @@ from .merchants import Brand
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PARTS", "RenderError", "RenderFailure", "Rendered", "Renderer", "TemplateMissing", "locale_chain"]
+__all__ = [
+    "PARTS",
+    "RenderError",
+    "RenderFailure",
+    "Rendered",
+    "Renderer",
+    "TemplateMissing",
+    "locale_chain",
+    "page_environment",
+]
 
 TEXT_BLOCKS = ("sms", "push_title", "push_body", "email_subject", "email_text")
 PARTS = (*TEXT_BLOCKS, "email_html")
@@ -260,3 +269,15 @@ def _clean(text: str, block: str) -> str:
         # One paragraph: collapse template line breaks and runs of spaces.
         text = " ".join(text.split())
     return text
+
+
+def page_environment(templates_dir: str, folder: str) -> jinja2.Environment:
+    """The environment of one set of the hub's pages (``templates/<folder>``: the tracking page,
+    the dashboard): sandboxed and autoescaped like the messages, undefined names an error."""
+    return ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(Path(templates_dir) / folder)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

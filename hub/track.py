@@ -32,9 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from aiohttp import web
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import keys
 from .appkeys import (
@@ -55,6 +53,7 @@ from .location import Positions, content_security_policy
 from .merchants import text_colour
 from .policy import customer_timezone, quiet_window
 from .prompts import stored_question
+from .render import page_environment
 from .track_forms import ACTIONS, reachable_channels
 from .track_page import (
     CSRF_COOKIE,
@@ -339,13 +338,7 @@ async def brand_css(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """The page's routes and what they share: the templates, the strings and the CSRF key."""
     settings = app[SETTINGS]
-    app[TRACK_TEMPLATES] = ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(Path(settings.templates_dir) / "_track")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    app[TRACK_TEMPLATES] = page_environment(settings.templates_dir, "_track")
     strings = page_strings(settings.templates_dir)
     app[TRACK_STRINGS] = strings
     app[TRACK_LANGUAGES] = page_languages(strings)
