@@ -1,11 +1,12 @@
-"""Command line: ``hub dev | api | worker | demo | bench | chaos | webhooks | messages | sandbox``,
-and the data commands of hub.data_cli (``keys``, ``customers``).
+"""Command line: ``hub dev | api | worker | demo | bench | chaos | simulate | webhooks | messages |
+sandbox``, and the data commands of hub.data_cli (``keys``, ``customers``).
 
 - ``hub dev``: everything in one process tree for trying the hub (hub.dev).
 - ``hub api`` / ``hub worker``: the two halves for production, against ``HUB_REDIS_URL``.
 - ``hub demo``: post the sample route to a running hub.
-- ``hub bench`` / ``hub chaos``: the benchmarks and chaos runs of the ``proofs`` package, which
-  is not part of the installed hub: they run from a source checkout (docs/benchmarks.md).
+- ``hub bench`` / ``hub chaos`` / ``hub simulate``: the benchmarks, chaos runs and simulations of
+  the ``proofs`` package, which is not part of the installed hub: they run from a source checkout
+  (docs/benchmarks.md, docs/first-attempt.md).
 
 Each subcommand has its parser builder (``_add_*``) and its handler in ``_COMMANDS``; a handler
 imports what only it needs, so ``hub api`` does not load the sandbox or the benchmarks.
