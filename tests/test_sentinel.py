@@ -85,7 +85,21 @@ async def test_an_event_no_replica_holds_is_answered_503_and_accepted_when_poste
     primary, *replicas = group.ports
     settings = sentinel_settings(group.sentinel_port, **{"redis_sentinel.ack_timeout_ms": 200})
     headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    async def acking() -> bool:
+        # A replica "online" in the primary's INFO can still miss the 200 ms this test allows
+        # its first WAIT on a busy machine: wait until one acknowledges writes.
+        redis = connect(settings)
+        try:
+            await replicated(redis, settings)
+            return True
+        except NotReplicated:
+            return False
+        finally:
+            await redis.aclose()
+
     async with TestClient(TestServer(create_app(settings))) as client:
+        await group.until(acking, 20, "the replicas acknowledging writes")
         first = await client.post("/v1/events", json=make_event(event_id="ev-replicated"), headers=headers)
         assert first.status == 202, await first.text()
 
@@ -115,18 +129,6 @@ async def test_an_event_no_replica_holds_is_answered_503_and_accepted_when_poste
             return await group.synced(primary, 1)
 
         await group.until(one_back, 20, "a replica back in sync")
-
-        async def acking() -> bool:
-            # "online" in the primary's INFO comes before the replica answers WAIT within the
-            # 200 ms this test allows: on a busy machine the first WAIT after the sync can time out.
-            redis = connect(settings)
-            try:
-                await replicated(redis, settings)
-                return True
-            except NotReplicated:
-                return False
-            finally:
-                await redis.aclose()
 
         await group.until(acking, 20, "the replica acknowledging writes")
         again = await client.post("/v1/events", json=event, headers=headers)
