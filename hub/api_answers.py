@@ -20,24 +20,22 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from .appkeys import CONVERSATIONS, CUSTOMERS, LINKS, SETTINGS, STORE
+from .api_messages import read_push
+from .appkeys import CONVERSATIONS, CUSTOMERS, SETTINGS, STORE
 from .errors import ApiError
-from .params import json_response, read_json
+from .params import json_response
 from .policy import customer_timezone
 from .prompts import answer_number, stored_question
-from .schema import validation_fields
+from .schema import PushReceipt
 
 __all__ = ["PushAnswer", "PushAnswerResult", "add_routes"]
 
 
-class PushAnswer(BaseModel):
+class PushAnswer(PushReceipt):
     """A push action tapped in the app: the push's ``message_id`` and ``receipt``, and the answer."""
 
-    model_config = ConfigDict(extra="forbid")
-    message_id: str = Field(min_length=1, max_length=64)
-    receipt: str = Field(min_length=1, max_length=64)
     answer: str = Field(
         min_length=1, max_length=140, description="confirm, neighbour, safe_place, or slot:<id> for an offered time"
     )
@@ -49,15 +47,7 @@ class PushAnswerResult(BaseModel):
 
 
 async def push_answer(request: web.Request) -> web.Response:
-    try:
-        asked = PushAnswer.model_validate(await read_json(request))
-    except ValidationError as e:
-        raise ApiError(422, "validation_failed", "the answer is invalid", validation_fields(e)) from e
-    if not request.app[LINKS].receipt_valid(asked.message_id, asked.receipt):
-        raise ApiError(403, "invalid_receipt", "the receipt does not match the message")
-    message = await request.app[STORE].message_fields(asked.message_id)
-    if not message or message.get("channel") != "push":
-        raise ApiError(404, "not_found", "no such push message")
+    asked, message = await read_push(request, PushAnswer, "answer")
     if message.get("milestone") != "scheduled":
         raise ApiError(409, "not_a_question", "this push asked no question")
     customer = await request.app[CUSTOMERS].get(message.get("customer_id") or "")

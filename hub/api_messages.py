@@ -13,7 +13,7 @@ Contact details are masked unless ``?reveal=true`` comes with an admin key.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -107,18 +107,28 @@ async def replay_dead_messages(request: web.Request) -> web.Response:
     return json_response({"queued": queued, "not_dead": [i for i in ids if i not in set(queued)]}, status=202)
 
 
-async def push_receipt(request: web.Request) -> web.Response:
-    """The app confirms a push was shown: no API key, the receipt token from the push's data."""
+Pushed = TypeVar("Pushed", bound=PushReceipt)
+
+
+async def read_push(request: web.Request, model: type[Pushed], what: str) -> tuple[Pushed, dict[str, Any]]:
+    """What the app posts about a push it showed (no API key: the receipt token from the push's
+    data): the body as ``model``, and the push's message record; 422, 403 or 404 otherwise."""
     try:
-        receipt = PushReceipt.model_validate(await read_json(request))
+        body = model.model_validate(await read_json(request))
     except ValidationError as e:
-        raise ApiError(422, "validation_failed", "the receipt is invalid", validation_fields(e)) from e
-    if not request.app[LINKS].receipt_valid(receipt.message_id, receipt.receipt):
+        raise ApiError(422, "validation_failed", f"the {what} is invalid", validation_fields(e)) from e
+    if not request.app[LINKS].receipt_valid(body.message_id, body.receipt):
         raise ApiError(403, "invalid_receipt", "the receipt does not match the message")
-    store = request.app[STORE]
-    message = await store.message_fields(receipt.message_id)
+    message = await request.app[STORE].message_fields(body.message_id)
     if not message or message.get("channel") != "push":
         raise ApiError(404, "not_found", "no such push message")
+    return body, message
+
+
+async def push_receipt(request: web.Request) -> web.Response:
+    """The app confirms a push was shown."""
+    receipt, message = await read_push(request, PushReceipt, "receipt")
+    store = request.app[STORE]
     if await store.status_forward(receipt.message_id, "delivered", STATUS_RANK["delivered"], ""):
         metrics.MESSAGES.labels("push", "delivered").inc()
         await Stats(request.app[REDIS], request.app[SETTINGS]).message("push", "delivered", message.get("merchant_id"))
